@@ -1,0 +1,161 @@
+/* model.h: razor's on-disk formats and the structs razor.c and test_razor.c share.
+ *
+ * razor reads three kinds of model file. All numbers are little-endian; all weights are float32,
+ * stored row-major, one tensor after another with no padding, right after the header.
+ *
+ * 1. llama2.c legacy ("version 0"): a 28-byte header of 7 int32
+ *        dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len
+ *    A negative vocab_size means the classifier is NOT tied to the embedding (wcls follows at the end).
+ *    head_dim = dim / n_heads, rope theta 10000, norm eps 1e-5, bos 1, eos 2.
+ *    Tensors: token_embedding, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3, rms_final,
+ *             freq_cis_real (seq_len, head_dim/2), freq_cis_imag (seq_len, head_dim/2)  [skipped],
+ *             wcls (only if untied).
+ *
+ * 2. llama2.c "version 1": a 256-byte header
+ *        uint32 magic 0x616b3432 ("ak42"), int32 version = 1,
+ *        7 int32 as above (vocab_size positive), uint8 shared_classifier, zeros up to byte 256.
+ *    Tensors: rms_att, rms_ffn, rms_final, token_embedding, wq, wk, wv, wo, w1, w2, w3,
+ *             wcls (only if !shared_classifier).
+ *
+ * 3. razor's own format, version 1: a 256-byte header (RazorHeader below, zeros after it), then
+ *    Tensors: token_embedding, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3, rms_final,
+ *             wcls (only if !shared_classifier).
+ *    It carries what llama2.c's headers lack: head_dim (may differ from dim / n_heads), norm eps,
+ *    rope theta, Llama 3 rope scaling, bos/eos ids.
+ *
+ * Tensor shapes (L = n_layers, q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim):
+ *    token_embedding (vocab_size, dim)     rms_att, rms_ffn (L, dim)     rms_final (dim)
+ *    wq (L, q_dim, dim)   wk, wv (L, kv_dim, dim)   wo (L, dim, q_dim)
+ *    w1, w3 (L, hidden_dim, dim)   w2 (L, dim, hidden_dim)   wcls (vocab_size, dim)
+ * A weight matrix W (rows, cols) maps x (cols) to W x (rows), as torch's nn.Linear stores it.
+ *
+ * RoPE: within each head, dimensions (2i, 2i+1) form a pair rotated by pos * freq_i with
+ * freq_i = theta^(-2i / head_dim) (llama2.c's interleaved layout; Hugging Face checkpoints store q/k
+ * rows in the "rotate-half" layout, and export.py permutes them into this one).
+ * Llama 3 rope scaling (rope_scaling = 1) rescales freq_i before use, as transformers does.
+ */
+#ifndef RAZOR_MODEL_H
+#define RAZOR_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RAZOR_MAGIC   0x727a6172u   /* "razr" read as a little-endian uint32 */
+#define RAZOR_VERSION 1
+#define LLAMA2C_MAGIC 0x616b3432u   /* "ak42" */
+#define HEADER_BYTES  256
+
+/* razor's header, as it lies in the first bytes of the file (80 bytes, zeros up to 256). */
+typedef struct {
+    uint32_t magic;            /* RAZOR_MAGIC */
+    int32_t version;           /* RAZOR_VERSION */
+    int32_t dim;               /* width of the residual stream */
+    int32_t hidden_dim;        /* width of the SwiGLU MLP */
+    int32_t n_layers;
+    int32_t n_heads;           /* query heads */
+    int32_t n_kv_heads;        /* key/value heads (divides n_heads; < n_heads for GQA/MQA) */
+    int32_t head_dim;
+    int32_t vocab_size;
+    int32_t seq_len;           /* maximum context in tokens */
+    int32_t bos_id, eos_id;
+    int32_t shared_classifier; /* 1: the classifier is token_embedding; 0: wcls follows */
+    float norm_eps;            /* RMSNorm epsilon */
+    float rope_theta;
+    int32_t rope_scaling;      /* 0: none; 1: Llama 3 (the four fields below) */
+    float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int32_t rope_original_context;
+} RazorHeader;
+
+/* The model's shape and constants, whatever file it came from. */
+typedef struct {
+    int dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim, vocab_size, seq_len;
+    int bos_id, eos_id;
+    int shared_classifier;
+    float norm_eps, rope_theta;
+    int rope_scaling;
+    float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_original_context;
+} Config;
+
+
+enum { FORMAT_LLAMA2C_V0, FORMAT_LLAMA2C_V1, FORMAT_RAZOR };
+
+/* Pointers into the mapped model file. Shapes as above (L = n_layers). */
+typedef struct {
+    float *token_embedding;  /* (vocab_size, dim) */
+    float *rms_att_weight;   /* (L, dim) */
+    float *rms_ffn_weight;   /* (L, dim) */
+    float *wq;               /* (L, q_dim, dim) */
+    float *wk, *wv;          /* (L, kv_dim, dim) */
+    float *wo;               /* (L, dim, q_dim) */
+    float *w1, *w3;          /* (L, hidden_dim, dim) */
+    float *w2;               /* (L, dim, hidden_dim) */
+    float *rms_final_weight; /* (dim) */
+    float *wcls;             /* (vocab_size, dim); token_embedding itself when tied */
+} TransformerWeights;
+
+typedef struct {
+    Config config;
+    TransformerWeights weights;
+    int format;              /* FORMAT_* */
+    float *rope_freq;        /* (head_dim / 2) rotation frequency of each pair, scaling applied */
+    void *map;               /* the mmapped file */
+    size_t map_size;
+} Model;
+
+/* Activations for a block of up to max_block tokens, and the KV cache. */
+typedef struct {
+    int max_block;
+    float *x;                /* (block, dim) residual stream */
+    float *xb;               /* (block, max(dim, q_dim)) normed input, then attention output */
+    float *xb2;              /* (block, dim) */
+    float *hb, *hb2;         /* (block, hidden_dim) */
+    float *q;                /* (block, q_dim) */
+    float *k, *v;            /* (block, kv_dim) */
+    float *rope_cos, *rope_sin; /* (block, head_dim / 2) */
+    float *att_scratch;      /* (threads, ATT_TILE_Q, head_dim + 2) */
+    float *logits;           /* (block, vocab_size) */
+    float *key_cache;        /* (layer, kv_head, capacity, head_dim) post-RoPE keys */
+    float *value_cache;      /* (layer, kv_head, capacity, head_dim) */
+    int capacity;            /* positions each head's cache holds */
+    int n_tokens;            /* positions filled: the next token's position */
+} RunState;
+
+/* tokenizer.bin, loaded whole; piece i is data[offset[i] .. offset[i] + length[i]). */
+typedef struct {
+    char *data;
+    size_t *offset;
+    int *length;
+    float *score;
+    int vocab_size, bos_id, eos_id;
+    int byte_token[256];     /* id of the piece <0xNN> for each byte, or -1 */
+    int *table;              /* hash table of mergeable pieces: id + 1, 0 = empty */
+    size_t table_mask;
+} Tokenizer;
+
+#define DEFAULT_BLOCK 128    /* prompt tokens per forward block */
+
+typedef int (*LogitsSink)(void *arg, const float *logits, int n_tokens, int vocab_size);
+
+/* What test_razor.c calls. Functions returning int give 0, or -1 with razor_error() set. */
+const char *razor_error(void);
+void pool_start(int n_threads); /* a no-op when built without pthreads */
+void pool_stop(void);
+int load_model(Model *m, const char *path);
+void free_model(Model *m);
+int build_runstate(RunState *s, const Model *m, int capacity, int max_block);
+void free_runstate(RunState *s);
+float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int all_logits);
+float *forward(const Model *m, RunState *s, const int *tokens, int n, LogitsSink sink, void *sink_arg);
+void rmsnorm(float *out, const float *x, const float *weight, int n, float eps);
+void matmul(float *out, const float *x, const float *w, int T, int n, int d);
+void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *keys,
+               const float *values, int n_keys, int first_visible, int head_dim, float *scratch);
+int load_tokenizer(Tokenizer *t, const char *path, int vocab_size, int bos_id, int eos_id);
+void free_tokenizer(Tokenizer *t);
+int encode(const Tokenizer *t, const char *text, int bos, int *tokens);
+const char *decode(const Tokenizer *t, int prev, int token, int *n_bytes, char byte_buf[2]);
+int argmax(const float *v, int n);
+int read_ids(const char *path, int vocab_size, int max_ids, int **ids, int *n);
+
+#endif

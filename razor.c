@@ -1,0 +1,1248 @@
+/* razor.c: Llama-family inference in one C file, the reference implementation of RazorAttention.
+ *
+ * Read top to bottom, it tells the story in order:
+ *   1. errors and small helpers          5. the forward pass, a block of tokens at a time
+ *   2. the model file                    6. the tokenizer (sentencepiece-exact BPE, n log n)
+ *   3. threads                           7. the sampler
+ *   4. the neural-net blocks, with THE   8. the loops: generate, chat, tokenize, logits
+ *      tiled attention loop              9. the command line
+ * libc + libm; pthreads unless built with -DRAZOR_NO_THREADS.
+ */
+#define _DEFAULT_SOURCE
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#ifndef RAZOR_NO_THREADS
+#include <pthread.h>
+#include <stdatomic.h>
+#endif
+#include "model.h"
+
+/* ------------------------------------------------------------------------------------------------
+ * 1. Errors and small helpers
+ * Functions that read outside input return -1 and leave one line in error_message; main prints it
+ * as "razor: <message>" and exits non-zero. Nothing is half-done when they fail. */
+
+static char error_message[1024];
+
+static int fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(error_message, sizeof error_message, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+const char *razor_error(void) { return error_message; }
+
+static void *xcalloc(size_t n, size_t size) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) {
+        fprintf(stderr, "razor: out of memory (asked for %zu x %zu bytes)\n", n, size);
+        exit(1);
+    }
+    return p;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Reads a whole file into a NUL-terminated buffer (at most max_bytes). */
+static int read_file(const char *path, size_t max_bytes, char **out, size_t *out_len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return fail("%s: %s", path, strerror(errno));
+    if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return fail("%s: cannot seek", path); }
+    long size = ftell(f);
+    if (size < 0) { fclose(f); return fail("%s: cannot tell its size", path); }
+    if ((size_t)size > max_bytes) { fclose(f); return fail("%s: %ld bytes, more than the %zu this reader takes", path, size, max_bytes); }
+    rewind(f);
+    char *buf = xcalloc((size_t)size + 1, 1);
+    size_t got = fread(buf, 1, (size_t)size, f);
+    fclose(f);
+    if (got != (size_t)size) { free(buf); return fail("%s: short read", path); }
+    *out = buf;
+    *out_len = got;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * 2. The model file (formats in model.h). The weights are mmapped and never copied. */
+
+/* Sane upper bounds: a hostile header gets an error, never a giant allocation. */
+#define MAX_DIM        65536
+#define MAX_HIDDEN     (1 << 20)
+#define MAX_LAYERS     1024
+#define MAX_HEADS      1024
+#define MAX_HEAD_DIM   1024
+#define MAX_VOCAB      (1 << 22)
+#define MAX_SEQ_LEN    (1 << 24)
+
+static int check_config(const Config *c, const char *path) {
+#define REQUIRE(cond, ...) do { if (!(cond)) { char why[256]; snprintf(why, sizeof why, __VA_ARGS__); \
+        return fail("%s: bad header: %s", path, why); } } while (0)
+    REQUIRE(c->dim > 0 && c->dim <= MAX_DIM, "dim = %d (must be 1..%d)", c->dim, MAX_DIM);
+    REQUIRE(c->hidden_dim > 0 && c->hidden_dim <= MAX_HIDDEN, "hidden_dim = %d (must be 1..%d)", c->hidden_dim, MAX_HIDDEN);
+    REQUIRE(c->n_layers > 0 && c->n_layers <= MAX_LAYERS, "n_layers = %d (must be 1..%d)", c->n_layers, MAX_LAYERS);
+    REQUIRE(c->n_heads > 0 && c->n_heads <= MAX_HEADS, "n_heads = %d (must be 1..%d)", c->n_heads, MAX_HEADS);
+    REQUIRE(c->n_kv_heads > 0 && c->n_kv_heads <= c->n_heads && c->n_heads % c->n_kv_heads == 0,
+            "n_kv_heads = %d (must divide n_heads = %d)", c->n_kv_heads, c->n_heads);
+    REQUIRE(c->head_dim > 0 && c->head_dim <= MAX_HEAD_DIM && c->head_dim % 2 == 0,
+            "head_dim = %d (must be even, 2..%d)", c->head_dim, MAX_HEAD_DIM);
+    REQUIRE(c->vocab_size > 0 && c->vocab_size <= MAX_VOCAB, "vocab_size = %d (must be 1..%d)", c->vocab_size, MAX_VOCAB);
+    REQUIRE(c->seq_len > 0 && c->seq_len <= MAX_SEQ_LEN, "seq_len = %d (must be 1..%d)", c->seq_len, MAX_SEQ_LEN);
+    REQUIRE(c->bos_id >= 0 && c->bos_id < c->vocab_size, "bos_id = %d (vocab_size %d)", c->bos_id, c->vocab_size);
+    REQUIRE(c->eos_id >= 0 && c->eos_id < c->vocab_size, "eos_id = %d (vocab_size %d)", c->eos_id, c->vocab_size);
+    REQUIRE(isfinite(c->norm_eps) && c->norm_eps > 0 && c->norm_eps < 1, "norm_eps = %g", c->norm_eps);
+    REQUIRE(isfinite(c->rope_theta) && c->rope_theta >= 1, "rope_theta = %g", c->rope_theta);
+    REQUIRE(c->rope_scaling == 0 || c->rope_scaling == 1, "rope_scaling = %d (0 none, 1 llama3)", c->rope_scaling);
+    if (c->rope_scaling == 1) {
+        REQUIRE(isfinite(c->rope_factor) && c->rope_factor >= 1, "rope_factor = %g", c->rope_factor);
+        REQUIRE(isfinite(c->rope_low_freq_factor) && isfinite(c->rope_high_freq_factor) && c->rope_low_freq_factor > 0 &&
+                c->rope_high_freq_factor > c->rope_low_freq_factor, "rope low/high freq factors = %g/%g",
+                c->rope_low_freq_factor, c->rope_high_freq_factor);
+        REQUIRE(c->rope_original_context > 0, "rope_original_context = %d", c->rope_original_context);
+    }
+#undef REQUIRE
+    return 0;
+}
+
+/* Number of floats the file holds after its header, given the config and the format. */
+static size_t weights_floats(const Config *c, int format) {
+    size_t dim = (size_t)c->dim, hidden = (size_t)c->hidden_dim, L = (size_t)c->n_layers;
+    size_t q_dim = (size_t)c->n_heads * c->head_dim, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
+    size_t per_layer = 2 * dim + q_dim * dim + 2 * kv_dim * dim + dim * q_dim + 3 * hidden * dim;
+    size_t n = (size_t)c->vocab_size * dim + L * per_layer + dim;
+    if (format == FORMAT_LLAMA2C_V0) n += (size_t)c->seq_len * c->head_dim; /* freq_cis_real + imag */
+    if (!c->shared_classifier) n += (size_t)c->vocab_size * dim;
+    return n;
+}
+
+static float *take(char **cursor, size_t n_floats) {
+    float *w = (float *)*cursor;
+    *cursor += n_floats * sizeof(float);
+    return w;
+}
+
+/* Points the weights into the mapped file, in the order each format stores them (model.h). */
+static void map_weights(Model *m, char *data) {
+    Config *c = &m->config;
+    TransformerWeights *w = &m->weights;
+    size_t dim = (size_t)c->dim, L = (size_t)c->n_layers;
+    size_t q_dim = (size_t)c->n_heads * c->head_dim, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
+    if (m->format == FORMAT_LLAMA2C_V1) {
+        w->rms_att_weight = take(&data, L * dim);
+        w->rms_ffn_weight = take(&data, L * dim);
+        w->rms_final_weight = take(&data, dim);
+        w->token_embedding = take(&data, (size_t)c->vocab_size * dim);
+    } else {
+        w->token_embedding = take(&data, (size_t)c->vocab_size * dim);
+        w->rms_att_weight = take(&data, L * dim);
+    }
+    w->wq = take(&data, L * q_dim * dim);
+    w->wk = take(&data, L * kv_dim * dim);
+    w->wv = take(&data, L * kv_dim * dim);
+    w->wo = take(&data, L * dim * q_dim);
+    if (m->format != FORMAT_LLAMA2C_V1) w->rms_ffn_weight = take(&data, L * dim);
+    w->w1 = take(&data, L * (size_t)c->hidden_dim * dim);
+    w->w2 = take(&data, L * dim * (size_t)c->hidden_dim);
+    w->w3 = take(&data, L * (size_t)c->hidden_dim * dim);
+    if (m->format != FORMAT_LLAMA2C_V1) w->rms_final_weight = take(&data, dim);
+    if (m->format == FORMAT_LLAMA2C_V0) take(&data, (size_t)c->seq_len * c->head_dim); /* freq_cis: skipped */
+    w->wcls = c->shared_classifier ? w->token_embedding : take(&data, (size_t)c->vocab_size * dim);
+}
+
+/* RoPE frequencies freq_i = theta^(-2i/head_dim), with Llama 3 scaling if the header asks for it. */
+static void compute_rope_freq(Model *m) {
+    const Config *c = &m->config;
+    int half = c->head_dim / 2;
+    m->rope_freq = xcalloc((size_t)half, sizeof(float));
+    for (int i = 0; i < half; i++) {
+        double freq = 1.0 / pow(c->rope_theta, (2.0 * i) / c->head_dim);
+        if (c->rope_scaling == 1) {
+            double wavelen = 2.0 * M_PI / freq;
+            double low_wavelen = c->rope_original_context / c->rope_low_freq_factor;
+            double high_wavelen = c->rope_original_context / c->rope_high_freq_factor;
+            if (wavelen > low_wavelen) {
+                freq /= c->rope_factor;
+            } else if (wavelen >= high_wavelen) {
+                double smooth = (c->rope_original_context / wavelen - c->rope_low_freq_factor) /
+                                (c->rope_high_freq_factor - c->rope_low_freq_factor);
+                freq = (1 - smooth) * freq / c->rope_factor + smooth * freq;
+            }
+        }
+        m->rope_freq[i] = (float)freq;
+    }
+}
+
+static int32_t read_i32(const unsigned char *p) { int32_t v; memcpy(&v, p, 4); return v; }
+
+/* Fills the config from a header; defaults are llama2.c's for the fields its headers lack. */
+static int parse_header(Model *m, const unsigned char *h, size_t file_size, const char *path) {
+    Config *c = &m->config;
+    memset(c, 0, sizeof *c);
+    c->norm_eps = 1e-5f;
+    c->rope_theta = 10000.0f;
+    c->bos_id = 1;
+    c->eos_id = 2;
+    uint32_t magic = (uint32_t)read_i32(h);
+    const unsigned char *dims = h; /* the 7 llama2.c ints */
+    if (magic == RAZOR_MAGIC || magic == LLAMA2C_MAGIC) {
+        if (file_size < HEADER_BYTES) return fail("%s: truncated: %zu bytes, shorter than its %d-byte header", path, file_size, HEADER_BYTES);
+        int version = read_i32(h + 4);
+        if (magic == RAZOR_MAGIC) {
+            if (version != RAZOR_VERSION) return fail("%s: razor format version %d, this build reads version %d", path, version, RAZOR_VERSION);
+            RazorHeader r;
+            memcpy(&r, h, sizeof r);
+            *c = (Config){r.dim, r.hidden_dim, r.n_layers, r.n_heads, r.n_kv_heads, r.head_dim, r.vocab_size, r.seq_len,
+                          r.bos_id, r.eos_id, r.shared_classifier, r.norm_eps, r.rope_theta, r.rope_scaling,
+                          r.rope_factor, r.rope_low_freq_factor, r.rope_high_freq_factor, r.rope_original_context};
+            if (r.shared_classifier != 0 && r.shared_classifier != 1)
+                return fail("%s: bad header: shared_classifier = %d (must be 0 or 1)", path, r.shared_classifier);
+            m->format = FORMAT_RAZOR;
+            return check_config(c, path);
+        }
+        if (version != 1) return fail("%s: llama2.c file version %d is not supported (razor reads versions 0 and 1, float32)", path, version);
+        dims = h + 8;
+        c->shared_classifier = h[36];
+        if (c->shared_classifier > 1) return fail("%s: bad header: shared_classifier = %d", path, c->shared_classifier);
+        m->format = FORMAT_LLAMA2C_V1;
+    } else {
+        m->format = FORMAT_LLAMA2C_V0;
+    }
+    c->dim = read_i32(dims);
+    c->hidden_dim = read_i32(dims + 4);
+    c->n_layers = read_i32(dims + 8);
+    c->n_heads = read_i32(dims + 12);
+    c->n_kv_heads = read_i32(dims + 16);
+    c->vocab_size = read_i32(dims + 20);
+    c->seq_len = read_i32(dims + 24);
+    if (m->format == FORMAT_LLAMA2C_V0) {
+        c->shared_classifier = c->vocab_size > 0; /* negative vocab_size: untied classifier */
+        if (c->vocab_size < 0 && c->vocab_size != INT_MIN) c->vocab_size = -c->vocab_size;
+    }
+    c->head_dim = c->n_heads > 0 && c->dim % c->n_heads == 0 ? c->dim / c->n_heads : 0;
+    if (check_config(c, path) != 0) {
+        if (m->format == FORMAT_LLAMA2C_V0)
+            return fail("%s: not a model file: no razor or llama2.c magic, and not a valid llama2.c version 0 header (%s)",
+                        path, strchr(error_message, ':') ? strstr(error_message, "bad header: ") + 12 : "");
+        return -1;
+    }
+    return 0;
+}
+
+int load_model(Model *m, const char *path) {
+    memset(m, 0, sizeof *m);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return fail("%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) { close(fd); return fail("%s: not a regular file", path); }
+    size_t file_size = (size_t)st.st_size;
+    if (file_size < 28) { close(fd); return fail("%s: %zu bytes, too small to be a model file", path, file_size); }
+    void *map = mmap(NULL, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return fail("%s: mmap failed: %s", path, strerror(errno));
+    size_t header = 0;
+    if (parse_header(m, map, file_size, path) != 0) { munmap(map, file_size); return -1; }
+    header = m->format == FORMAT_LLAMA2C_V0 ? 28 : HEADER_BYTES;
+    size_t expected = header + weights_floats(&m->config, m->format) * sizeof(float);
+    if (file_size != expected) {
+        munmap(map, file_size);
+        return fail("%s: %s: the header implies %zu bytes, the file has %zu", path,
+                    file_size < expected ? "truncated" : "trailing bytes", expected, file_size);
+    }
+    m->map = map;
+    m->map_size = file_size;
+    map_weights(m, (char *)map + header);
+    compute_rope_freq(m);
+    return 0;
+}
+
+void free_model(Model *m) {
+    if (m->map) munmap(m->map, m->map_size);
+    free(m->rope_freq);
+    memset(m, 0, sizeof *m);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * 3. Threads. One pool for the whole program: pool_run(task, arg) runs task(arg, i, n) on all n
+ * threads (the caller is thread 0) and returns when all are done. Workers spin briefly between jobs
+ * (a forward pass is a burst of them), then sleep. Each task splits its own work by thread index. */
+
+typedef void (*Task)(void *arg, int thread, int n_threads);
+
+#ifdef RAZOR_NO_THREADS
+static int pool_threads = 1;
+void pool_start(int n) { (void)n; }
+void pool_stop(void) {}
+static void pool_run(Task task, void *arg) { task(arg, 0, 1); }
+#else
+static struct {
+    int n;                 /* threads, the caller included */
+    pthread_t *threads;
+    Task task;
+    void *arg;
+    atomic_int generation; /* bumped once per job */
+    atomic_int busy;       /* workers still on the current job */
+    atomic_int stop;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int sleepers;
+} pool = {.n = 1, .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+static int pool_threads = 1;
+
+static void *pool_worker(void *p) {
+    int id = (int)(intptr_t)p, seen = 0;
+    for (;;) {
+        for (int spins = 0; atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop);) {
+            if (++spins < 200000) continue;
+            pthread_mutex_lock(&pool.lock);
+            pool.sleepers++;
+            while (atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop)) pthread_cond_wait(&pool.wake, &pool.lock);
+            pool.sleepers--;
+            pthread_mutex_unlock(&pool.lock);
+        }
+        if (atomic_load(&pool.stop)) return NULL;
+        seen = atomic_load(&pool.generation);
+        pool.task(pool.arg, id, pool.n);
+        atomic_fetch_sub(&pool.busy, 1);
+    }
+}
+
+void pool_start(int n) {
+    pool.n = n;
+    pool_threads = n;
+    pool.threads = xcalloc((size_t)n, sizeof(pthread_t));
+    for (int i = 1; i < n; i++)
+        if (pthread_create(&pool.threads[i], NULL, pool_worker, (void *)(intptr_t)i) != 0) {
+            pool.n = pool_threads = i; /* run with the threads we got */
+            break;
+        }
+}
+
+void pool_stop(void) {
+    atomic_store(&pool.stop, 1);
+    pthread_mutex_lock(&pool.lock);
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+    for (int i = 1; i < pool.n; i++) pthread_join(pool.threads[i], NULL);
+    free(pool.threads);
+    pool.threads = NULL;
+    pool.n = pool_threads = 1;
+    atomic_store(&pool.stop, 0);
+}
+
+static void pool_run(Task task, void *arg) {
+    if (pool.n == 1) { task(arg, 0, 1); return; }
+    pool.task = task;
+    pool.arg = arg;
+    atomic_store(&pool.busy, pool.n - 1);
+    atomic_fetch_add(&pool.generation, 1);
+    pthread_mutex_lock(&pool.lock);
+    if (pool.sleepers) pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+    task(arg, 0, pool.n);
+    while (atomic_load(&pool.busy) > 0) {}
+}
+#endif
+
+/* The slice [begin, end) of n items that thread i of n_threads takes, in multiples of `align`. */
+static void split(size_t n, size_t align, int i, int n_threads, size_t *begin, size_t *end) {
+    size_t units = (n + align - 1) / align;
+    *begin = units * i / n_threads * align;
+    *end = units * (i + 1) / n_threads * align;
+    if (*begin > n) *begin = n;
+    if (*end > n) *end = n;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * 4. Neural-net blocks */
+
+void rmsnorm(float *out, const float *x, const float *weight, int n, float eps) {
+    float ss = 0;
+    for (int j = 0; j < n; j++) ss += x[j] * x[j];
+    ss = 1.0f / sqrtf(ss / n + eps);
+    for (int j = 0; j < n; j++) out[j] = weight[j] * (ss * x[j]);
+}
+
+/* Vectors of 16 floats (GCC/clang vector extension; the compiler maps them to whatever SIMD the
+ * machine has). vload reads unaligned memory. */
+#define VEC 16
+typedef float vecf __attribute__((vector_size(VEC * sizeof(float))));
+static inline vecf vload(const float *p) { vecf v; memcpy(&v, p, sizeof v); return v; }
+static inline float vsum(vecf v) {
+    float s = 0;
+    for (int k = 0; k < VEC; k++) s += v[k];
+    return s;
+}
+
+/* The matmul kernel: out[c * out_stride + r] = dot(w row r, x row c) for R weight rows and C input
+ * rows at once (R, C <= 4), so that every value loaded is used several times. Called with constant
+ * R and C, it compiles to a fully unrolled block of register accumulators. */
+static inline __attribute__((always_inline)) void dot_tile(float *out, size_t out_stride, const float *x,
+                                                           const float *w, int n, int R, int C) {
+    vecf acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) acc[r][c] = (vecf){0};
+    int j = 0;
+    for (; j + VEC <= n; j += VEC) {
+        vecf xv[4];
+        for (int c = 0; c < C; c++) xv[c] = vload(x + (size_t)c * n + j);
+        for (int r = 0; r < R; r++) {
+            vecf wv = vload(w + (size_t)r * n + j);
+            for (int c = 0; c < C; c++) acc[r][c] += wv * xv[c];
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) {
+            float s = vsum(acc[r][c]);
+            for (int k = j; k < n; k++) s += w[(size_t)r * n + k] * x[(size_t)c * n + k];
+            out[(size_t)c * out_stride + r] = s;
+        }
+}
+
+static float dot(const float *a, const float *b, int n) {
+    float s;
+    dot_tile(&s, 0, a, b, n, 1, 1);
+    return s;
+}
+
+typedef struct {
+    float *out;       /* (T, d) */
+    const float *x;   /* (T, n) */
+    const float *w;   /* (d, n) */
+    int T, n, d;
+} Matmul;
+
+static void matmul_task(void *arg, int thread, int n_threads) {
+    const Matmul *a = arg;
+    size_t begin, end;
+    split((size_t)a->d, 4, thread, n_threads, &begin, &end);
+    size_t i = begin;
+    for (; i + 4 <= end; i += 4) {
+        const float *w = a->w + i * a->n;
+        int t = 0;
+        for (; t + 4 <= a->T; t += 4) dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, w, a->n, 4, 4);
+        for (; t < a->T; t++) dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, w, a->n, 4, 1);
+    }
+    for (; i < end; i++)
+        for (int t = 0; t < a->T; t++) dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, a->w + i * a->n, a->n, 1, 1);
+}
+
+/* out (T, d) = x (T, n) @ w (d, n)^T: every weight row is read once for the whole block of T tokens. */
+void matmul(float *out, const float *x, const float *w, int T, int n, int d) {
+    Matmul a = {out, x, w, T, n, d};
+    pool_run(matmul_task, &a);
+}
+
+/* Rotates the (2i, 2i+1) pairs of each head of vec (n_heads, head_dim) by the angles of one position. */
+static void rope(float *vec, int n_heads, int head_dim, const float *cos_row, const float *sin_row) {
+    for (int h = 0; h < n_heads; h++) {
+        float *v = vec + (size_t)h * head_dim;
+        for (int i = 0; i < head_dim / 2; i++) {
+            float v0 = v[2 * i], v1 = v[2 * i + 1];
+            v[2 * i] = v0 * cos_row[i] - v1 * sin_row[i];
+            v[2 * i + 1] = v0 * sin_row[i] + v1 * cos_row[i];
+        }
+    }
+}
+
+/* THE attention loop, flash-attention style: for each query, walk the keys in tiles of ATT_TILE_K,
+ * keeping a running max m, a running sum l of exp(score - m) and an accumulator of the weighted
+ * values, rescaled whenever m grows. No score row of length seq_len ever exists. A tile of
+ * ATT_TILE_Q queries shares each tile of keys while it sits in L1. Used for the prompt and for
+ * generation alike.
+ *   q      (n_q, q_stride): query i at q + i * q_stride, head_dim floats
+ *   keys, values (n_keys, head_dim): one head's cache
+ *   query i may see keys [0, first_visible + i + 1), capped at n_keys (causal mask)
+ *   out    (n_q, out_stride): like q
+ *   scratch: ATT_TILE_Q * (head_dim + 2) floats */
+#define ATT_TILE_Q 16
+#define ATT_TILE_K 64
+void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *keys,
+               const float *values, int n_keys, int first_visible, int head_dim, float *scratch) {
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    for (int q0 = 0; q0 < n_q; q0 += ATT_TILE_Q) {
+        int nq = n_q - q0 < ATT_TILE_Q ? n_q - q0 : ATT_TILE_Q;
+        float *m = scratch, *l = scratch + ATT_TILE_Q, *acc = scratch + 2 * ATT_TILE_Q; /* acc (nq, head_dim) */
+        for (int i = 0; i < nq; i++) m[i] = -INFINITY, l[i] = 0;
+        memset(acc, 0, (size_t)nq * head_dim * sizeof(float));
+        int last_visible = first_visible + q0 + nq < n_keys ? first_visible + q0 + nq : n_keys;
+        for (int k0 = 0; k0 < last_visible; k0 += ATT_TILE_K) {
+            for (int i = 0; i < nq; i++) {
+                int visible = first_visible + q0 + i + 1 < n_keys ? first_visible + q0 + i + 1 : n_keys;
+                int k1 = k0 + ATT_TILE_K < visible ? k0 + ATT_TILE_K : visible;
+                if (k1 <= k0) continue;
+                const float *qi = q + (size_t)(q0 + i) * q_stride;
+                float s[ATT_TILE_K], tile_max = -INFINITY;
+                for (int j = k0; j < k1; j++) {
+                    s[j - k0] = dot(qi, keys + (size_t)j * head_dim, head_dim) * scale;
+                    if (s[j - k0] > tile_max) tile_max = s[j - k0];
+                }
+                float *ai = acc + (size_t)i * head_dim;
+                if (tile_max > m[i]) { /* rescale what was summed under the old max */
+                    float correction = expf(m[i] - tile_max);
+                    l[i] *= correction;
+                    for (int d = 0; d < head_dim; d++) ai[d] *= correction;
+                    m[i] = tile_max;
+                }
+                for (int j = k0; j < k1; j++) {
+                    float p = expf(s[j - k0] - m[i]);
+                    const float *vj = values + (size_t)j * head_dim;
+                    l[i] += p;
+                    for (int d = 0; d < head_dim; d++) ai[d] += p * vj[d];
+                }
+            }
+        }
+        for (int i = 0; i < nq; i++) {
+            float *o = out + (size_t)(q0 + i) * out_stride, inv = l[i] > 0 ? 1.0f / l[i] : 0.0f;
+            for (int d = 0; d < head_dim; d++) o[d] = acc[(size_t)i * head_dim + d] * inv;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * 5. The forward pass. A block of T tokens goes through each layer together: the matmuls read each
+ * weight once per block, and attention runs over the block's queries against the cache. */
+
+int build_runstate(RunState *s, const Model *m, int capacity, int max_block) {
+    const Config *c = &m->config;
+    memset(s, 0, sizeof *s);
+    if (capacity < 1 || capacity > c->seq_len) return fail("context of %d tokens asked for, the model holds %d", capacity, c->seq_len);
+    if (max_block > capacity) max_block = capacity;
+    size_t B = (size_t)max_block, q_dim = (size_t)c->n_heads * c->head_dim, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
+    size_t xb_dim = q_dim > (size_t)c->dim ? q_dim : (size_t)c->dim;
+    s->max_block = max_block;
+    s->x = xcalloc(B * c->dim, sizeof(float));
+    s->xb = xcalloc(B * xb_dim, sizeof(float));
+    s->xb2 = xcalloc(B * c->dim, sizeof(float));
+    s->hb = xcalloc(B * c->hidden_dim, sizeof(float));
+    s->hb2 = xcalloc(B * c->hidden_dim, sizeof(float));
+    s->q = xcalloc(B * q_dim, sizeof(float));
+    s->k = xcalloc(B * kv_dim, sizeof(float));
+    s->v = xcalloc(B * kv_dim, sizeof(float));
+    s->rope_cos = xcalloc(B * (c->head_dim / 2), sizeof(float));
+    s->rope_sin = xcalloc(B * (c->head_dim / 2), sizeof(float));
+    s->att_scratch = xcalloc((size_t)pool_threads * ATT_TILE_Q * (c->head_dim + 2), sizeof(float));
+    s->logits = xcalloc(B * c->vocab_size, sizeof(float));
+    size_t cache_floats = (size_t)c->n_layers * kv_dim * (size_t)capacity;
+    s->key_cache = calloc(cache_floats, sizeof(float));
+    s->value_cache = calloc(cache_floats, sizeof(float));
+    if (!s->key_cache || !s->value_cache) {
+        free_runstate(s);
+        return fail("cannot allocate %.1f MB for the KV cache (%d tokens)", 2.0 * cache_floats * sizeof(float) / 1e6, capacity);
+    }
+    s->capacity = capacity;
+    return 0;
+}
+
+void free_runstate(RunState *s) {
+    free(s->x); free(s->xb); free(s->xb2); free(s->hb); free(s->hb2);
+    free(s->q); free(s->k); free(s->v); free(s->rope_cos); free(s->rope_sin);
+    free(s->att_scratch); free(s->logits); free(s->key_cache); free(s->value_cache);
+    memset(s, 0, sizeof *s);
+}
+
+/* One KV head's slice of the cache: (capacity, head_dim). */
+static float *cache_head(const RunState *s, const Config *c, float *cache, int layer, int kv_head) {
+    return cache + ((size_t)layer * c->n_kv_heads + kv_head) * s->capacity * c->head_dim;
+}
+
+typedef struct { const Model *m; RunState *s; int layer, T; } AttentionJob;
+
+/* Spreads (query head, tile of queries) pairs over the threads, round robin so that the long tiles
+ * at the end of a causal block do not all land on one thread. */
+static void attention_task(void *arg, int thread, int n_threads) {
+    const AttentionJob *a = arg;
+    const Config *c = &a->m->config;
+    RunState *s = a->s;
+    size_t q_dim = (size_t)c->n_heads * c->head_dim;
+    int tiles = (a->T + ATT_TILE_Q - 1) / ATT_TILE_Q, group = c->n_heads / c->n_kv_heads;
+    float *scratch = s->att_scratch + (size_t)thread * ATT_TILE_Q * (c->head_dim + 2);
+    for (int job = thread; job < c->n_heads * tiles; job += n_threads) {
+        int h = job / tiles, q0 = (job % tiles) * ATT_TILE_Q, nq = a->T - q0 < ATT_TILE_Q ? a->T - q0 : ATT_TILE_Q;
+        int kv_head = h / group;
+        attention(s->xb + q0 * q_dim + (size_t)h * c->head_dim, q_dim, s->q + q0 * q_dim + (size_t)h * c->head_dim, q_dim, nq,
+                  cache_head(s, c, s->key_cache, a->layer, kv_head), cache_head(s, c, s->value_cache, a->layer, kv_head),
+                  s->n_tokens + a->T, s->n_tokens + q0, c->head_dim, scratch);
+    }
+}
+
+/* Runs tokens[0..T) (T <= max_block) at positions n_tokens.. n_tokens+T-1. Their keys and values join
+ * the cache. Returns the logits: (T, vocab_size) if all_logits, else the last token's (vocab_size). */
+float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int all_logits) {
+    const Config *c = &m->config;
+    const TransformerWeights *w = &m->weights;
+    int dim = c->dim, hidden = c->hidden_dim, hd = c->head_dim, half = hd / 2;
+    int q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd, pos = s->n_tokens;
+    for (int t = 0; t < T; t++) {
+        memcpy(s->x + (size_t)t * dim, w->token_embedding + (size_t)tokens[t] * dim, dim * sizeof(float));
+        for (int i = 0; i < half; i++) {
+            float angle = (float)(pos + t) * m->rope_freq[i];
+            s->rope_cos[(size_t)t * half + i] = cosf(angle);
+            s->rope_sin[(size_t)t * half + i] = sinf(angle);
+        }
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        size_t L = (size_t)l;
+        for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_att_weight + L * dim, dim, c->norm_eps);
+        matmul(s->q, s->xb, w->wq + L * q_dim * dim, T, dim, q_dim);
+        matmul(s->k, s->xb, w->wk + L * kv_dim * dim, T, dim, kv_dim);
+        matmul(s->v, s->xb, w->wv + L * kv_dim * dim, T, dim, kv_dim);
+        for (int t = 0; t < T; t++) {
+            rope(s->q + (size_t)t * q_dim, c->n_heads, hd, s->rope_cos + (size_t)t * half, s->rope_sin + (size_t)t * half);
+            rope(s->k + (size_t)t * kv_dim, c->n_kv_heads, hd, s->rope_cos + (size_t)t * half, s->rope_sin + (size_t)t * half);
+            for (int g = 0; g < c->n_kv_heads; g++) { /* into the cache: (layer, kv_head, position, head_dim) */
+                memcpy(cache_head(s, c, s->key_cache, l, g) + (size_t)(pos + t) * hd, s->k + (size_t)t * kv_dim + (size_t)g * hd, hd * sizeof(float));
+                memcpy(cache_head(s, c, s->value_cache, l, g) + (size_t)(pos + t) * hd, s->v + (size_t)t * kv_dim + (size_t)g * hd, hd * sizeof(float));
+            }
+        }
+        AttentionJob job = {m, s, l, T};
+        pool_run(attention_task, &job);
+        matmul(s->xb2, s->xb, w->wo + L * dim * q_dim, T, q_dim, dim);
+        for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
+
+        for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_ffn_weight + L * dim, dim, c->norm_eps);
+        matmul(s->hb, s->xb, w->w1 + L * hidden * dim, T, dim, hidden);
+        matmul(s->hb2, s->xb, w->w3 + L * hidden * dim, T, dim, hidden);
+        for (size_t i = 0; i < (size_t)T * hidden; i++) { /* SwiGLU: silu(w1 x) * (w3 x) */
+            float v = s->hb[i];
+            s->hb[i] = v / (1.0f + expf(-v)) * s->hb2[i];
+        }
+        matmul(s->xb2, s->hb, w->w2 + L * dim * hidden, T, hidden, dim);
+        for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
+    }
+    s->n_tokens += T;
+    int first = all_logits ? 0 : T - 1;
+    for (int t = first; t < T; t++) rmsnorm(s->xb + (size_t)(t - first) * dim, s->x + (size_t)t * dim, w->rms_final_weight, dim, c->norm_eps);
+    matmul(s->logits, s->xb, w->wcls, T - first, dim, c->vocab_size);
+    return s->logits;
+}
+
+/* Runs n tokens through the model in blocks of max_block; returns the last token's logits.
+ * If sink is given, it receives the logits of every token, one block at a time. */
+float *forward(const Model *m, RunState *s, const int *tokens, int n, LogitsSink sink, void *sink_arg) {
+    float *logits = NULL;
+    for (int i = 0; i < n; i += s->max_block) {
+        int T = n - i < s->max_block ? n - i : s->max_block;
+        logits = forward_block(m, s, tokens + i, T, sink != NULL);
+        if (sink && sink(sink_arg, logits, T, m->config.vocab_size) != 0) return NULL;
+        if (sink) logits += (size_t)(T - 1) * m->config.vocab_size;
+    }
+    return logits;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * 6. The tokenizer: llama2.c's tokenizer.bin (int32 max_token_length, then per id: float32 score,
+ * int32 length, the piece's bytes, with sentencepiece's U+2581 already turned into ' ').
+ * Encoding is sentencepiece's BPE: a dummy-prefix space, one symbol per UTF-8 character, then merge
+ * the adjacent pair whose concatenation is the highest-scoring piece (leftmost on ties) until none
+ * is left; characters with no piece become byte tokens <0xNN>. A heap of candidate pairs makes
+ * this O(n log n) instead of llama2.c's O(n^2). Control pieces (<unk>, <s>, </s>) and byte pieces
+ * never come out of a merge: literal "<s>" in a prompt is text. */
+
+static uint64_t hash_bytes(const char *s, size_t n) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+static int is_byte_piece(const char *p, int len, int *byte) {
+    if (len != 6 || memcmp(p, "<0x", 3) != 0 || p[5] != '>' || !isxdigit((unsigned char)p[3]) || !isxdigit((unsigned char)p[4])) return 0;
+    char hex[3] = {p[3], p[4], 0};
+    *byte = (int)strtol(hex, NULL, 16);
+    return 1;
+}
+
+int load_tokenizer(Tokenizer *t, const char *path, int vocab_size, int bos_id, int eos_id) {
+    memset(t, 0, sizeof *t);
+    char *data;
+    size_t size;
+    if (read_file(path, (size_t)1 << 30, &data, &size) != 0) return -1;
+    if (size < 4) { free(data); return fail("%s: %zu bytes, too small to be a tokenizer.bin", path, size); }
+    t->data = data;
+    t->vocab_size = vocab_size;
+    t->bos_id = bos_id;
+    t->eos_id = eos_id;
+    t->offset = xcalloc((size_t)vocab_size, sizeof(size_t));
+    t->length = xcalloc((size_t)vocab_size, sizeof(int));
+    t->score = xcalloc((size_t)vocab_size, sizeof(float));
+    for (int b = 0; b < 256; b++) t->byte_token[b] = -1;
+    size_t at = 4;
+    for (int i = 0; i < vocab_size; i++) {
+        int32_t len;
+        if (at + 8 > size) { free_tokenizer(t); return fail("%s: has %d pieces, the model's vocabulary has %d", path, i, vocab_size); }
+        memcpy(&t->score[i], data + at, 4);
+        len = read_i32((unsigned char *)data + at + 4);
+        at += 8;
+        if (len < 0 || (size_t)len > size - at) { free_tokenizer(t); return fail("%s: piece %d: bad length %d", path, i, (int)len); }
+        if (!isfinite(t->score[i])) { free_tokenizer(t); return fail("%s: piece %d: score is not finite", path, i); }
+        t->offset[i] = at;
+        t->length[i] = len;
+        at += (size_t)len;
+    }
+    if (at != size) { free_tokenizer(t); return fail("%s: has more than the model's %d pieces (%zu trailing bytes)", path, vocab_size, size - at); }
+    /* open-addressing table of mergeable pieces: id + 1, 0 = empty */
+    size_t table_size = 16;
+    while (table_size < 2 * (size_t)vocab_size) table_size *= 2;
+    t->table = xcalloc(table_size, sizeof(int));
+    t->table_mask = table_size - 1;
+    for (int i = 0; i < vocab_size; i++) {
+        int byte;
+        if (is_byte_piece(data + t->offset[i], t->length[i], &byte)) {
+            if (t->byte_token[byte] < 0) t->byte_token[byte] = i;
+            continue;
+        }
+        if (i == 0 || i == bos_id || i == eos_id || t->length[i] == 0) continue; /* <unk>, <s>, </s> */
+        size_t slot = hash_bytes(data + t->offset[i], t->length[i]) & t->table_mask;
+        while (t->table[slot] != 0) {
+            int other = t->table[slot] - 1;
+            if (t->length[other] == t->length[i] && memcmp(data + t->offset[other], data + t->offset[i], t->length[i]) == 0) break;
+            slot = (slot + 1) & t->table_mask;
+        }
+        if (t->table[slot] == 0) t->table[slot] = i + 1; /* a duplicate piece keeps its first id */
+    }
+    return 0;
+}
+
+void free_tokenizer(Tokenizer *t) {
+    free(t->data); free(t->offset); free(t->length); free(t->score); free(t->table);
+    memset(t, 0, sizeof *t);
+}
+
+/* The id of the mergeable piece spelled by s[0..n), or -1. */
+static int lookup_piece(const Tokenizer *t, const char *s, size_t n) {
+    for (size_t slot = hash_bytes(s, n) & t->table_mask; t->table[slot] != 0; slot = (slot + 1) & t->table_mask) {
+        int id = t->table[slot] - 1;
+        if ((size_t)t->length[id] == n && memcmp(t->data + t->offset[id], s, n) == 0) return id;
+    }
+    return -1;
+}
+
+typedef struct { float score; int left, right, length; } MergeCandidate; /* symbols left+right would make `length` bytes */
+
+static int candidate_before(const MergeCandidate *a, const MergeCandidate *b) { /* higher score, then leftmost */
+    return a->score > b->score || (a->score == b->score && a->left < b->left);
+}
+
+static void heap_push(MergeCandidate *heap, int *n, MergeCandidate c) {
+    int i = (*n)++;
+    while (i > 0 && candidate_before(&c, &heap[(i - 1) / 2])) { heap[i] = heap[(i - 1) / 2]; i = (i - 1) / 2; }
+    heap[i] = c;
+}
+
+static MergeCandidate heap_pop(MergeCandidate *heap, int *n) {
+    MergeCandidate top = heap[0], last = heap[--(*n)];
+    int i = 0;
+    for (;;) {
+        int child = 2 * i + 1;
+        if (child >= *n) break;
+        if (child + 1 < *n && candidate_before(&heap[child + 1], &heap[child])) child++;
+        if (!candidate_before(&heap[child], &last)) break;
+        heap[i] = heap[child];
+        i = child;
+    }
+    heap[i] = last;
+    return top;
+}
+
+/* Encodes text into tokens (room for strlen(text) + 3), BOS first if bos; returns the count. */
+int encode(const Tokenizer *t, const char *text, int bos, int *tokens) {
+    int n_tokens = 0;
+    if (bos) tokens[n_tokens++] = t->bos_id;
+    size_t text_len = strlen(text);
+    if (text_len == 0) return n_tokens;
+    /* the working string: sentencepiece's dummy prefix, then the text, in which U+2581 (sentencepiece's
+     * space symbol, which tokenizer.bin spells ' ') is a space too, as it is to sentencepiece */
+    char *str = xcalloc(text_len + 2, 1);
+    size_t n = 0;
+    str[n++] = ' ';
+    for (size_t i = 0; i < text_len; i++) {
+        if (i + 3 <= text_len && memcmp(text + i, "\xe2\x96\x81", 3) == 0) str[n++] = ' ', i += 2;
+        else str[n++] = text[i];
+    }
+    /* symbols: spans of str, in a doubly linked list; a merged symbol is the span of both */
+    int *start = xcalloc(n, sizeof(int)), *len = xcalloc(n, sizeof(int));
+    int *prev = xcalloc(n, sizeof(int)), *next = xcalloc(n, sizeof(int));
+    int n_sym = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned char lead = (unsigned char)str[i]; /* one UTF-8 character; a stray byte stands alone */
+        size_t want = lead >= 0xF0 && lead < 0xF8 ? 4 : lead >= 0xE0 && lead < 0xF0 ? 3 : lead >= 0xC0 && lead < 0xE0 ? 2 : 1, l = 1;
+        while (l < want && i + l < n && ((unsigned char)str[i + l] & 0xC0) == 0x80) l++;
+        start[n_sym] = (int)i;
+        len[n_sym] = (int)l;
+        prev[n_sym] = n_sym - 1;
+        next[n_sym] = n_sym + 1;
+        n_sym++;
+        i += l;
+    }
+    next[n_sym - 1] = -1;
+    MergeCandidate *heap = xcalloc(3 * (size_t)n_sym + 1, sizeof(MergeCandidate));
+    int heap_n = 0;
+#define TRY_PAIR(a, b) do { if ((a) >= 0 && (b) >= 0) { \
+        int id_ = lookup_piece(t, str + start[a], (size_t)len[a] + len[b]); \
+        if (id_ >= 0) heap_push(heap, &heap_n, (MergeCandidate){t->score[id_], (a), (b), len[a] + len[b]}); } } while (0)
+    for (int i = 0; i + 1 < n_sym; i++) TRY_PAIR(i, i + 1);
+    while (heap_n > 0) {
+        MergeCandidate c = heap_pop(heap, &heap_n);
+        /* stale if either side has merged since: lengths only grow, and a merged-away symbol has len 0 */
+        if (len[c.left] == 0 || len[c.right] == 0 || len[c.left] + len[c.right] != c.length || next[c.left] != c.right) continue;
+        len[c.left] = c.length;
+        len[c.right] = 0;
+        next[c.left] = next[c.right];
+        if (next[c.left] >= 0) prev[next[c.left]] = c.left;
+        TRY_PAIR(prev[c.left], c.left);
+        TRY_PAIR(c.left, next[c.left]);
+    }
+#undef TRY_PAIR
+    for (int i = 0; i >= 0; i = next[i]) {
+        int id = lookup_piece(t, str + start[i], (size_t)len[i]);
+        if (id >= 0) { tokens[n_tokens++] = id; continue; }
+        for (int b = 0; b < len[i]; b++) { /* byte fallback; <unk> if the vocabulary has no byte pieces */
+            int byte_id = t->byte_token[(unsigned char)str[start[i] + b]];
+            tokens[n_tokens++] = byte_id >= 0 ? byte_id : 0;
+        }
+    }
+    free(str); free(start); free(len); free(prev); free(next); free(heap);
+    return n_tokens;
+}
+
+/* The bytes token stands for, after prev: byte pieces become their byte, and the dummy-prefix space
+ * of the first piece after BOS is dropped. */
+const char *decode(const Tokenizer *t, int prev, int token, int *n_bytes, char byte_buf[2]) {
+    const char *piece = t->data + t->offset[token];
+    int len = t->length[token], byte;
+    if (is_byte_piece(piece, len, &byte)) {
+        byte_buf[0] = (char)byte;
+        *n_bytes = 1;
+        return byte_buf;
+    }
+    if (prev == t->bos_id && len > 0 && piece[0] == ' ') piece++, len--;
+    *n_bytes = len;
+    return piece;
+}
+
+/* Prints a piece, skipping lone bytes that are control characters (raw byte tokens can be anything). */
+static void print_piece(const char *piece, int n) {
+    if (n == 1 && !(isprint((unsigned char)piece[0]) || isspace((unsigned char)piece[0]) || (unsigned char)piece[0] >= 0x80)) return;
+    fwrite(piece, 1, (size_t)n, stdout);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * 7. The sampler: greedy at temperature 0, else softmax(logits / temperature), then top-p. */
+
+typedef struct { float prob; int index; } ProbIndex;
+
+typedef struct {
+    int vocab_size;
+    float temperature, topp;
+    uint64_t rng_state;
+    ProbIndex *candidates; /* (vocab_size) */
+} Sampler;
+
+static void build_sampler(Sampler *s, int vocab_size, float temperature, float topp, uint64_t seed) {
+    s->vocab_size = vocab_size;
+    s->temperature = temperature;
+    s->topp = topp;
+    s->rng_state = seed ? seed : 0x9E3779B97F4A7C15ull;
+    s->candidates = xcalloc((size_t)vocab_size, sizeof(ProbIndex));
+}
+
+static void free_sampler(Sampler *s) { free(s->candidates); }
+
+static float random_f32(uint64_t *state) { /* xorshift*, 24 random bits in [0, 1) */
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return (float)((*state * 0x2545F4914F6CDD1Dull) >> 40) / 16777216.0f;
+}
+
+int argmax(const float *v, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++) if (v[i] > v[best]) best = i;
+    return best;
+}
+
+static void softmax(float *x, int n) {
+    float max = x[argmax(x, n)], sum = 0;
+    for (int i = 0; i < n; i++) { x[i] = expf(x[i] - max); sum += x[i]; }
+    for (int i = 0; i < n; i++) x[i] /= sum;
+}
+
+static int compare_prob_desc(const void *a, const void *b) {
+    float pa = ((const ProbIndex *)a)->prob, pb = ((const ProbIndex *)b)->prob;
+    return (pa < pb) - (pa > pb);
+}
+
+/* Samples from the smallest set of tokens whose probabilities add up to topp. */
+static int sample_topp(const float *probs, int n, float topp, ProbIndex *candidates, float coin) {
+    int n0 = 0;
+    const float cutoff = (1.0f - topp) / (n - 1 > 0 ? n - 1 : 1); /* tokens below this cannot be in the set */
+    for (int i = 0; i < n; i++)
+        if (probs[i] >= cutoff) candidates[n0++] = (ProbIndex){probs[i], i};
+    qsort(candidates, (size_t)n0, sizeof(ProbIndex), compare_prob_desc);
+    float cumulative = 0;
+    int last = n0 - 1;
+    for (int i = 0; i < n0; i++) {
+        cumulative += candidates[i].prob;
+        if (cumulative > topp) { last = i; break; }
+    }
+    float r = coin * cumulative, cdf = 0;
+    for (int i = 0; i <= last; i++) {
+        cdf += candidates[i].prob;
+        if (r < cdf) return candidates[i].index;
+    }
+    return candidates[last].index;
+}
+
+static int sample(Sampler *s, float *logits) {
+    if (s->temperature == 0.0f) return argmax(logits, s->vocab_size);
+    for (int i = 0; i < s->vocab_size; i++) logits[i] /= s->temperature;
+    softmax(logits, s->vocab_size);
+    float coin = random_f32(&s->rng_state);
+    if (s->topp <= 0 || s->topp >= 1) {
+        float cdf = 0;
+        for (int i = 0; i < s->vocab_size; i++) { cdf += logits[i]; if (coin < cdf) return i; }
+        return s->vocab_size - 1;
+    }
+    return sample_topp(logits, s->vocab_size, s->topp, s->candidates, coin);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * 8. The loops */
+
+#define MAX_PROMPT_BYTES ((size_t)64 << 20)
+
+typedef struct {
+    const char *model_path, *tokenizer_path, *prompt, *prompt_file, *ids_file, *out_path, *mode, *system_prompt;
+    float temperature, topp;
+    uint64_t seed;
+    int steps, threads;
+} Options;
+
+/* Generates up to max_new tokens after the cache's current content, starting from `logits`;
+ * prints them; stops at EOS, BOS or the end of the cache. Returns the number generated. */
+static int generate_tokens(const Model *m, RunState *s, const Tokenizer *tok, Sampler *sampler, float *logits,
+                           int prev, int max_new, double *seconds) {
+    double t0 = now_seconds();
+    int n = 0;
+    while (n < max_new) {
+        int next = sample(sampler, logits);
+        if (next == m->config.eos_id || next == m->config.bos_id) break;
+        int n_bytes;
+        char byte_buf[2];
+        const char *piece = decode(tok, prev, next, &n_bytes, byte_buf);
+        print_piece(piece, n_bytes);
+        fflush(stdout);
+        n++;
+        prev = next;
+        if (n == max_new || s->n_tokens == s->capacity) break;
+        logits = forward(m, s, &next, 1, NULL, NULL);
+    }
+    *seconds = now_seconds() - t0;
+    return n;
+}
+
+static void print_speed(int n_prompt, double prompt_s, int n_gen, double gen_s) {
+    fprintf(stderr, "prompt: %d tokens, %.1f tok/s; generated: %d tokens, %.1f tok/s\n", n_prompt,
+            prompt_s > 0 ? n_prompt / prompt_s : 0.0, n_gen, gen_s > 0 ? n_gen / gen_s : 0.0);
+}
+
+static int run_generate(const Model *m, const Tokenizer *tok, Sampler *sampler, const char *prompt, int steps) {
+    int *tokens = xcalloc(strlen(prompt) + 3, sizeof(int));
+    int n = encode(tok, prompt, 1, tokens);
+    if (n >= m->config.seq_len) {
+        free(tokens);
+        fprintf(stderr, "razor: the prompt is %d tokens, the model's context is %d\n", n, m->config.seq_len);
+        return 2;
+    }
+    int capacity = n + steps < m->config.seq_len ? n + steps : m->config.seq_len;
+    RunState s;
+    if (build_runstate(&s, m, capacity, DEFAULT_BLOCK) != 0) { free(tokens); fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
+    for (int i = 1; i < n; i++) { /* echo the prompt as llama2.c does */
+        int n_bytes;
+        char byte_buf[2];
+        const char *piece = decode(tok, tokens[i - 1], tokens[i], &n_bytes, byte_buf);
+        print_piece(piece, n_bytes);
+    }
+    fflush(stdout);
+    double t0 = now_seconds();
+    float *logits = forward(m, &s, tokens, n, NULL, NULL);
+    double prompt_s = now_seconds() - t0, gen_s;
+    int n_gen = generate_tokens(m, &s, tok, sampler, logits, tokens[n - 1], steps, &gen_s);
+    printf("\n");
+    print_speed(n, prompt_s, n_gen, gen_s);
+    free_runstate(&s);
+    free(tokens);
+    return 0;
+}
+
+/* Chat in Llama 2's template: each user turn is appended to the cache, the reply generated after it. */
+static int run_chat(const Model *m, const Tokenizer *tok, Sampler *sampler, const Options *o) {
+    RunState s;
+    if (build_runstate(&s, m, m->config.seq_len, DEFAULT_BLOCK) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
+    char line[8192];
+    int turn = 0, status = 0;
+    for (;; turn++) {
+        const char *user = NULL;
+        if (turn == 0 && o->prompt) {
+            user = o->prompt;
+        } else {
+            printf("User: ");
+            fflush(stdout);
+            if (!fgets(line, sizeof line, stdin)) break;
+            line[strcspn(line, "\n")] = 0;
+            user = line;
+        }
+        size_t need = strlen(user) + (o->system_prompt ? strlen(o->system_prompt) : 0) + 64;
+        char *text = xcalloc(need, 1);
+        if (turn == 0 && o->system_prompt)
+            snprintf(text, need, "[INST] <<SYS>>\n%s\n<</SYS>>\n\n%s [/INST]", o->system_prompt, user);
+        else
+            snprintf(text, need, "[INST] %s [/INST]", user);
+        int *tokens = xcalloc(need + 3, sizeof(int));
+        int n = encode(tok, text, 1, tokens);
+        free(text);
+        if (s.n_tokens + n >= s.capacity) {
+            free(tokens);
+            fprintf(stderr, "razor: the conversation has filled the model's context (%d tokens)\n", s.capacity);
+            break;
+        }
+        double t0 = now_seconds(), gen_s;
+        float *logits = forward(m, &s, tokens, n, NULL, NULL);
+        double prompt_s = now_seconds() - t0;
+        printf("Assistant: ");
+        int n_gen = generate_tokens(m, &s, tok, sampler, logits, tokens[n - 1], o->steps, &gen_s);
+        printf("\n");
+        print_speed(n, prompt_s, n_gen, gen_s);
+        free(tokens);
+    }
+    free_runstate(&s);
+    return status;
+}
+
+/* Reads whitespace-separated token ids; each must be in [0, vocab_size), at most max_ids of them. */
+int read_ids(const char *path, int vocab_size, int max_ids, int **ids_out, int *n_out) {
+    char *text;
+    size_t size;
+    if (read_file(path, MAX_PROMPT_BYTES, &text, &size) != 0) return -1;
+    int *ids = xcalloc(size / 2 + 1, sizeof(int)), n = 0;
+    char *p = text;
+    for (;;) {
+        while (isspace((unsigned char)*p)) p++;
+        if (*p == 0) break;
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || (*end && !isspace((unsigned char)*end))) {
+            int at = (int)(p - text);
+            free(text); free(ids);
+            return fail("%s: byte %d: not a token id", path, at);
+        }
+        if (v < 0 || v >= vocab_size) { free(text); free(ids); return fail("%s: token id %ld is outside the vocabulary (0..%d)", path, v, vocab_size - 1); }
+        if (n == max_ids) { free(text); free(ids); return fail("%s: more than %d ids, the model's context", path, max_ids); }
+        ids[n++] = (int)v;
+        p = end;
+    }
+    free(text);
+    if (n == 0) { free(ids); return fail("%s: no token ids", path); }
+    *ids_out = ids;
+    *n_out = n;
+    return 0;
+}
+
+typedef struct { FILE *f; } LogitsFile;
+
+static int write_logits(void *arg, const float *logits, int T, int vocab_size) {
+    LogitsFile *lf = arg;
+    size_t n = (size_t)T * vocab_size;
+    return fwrite(logits, sizeof(float), n, lf->f) == n ? 0 : -1;
+}
+
+/* Teacher-forces the ids and writes float32 logits (n_tokens, vocab_size) to out_path, through a
+ * temporary file renamed into place at the end: no half-written output on any error. */
+static int run_logits(const Model *m, const int *ids, int n, const char *out_path) {
+    RunState s;
+    if (build_runstate(&s, m, n, DEFAULT_BLOCK) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
+    size_t tmp_len = strlen(out_path) + 32;
+    char *tmp = xcalloc(tmp_len, 1);
+    snprintf(tmp, tmp_len, "%s.tmp%ld", out_path, (long)getpid());
+    LogitsFile lf = {fopen(tmp, "wb")};
+    int status = 0;
+    if (!lf.f) {
+        fprintf(stderr, "razor: %s: %s\n", tmp, strerror(errno));
+        status = 1;
+    } else {
+        double t0 = now_seconds();
+        int ok = forward(m, &s, ids, n, write_logits, &lf) != NULL;
+        ok = (fclose(lf.f) == 0) && ok;
+        if (!ok || rename(tmp, out_path) != 0) {
+            fprintf(stderr, "razor: %s: cannot write the logits: %s\n", out_path, strerror(errno));
+            remove(tmp);
+            status = 1;
+        } else {
+            double secs = now_seconds() - t0;
+            fprintf(stderr, "wrote %d x %d logits to %s (%.1f tok/s)\n", n, m->config.vocab_size, out_path, secs > 0 ? n / secs : 0.0);
+        }
+    }
+    free(tmp);
+    free_runstate(&s);
+    return status;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * 9. The command line */
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: razor model.bin [options]\n"
+            "  -m mode     generate (default) | chat | tokenize | logits\n"
+            "  -i text     the prompt                 -f file   read the prompt from a file\n"
+            "  -n n        tokens to generate after the prompt (default 256)\n"
+            "  -t temp     temperature, 0 = greedy (default 1.0)\n"
+            "  -p topp     top-p sampling (default 0.9)    -s seed   random seed (default: time)\n"
+            "  -z file     tokenizer.bin (default: next to the model, then ./tokenizer.bin)\n"
+            "  -T n        threads (default: online cores)\n"
+            "  -y text     system prompt (chat)\n"
+            "  -I file     token ids to teacher-force (logits; instead of a prompt)\n"
+            "  -o file     output file (logits: float32 [n_tokens][vocab_size])\n");
+}
+
+static int parse_number(const char *flag, const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "razor: %s %s: expected a number in [%g, %g]\n", flag, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Parses argv into o; returns 0, or the exit code on error (2) or help (after printing usage). */
+static int parse_args(int argc, char **argv, Options *o) {
+    *o = (Options){.temperature = 1.0f, .topp = 0.9f, .seed = (uint64_t)time(NULL), .steps = 256, .mode = "generate"};
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    o->threads = cores > 0 ? (int)cores : 1;
+    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) { usage(stdout); return 1; }
+    if (argc < 2 || argv[1][0] == '-') { usage(stderr); return 2; }
+    o->model_path = argv[1];
+    for (int i = 2; i < argc; i += 2) {
+        const char *flag = argv[i];
+        if (flag[0] != '-' || strlen(flag) != 2 || !strchr("tpsnifzmToIy", flag[1])) {
+            fprintf(stderr, "razor: unknown option '%s'\n", flag);
+            usage(stderr);
+            return 2;
+        }
+        if (i + 1 >= argc) { fprintf(stderr, "razor: %s needs a value\n", flag); return 2; }
+        const char *val = argv[i + 1];
+        double v;
+        switch (flag[1]) {
+        case 't': if (parse_number(flag, val, 0, 100, &v)) return 2; o->temperature = (float)v; break;
+        case 'p': if (parse_number(flag, val, 0, 1, &v)) return 2; o->topp = (float)v; break;
+        case 's': if (parse_number(flag, val, 0, 1.8e19, &v)) return 2; o->seed = (uint64_t)v; break;
+        case 'n': if (parse_number(flag, val, 0, INT_MAX, &v) || v != floor(v)) return 2; o->steps = (int)v; break;
+        case 'T': if (parse_number(flag, val, 1, 1024, &v) || v != floor(v)) return 2; o->threads = (int)v; break;
+        case 'i': o->prompt = val; break;
+        case 'f': o->prompt_file = val; break;
+        case 'z': o->tokenizer_path = val; break;
+        case 'm': o->mode = val; break;
+        case 'o': o->out_path = val; break;
+        case 'I': o->ids_file = val; break;
+        case 'y': o->system_prompt = val; break;
+        }
+    }
+    if (strcmp(o->mode, "generate") && strcmp(o->mode, "chat") && strcmp(o->mode, "tokenize") && strcmp(o->mode, "logits")) {
+        fprintf(stderr, "razor: unknown mode '%s' (generate, chat, tokenize, logits)\n", o->mode);
+        return 2;
+    }
+    if (o->prompt && o->prompt_file) { fprintf(stderr, "razor: give the prompt with -i or -f, not both\n"); return 2; }
+    if (!strcmp(o->mode, "logits")) {
+        if (!o->out_path) { fprintf(stderr, "razor: -m logits needs -o FILE\n"); return 2; }
+        if (!o->ids_file && !o->prompt && !o->prompt_file) { fprintf(stderr, "razor: -m logits needs -I ids_file, -i or -f\n"); return 2; }
+    } else if (o->ids_file || o->out_path) {
+        fprintf(stderr, "razor: -I and -o are for -m logits\n");
+        return 2;
+    }
+    return 0;
+}
+
+/* The tokenizer path: -z, else tokenizer.bin next to the model, else in the current directory. */
+static const char *tokenizer_path(const Options *o, char *buf, size_t size) {
+    if (o->tokenizer_path) return o->tokenizer_path;
+    const char *slash = strrchr(o->model_path, '/');
+    if (slash) {
+        snprintf(buf, size, "%.*s/tokenizer.bin", (int)(slash - o->model_path), o->model_path);
+        if (access(buf, R_OK) == 0) return buf;
+    }
+    return "tokenizer.bin";
+}
+
+#ifndef RAZOR_NO_MAIN
+int main(int argc, char **argv) {
+    Options o;
+    int status = parse_args(argc, argv, &o);
+    if (status) return status == 1 ? 0 : status;
+    Model model;
+    if (load_model(&model, o.model_path) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
+    const Config *c = &model.config;
+
+    char *prompt = NULL;
+    size_t prompt_len;
+    if (o.prompt_file) {
+        if (read_file(o.prompt_file, MAX_PROMPT_BYTES, &prompt, &prompt_len) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); free_model(&model); return 1; }
+        if (strlen(prompt) != prompt_len) { fprintf(stderr, "razor: %s: contains a NUL byte\n", o.prompt_file); free(prompt); free_model(&model); return 1; }
+        o.prompt = prompt;
+    }
+    if (o.threads > 1) pool_start(o.threads);
+
+    Tokenizer tok = {0};
+    int need_tokenizer = !(o.ids_file && !strcmp(o.mode, "logits"));
+    char path_buf[4096];
+    if (need_tokenizer && load_tokenizer(&tok, tokenizer_path(&o, path_buf, sizeof path_buf), c->vocab_size, c->bos_id, c->eos_id) != 0) {
+        fprintf(stderr, "razor: %s\n", razor_error());
+        status = 1;
+    } else if (!strcmp(o.mode, "tokenize")) {
+        int *tokens = xcalloc(strlen(o.prompt ? o.prompt : "") + 3, sizeof(int));
+        int n = encode(&tok, o.prompt ? o.prompt : "", 1, tokens);
+        for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", tokens[i]);
+        printf("\n");
+        free(tokens);
+    } else if (!strcmp(o.mode, "logits")) {
+        int *ids = NULL, n = 0;
+        if (o.ids_file) {
+            if (read_ids(o.ids_file, c->vocab_size, c->seq_len, &ids, &n) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); status = 1; }
+        } else {
+            ids = xcalloc(strlen(o.prompt) + 3, sizeof(int));
+            n = encode(&tok, o.prompt, 1, ids);
+            if (n > c->seq_len) { fprintf(stderr, "razor: the prompt is %d tokens, the model's context is %d\n", n, c->seq_len); status = 2; }
+        }
+        if (status == 0) status = run_logits(&model, ids, n, o.out_path);
+        free(ids);
+    } else {
+        Sampler sampler;
+        build_sampler(&sampler, c->vocab_size, o.temperature, o.topp, o.seed);
+        status = !strcmp(o.mode, "chat") ? run_chat(&model, &tok, &sampler, &o) : run_generate(&model, &tok, &sampler, o.prompt ? o.prompt : "", o.steps);
+        free_sampler(&sampler);
+    }
+    free_tokenizer(&tok);
+    pool_stop();
+    free(prompt);
+    free_model(&model);
+    return status;
+}
+#endif

@@ -1,0 +1,817 @@
+/* test_razor.c: razor's tests, no framework. Run from the repository root:
+ *     ./test_razor ./razor-san ./razor-nothreads
+ * (the two razor builds are used for the command-line tests). It writes small random models in all
+ * three formats to a temporary directory and checks razor against a plain reference written here:
+ * a token-by-token forward pass with full score rows, a naive attention loop and a naive (quadratic)
+ * BPE encoder, plus sentencepiece's own ids (tests/tokenizer_vectors.h). Ends with "N passed, N failed". */
+#define _DEFAULT_SOURCE
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "model.h"
+#include "tests/tokenizer_vectors.h"
+
+static int passed, failed;
+static char tmpdir[64];
+static const char *razor_bin, *razor_nothreads_bin;
+
+static void check(int ok, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (ok) {
+        passed++;
+    } else {
+        failed++;
+        printf("FAIL: ");
+        vprintf(fmt, ap);
+        printf("\n");
+    }
+    va_end(ap);
+}
+
+static float max_abs_diff(const float *a, const float *b, size_t n) {
+    float m = 0;
+    for (size_t i = 0; i < n; i++) {
+        float d = fabsf(a[i] - b[i]);
+        if (!(d <= m)) m = d; /* NaN counts as a difference */
+    }
+    return m;
+}
+
+static char *tmp_path(const char *name) {
+    static char buf[8][256];
+    static int next;
+    char *p = buf[next++ % 8];
+    snprintf(p, 256, "%s/%s", tmpdir, name);
+    return p;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Random models, written in any of the three formats */
+
+typedef struct {
+    Config c;
+    float *emb, *rms_att, *wq, *wk, *wv, *wo, *rms_ffn, *w1, *w2, *w3, *rms_final, *wcls;
+} TestModel;
+
+static uint64_t rng = 42;
+static float urand(void) { /* uniform in [-1, 1) */
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng >> 40) & 0xFFFFFF) / 8388608.0f - 1.0f;
+}
+
+static float *random_tensor(size_t n, float scale, float offset) {
+    float *t = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) t[i] = offset + scale * urand();
+    return t;
+}
+
+static Config small_config(int dim, int hidden, int layers, int heads, int kv_heads, int vocab, int seq_len) {
+    return (Config){.dim = dim, .hidden_dim = hidden, .n_layers = layers, .n_heads = heads, .n_kv_heads = kv_heads,
+                    .head_dim = dim / heads, .vocab_size = vocab, .seq_len = seq_len, .bos_id = 1, .eos_id = 2,
+                    .shared_classifier = 1, .norm_eps = 1e-5f, .rope_theta = 10000.0f};
+}
+
+static TestModel make_model(Config c, uint64_t seed) {
+    TestModel m = {.c = c};
+    rng = seed;
+    size_t dim = c.dim, L = c.n_layers, q_dim = (size_t)c.n_heads * c.head_dim, kv_dim = (size_t)c.n_kv_heads * c.head_dim;
+    m.emb = random_tensor(c.vocab_size * dim, 1.0f, 0);
+    m.rms_att = random_tensor(L * dim, 0.3f, 1.0f);
+    m.wq = random_tensor(L * q_dim * dim, 0.5f, 0); /* large q/k: peaked attention, so mistakes show */
+    m.wk = random_tensor(L * kv_dim * dim, 0.5f, 0);
+    m.wv = random_tensor(L * kv_dim * dim, 0.3f, 0);
+    m.wo = random_tensor(L * dim * q_dim, 0.3f, 0);
+    m.rms_ffn = random_tensor(L * dim, 0.3f, 1.0f);
+    m.w1 = random_tensor(L * c.hidden_dim * dim, 0.3f, 0);
+    m.w2 = random_tensor(L * dim * c.hidden_dim, 0.3f, 0);
+    m.w3 = random_tensor(L * c.hidden_dim * dim, 0.3f, 0);
+    m.rms_final = random_tensor(dim, 0.3f, 1.0f);
+    m.wcls = c.shared_classifier ? m.emb : random_tensor(c.vocab_size * dim, 0.5f, 0);
+    return m;
+}
+
+static void free_test_model(TestModel *m) {
+    float *all[] = {m->emb, m->rms_att, m->wq, m->wk, m->wv, m->wo, m->rms_ffn, m->w1, m->w2, m->w3, m->rms_final};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]);
+    if (!m->c.shared_classifier) free(m->wcls);
+}
+
+static void put(FILE *f, const float *t, size_t n) { fwrite(t, sizeof(float), n, f); }
+
+static void write_model(const TestModel *m, const char *path, int format) {
+    const Config *c = &m->c;
+    size_t dim = c->dim, L = c->n_layers, q_dim = (size_t)c->n_heads * c->head_dim, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
+    size_t hid = c->hidden_dim;
+    FILE *f = fopen(path, "wb");
+    unsigned char header[HEADER_BYTES] = {0};
+    if (format == FORMAT_RAZOR) {
+        RazorHeader h = {RAZOR_MAGIC, RAZOR_VERSION, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
+                         c->head_dim, c->vocab_size, c->seq_len, c->bos_id, c->eos_id, c->shared_classifier,
+                         c->norm_eps, c->rope_theta, c->rope_scaling, c->rope_factor, c->rope_low_freq_factor,
+                         c->rope_high_freq_factor, c->rope_original_context};
+        memcpy(header, &h, sizeof h);
+        fwrite(header, 1, HEADER_BYTES, f);
+    } else {
+        int32_t dims[7] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->seq_len};
+        if (format == FORMAT_LLAMA2C_V0) {
+            if (!c->shared_classifier) dims[5] = -dims[5];
+            fwrite(dims, 4, 7, f);
+        } else {
+            uint32_t magic = LLAMA2C_MAGIC;
+            int32_t version = 1;
+            memcpy(header, &magic, 4);
+            memcpy(header + 4, &version, 4);
+            memcpy(header + 8, dims, sizeof dims);
+            header[36] = (unsigned char)c->shared_classifier;
+            fwrite(header, 1, HEADER_BYTES, f);
+        }
+    }
+    if (format == FORMAT_LLAMA2C_V1) {
+        put(f, m->rms_att, L * dim); put(f, m->rms_ffn, L * dim); put(f, m->rms_final, dim); put(f, m->emb, c->vocab_size * dim);
+        put(f, m->wq, L * q_dim * dim); put(f, m->wk, L * kv_dim * dim); put(f, m->wv, L * kv_dim * dim); put(f, m->wo, L * dim * q_dim);
+        put(f, m->w1, L * hid * dim); put(f, m->w2, L * dim * hid); put(f, m->w3, L * hid * dim);
+    } else {
+        put(f, m->emb, c->vocab_size * dim); put(f, m->rms_att, L * dim);
+        put(f, m->wq, L * q_dim * dim); put(f, m->wk, L * kv_dim * dim); put(f, m->wv, L * kv_dim * dim); put(f, m->wo, L * dim * q_dim);
+        put(f, m->rms_ffn, L * dim); put(f, m->w1, L * hid * dim); put(f, m->w2, L * dim * hid); put(f, m->w3, L * hid * dim);
+        put(f, m->rms_final, dim);
+        if (format == FORMAT_LLAMA2C_V0) { /* freq_cis tables, which razor must skip: garbage on purpose */
+            size_t n = (size_t)c->seq_len * c->head_dim;
+            float *junk = random_tensor(n, 100.0f, 0);
+            put(f, junk, n);
+            free(junk);
+        }
+    }
+    if (!c->shared_classifier) put(f, m->wcls, c->vocab_size * dim);
+    fclose(f);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The reference: one token at a time, plain loops in double, full score rows, softmax, weighted sum */
+
+static void ref_matvec(double *out, const double *x, const float *w, int n, int d) {
+    for (int i = 0; i < d; i++) {
+        double s = 0;
+        for (int j = 0; j < n; j++) s += (double)w[(size_t)i * n + j] * x[j];
+        out[i] = s;
+    }
+}
+
+static void ref_rmsnorm(double *out, const double *x, const float *w, int n, double eps) {
+    double ss = 0;
+    for (int j = 0; j < n; j++) ss += x[j] * x[j];
+    ss = 1.0 / sqrt(ss / n + eps);
+    for (int j = 0; j < n; j++) out[j] = w[j] * ss * x[j];
+}
+
+static double ref_freq(const Config *c, int i) { /* Llama 3 scaling as transformers' _compute_llama3_parameters */
+    double freq = pow(c->rope_theta, -2.0 * i / c->head_dim);
+    if (!c->rope_scaling) return freq;
+    double wavelen = 2 * M_PI / freq, lo = c->rope_original_context / c->rope_low_freq_factor;
+    double hi = c->rope_original_context / c->rope_high_freq_factor;
+    if (wavelen < hi) return freq;
+    if (wavelen > lo) return freq / c->rope_factor;
+    double smooth = (c->rope_original_context / wavelen - c->rope_low_freq_factor) / (c->rope_high_freq_factor - c->rope_low_freq_factor);
+    return (1 - smooth) * freq / c->rope_factor + smooth * freq;
+}
+
+static void ref_rope(double *v, int n_heads, int hd, int pos, const Config *c) {
+    for (int h = 0; h < n_heads; h++)
+        for (int i = 0; i < hd / 2; i++) {
+            double a = pos * (double)(float)ref_freq(c, i), *p = v + (size_t)h * hd + 2 * i; /* razor stores freq as float */
+            double x0 = p[0], x1 = p[1];
+            p[0] = x0 * cos(a) - x1 * sin(a);
+            p[1] = x0 * sin(a) + x1 * cos(a);
+        }
+}
+
+/* logits (n, vocab) for the ids, token by token */
+static float *ref_forward(const TestModel *m, const int *ids, int n) {
+    const Config *c = &m->c;
+    int dim = c->dim, hd = c->head_dim, q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd, hid = c->hidden_dim;
+    double *kc = calloc((size_t)c->n_layers * n * kv_dim, sizeof(double)), *vc = calloc((size_t)c->n_layers * n * kv_dim, sizeof(double));
+    double *x = calloc(dim, sizeof(double)), *xb = calloc(dim > q_dim ? dim : q_dim, sizeof(double)), *q = calloc(q_dim, sizeof(double));
+    double *att = calloc(q_dim, sizeof(double)), *h1 = calloc(hid, sizeof(double)), *h3 = calloc(hid, sizeof(double));
+    double *tmp = calloc(dim, sizeof(double)), *scores = calloc(n, sizeof(double)), *lg = calloc(c->vocab_size, sizeof(double));
+    float *logits = malloc((size_t)n * c->vocab_size * sizeof(float));
+    for (int pos = 0; pos < n; pos++) {
+        for (int j = 0; j < dim; j++) x[j] = m->emb[(size_t)ids[pos] * dim + j];
+        for (int l = 0; l < c->n_layers; l++) {
+            double *k = kc + ((size_t)l * n + pos) * kv_dim, *v = vc + ((size_t)l * n + pos) * kv_dim;
+            ref_rmsnorm(xb, x, m->rms_att + (size_t)l * dim, dim, c->norm_eps);
+            ref_matvec(q, xb, m->wq + (size_t)l * q_dim * dim, dim, q_dim);
+            ref_matvec(k, xb, m->wk + (size_t)l * kv_dim * dim, dim, kv_dim);
+            ref_matvec(v, xb, m->wv + (size_t)l * kv_dim * dim, dim, kv_dim);
+            ref_rope(q, c->n_heads, hd, pos, c);
+            ref_rope(k, c->n_kv_heads, hd, pos, c);
+            for (int h = 0; h < c->n_heads; h++) {
+                int g = h / (c->n_heads / c->n_kv_heads);
+                double max = -INFINITY, sum = 0;
+                for (int j = 0; j <= pos; j++) {
+                    double s = 0;
+                    for (int d = 0; d < hd; d++) s += q[h * hd + d] * kc[((size_t)l * n + j) * kv_dim + g * hd + d];
+                    scores[j] = s / sqrt(hd);
+                    if (scores[j] > max) max = scores[j];
+                }
+                for (int j = 0; j <= pos; j++) sum += scores[j] = exp(scores[j] - max);
+                for (int d = 0; d < hd; d++) {
+                    double o = 0;
+                    for (int j = 0; j <= pos; j++) o += scores[j] / sum * vc[((size_t)l * n + j) * kv_dim + g * hd + d];
+                    att[h * hd + d] = o;
+                }
+            }
+            ref_matvec(tmp, att, m->wo + (size_t)l * dim * q_dim, q_dim, dim);
+            for (int j = 0; j < dim; j++) x[j] += tmp[j];
+            ref_rmsnorm(xb, x, m->rms_ffn + (size_t)l * dim, dim, c->norm_eps);
+            ref_matvec(h1, xb, m->w1 + (size_t)l * hid * dim, dim, hid);
+            ref_matvec(h3, xb, m->w3 + (size_t)l * hid * dim, dim, hid);
+            for (int j = 0; j < hid; j++) h1[j] = h1[j] / (1 + exp(-h1[j])) * h3[j];
+            ref_matvec(tmp, h1, m->w2 + (size_t)l * dim * hid, hid, dim);
+            for (int j = 0; j < dim; j++) x[j] += tmp[j];
+        }
+        ref_rmsnorm(xb, x, m->rms_final, dim, c->norm_eps);
+        ref_matvec(lg, xb, m->wcls, dim, c->vocab_size);
+        for (int j = 0; j < c->vocab_size; j++) logits[(size_t)pos * c->vocab_size + j] = (float)lg[j];
+    }
+    free(kc); free(vc); free(x); free(xb); free(q); free(att); free(h1); free(h3); free(tmp); free(scores); free(lg);
+    return logits;
+}
+
+/* razor's logits for all ids, processed in blocks of max_block */
+static float *razor_logits(const Model *model, const int *ids, int n, int max_block) {
+    RunState s;
+    if (build_runstate(&s, model, n, max_block) != 0) return NULL;
+    size_t V = model->config.vocab_size;
+    float *all = malloc((size_t)n * V * sizeof(float));
+    for (int i = 0; i < n; i += s.max_block) {
+        int T = n - i < s.max_block ? n - i : s.max_block;
+        memcpy(all + (size_t)i * V, forward_block(model, &s, ids + i, T, 1), (size_t)T * V * sizeof(float));
+    }
+    free_runstate(&s);
+    return all;
+}
+
+static int *random_ids(int n, int vocab) {
+    int *ids = malloc(n * sizeof(int));
+    ids[0] = 1;
+    for (int i = 1; i < n; i++) ids[i] = (int)((urand() + 1) * 0.5f * vocab) % vocab;
+    return ids;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Tests */
+
+/* The same weights in v0, v1 and razor files load to the same numbers. */
+static void test_loaders_agree(void) {
+    Config c = small_config(40, 72, 2, 4, 2, 97, 64);
+    for (int tied = 0; tied <= 1; tied++) {
+        c.shared_classifier = tied;
+        TestModel tm = make_model(c, 7 + tied);
+        const char *names[3] = {"v0.bin", "v1.bin", "razor.bin"};
+        float *logits[3] = {0};
+        int ids[] = {1, 5, 9, 33, 96, 0, 2, 50};
+        for (int f = 0; f < 3; f++) {
+            write_model(&tm, tmp_path(names[f]), f);
+            Model m;
+            int ok = load_model(&m, tmp_path(names[f])) == 0;
+            check(ok, "load %s (tied=%d): %s", names[f], tied, ok ? "" : razor_error());
+            if (!ok) continue;
+            check(m.format == f && m.config.shared_classifier == tied && m.config.vocab_size == 97 && m.config.head_dim == 10,
+                  "%s: format %d, shared %d, vocab %d, head_dim %d", names[f], m.format, m.config.shared_classifier, m.config.vocab_size, m.config.head_dim);
+            check(memcmp(m.weights.wq, tm.wq, sizeof(float) * 40 * 40) == 0 && memcmp(m.weights.w2, tm.w2, sizeof(float) * 40 * 72) == 0 &&
+                  memcmp(m.weights.wcls, tm.wcls, sizeof(float) * 97 * 40) == 0 && memcmp(m.weights.rms_final_weight, tm.rms_final, 40 * 4) == 0,
+                  "%s: weights land where the format puts them", names[f]);
+            logits[f] = razor_logits(&m, ids, 8, 128);
+            free_model(&m);
+        }
+        if (logits[0] && logits[1] && logits[2])
+            check(max_abs_diff(logits[0], logits[1], 8 * 97) == 0 && max_abs_diff(logits[0], logits[2], 8 * 97) == 0,
+                  "v0, v1 and razor files give identical logits (tied=%d)", tied);
+        for (int f = 0; f < 3; f++) free(logits[f]);
+        free_test_model(&tm);
+    }
+}
+
+/* razor against the reference forward pass, and batched against token-by-token, over shapes that
+ * cover MHA/GQA/MQA, tied/untied, head_dim != dim/n_heads, theta and Llama 3 rope scaling. */
+static void test_forward_matches_reference(void) {
+    struct { const char *name; Config c; } cases[] = {
+        {"MHA tied", small_config(40, 72, 2, 4, 4, 97, 300)},
+        {"GQA 4/2 untied", small_config(48, 80, 2, 4, 2, 97, 300)},
+        {"MQA 6/1", small_config(48, 64, 2, 6, 1, 97, 300)},
+        {"head_dim 24 != dim/heads, theta 5e5", small_config(40, 72, 2, 4, 2, 97, 300)},
+        {"llama3 rope scaling", small_config(64, 96, 1, 4, 2, 97, 300)},
+    };
+    cases[1].c.shared_classifier = 0;
+    cases[3].c.head_dim = 24;
+    cases[3].c.rope_theta = 500000.0f;
+    cases[4].c.rope_scaling = 1;
+    cases[4].c.rope_factor = 8;
+    cases[4].c.rope_low_freq_factor = 1;
+    cases[4].c.rope_high_freq_factor = 4;
+    cases[4].c.rope_original_context = 64;
+    cases[4].c.rope_theta = 500000.0f;
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        TestModel tm = make_model(cases[k].c, 100 + k);
+        write_model(&tm, tmp_path("fwd.bin"), FORMAT_RAZOR);
+        Model m;
+        if (load_model(&m, tmp_path("fwd.bin")) != 0) { check(0, "%s: load: %s", cases[k].name, razor_error()); continue; }
+        int n = 150;
+        int *ids = random_ids(n, 97);
+        float *ref = ref_forward(&tm, ids, n), *batched = razor_logits(&m, ids, n, 128), *single = razor_logits(&m, ids, n, 1);
+        float *odd = razor_logits(&m, ids, n, 37);
+        float d_ref = max_abs_diff(ref, batched, (size_t)n * 97), d_single = max_abs_diff(batched, single, (size_t)n * 97);
+        float d_odd = max_abs_diff(batched, odd, (size_t)n * 97), scale = max_abs_diff(ref, ref + 97, 97);
+        check(d_ref <= 1e-4f, "%s: razor vs reference forward: max abs diff %g", cases[k].name, d_ref);
+        check(d_single <= 1e-4f && d_odd <= 1e-4f, "%s: blocks of 128 vs 1 vs 37 tokens: %g, %g", cases[k].name, d_single, d_odd);
+        check(scale > 0.1f, "%s: logits vary between positions (%g), so the comparison means something", cases[k].name, scale);
+        free(ref); free(batched); free(single); free(odd); free(ids);
+        free_model(&m);
+        free_test_model(&tm);
+    }
+}
+
+/* Threads split rows and heads; the numbers must not change. */
+static void test_threads_same_numbers(void) {
+    TestModel tm = make_model(small_config(48, 80, 2, 4, 2, 97, 200), 5);
+    write_model(&tm, tmp_path("thr.bin"), FORMAT_RAZOR);
+    Model m;
+    load_model(&m, tmp_path("thr.bin"));
+    int *ids = random_ids(150, 97);
+    float *one = razor_logits(&m, ids, 150, 64);
+    pool_start(3);
+    float *three = razor_logits(&m, ids, 150, 64);
+    pool_stop();
+    check(max_abs_diff(one, three, 150 * 97) == 0, "1 thread and 3 threads give identical logits");
+    free(one); free(three); free(ids);
+    free_model(&m);
+    free_test_model(&tm);
+}
+
+/* The tiled attention loop against scores + softmax + weighted sum, for many lengths. */
+static void test_tiled_attention(void) {
+    int head_dims[] = {8, 10, 48, 64};
+    int lengths[] = {1, 2, 15, 16, 17, 63, 64, 65, 100, 128, 129, 200, 257};
+    float worst = 0;
+    int cases = 0;
+    for (size_t a = 0; a < sizeof head_dims / sizeof *head_dims; a++)
+        for (size_t b = 0; b < sizeof lengths / sizeof *lengths; b++) {
+            int hd = head_dims[a], n_keys = lengths[b];
+            for (int n_q = 1; n_q <= n_keys; n_q = n_q < 5 ? n_q + 1 : n_q * 3) { /* the last n_q keys are the queries' own */
+                int first_visible = n_keys - n_q;
+                float *q = random_tensor((size_t)n_q * hd, 2.0f, 0), *k = random_tensor((size_t)n_keys * hd, 2.0f, 0);
+                float *v = random_tensor((size_t)n_keys * hd, 1.0f, 0), *out = calloc((size_t)n_q * hd, sizeof(float));
+                float *ref = calloc((size_t)n_q * hd, sizeof(float)), *scratch = calloc(16 * (hd + 2), sizeof(float));
+                attention(out, hd, q, hd, n_q, k, v, n_keys, first_visible, hd, scratch);
+                for (int i = 0; i < n_q; i++) {
+                    int visible = first_visible + i + 1;
+                    double *s = calloc(visible, sizeof(double)), max = -INFINITY, sum = 0;
+                    for (int j = 0; j < visible; j++) {
+                        for (int d = 0; d < hd; d++) s[j] += (double)q[i * hd + d] * k[j * hd + d];
+                        s[j] /= sqrt(hd);
+                        if (s[j] > max) max = s[j];
+                    }
+                    for (int j = 0; j < visible; j++) sum += s[j] = exp(s[j] - max);
+                    for (int d = 0; d < hd; d++) {
+                        double o = 0;
+                        for (int j = 0; j < visible; j++) o += s[j] / sum * v[j * hd + d];
+                        ref[i * hd + d] = (float)o;
+                    }
+                    free(s);
+                }
+                float d = max_abs_diff(out, ref, (size_t)n_q * hd);
+                if (d > worst || d != d) worst = d;
+                cases++;
+                free(q); free(k); free(v); free(out); free(ref); free(scratch);
+            }
+        }
+    check(worst <= 1e-5f, "tiled attention vs plain softmax over %d (head_dim, keys, queries) cases: max abs diff %g", cases, worst);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Tokenizer */
+
+/* The naive encoder: llama2.c's loop (merge the best adjacent pair, rescanning the whole list each
+ * time), with sentencepiece's rule that only normal pieces are merge results. */
+static int naive_encode(const Tokenizer *t, const char *text, int *out) {
+    int n = 0, cap = (int)strlen(text) + 2;
+    char **sym = malloc(cap * sizeof(char *));
+    char *s = malloc(strlen(text) + 2);
+    sprintf(s, " %s", text);
+    for (size_t i = 0; s[i];) {
+        unsigned char c = (unsigned char)s[i];
+        size_t want = c >= 0xF0 && c < 0xF8 ? 4 : c >= 0xE0 && c < 0xF0 ? 3 : c >= 0xC0 && c < 0xE0 ? 2 : 1, l = 1;
+        while (l < want && s[i + l] && ((unsigned char)s[i + l] & 0xC0) == 0x80) l++;
+        sym[n] = strndup(s + i, l);
+        n++;
+        i += l;
+    }
+    free(s);
+    int byte_base[256];
+    for (int b = 0; b < 256; b++) byte_base[b] = -1;
+    for (;;) {
+        float best = -INFINITY;
+        int at = -1;
+        for (int i = 0; i + 1 < n; i++) {
+            size_t la = strlen(sym[i]), lb = strlen(sym[i + 1]);
+            for (int id = 3; id < t->vocab_size; id++) { /* ids 0-2 are control pieces */
+                const char *p = t->data + t->offset[id];
+                if ((size_t)t->length[id] == la + lb && memcmp(p, sym[i], la) == 0 && memcmp(p + la, sym[i + 1], lb) == 0 &&
+                    !(t->length[id] == 6 && p[0] == '<' && p[1] == '0' && p[2] == 'x') && t->score[id] > best) {
+                    best = t->score[id];
+                    at = i;
+                }
+            }
+        }
+        if (at < 0) break;
+        char *merged = malloc(strlen(sym[at]) + strlen(sym[at + 1]) + 1);
+        sprintf(merged, "%s%s", sym[at], sym[at + 1]);
+        free(sym[at]);
+        free(sym[at + 1]);
+        sym[at] = merged;
+        memmove(sym + at + 1, sym + at + 2, (n - at - 2) * sizeof(char *));
+        n--;
+    }
+    int count = 0;
+    for (int i = 0; i < n; i++) {
+        int id = -1;
+        for (int v = 3; v < t->vocab_size && id < 0; v++)
+            if ((size_t)t->length[v] == strlen(sym[i]) && memcmp(t->data + t->offset[v], sym[i], t->length[v]) == 0) id = v;
+        if (id >= 0) out[count++] = id;
+        else for (const char *p = sym[i]; *p; p++) out[count++] = 3 + (unsigned char)*p;
+        free(sym[i]);
+    }
+    free(sym);
+    (void)byte_base;
+    return count;
+}
+
+static char *decode_all(const Tokenizer *t, const int *ids, int n) {
+    size_t cap = 16, len = 0;
+    for (int i = 0; i < n; i++) cap += t->length[ids[i]] + 1;
+    char *s = calloc(cap, 1);
+    for (int i = 1; i < n; i++) {
+        int nb;
+        char buf[2];
+        const char *p = decode(t, ids[i - 1], ids[i], &nb, buf);
+        memcpy(s + len, p, nb);
+        len += nb;
+    }
+    return s;
+}
+
+static void test_tokenizer(void) {
+    Tokenizer t;
+    if (load_tokenizer(&t, "tokenizer.bin", TOKENIZER_VECTORS_VOCAB, 1, 2) != 0) { check(0, "load tokenizer.bin: %s", razor_error()); return; }
+    int ids[4096];
+    int n_vec = sizeof tokenizer_vectors / sizeof *tokenizer_vectors, bad = 0;
+    for (int v = 0; v < n_vec; v++) {
+        int n = encode(&t, tokenizer_vectors[v].text, 0, ids);
+        int same = n == tokenizer_vectors[v].n_ids && memcmp(ids, tokenizer_vectors[v].ids, n * sizeof(int)) == 0;
+        if (!same) { bad++; printf("  sentencepiece mismatch on \"%s\" (%d ids vs %d)\n", tokenizer_vectors[v].text, n, tokenizer_vectors[v].n_ids); }
+    }
+    check(bad == 0, "encode equals sentencepiece on %d fixed strings (%d differ)", n_vec, bad);
+    int n = encode(&t, "hi", 1, ids);
+    check(n >= 2 && ids[0] == 1, "BOS comes first");
+
+    /* the heap encoder against the naive one, and round trips, on random text with odd bytes */
+    const char *alphabet[] = {"the ", "and ", "e", "t", "a", " ", "  ", "\n", "\t", ",", ".", "0", "42", "\xc3\xa9", "\xe2\x82\xac",
+                              "\xf0\x9f\x98\x80", "<s>", "<0x41>", "Q", "z", "ing", "Mr. ", "\xff", "\x80"};
+    int mismatches = 0, roundtrip_bad = 0;
+    for (int trial = 0; trial < 40; trial++) {
+        char text[600] = {0};
+        int pieces = 1 + (int)((urand() + 1) * 40);
+        for (int p = 0; p < pieces; p++) strcat(text, alphabet[(int)((urand() + 1) * 0.5f * 24) % 24]);
+        int a = encode(&t, text, 0, ids);
+        int b[4096], nb = naive_encode(&t, text, b);
+        if (a != nb || memcmp(ids, b, a * sizeof(int)) != 0) mismatches++;
+        int with_bos[4096], nw = encode(&t, text, 1, with_bos);
+        char *back = decode_all(&t, with_bos, nw);
+        if (strcmp(back, text) != 0) roundtrip_bad++;
+        free(back);
+    }
+    check(mismatches == 0, "heap BPE equals the naive quadratic BPE on 40 random texts (%d differ)", mismatches);
+    check(roundtrip_bad == 0, "decode(encode(text)) == text on 40 random texts (%d differ)", roundtrip_bad);
+
+    /* 100 KB of text: encodes (in O(n log n); its speed is in make bench) and round-trips */
+    size_t big_len = 100000;
+    char *big = malloc(big_len + 1);
+    for (size_t i = 0; i < big_len;) {
+        const char *v = tokenizer_vectors[i % n_vec].text;
+        size_t l = strlen(v);
+        if (i + l + 1 > big_len) l = big_len - i - 1;
+        memcpy(big + i, v, l);
+        big[i + l] = ' ';
+        i += l + 1;
+    }
+    big[big_len] = 0;
+    int *big_ids = malloc((big_len + 3) * sizeof(int));
+    int nbig = encode(&t, big, 1, big_ids);
+    char *back = decode_all(&t, big_ids, nbig);
+    check(strcmp(back, big) == 0 && nbig > 10000 && nbig < (int)big_len, "100 KB prompt: %d tokens, round trip exact", nbig);
+    free(back); free(big); free(big_ids);
+    free_tokenizer(&t);
+
+    /* bad tokenizer files */
+    char *data;
+    FILE *f = fopen("tokenizer.bin", "rb");
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    rewind(f);
+    data = malloc(size);
+    fread(data, 1, size, f);
+    fclose(f);
+    struct { const char *what; long len; int vocab; } bad_cases[] = {
+        {"truncated in the middle", size / 2, 512}, {"3 bytes", 3, 512}, {"one byte short", size - 1, 512},
+        {"fewer pieces than the model", size, 600}, {"more pieces than the model", size, 300},
+    };
+    for (size_t k = 0; k < sizeof bad_cases / sizeof *bad_cases; k++) {
+        f = fopen(tmp_path("tok.bin"), "wb");
+        fwrite(data, 1, bad_cases[k].len, f);
+        fclose(f);
+        Tokenizer bt;
+        check(load_tokenizer(&bt, tmp_path("tok.bin"), bad_cases[k].vocab, 1, 2) != 0 && strstr(razor_error(), "tok.bin"),
+              "tokenizer %s is refused (%s)", bad_cases[k].what, razor_error());
+    }
+    int32_t neg = -5; /* the first piece's length, negative */
+    memcpy(data + 8, &neg, 4);
+    f = fopen(tmp_path("tok.bin"), "wb");
+    fwrite(data, 1, size, f);
+    fclose(f);
+    Tokenizer bt;
+    check(load_tokenizer(&bt, tmp_path("tok.bin"), 512, 1, 2) != 0, "tokenizer with a negative piece length is refused (%s)", razor_error());
+    free(data);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Bad model files: one clear error, never a crash */
+
+static void write_bytes(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    fwrite(data, 1, n, f);
+    fclose(f);
+}
+
+static void *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { *n = 0; return NULL; }
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    rewind(f);
+    void *d = malloc(*n + 1);
+    *n = fread(d, 1, *n, f);
+    fclose(f);
+    return d;
+}
+
+static void expect_refused(const char *what, const void *data, size_t n, const char *must_say) {
+    write_bytes(tmp_path("bad.bin"), data, n);
+    Model m;
+    int rc = load_model(&m, tmp_path("bad.bin"));
+    check(rc != 0 && strstr(razor_error(), "bad.bin") && strstr(razor_error(), must_say) && !strchr(razor_error(), '\n'),
+          "%s: refused, naming '%s' (got: %s)", what, must_say, rc ? razor_error() : "loaded!");
+    if (rc == 0) free_model(&m);
+}
+
+static void test_bad_model_files(void) {
+    TestModel tm = make_model(small_config(32, 48, 2, 4, 2, 97, 64), 3);
+    for (int f = 0; f < 3; f++) {
+        write_model(&tm, tmp_path("good.bin"), f);
+        size_t n;
+        unsigned char *d = slurp(tmp_path("good.bin"), &n);
+        char what[64];
+        snprintf(what, sizeof what, "format %d truncated by one byte", f);
+        expect_refused(what, d, n - 1, "truncated");
+        snprintf(what, sizeof what, "format %d cut inside its header", f);
+        expect_refused(what, d, f == 0 ? 27 : 100, f == 0 ? "too small" : "truncated");
+        snprintf(what, sizeof what, "format %d with a trailing byte", f);
+        unsigned char *longer = calloc(n + 1, 1);
+        memcpy(longer, d, n);
+        expect_refused(what, longer, n + 1, "trailing");
+        free(longer);
+        int32_t v;
+        int dims_at = f == 0 ? 0 : 8;
+        memcpy(d + dims_at + 12, &(int32_t){3}, 4); /* n_heads 3 does not divide dim 32 / take n_kv 2 */
+        snprintf(what, sizeof what, "format %d with n_heads 3, n_kv_heads 2", f);
+        expect_refused(what, d, n, f == 0 ? "not a model file" : "n_kv_heads");
+        memcpy(d + dims_at + 12, &(int32_t){4}, 4);
+        v = 1 << 30; /* a hostile layer count: an error, not a 2^30-layer allocation */
+        memcpy(d + dims_at + 8, &v, 4);
+        snprintf(what, sizeof what, "format %d with 2^30 layers", f);
+        expect_refused(what, d, n, f == 0 ? "not a model file" : "n_layers");
+        free(d);
+    }
+    write_model(&tm, tmp_path("good.bin"), FORMAT_LLAMA2C_V0);
+    size_t n;
+    unsigned char *d = slurp(tmp_path("good.bin"), &n);
+    memcpy(d + 20, &(int32_t){INT32_MIN}, 4);
+    expect_refused("v0 with vocab_size INT_MIN", d, n, "not a model file");
+    memcpy(d + 20, &(int32_t){97}, 4);
+    memcpy(d + 24, &(int32_t){2000000000}, 4);
+    expect_refused("v0 with a 2e9-token context", d, n, "not a model file");
+    free(d);
+
+    write_model(&tm, tmp_path("good.bin"), FORMAT_LLAMA2C_V1);
+    d = slurp(tmp_path("good.bin"), &n);
+    memcpy(d + 4, &(int32_t){2}, 4);
+    expect_refused("llama2.c version 2 (int8)", d, n, "version 2");
+    free(d);
+
+    write_model(&tm, tmp_path("good.bin"), FORMAT_RAZOR);
+    d = slurp(tmp_path("good.bin"), &n);
+    RazorHeader h;
+    memcpy(&h, d, sizeof h);
+    struct { const char *what, *says; RazorHeader h; } bad[8];
+    int nb = 0;
+    bad[nb] = (typeof(bad[0])){"razor version 9", "version 9", h}; bad[nb++].h.version = 9;
+    bad[nb] = (typeof(bad[0])){"razor NaN norm_eps", "norm_eps", h}; bad[nb++].h.norm_eps = NAN;
+    bad[nb] = (typeof(bad[0])){"razor infinite rope_theta", "rope_theta", h}; bad[nb++].h.rope_theta = INFINITY;
+    bad[nb] = (typeof(bad[0])){"razor eos_id outside the vocabulary", "eos_id", h}; bad[nb++].h.eos_id = 97;
+    bad[nb] = (typeof(bad[0])){"razor odd head_dim", "head_dim", h}; bad[nb++].h.head_dim = 7;
+    bad[nb] = (typeof(bad[0])){"razor unknown rope_scaling", "rope_scaling", h}; bad[nb++].h.rope_scaling = 5;
+    bad[nb] = (typeof(bad[0])){"razor shared_classifier 2", "shared_classifier", h}; bad[nb++].h.shared_classifier = 2;
+    bad[nb] = (typeof(bad[0])){"razor negative seq_len", "seq_len", h}; bad[nb++].h.seq_len = -1;
+    for (int i = 0; i < nb; i++) {
+        memcpy(d, &bad[i].h, sizeof h);
+        expect_refused(bad[i].what, d, n, bad[i].says);
+    }
+    free(d);
+    unsigned char junk[1000];
+    for (int i = 0; i < 1000; i++) junk[i] = (unsigned char)(i * 7 + 3);
+    expect_refused("1000 bytes of junk", junk, sizeof junk, "not a model file");
+    Model m;
+    check(load_model(&m, tmp_path("no-such-file.bin")) != 0 && strstr(razor_error(), "No such file"), "a missing file: %s", razor_error());
+    check(load_model(&m, tmpdir) != 0 && strstr(razor_error(), "not a regular file"), "a directory: %s", razor_error());
+    free_test_model(&tm);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The command line, through the razor binaries (built with sanitizers) */
+
+typedef struct { int status; char *out, *err; } Run;
+
+static Run run(const char *args) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s >%s 2>%s", args, tmp_path("stdout"), tmp_path("stderr"));
+    int rc = system(cmd);
+    Run r = {WIFEXITED(rc) ? WEXITSTATUS(rc) : 128, NULL, NULL};
+    size_t n;
+    r.out = slurp(tmp_path("stdout"), &n);
+    r.out[n] = 0;
+    r.err = slurp(tmp_path("stderr"), &n);
+    r.err[n] = 0;
+    return r;
+}
+
+static void free_run(Run *r) { free(r->out); free(r->err); }
+
+static int count_lines(const char *s) {
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+static void expect_cli_error(const char *what, const char *args, int status, const char *must_say) {
+    Run r = run(args);
+    check(r.status == status && strstr(r.err, must_say) && !strstr(r.err, "Sanitizer") && !strstr(r.err, "runtime error"),
+          "%s: exit %d (wanted %d), stderr says '%s': %s", what, r.status, status, must_say, r.err);
+    free_run(&r);
+}
+
+static void test_cli(void) {
+    Config c = small_config(48, 80, 2, 4, 2, 512, 96);
+    TestModel tm = make_model(c, 11);
+    char model[256], cmd[4096];
+    snprintf(model, sizeof model, "%s", tmp_path("cli.bin"));
+    write_model(&tm, model, FORMAT_RAZOR);
+    const char *prompt = "It is a truth universally acknowledged";
+
+    /* greedy generation: deterministic, and the same with 1 thread, 2 threads and no pthreads at all */
+    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -t 0 -n 30 -i '%s' -T 1", razor_bin, model, prompt);
+    Run a = run(cmd), b = run(cmd);
+    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -t 0 -n 30 -i '%s' -T 2", razor_bin, model, prompt);
+    Run t2 = run(cmd);
+    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -t 0 -n 30 -i '%s'", razor_nothreads_bin, model, prompt);
+    Run nt = run(cmd);
+    check(a.status == 0 && strncmp(a.out, prompt, strlen(prompt)) == 0 && strlen(a.out) > strlen(prompt) + 10,
+          "generate prints the prompt, then text (exit %d): %s%s", a.status, a.out, a.err);
+    check(!strcmp(a.out, b.out) && !strcmp(a.out, t2.out) && !strcmp(a.out, nt.out), "greedy output is the same run to run, with -T 1, -T 2 and without pthreads");
+    check(strstr(a.err, "prompt: ") && strstr(a.err, "tok/s; generated: 30 tokens") && count_lines(a.err) == 1,
+          "speed goes to stderr, one line: %s", a.err);
+    free_run(&a); free_run(&b); free_run(&t2); free_run(&nt);
+
+    /* greedy generation picks the reference model's argmax, token after token */
+    Tokenizer tok;
+    load_tokenizer(&tok, "tokenizer.bin", 512, 1, 2);
+    int ids[128];
+    int n = encode(&tok, prompt, 1, ids), n_prompt = n;
+    for (int step = 0; step < 10; step++) {
+        float *ref = ref_forward(&tm, ids, n);
+        ids[n] = argmax(ref + (size_t)(n - 1) * 512, 512);
+        free(ref);
+        if (ids[n] == 1 || ids[n] == 2) break;
+        n++;
+    }
+    char *expected = decode_all(&tok, ids, n);
+    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -t 0 -n %d -i '%s'", razor_bin, model, n - n_prompt, prompt);
+    Run g = run(cmd);
+    check(strncmp(g.out, expected, strlen(expected)) == 0, "greedy text equals the reference's argmax chain:\n  razor: %s  ref:   %s", g.out, expected);
+    free(expected);
+    free_run(&g);
+
+    /* tokenize mode */
+    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -m tokenize -i '%s'", razor_bin, model, prompt);
+    Run tk = run(cmd);
+    char want[1024] = {0};
+    for (int i = 0; i < n_prompt; i++) sprintf(want + strlen(want), i ? " %d" : "%d", ids[i]);
+    strcat(want, "\n");
+    check(tk.status == 0 && !strcmp(tk.out, want), "-m tokenize prints BOS and the ids: %s", tk.out);
+    free_run(&tk);
+
+    /* logits mode, from an ids file: equals the reference */
+    FILE *f = fopen(tmp_path("ids.txt"), "w");
+    int lids[40];
+    for (int i = 0; i < 40; i++) { lids[i] = i == 0 ? 1 : (i * 37) % 512; fprintf(f, "%d%s", lids[i], i % 7 == 6 ? "\n" : " "); }
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s -o %s -T 2", razor_bin, model, tmp_path("ids.txt"), tmp_path("logits.f32"));
+    Run lg = run(cmd);
+    size_t bytes;
+    float *got = slurp(tmp_path("logits.f32"), &bytes), *ref = ref_forward(&tm, lids, 40);
+    check(lg.status == 0 && bytes == 40 * 512 * sizeof(float) && max_abs_diff(got, ref, 40 * 512) <= 1e-4f,
+          "-m logits writes [40][512] float32 equal to the reference (%zu bytes, diff %g)", bytes,
+          bytes == 40 * 512 * sizeof(float) ? max_abs_diff(got, ref, 40 * 512) : -1.0f);
+    free(got); free(ref);
+    free_run(&lg);
+
+    /* bad input: one clear line, the right exit code, no output file */
+    snprintf(cmd, sizeof cmd, "%s %s -q 1", razor_bin, model);
+    expect_cli_error("unknown flag", cmd, 2, "unknown option '-q'");
+    snprintf(cmd, sizeof cmd, "%s %s -n", razor_bin, model);
+    expect_cli_error("missing value", cmd, 2, "-n needs a value");
+    snprintf(cmd, sizeof cmd, "%s %s -t hot", razor_bin, model);
+    expect_cli_error("bad number", cmd, 2, "expected a number");
+    snprintf(cmd, sizeof cmd, "%s %s -m dance", razor_bin, model);
+    expect_cli_error("unknown mode", cmd, 2, "unknown mode");
+    snprintf(cmd, sizeof cmd, "%s", razor_bin);
+    expect_cli_error("no model", cmd, 2, "usage");
+    char long_prompt[2048] = {0};
+    for (int i = 0; i < 100; i++) strcat(long_prompt, "the end. ");
+    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -i '%s'", razor_bin, model, long_prompt);
+    expect_cli_error("prompt longer than the context", cmd, 2, "the model's context is 96");
+    snprintf(cmd, sizeof cmd, "%s %s -z %s -i hi", razor_bin, model, tmp_path("missing-tokenizer.bin"));
+    expect_cli_error("missing tokenizer", cmd, 1, "missing-tokenizer.bin");
+    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -i hi", razor_bin, tmp_path("bad.bin"));
+    expect_cli_error("bad model file", cmd, 1, "bad.bin");
+
+    f = fopen(tmp_path("badids.txt"), "w");
+    fprintf(f, "1 2 3 600\n");
+    fclose(f);
+    remove(tmp_path("out.f32"));
+    snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s -o %s", razor_bin, model, tmp_path("badids.txt"), tmp_path("out.f32"));
+    expect_cli_error("an id outside the vocabulary", cmd, 1, "outside the vocabulary");
+    f = fopen(tmp_path("badids.txt"), "w");
+    fprintf(f, "1 2 x3\n");
+    fclose(f);
+    expect_cli_error("an id file with junk", cmd, 1, "not a token id");
+    struct stat st;
+    check(stat(tmp_path("out.f32"), &st) != 0, "no output file is left after a failed -m logits");
+    snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s -o %s/no/such/dir/out.f32", razor_bin, model, tmp_path("ids.txt"), tmpdir);
+    expect_cli_error("an unwritable output", cmd, 1, "No such file");
+    snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s", razor_bin, model, tmp_path("ids.txt"));
+    expect_cli_error("logits without -o", cmd, 2, "needs -o");
+    Run e = run(cmd);
+    check(count_lines(e.err) == 1, "an error is one line: %s", e.err);
+    free_run(&e);
+    free_tokenizer(&tok);
+    free_test_model(&tm);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: test_razor RAZOR RAZOR_NOTHREADS (run from the repository root)\n");
+        return 2;
+    }
+    razor_bin = argv[1];
+    razor_nothreads_bin = argv[2];
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/razor_test_XXXXXX");
+    if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
+    test_loaders_agree();
+    test_forward_matches_reference();
+    test_threads_same_numbers();
+    test_tiled_attention();
+    test_tokenizer();
+    test_bad_model_files();
+    test_cli();
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

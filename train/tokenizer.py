@@ -1,0 +1,80 @@
+#!/usr/bin/python3
+"""Train a small sentencepiece BPE vocabulary (Llama 2 style) on the corpus
+and export it to llama2.c's tokenizer.bin format.
+
+usage: /usr/bin/python3 train/tokenizer.py [--vocab 512] [--coverage 1.0] [--out .]
+       /usr/bin/python3 train/tokenizer.py --export some.model [--bin out.bin]
+
+tokenizer.bin layout (little-endian): uint32 max_token_length, then for each
+id in order: float32 score, int32 byte length, the piece's UTF-8 bytes (no
+NUL). '\u2581' becomes ' ', BOS is written as "\\n<s>\\n" and EOS as
+"\\n</s>\\n", byte pieces stay as the text "<0xNN>" (as in the
+tokenizer.bin that ships with llama2.c).
+"""
+import argparse, io, os, struct
+import sentencepiece as spm
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+
+def export(model_path, bin_path):
+    sp = spm.SentencePieceProcessor(model_file=model_path)
+    pieces = []
+    for i in range(sp.get_piece_size()):
+        t = sp.id_to_piece(i)
+        if i == sp.bos_id():
+            t = '\n<s>\n'
+        elif i == sp.eos_id():
+            t = '\n</s>\n'
+        pieces.append((sp.get_score(i), t.replace('\u2581', ' ').encode('utf-8')))
+    with open(bin_path, 'wb') as f:
+        f.write(struct.pack('<I', max(len(b) for _, b in pieces)))
+        for score, b in pieces:
+            f.write(struct.pack('<fi', score, len(b)))
+            f.write(b)
+    return len(pieces)
+
+def train(files, model_path, vocab, threads, coverage):
+    # sentencepiece takes one "sentence" per line; our paragraphs are lines.
+    # Feeding an iterator and writing to a buffer keeps file paths out of
+    # the .model, so it is reproducible byte for byte.
+    lines = (l.rstrip('\n') for fn in files for l in open(fn, encoding='utf-8')
+             if l.strip())
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=lines, model_writer=buf, vocab_size=vocab,
+        model_type='bpe', byte_fallback=True,
+        normalization_rule_name='identity',
+        remove_extra_whitespaces=False, add_dummy_prefix=True,
+        split_digits=True, allow_whitespace_only_pieces=True,
+        character_coverage=coverage, max_sentence_length=1 << 16,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        num_threads=threads, minloglevel=1)
+    with open(model_path, 'wb') as f:
+        f.write(buf.getvalue())
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--vocab', type=int, default=512)
+    ap.add_argument('--data', default=os.path.join(HERE, 'data'))
+    ap.add_argument('--out', default=TOP, help='where tokenizer.model/.bin go')
+    ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--coverage', type=float, default=1.0,
+                    help='character_coverage; rarer chars use byte fallback')
+    ap.add_argument('--export', metavar='MODEL', help='only export MODEL to .bin')
+    ap.add_argument('--bin', help='output .bin for --export')
+    args = ap.parse_args()
+    if args.export:
+        out = args.bin or os.path.splitext(args.export)[0] + '.bin'
+        print('%s: %d pieces' % (out, export(args.export, out)))
+        return
+    files = [os.path.join(args.data, f) for f in sorted(os.listdir(args.data))
+             if f.endswith('.txt')]
+    prefix = os.path.join(args.out, 'tokenizer')
+    train(files, prefix + '.model', args.vocab, args.threads, args.coverage)
+    n = export(prefix + '.model', prefix + '.bin')
+    print('trained on %s: %d pieces -> %s.model, %s.bin' % (
+        ', '.join(map(os.path.basename, files)), n, prefix, prefix))
+
+if __name__ == '__main__':
+    main()
