@@ -115,9 +115,14 @@ typedef struct {
     float *rope_cos, *rope_sin; /* (block, head_dim / 2) */
     float *att_scratch;      /* (threads, ATT_TILE_Q, head_dim + 2) */
     float *logits;           /* (block, vocab_size) */
-    float *key_cache;        /* (layer, kv_head, capacity, head_dim) post-RoPE keys */
-    float *value_cache;      /* (layer, kv_head, capacity, head_dim) */
+    float *xt;               /* (widest input, padded block) a block transposed, for matmul */
+    /* The KV cache, one slice per (layer, KV head), each of head_slots positions (capacity rounded
+     * up to whole key tiles). Keys (post-RoPE) are stored transposed tile by tile for the attention
+     * loop: position p, dimension d of a head is at [p / ATT_TILE_K][d][p % ATT_TILE_K]. */
+    float *key_cache;        /* (layer, kv_head, head_slots / ATT_TILE_K, head_dim, ATT_TILE_K) */
+    float *value_cache;      /* (layer, kv_head, head_slots, head_dim) */
     int capacity;            /* positions each head's cache holds */
+    int head_slots;
     int n_tokens;            /* positions filled: the next token's position */
 } RunState;
 
@@ -134,6 +139,8 @@ typedef struct {
 } Tokenizer;
 
 #define DEFAULT_BLOCK 128    /* prompt tokens per forward block */
+#define ATT_TILE_Q 16        /* queries that share a tile of keys in the attention loop */
+#define ATT_TILE_K 64        /* keys per tile */
 
 typedef int (*LogitsSink)(void *arg, const float *logits, int n_tokens, int vocab_size);
 
@@ -148,8 +155,8 @@ void free_runstate(RunState *s);
 float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int all_logits);
 float *forward(const Model *m, RunState *s, const int *tokens, int n, LogitsSink sink, void *sink_arg);
 void rmsnorm(float *out, const float *x, const float *weight, int n, float eps);
-void matmul(float *out, const float *x, const float *w, int T, int n, int d);
-void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *keys,
+void matmul(float *out, const float *x, const float *w, int T, int n, int d, float *xt_scratch);
+void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *key_tiles,
                const float *values, int n_keys, int first_visible, int head_dim, float *scratch);
 int load_tokenizer(Tokenizer *t, const char *path, int vocab_size, int bos_id, int eos_id);
 void free_tokenizer(Tokenizer *t);

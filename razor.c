@@ -383,15 +383,19 @@ void rmsnorm(float *out, const float *x, const float *weight, int n, float eps) 
 #define VEC 16
 typedef float vecf __attribute__((vector_size(VEC * sizeof(float))));
 static inline vecf vload(const float *p) { vecf v; memcpy(&v, p, sizeof v); return v; }
-static inline float vsum(vecf v) {
-    float s = 0;
-    for (int k = 0; k < VEC; k++) s += v[k];
-    return s;
+static inline float vsum(vecf v) { /* a tree of adds, log2(VEC) deep, not a VEC-long chain */
+    float a[VEC];
+    memcpy(a, &v, sizeof a);
+    for (int width = VEC / 2; width > 0; width /= 2)
+        for (int k = 0; k < width; k++) a[k] += a[k + width];
+    return a[0];
 }
 
-/* The matmul kernel: out[c * out_stride + r] = dot(w row r, x row c) for R weight rows and C input
- * rows at once (R, C <= 4), so that every value loaded is used several times. Called with constant
- * R and C, it compiles to a fully unrolled block of register accumulators. */
+/* Two matmul kernels. Weights stay as the file stores them, row-major (d, n).
+ *
+ * dot_tile, for a few tokens (generation): out[c * out_stride + r] = dot(w row r, x row c) for R
+ * weight rows and C tokens (R, C <= 4), vectorised along n, so that every value loaded is used
+ * several times. Called with constant R and C, it compiles to an unrolled block of accumulators. */
 static inline __attribute__((always_inline)) void dot_tile(float *out, size_t out_stride, const float *x,
                                                            const float *w, int n, int R, int C) {
     vecf acc[4][4];
@@ -414,25 +418,52 @@ static inline __attribute__((always_inline)) void dot_tile(float *out, size_t ou
         }
 }
 
-static float dot(const float *a, const float *b, int n) {
-    float s;
-    dot_tile(&s, 0, a, b, n, 1, 1);
-    return s;
+/* block_tile, for blocks of tokens (the prompt): R weight rows x BLOCK_TILE_T tokens, vectorised along
+ * the tokens, so no horizontal sums at all: each weight is broadcast and multiplied into BLOCK_TILE_T
+ * tokens at once (4 vectors x 6 rows = 24 accumulators, in registers). xt is the block transposed,
+ * (n, tp) with tp a multiple of BLOCK_TILE_T; out is (T, d). */
+#define BLOCK_TILE_R 6
+#define BLOCK_TILE_T (4 * VEC)
+static inline __attribute__((always_inline)) void block_tile(float *out, const float *xt, const float *w, int n, int d,
+                                                             int tp, int T, int i0, int t0, int R) {
+    vecf acc[BLOCK_TILE_R][4];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < 4; v++) acc[r][v] = (vecf){0};
+    for (int j = 0; j < n; j++) {
+        vecf x[4];
+        for (int v = 0; v < 4; v++) x[v] = vload(xt + (size_t)j * tp + t0 + v * VEC);
+        for (int r = 0; r < R; r++) {
+            float wr = w[(size_t)(i0 + r) * n + j];
+            for (int v = 0; v < 4; v++) acc[r][v] += wr * x[v];
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int k = 0; k < BLOCK_TILE_T && t0 + k < T; k++) out[(size_t)(t0 + k) * d + i0 + r] = acc[r][k / VEC][k % VEC];
 }
+
+#define BLOCK_MIN_TOKENS 16 /* from this many tokens on, matmul uses block_tile */
 
 typedef struct {
     float *out;       /* (T, d) */
     const float *x;   /* (T, n) */
+    const float *xt;  /* (n, tp): x transposed and zero-padded, for block_tile */
     const float *w;   /* (d, n) */
-    int T, n, d;
+    int T, n, d, tp;
 } Matmul;
 
 static void matmul_task(void *arg, int thread, int n_threads) {
     const Matmul *a = arg;
-    size_t begin, end;
+    size_t begin, end, i;
+    if (a->T >= BLOCK_MIN_TOKENS) {
+        split((size_t)a->d, BLOCK_TILE_R, thread, n_threads, &begin, &end);
+        for (i = begin; i + BLOCK_TILE_R <= end; i += BLOCK_TILE_R)
+            for (int t0 = 0; t0 < a->T; t0 += BLOCK_TILE_T) block_tile(a->out, a->xt, a->w, a->n, a->d, a->tp, a->T, (int)i, t0, BLOCK_TILE_R);
+        for (; i < end; i++)
+            for (int t0 = 0; t0 < a->T; t0 += BLOCK_TILE_T) block_tile(a->out, a->xt, a->w, a->n, a->d, a->tp, a->T, (int)i, t0, 1);
+        return;
+    }
     split((size_t)a->d, 4, thread, n_threads, &begin, &end);
-    size_t i = begin;
-    for (; i + 4 <= end; i += 4) {
+    for (i = begin; i + 4 <= end; i += 4) {
         const float *w = a->w + i * a->n;
         int t = 0;
         for (; t + 4 <= a->T; t += 4) dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, w, a->n, 4, 4);
@@ -442,9 +473,19 @@ static void matmul_task(void *arg, int thread, int n_threads) {
         for (int t = 0; t < a->T; t++) dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, a->w + i * a->n, a->n, 1, 1);
 }
 
-/* out (T, d) = x (T, n) @ w (d, n)^T: every weight row is read once for the whole block of T tokens. */
-void matmul(float *out, const float *x, const float *w, int T, int n, int d) {
-    Matmul a = {out, x, w, T, n, d};
+/* out (T, d) = x (T, n) @ w (d, n)^T: every weight row is read once for the whole block of T tokens.
+ * xt_scratch holds n * matmul_padded(T) floats (unused below BLOCK_MIN_TOKENS tokens). */
+static int matmul_padded(int T) { return (T + BLOCK_TILE_T - 1) / BLOCK_TILE_T * BLOCK_TILE_T; }
+
+void matmul(float *out, const float *x, const float *w, int T, int n, int d, float *xt_scratch) {
+    Matmul a = {out, x, xt_scratch, w, T, n, d, matmul_padded(T)};
+    if (T >= BLOCK_MIN_TOKENS) {
+        for (int j = 0; j < n; j++) {
+            float *row = xt_scratch + (size_t)j * a.tp;
+            for (int t = 0; t < T; t++) row[t] = x[(size_t)t * n + j];
+            for (int t = T; t < a.tp; t++) row[t] = 0;
+        }
+    }
     pool_run(matmul_task, &a);
 }
 
@@ -460,19 +501,52 @@ static void rope(float *vec, int n_heads, int head_dim, const float *cos_row, co
     }
 }
 
+typedef int32_t veci __attribute__((vector_size(VEC * sizeof(int32_t))));
+static inline vecf vmax(vecf a, vecf b) {
+    veci a_wins = a > b;
+    return (vecf)(((veci)a & a_wins) | ((veci)b & ~a_wins));
+}
+static inline float hmax(vecf v) { /* the largest lane, by a tree like vsum's */
+    float a[VEC];
+    memcpy(a, &v, sizeof a);
+    for (int width = VEC / 2; width > 0; width /= 2)
+        for (int k = 0; k < width; k++) a[k] = a[k] > a[k + width] ? a[k] : a[k + width];
+    return a[0];
+}
+
+/* exp of each lane: exp(x) = 2^k * e^r with k = round(x / ln 2), a degree-6 polynomial for e^r
+ * (Cephes' expf, ~1e-7 relative error). Lanes below -87.3 (e^x under FLT_MIN), -inf included, give 0. */
+static inline vecf vexp(vecf x) {
+    veci live = x >= -87.3f;
+    x = (vecf)(((veci)x & live) | ((veci)((vecf){0} - 87.3f) & ~live));
+    vecf k = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    vecf r = x - k * 0.693359375f + k * 2.12194440e-4f;
+    vecf p = 1.9875691500e-4f + (vecf){0};
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    vecf y = p * r * r + r + 1.0f;
+    veci two_k = (__builtin_convertvector(k, veci) + 127) << 23;
+    return (vecf)((veci)(y * (vecf)two_k) & live);
+}
+
 /* THE attention loop, flash-attention style: for each query, walk the keys in tiles of ATT_TILE_K,
  * keeping a running max m, a running sum l of exp(score - m) and an accumulator of the weighted
  * values, rescaled whenever m grows. No score row of length seq_len ever exists. A tile of
  * ATT_TILE_Q queries shares each tile of keys while it sits in L1. Used for the prompt and for
  * generation alike.
- *   q      (n_q, q_stride): query i at q + i * q_stride, head_dim floats
- *   keys, values (n_keys, head_dim): one head's cache
- *   query i may see keys [0, first_visible + i + 1), capped at n_keys (causal mask)
- *   out    (n_q, out_stride): like q
- *   scratch: ATT_TILE_Q * (head_dim + 2) floats */
-#define ATT_TILE_Q 16
-#define ATT_TILE_K 64
-void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *keys,
+ *   q          (n_q, q_stride): query i at q + i * q_stride, head_dim floats
+ *   key_tiles  (n_keys / ATT_TILE_K rounded up, head_dim, ATT_TILE_K): one head's keys, stored
+ *              transposed tile by tile, so a query meets a whole tile with head_dim vector FMAs
+ *   values     (n_keys, head_dim)
+ *   query i may see keys [0, first_visible + i + 1), capped at n_keys (the causal mask)
+ *   out        (n_q, out_stride): like q
+ *   scratch    ATT_TILE_Q * (head_dim + 2) floats */
+
+
+void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *key_tiles,
                const float *values, int n_keys, int first_visible, int head_dim, float *scratch) {
     const float scale = 1.0f / sqrtf((float)head_dim);
     for (int q0 = 0; q0 < n_q; q0 += ATT_TILE_Q) {
@@ -482,16 +556,23 @@ void attention(float *out, size_t out_stride, const float *q, size_t q_stride, i
         memset(acc, 0, (size_t)nq * head_dim * sizeof(float));
         int last_visible = first_visible + q0 + nq < n_keys ? first_visible + q0 + nq : n_keys;
         for (int k0 = 0; k0 < last_visible; k0 += ATT_TILE_K) {
+            const float *kt = key_tiles + (size_t)(k0 / ATT_TILE_K) * head_dim * ATT_TILE_K;
             for (int i = 0; i < nq; i++) {
                 int visible = first_visible + q0 + i + 1 < n_keys ? first_visible + q0 + i + 1 : n_keys;
-                int k1 = k0 + ATT_TILE_K < visible ? k0 + ATT_TILE_K : visible;
-                if (k1 <= k0) continue;
+                int n = visible - k0 < ATT_TILE_K ? visible - k0 : ATT_TILE_K; /* keys of this tile it sees */
+                if (n <= 0) continue;
                 const float *qi = q + (size_t)(q0 + i) * q_stride;
-                float s[ATT_TILE_K], tile_max = -INFINITY;
-                for (int j = k0; j < k1; j++) {
-                    s[j - k0] = dot(qi, keys + (size_t)j * head_dim, head_dim) * scale;
-                    if (s[j - k0] > tile_max) tile_max = s[j - k0];
+                vecf sv[ATT_TILE_K / VEC] = {0};
+                for (int d = 0; d < head_dim; d++) {
+                    float qd = qi[d] * scale;
+                    for (int c = 0; c < ATT_TILE_K / VEC; c++) sv[c] += qd * vload(kt + (size_t)d * ATT_TILE_K + c * VEC);
                 }
+                float s[ATT_TILE_K];
+                memcpy(s, sv, sizeof s);
+                for (int j = n; j < ATT_TILE_K; j++) s[j] = -INFINITY; /* keys it may not see */
+                vecf mv = vload(s);
+                for (int c = 1; c < ATT_TILE_K / VEC; c++) mv = vmax(mv, vload(s + c * VEC));
+                float tile_max = hmax(mv);
                 float *ai = acc + (size_t)i * head_dim;
                 if (tile_max > m[i]) { /* rescale what was summed under the old max */
                     float correction = expf(m[i] - tile_max);
@@ -499,12 +580,26 @@ void attention(float *out, size_t out_stride, const float *q, size_t q_stride, i
                     for (int d = 0; d < head_dim; d++) ai[d] *= correction;
                     m[i] = tile_max;
                 }
-                for (int j = k0; j < k1; j++) {
-                    float p = expf(s[j - k0] - m[i]);
-                    const float *vj = values + (size_t)j * head_dim;
-                    l[i] += p;
-                    for (int d = 0; d < head_dim; d++) ai[d] += p * vj[d];
+                for (int c = 0; c < ATT_TILE_K / VEC; c++) {
+                    vecf p = vexp(vload(s + c * VEC) - m[i]);
+                    l[i] += vsum(p);
+                    memcpy(s + c * VEC, &p, sizeof p);
                 }
+                /* acc += p @ values, VEC dims at a time, over four independent sums (one add chain would
+                 * wait on each multiply-add's latency) */
+                const float *vt = values + (size_t)k0 * head_dim;
+                int d = 0;
+                for (; d + VEC <= head_dim; d += VEC) {
+                    vecf a[4] = {vload(ai + d)};
+                    int j = 0;
+                    for (; j + 4 <= n; j += 4)
+                        for (int u = 0; u < 4; u++) a[u] += s[j + u] * vload(vt + (size_t)(j + u) * head_dim + d);
+                    for (; j < n; j++) a[0] += s[j] * vload(vt + (size_t)j * head_dim + d);
+                    vecf sum = (a[0] + a[1]) + (a[2] + a[3]);
+                    memcpy(ai + d, &sum, sizeof sum);
+                }
+                for (; d < head_dim; d++)
+                    for (int j = 0; j < n; j++) ai[d] += s[j] * vt[(size_t)j * head_dim + d];
             }
         }
         for (int i = 0; i < nq; i++) {
@@ -538,27 +633,30 @@ int build_runstate(RunState *s, const Model *m, int capacity, int max_block) {
     s->rope_sin = xcalloc(B * (c->head_dim / 2), sizeof(float));
     s->att_scratch = xcalloc((size_t)pool_threads * ATT_TILE_Q * (c->head_dim + 2), sizeof(float));
     s->logits = xcalloc(B * c->vocab_size, sizeof(float));
-    size_t cache_floats = (size_t)c->n_layers * kv_dim * (size_t)capacity;
+    size_t widest = xb_dim > (size_t)c->hidden_dim ? xb_dim : (size_t)c->hidden_dim;
+    s->xt = xcalloc(widest * matmul_padded(max_block), sizeof(float));
+    s->capacity = capacity;
+    s->head_slots = (capacity + ATT_TILE_K - 1) / ATT_TILE_K * ATT_TILE_K; /* whole key tiles */
+    size_t cache_floats = (size_t)c->n_layers * kv_dim * s->head_slots;
     s->key_cache = calloc(cache_floats, sizeof(float));
     s->value_cache = calloc(cache_floats, sizeof(float));
     if (!s->key_cache || !s->value_cache) {
         free_runstate(s);
         return fail("cannot allocate %.1f MB for the KV cache (%d tokens)", 2.0 * cache_floats * sizeof(float) / 1e6, capacity);
     }
-    s->capacity = capacity;
     return 0;
 }
 
 void free_runstate(RunState *s) {
     free(s->x); free(s->xb); free(s->xb2); free(s->hb); free(s->hb2);
     free(s->q); free(s->k); free(s->v); free(s->rope_cos); free(s->rope_sin);
-    free(s->att_scratch); free(s->logits); free(s->key_cache); free(s->value_cache);
+    free(s->att_scratch); free(s->logits); free(s->xt); free(s->key_cache); free(s->value_cache);
     memset(s, 0, sizeof *s);
 }
 
-/* One KV head's slice of the cache: (capacity, head_dim). */
+/* One KV head's slice of the cache: head_slots * head_dim floats (layouts in model.h). */
 static float *cache_head(const RunState *s, const Config *c, float *cache, int layer, int kv_head) {
-    return cache + ((size_t)layer * c->n_kv_heads + kv_head) * s->capacity * c->head_dim;
+    return cache + ((size_t)layer * c->n_kv_heads + kv_head) * s->head_slots * c->head_dim;
 }
 
 typedef struct { const Model *m; RunState *s; int layer, T; } AttentionJob;
@@ -599,36 +697,38 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
     for (int l = 0; l < c->n_layers; l++) {
         size_t L = (size_t)l;
         for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_att_weight + L * dim, dim, c->norm_eps);
-        matmul(s->q, s->xb, w->wq + L * q_dim * dim, T, dim, q_dim);
-        matmul(s->k, s->xb, w->wk + L * kv_dim * dim, T, dim, kv_dim);
-        matmul(s->v, s->xb, w->wv + L * kv_dim * dim, T, dim, kv_dim);
+        matmul(s->q, s->xb, w->wq + L * q_dim * dim, T, dim, q_dim, s->xt);
+        matmul(s->k, s->xb, w->wk + L * kv_dim * dim, T, dim, kv_dim, s->xt);
+        matmul(s->v, s->xb, w->wv + L * kv_dim * dim, T, dim, kv_dim, s->xt);
         for (int t = 0; t < T; t++) {
             rope(s->q + (size_t)t * q_dim, c->n_heads, hd, s->rope_cos + (size_t)t * half, s->rope_sin + (size_t)t * half);
             rope(s->k + (size_t)t * kv_dim, c->n_kv_heads, hd, s->rope_cos + (size_t)t * half, s->rope_sin + (size_t)t * half);
-            for (int g = 0; g < c->n_kv_heads; g++) { /* into the cache: (layer, kv_head, position, head_dim) */
-                memcpy(cache_head(s, c, s->key_cache, l, g) + (size_t)(pos + t) * hd, s->k + (size_t)t * kv_dim + (size_t)g * hd, hd * sizeof(float));
-                memcpy(cache_head(s, c, s->value_cache, l, g) + (size_t)(pos + t) * hd, s->v + (size_t)t * kv_dim + (size_t)g * hd, hd * sizeof(float));
+            size_t slot = (size_t)(pos + t), tile = slot / ATT_TILE_K * hd * ATT_TILE_K, lane = slot % ATT_TILE_K;
+            for (int g = 0; g < c->n_kv_heads; g++) { /* into the cache (layouts in model.h) */
+                float *key_tiles = cache_head(s, c, s->key_cache, l, g), *k = s->k + (size_t)t * kv_dim + (size_t)g * hd;
+                for (int d = 0; d < hd; d++) key_tiles[tile + (size_t)d * ATT_TILE_K + lane] = k[d];
+                memcpy(cache_head(s, c, s->value_cache, l, g) + slot * hd, s->v + (size_t)t * kv_dim + (size_t)g * hd, hd * sizeof(float));
             }
         }
         AttentionJob job = {m, s, l, T};
         pool_run(attention_task, &job);
-        matmul(s->xb2, s->xb, w->wo + L * dim * q_dim, T, q_dim, dim);
+        matmul(s->xb2, s->xb, w->wo + L * dim * q_dim, T, q_dim, dim, s->xt);
         for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
 
         for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_ffn_weight + L * dim, dim, c->norm_eps);
-        matmul(s->hb, s->xb, w->w1 + L * hidden * dim, T, dim, hidden);
-        matmul(s->hb2, s->xb, w->w3 + L * hidden * dim, T, dim, hidden);
+        matmul(s->hb, s->xb, w->w1 + L * hidden * dim, T, dim, hidden, s->xt);
+        matmul(s->hb2, s->xb, w->w3 + L * hidden * dim, T, dim, hidden, s->xt);
         for (size_t i = 0; i < (size_t)T * hidden; i++) { /* SwiGLU: silu(w1 x) * (w3 x) */
             float v = s->hb[i];
             s->hb[i] = v / (1.0f + expf(-v)) * s->hb2[i];
         }
-        matmul(s->xb2, s->hb, w->w2 + L * dim * hidden, T, hidden, dim);
+        matmul(s->xb2, s->hb, w->w2 + L * dim * hidden, T, hidden, dim, s->xt);
         for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
     }
     s->n_tokens += T;
     int first = all_logits ? 0 : T - 1;
     for (int t = first; t < T; t++) rmsnorm(s->xb + (size_t)(t - first) * dim, s->x + (size_t)t * dim, w->rms_final_weight, dim, c->norm_eps);
-    matmul(s->logits, s->xb, w->wcls, T - first, dim, c->vocab_size);
+    matmul(s->logits, s->xb, w->wcls, T - first, dim, c->vocab_size, s->xt);
     return s->logits;
 }
 
@@ -1217,10 +1317,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "razor: %s\n", razor_error());
         status = 1;
     } else if (!strcmp(o.mode, "tokenize")) {
-        int *tokens = xcalloc(strlen(o.prompt ? o.prompt : "") + 3, sizeof(int));
-        int n = encode(&tok, o.prompt ? o.prompt : "", 1, tokens);
+        const char *text = o.prompt ? o.prompt : "";
+        int *tokens = xcalloc(strlen(text) + 3, sizeof(int));
+        double t0 = now_seconds();
+        int n = encode(&tok, text, 1, tokens);
+        double secs = now_seconds() - t0;
         for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", tokens[i]);
         printf("\n");
+        fprintf(stderr, "encoded %zu bytes into %d tokens in %.1f ms\n", strlen(text), n, secs * 1e3);
         free(tokens);
     } else if (!strcmp(o.mode, "logits")) {
         int *ids = NULL, n = 0;

@@ -368,8 +368,13 @@ static void test_tiled_attention(void) {
                 int first_visible = n_keys - n_q;
                 float *q = random_tensor((size_t)n_q * hd, 2.0f, 0), *k = random_tensor((size_t)n_keys * hd, 2.0f, 0);
                 float *v = random_tensor((size_t)n_keys * hd, 1.0f, 0), *out = calloc((size_t)n_q * hd, sizeof(float));
-                float *ref = calloc((size_t)n_q * hd, sizeof(float)), *scratch = calloc(16 * (hd + 2), sizeof(float));
-                attention(out, hd, q, hd, n_q, k, v, n_keys, first_visible, hd, scratch);
+                float *ref = calloc((size_t)n_q * hd, sizeof(float)), *scratch = calloc(ATT_TILE_Q * (hd + 2), sizeof(float));
+                size_t tiles = (n_keys + ATT_TILE_K - 1) / ATT_TILE_K;
+                float *kt = calloc(tiles * hd * ATT_TILE_K, sizeof(float)); /* the cache's key layout (model.h) */
+                for (int j = 0; j < n_keys; j++)
+                    for (int d = 0; d < hd; d++) kt[(j / ATT_TILE_K) * hd * ATT_TILE_K + d * ATT_TILE_K + j % ATT_TILE_K] = k[j * hd + d];
+                attention(out, hd, q, hd, n_q, kt, v, n_keys, first_visible, hd, scratch);
+                free(kt);
                 for (int i = 0; i < n_q; i++) {
                     int visible = first_visible + i + 1;
                     double *s = calloc(visible, sizeof(double)), max = -INFINITY, sum = 0;
@@ -794,8 +799,18 @@ static void test_cli(void) {
 }
 
 int main(int argc, char **argv) {
+    if (argc == 10 && !strcmp(argv[1], "--random-model")) { /* for make bench: a random razor-format model */
+        int v[7];
+        for (int i = 0; i < 7; i++) v[i] = atoi(argv[3 + i]);
+        TestModel tm = make_model(small_config(v[0], v[1], v[2], v[3], v[4], v[5], v[6]), 1);
+        memset(tm.emb + v[0], 0, 2 * v[0] * sizeof(float)); /* BOS and EOS (tied): logit 0, never the argmax */
+        write_model(&tm, argv[2], FORMAT_RAZOR);
+        free_test_model(&tm);
+        return 0;
+    }
     if (argc != 3) {
-        fprintf(stderr, "usage: test_razor RAZOR RAZOR_NOTHREADS (run from the repository root)\n");
+        fprintf(stderr, "usage: test_razor RAZOR RAZOR_NOTHREADS (run from the repository root)\n"
+                        "       test_razor --random-model OUT dim hidden_dim layers heads kv_heads vocab seq_len\n");
         return 2;
     }
     razor_bin = argv[1];
