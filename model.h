@@ -103,8 +103,40 @@ typedef struct {
     size_t map_size;
 } Model;
 
-/* Activations for a block of up to max_block tokens, and the KV cache. */
+#define ATT_TILE_Q 16        /* queries that share a tile of keys in the attention loop */
+#define ATT_TILE_K 64        /* keys per tile */
+
+/* The cache policies (RazorAttention and its baselines). */
+typedef enum { POLICY_FULL, POLICY_RAZOR, POLICY_STREAMING, POLICY_NOCOMP } Policy;
+
 typedef struct {
+    Policy policy;
+    int n_sink;              /* first tokens every compressed head keeps (N0) */
+    int window_min;          /* S0: the window is L = max(S0, N / C) for a prompt of N tokens */
+    float compression;       /* C */
+    const unsigned char *retrieval; /* (layer, kv_head): 1 for a retrieval head; NULL: none */
+} CacheConfig;
+
+/* One (layer, KV head)'s cache. Slots hold keys and values; keys (post-RoPE) are stored transposed
+ * tile by tile for the attention loop: slot p, dimension d is key_tiles[p / ATT_TILE_K][d][p % ATT_TILE_K].
+ * A full head: slot i = token i. A compressed head: [n_sink sinks | compensation slot (razor only) |
+ * window ring of up to `window` tokens, the oldest at ring_start]. */
+typedef struct {
+    int full;                /* keeps every token */
+    int compensate;          /* keeps a compensation slot for the dropped tokens */
+    int n_sink, window;
+    int compressed;          /* 0 until the first compression: tokens in order */
+    int n;                   /* slots in use */
+    int ring_start;
+    int n_dropped;           /* N_d */
+    float *key_sum, *value_sum; /* (head_dim) sums of the dropped keys and values */
+    float *key_tiles;        /* (slots / ATT_TILE_K, head_dim, ATT_TILE_K) */
+    float *values;           /* (slots, head_dim) */
+    int slots;               /* allocated, a multiple of ATT_TILE_K */
+} HeadCache;
+
+/* Activations for a block of up to max_block tokens, and the KV cache. */
+typedef struct RunState {
     int max_block;
     float *x;                /* (block, dim) residual stream */
     float *xb;               /* (block, max(dim, q_dim)) normed input, then attention output */
@@ -116,14 +148,14 @@ typedef struct {
     float *att_scratch;      /* (threads, ATT_TILE_Q, head_dim + 2) */
     float *logits;           /* (block, vocab_size) */
     float *xt;               /* (widest input, padded block) a block transposed, for matmul */
-    /* The KV cache, one slice per (layer, KV head), each of head_slots positions (capacity rounded
-     * up to whole key tiles). Keys (post-RoPE) are stored transposed tile by tile for the attention
-     * loop: position p, dimension d of a head is at [p / ATT_TILE_K][d][p % ATT_TILE_K]. */
-    float *key_cache;        /* (layer, kv_head, head_slots / ATT_TILE_K, head_dim, ATT_TILE_K) */
-    float *value_cache;      /* (layer, kv_head, head_slots, head_dim) */
-    int capacity;            /* positions each head's cache holds */
-    int head_slots;
+    HeadCache *heads;        /* (layer, kv_head): the KV cache */
+    int n_heads;             /* n_layers * n_kv_heads */
+    CacheConfig cache;
+    int capacity;            /* positions the cache may reach */
     int n_tokens;            /* positions filled: the next token's position */
+    /* if set, called after each layer's attention with the block's queries in q (the profiler) */
+    void (*probe)(void *arg, const struct RunState *s, int layer, int pos, int T);
+    void *probe_arg;
 } RunState;
 
 /* tokenizer.bin, loaded whole; piece i is data[offset[i] .. offset[i] + length[i]). */
@@ -139,8 +171,6 @@ typedef struct {
 } Tokenizer;
 
 #define DEFAULT_BLOCK 128    /* prompt tokens per forward block */
-#define ATT_TILE_Q 16        /* queries that share a tile of keys in the attention loop */
-#define ATT_TILE_K 64        /* keys per tile */
 
 typedef int (*LogitsSink)(void *arg, const float *logits, int n_tokens, int vocab_size);
 
@@ -150,14 +180,20 @@ void pool_start(int n_threads); /* a no-op when built without pthreads */
 void pool_stop(void);
 int load_model(Model *m, const char *path);
 void free_model(Model *m);
-int build_runstate(RunState *s, const Model *m, int capacity, int max_block);
+int build_runstate(RunState *s, const Model *m, int capacity, int max_block, const CacheConfig *cache); /* cache NULL: full */
 void free_runstate(RunState *s);
 float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int all_logits);
 float *forward(const Model *m, RunState *s, const int *tokens, int n, LogitsSink sink, void *sink_arg);
 void rmsnorm(float *out, const float *x, const float *weight, int n, float eps);
 void matmul(float *out, const float *x, const float *w, int T, int n, int d, float *xt_scratch);
 void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *key_tiles,
-               const float *values, int n_keys, int first_visible, int head_dim, float *scratch);
+               const float *values, int n_keys, int first_visible, int head_dim, float *scratch, int comp_slot,
+               float comp_bias);
+void head_append(HeadCache *h, const float *key, const float *value, int hd, int block);
+void head_compress(HeadCache *h, int window, int hd);
+size_t head_bytes(const HeadCache *h, int hd);
+void compress_cache(RunState *s, const Config *c);
+void cache_bytes(const RunState *s, const Config *c, size_t *kept, size_t *full);
 int load_tokenizer(Tokenizer *t, const char *path, int vocab_size, int bos_id, int eos_id);
 void free_tokenizer(Tokenizer *t);
 int encode(const Tokenizer *t, const char *text, int bos, int *tokens);

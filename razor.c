@@ -543,11 +543,14 @@ static inline vecf vexp(vecf x) {
  *   values     (n_keys, head_dim)
  *   query i may see keys [0, first_visible + i + 1), capped at n_keys (the causal mask)
  *   out        (n_q, out_stride): like q
- *   scratch    ATT_TILE_Q * (head_dim + 2) floats */
+ *   scratch    ATT_TILE_Q * (head_dim + 2) floats
+ *   comp_slot  the compensation token's slot (-1: none): its key stands for comp_bias = ln(N_d) dropped
+ *              tokens, so its logit gets + ln(N_d) (spec section 4); -INFINITY when N_d = 0 */
 
 
 void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *key_tiles,
-               const float *values, int n_keys, int first_visible, int head_dim, float *scratch) {
+               const float *values, int n_keys, int first_visible, int head_dim, float *scratch, int comp_slot,
+               float comp_bias) {
     const float scale = 1.0f / sqrtf((float)head_dim);
     for (int q0 = 0; q0 < n_q; q0 += ATT_TILE_Q) {
         int nq = n_q - q0 < ATT_TILE_Q ? n_q - q0 : ATT_TILE_Q;
@@ -569,6 +572,7 @@ void attention(float *out, size_t out_stride, const float *q, size_t q_stride, i
                 }
                 float s[ATT_TILE_K];
                 memcpy(s, sv, sizeof s);
+                if (comp_slot >= k0 && comp_slot < k0 + n) s[comp_slot - k0] += comp_bias; /* + ln(N_d) */
                 for (int j = n; j < ATT_TILE_K; j++) s[j] = -INFINITY; /* keys it may not see */
                 vecf mv = vload(s);
                 for (int c = 1; c < ATT_TILE_K / VEC; c++) mv = vmax(mv, vload(s + c * VEC));
@@ -613,7 +617,134 @@ void attention(float *out, size_t out_stride, const float *q, size_t q_stride, i
  * 5. The forward pass. A block of T tokens goes through each layer together: the matmuls read each
  * weight once per block, and attention runs over the block's queries against the cache. */
 
-int build_runstate(RunState *s, const Model *m, int capacity, int max_block) {
+/* The KV cache: one HeadCache per (layer, KV head). A full head keeps every token in order. A
+ * compressed head keeps [sinks | compensation | window]: the first n_sink tokens, one slot holding
+ * the means of all N_d dropped keys and values, and the last `window` tokens in a ring (oldest at
+ * ring_start), since after compression nothing attends to it in order (one query at a time). */
+
+static int round_to_tile(int slots) { return (slots + ATT_TILE_K - 1) / ATT_TILE_K * ATT_TILE_K; }
+
+/* THE place where a head's cache policy is chosen. */
+static void choose_policy(HeadCache *h, Policy policy, int is_retrieval_head, int n_sink) {
+    h->full = policy == POLICY_FULL || (is_retrieval_head && (policy == POLICY_RAZOR || policy == POLICY_NOCOMP));
+    h->compensate = policy == POLICY_RAZOR && !h->full; /* nocomp: the paper's ablation; streaming: StreamingLLM */
+    h->n_sink = n_sink;
+}
+
+static void reserve_slots(HeadCache *h, int slots, int hd) {
+    slots = round_to_tile(slots);
+    if (slots == h->slots) return;
+    float *k = realloc(h->key_tiles, (size_t)slots * hd * sizeof(float)), *v = k ? realloc(h->values, (size_t)slots * hd * sizeof(float)) : NULL;
+    if (!k || !v) { fprintf(stderr, "razor: out of memory for the KV cache\n"); exit(1); }
+    h->key_tiles = k;
+    h->values = v;
+    if (slots > h->slots) {
+        memset(k + (size_t)h->slots * hd, 0, (size_t)(slots - h->slots) * hd * sizeof(float));
+        memset(v + (size_t)h->slots * hd, 0, (size_t)(slots - h->slots) * hd * sizeof(float));
+    }
+    h->slots = slots;
+}
+
+static void put_slot(HeadCache *h, int slot, const float *key, const float *value, int hd) {
+    float *tile = h->key_tiles + (size_t)(slot / ATT_TILE_K) * hd * ATT_TILE_K;
+    for (int d = 0; d < hd; d++) tile[(size_t)d * ATT_TILE_K + slot % ATT_TILE_K] = key[d];
+    memcpy(h->values + (size_t)slot * hd, value, hd * sizeof(float));
+}
+
+static void get_key(const HeadCache *h, int slot, float *key, int hd) {
+    const float *tile = h->key_tiles + (size_t)(slot / ATT_TILE_K) * hd * ATT_TILE_K;
+    for (int d = 0; d < hd; d++) key[d] = tile[(size_t)d * ATT_TILE_K + slot % ATT_TILE_K];
+}
+
+static int window_start(const HeadCache *h) { return h->n_sink + h->compensate; }
+
+/* THE lines that fold a dropped token into the compensation token: running fp32 sums of the dropped
+ * post-RoPE keys and values, and their count N_d. */
+static void fold_token(HeadCache *h, int slot, int hd) {
+    h->n_dropped++;
+    if (!h->compensate) return;
+    float key[MAX_HEAD_DIM];
+    get_key(h, slot, key, hd);
+    for (int d = 0; d < hd; d++) {
+        h->key_sum[d] += key[d];
+        h->value_sum[d] += h->values[(size_t)slot * hd + d];
+    }
+}
+
+/* The compensation slot holds k^ = mean of the dropped keys and v^ = mean of their values. */
+static void update_compensation(HeadCache *h, int hd) {
+    if (!h->compensate) return;
+    float key[MAX_HEAD_DIM] = {0}, value[MAX_HEAD_DIM] = {0}; /* N_d = 0: zeros, and its logit gets -inf */
+    for (int d = 0; d < hd && h->n_dropped > 0; d++) key[d] = h->key_sum[d] / h->n_dropped, value[d] = h->value_sum[d] / h->n_dropped;
+    put_slot(h, h->n_sink, key, value, hd);
+}
+
+/* Puts the window ring back in order (oldest first), so a block of tokens can follow it. */
+static void unroll_ring(HeadCache *h, int hd) {
+    if (h->ring_start == 0) return;
+    int ws = window_start(h), n_window = h->n - ws;
+    float *keys = xcalloc((size_t)n_window * hd, sizeof(float)), *values = xcalloc((size_t)n_window * hd, sizeof(float));
+    for (int i = 0; i < n_window; i++) {
+        int slot = ws + (h->ring_start + i) % n_window;
+        get_key(h, slot, keys + (size_t)i * hd, hd);
+        memcpy(values + (size_t)i * hd, h->values + (size_t)slot * hd, hd * sizeof(float));
+    }
+    for (int i = 0; i < n_window; i++) put_slot(h, ws + i, keys + (size_t)i * hd, values + (size_t)i * hd, hd);
+    free(keys);
+    free(values);
+    h->ring_start = 0;
+}
+
+/* Adds one token's key and value. A compressed head whose window is full folds its oldest window
+ * token into the compensation token and puts the new one in its slot. */
+void head_append(HeadCache *h, const float *key, const float *value, int hd, int block) {
+    if (!h->full && !h->compressed && h->window > 0 && block == 1 && h->n - h->n_sink >= h->window)
+        head_compress(h, h->window, hd); /* the window is full: from now on it slides */
+    if (h->compressed && h->n - window_start(h) >= h->window && block == 1) {
+        int slot = window_start(h) + h->ring_start;
+        fold_token(h, slot, hd);
+        update_compensation(h, hd);
+        put_slot(h, slot, key, value, hd);
+        h->ring_start = (h->ring_start + 1) % h->window;
+        return;
+    }
+    if (h->compressed) unroll_ring(h, hd); /* a block appends in order; head_compress settles it */
+    if (h->n == h->slots) reserve_slots(h, h->n + 1, hd);
+    put_slot(h, h->n++, key, value, hd);
+}
+
+/* Compresses a head to sinks + compensation + the last `window` tokens (after a prompt was processed
+ * with full attention): every token in between is folded into the compensation token. Works on a
+ * fresh head (all tokens in order) and on a compressed one that a block of tokens has grown. A head
+ * whose tokens all fit in sinks + window stays as it is (exactly full attention) until they do not. */
+void head_compress(HeadCache *h, int window, int hd) {
+    if (h->full) return;
+    h->window = window;
+    if (!h->compressed && h->n - h->n_sink < window) return; /* nothing to drop yet: it stays in order */
+    unroll_ring(h, hd);
+    int ws = window_start(h), body = h->compressed ? ws : h->n_sink;
+    int n_window = h->n - body < window ? h->n - body : window, keep_from = h->n - n_window;
+    for (int slot = body; slot < keep_from; slot++) fold_token(h, slot, hd);
+    float key[MAX_HEAD_DIM];
+    if (keep_from >= ws) {
+        for (int i = 0; i < n_window; i++) { get_key(h, keep_from + i, key, hd); put_slot(h, ws + i, key, h->values + (size_t)(keep_from + i) * hd, hd); }
+    } else { /* the window moves right, to make room for the compensation slot */
+        if (ws + n_window > h->slots) reserve_slots(h, ws + n_window, hd);
+        for (int i = n_window - 1; i >= 0; i--) { get_key(h, keep_from + i, key, hd); put_slot(h, ws + i, key, h->values + (size_t)(keep_from + i) * hd, hd); }
+    }
+    h->n = ws + n_window;
+    h->compressed = 1;
+    update_compensation(h, hd);
+    reserve_slots(h, ws + window, hd); /* physically sinks + compensation + window, in whole key tiles */
+}
+
+/* The bytes of keys and values a head holds, and what a full cache would hold for the same tokens. */
+size_t head_bytes(const HeadCache *h, int hd) {
+    int slots = h->n - (h->compensate && h->compressed && h->n_dropped == 0); /* an unused compensation slot does not count */
+    return (size_t)slots * hd * 2 * sizeof(float);
+}
+
+int build_runstate(RunState *s, const Model *m, int capacity, int max_block, const CacheConfig *cache) {
     const Config *c = &m->config;
     memset(s, 0, sizeof *s);
     if (capacity < 1 || capacity > c->seq_len) return fail("context of %d tokens asked for, the model holds %d", capacity, c->seq_len);
@@ -636,27 +767,51 @@ int build_runstate(RunState *s, const Model *m, int capacity, int max_block) {
     size_t widest = xb_dim > (size_t)c->hidden_dim ? xb_dim : (size_t)c->hidden_dim;
     s->xt = xcalloc(widest * matmul_padded(max_block), sizeof(float));
     s->capacity = capacity;
-    s->head_slots = (capacity + ATT_TILE_K - 1) / ATT_TILE_K * ATT_TILE_K; /* whole key tiles */
-    size_t cache_floats = (size_t)c->n_layers * kv_dim * s->head_slots;
-    s->key_cache = calloc(cache_floats, sizeof(float));
-    s->value_cache = calloc(cache_floats, sizeof(float));
-    if (!s->key_cache || !s->value_cache) {
-        free_runstate(s);
-        return fail("cannot allocate %.1f MB for the KV cache (%d tokens)", 2.0 * cache_floats * sizeof(float) / 1e6, capacity);
+    s->cache = cache ? *cache : (CacheConfig){.policy = POLICY_FULL};
+    int n_heads = c->n_layers * c->n_kv_heads;
+    s->heads = xcalloc((size_t)n_heads, sizeof(HeadCache));
+    for (int i = 0; i < n_heads; i++) {
+        HeadCache *h = &s->heads[i];
+        choose_policy(h, s->cache.policy, s->cache.retrieval && s->cache.retrieval[i], s->cache.n_sink);
+        h->key_sum = xcalloc((size_t)c->head_dim, sizeof(float));
+        h->value_sum = xcalloc((size_t)c->head_dim, sizeof(float));
+        h->key_tiles = calloc((size_t)round_to_tile(capacity) * c->head_dim, sizeof(float));
+        h->values = calloc((size_t)round_to_tile(capacity) * c->head_dim, sizeof(float));
+        h->slots = round_to_tile(capacity);
+        if (!h->key_tiles || !h->values) {
+            s->n_heads = i + 1;
+            free_runstate(s);
+            return fail("cannot allocate %.1f MB for the KV cache (%d tokens)", 2.0 * n_heads * capacity * c->head_dim * sizeof(float) / 1e6, capacity);
+        }
     }
+    s->n_heads = n_heads;
     return 0;
 }
 
 void free_runstate(RunState *s) {
     free(s->x); free(s->xb); free(s->xb2); free(s->hb); free(s->hb2);
     free(s->q); free(s->k); free(s->v); free(s->rope_cos); free(s->rope_sin);
-    free(s->att_scratch); free(s->logits); free(s->xt); free(s->key_cache); free(s->value_cache);
+    free(s->att_scratch); free(s->logits); free(s->xt);
+    for (int i = 0; i < s->n_heads; i++) {
+        free(s->heads[i].key_tiles); free(s->heads[i].values); free(s->heads[i].key_sum); free(s->heads[i].value_sum);
+    }
+    free(s->heads);
     memset(s, 0, sizeof *s);
 }
 
-/* One KV head's slice of the cache: head_slots * head_dim floats (layouts in model.h). */
-static float *cache_head(const RunState *s, const Config *c, float *cache, int layer, int kv_head) {
-    return cache + ((size_t)layer * c->n_kv_heads + kv_head) * s->head_slots * c->head_dim;
+/* After a prompt: compress every non-retrieval head to a window of L = max(S0, N / C) tokens. */
+void compress_cache(RunState *s, const Config *c) {
+    if (s->cache.policy == POLICY_FULL) return;
+    int window = (int)(s->n_tokens / s->cache.compression);
+    if (window < s->cache.window_min) window = s->cache.window_min;
+    for (int i = 0; i < s->n_heads; i++) head_compress(&s->heads[i], window, c->head_dim);
+}
+
+/* kv cache bytes held now, and what the full cache would hold for the same tokens */
+void cache_bytes(const RunState *s, const Config *c, size_t *kept, size_t *full) {
+    *kept = 0;
+    for (int i = 0; i < s->n_heads; i++) *kept += head_bytes(&s->heads[i], c->head_dim);
+    *full = (size_t)s->n_tokens * s->n_heads * c->head_dim * 2 * sizeof(float);
 }
 
 typedef struct { const Model *m; RunState *s; int layer, T; } AttentionJob;
@@ -672,10 +827,11 @@ static void attention_task(void *arg, int thread, int n_threads) {
     float *scratch = s->att_scratch + (size_t)thread * ATT_TILE_Q * (c->head_dim + 2);
     for (int job = thread; job < c->n_heads * tiles; job += n_threads) {
         int h = job / tiles, q0 = (job % tiles) * ATT_TILE_Q, nq = a->T - q0 < ATT_TILE_Q ? a->T - q0 : ATT_TILE_Q;
-        int kv_head = h / group;
+        const HeadCache *hc = &s->heads[a->layer * c->n_kv_heads + h / group];
+        int comp_slot = hc->compensate && hc->compressed ? hc->n_sink : -1;
+        float comp_bias = hc->n_dropped > 0 ? logf((float)hc->n_dropped) : -INFINITY;
         attention(s->xb + q0 * q_dim + (size_t)h * c->head_dim, q_dim, s->q + q0 * q_dim + (size_t)h * c->head_dim, q_dim, nq,
-                  cache_head(s, c, s->key_cache, a->layer, kv_head), cache_head(s, c, s->value_cache, a->layer, kv_head),
-                  s->n_tokens + a->T, s->n_tokens + q0, c->head_dim, scratch);
+                  hc->key_tiles, hc->values, hc->n, hc->n - a->T + q0, c->head_dim, scratch, comp_slot, comp_bias);
     }
 }
 
@@ -685,11 +841,12 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
     const Config *c = &m->config;
     const TransformerWeights *w = &m->weights;
     int dim = c->dim, hidden = c->hidden_dim, hd = c->head_dim, half = hd / 2;
-    int q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd, pos = s->n_tokens;
+    int q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
+    size_t pos = (size_t)s->n_tokens;
     for (int t = 0; t < T; t++) {
         memcpy(s->x + (size_t)t * dim, w->token_embedding + (size_t)tokens[t] * dim, dim * sizeof(float));
         for (int i = 0; i < half; i++) {
-            float angle = (float)(pos + t) * m->rope_freq[i];
+            float angle = (float)(pos + (size_t)t) * m->rope_freq[i];
             s->rope_cos[(size_t)t * half + i] = cosf(angle);
             s->rope_sin[(size_t)t * half + i] = sinf(angle);
         }
@@ -703,15 +860,12 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
         for (int t = 0; t < T; t++) {
             rope(s->q + (size_t)t * q_dim, c->n_heads, hd, s->rope_cos + (size_t)t * half, s->rope_sin + (size_t)t * half);
             rope(s->k + (size_t)t * kv_dim, c->n_kv_heads, hd, s->rope_cos + (size_t)t * half, s->rope_sin + (size_t)t * half);
-            size_t slot = (size_t)(pos + t), tile = slot / ATT_TILE_K * hd * ATT_TILE_K, lane = slot % ATT_TILE_K;
-            for (int g = 0; g < c->n_kv_heads; g++) { /* into the cache (layouts in model.h) */
-                float *key_tiles = cache_head(s, c, s->key_cache, l, g), *k = s->k + (size_t)t * kv_dim + (size_t)g * hd;
-                for (int d = 0; d < hd; d++) key_tiles[tile + (size_t)d * ATT_TILE_K + lane] = k[d];
-                memcpy(cache_head(s, c, s->value_cache, l, g) + slot * hd, s->v + (size_t)t * kv_dim + (size_t)g * hd, hd * sizeof(float));
-            }
+            for (int g = 0; g < c->n_kv_heads; g++)
+                head_append(&s->heads[l * c->n_kv_heads + g], s->k + (size_t)t * kv_dim + (size_t)g * hd, s->v + (size_t)t * kv_dim + (size_t)g * hd, hd, T);
         }
         AttentionJob job = {m, s, l, T};
         pool_run(attention_task, &job);
+        if (s->probe) s->probe(s->probe_arg, s, l, (int)pos, T);
         matmul(s->xb2, s->xb, w->wo + L * dim * q_dim, T, q_dim, dim, s->xt);
         for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
 
@@ -1022,37 +1176,351 @@ static int sample(Sampler *s, float *logits) {
 }
 
 /* ------------------------------------------------------------------------------------------------
- * 8. The loops */
+ * 8. The head profiler (spec section 2): one forward pass over BOS + K distinct random ordinary tokens
+ * repeated 4 times, with exact causal attention. For every query head, the echo score is the
+ * attention a token pays to its own earlier copies, the induction score the attention it pays to the
+ * tokens that followed them, averaged over the rows of repeats 2..4. A KV head takes the max over its
+ * query heads; the top induction_fraction of KV heads by induction plus the top echo_fraction by
+ * echo (over the whole model) are the retrieval heads. */
+
+typedef struct {
+    int n_layers, n_kv_heads, n_heads, head_dim, dim;
+    int K;                    /* the probe's block length; 0 if the profile came from a file without it */
+    uint64_t seed;
+    float induction_fraction, echo_fraction;
+    float *echo, *induction;  /* (layer, kv_head) */
+    unsigned char *retrieval; /* (layer, kv_head) */
+} HeadProfile;
+
+static void init_profile(HeadProfile *p, const Config *c) {
+    memset(p, 0, sizeof *p);
+    p->n_layers = c->n_layers, p->n_kv_heads = c->n_kv_heads, p->n_heads = c->n_heads, p->head_dim = c->head_dim, p->dim = c->dim;
+    size_t n = (size_t)c->n_layers * c->n_kv_heads;
+    p->echo = xcalloc(n, sizeof(float));
+    p->induction = xcalloc(n, sizeof(float));
+    p->retrieval = xcalloc(n, 1);
+}
+
+void free_profile(HeadProfile *p) { free(p->echo); free(p->induction); free(p->retrieval); }
+
+typedef struct {
+    const Config *c;
+    int K;
+    double *echo_sum, *induction_sum; /* (layer, query head) */
+    float *rows;                      /* (threads, 1 + 4K) one attention row per thread */
+    const RunState *s;
+    int layer, pos, T;
+} Probe;
+
+/* For each query head (spread over threads): the full softmax row of each probe query in repeats
+ * 2..4, summed at the earlier copies of its token (echo) and at the tokens after them (induction). */
+static void probe_task(void *arg, int thread, int n_threads) {
+    Probe *p = arg;
+    const Config *c = p->c;
+    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    float *row = p->rows + (size_t)thread * (4 * p->K + 1), key[MAX_HEAD_DIM];
+    for (int h = thread; h < c->n_heads; h += n_threads) {
+        const HeadCache *hc = &p->s->heads[p->layer * c->n_kv_heads + h / group];
+        for (int t = 0; t < p->T; t++) {
+            int i = p->pos + t; /* position; the random block starts at 1 */
+            if (i < 1 + p->K) continue;
+            const float *q = p->s->q + (size_t)t * c->n_heads * hd + (size_t)h * hd;
+            float max = -INFINITY, sum = 0;
+            for (int j = 0; j <= i; j++) {
+                get_key(hc, j, key, hd);
+                float score = 0;
+                for (int d = 0; d < hd; d++) score += q[d] * key[d];
+                row[j] = score / sqrtf((float)hd);
+                if (row[j] > max) max = row[j];
+            }
+            for (int j = 0; j <= i; j++) sum += row[j] = expf(row[j] - max);
+            double echo = 0, induction = 0;
+            for (int j = i - p->K; j >= 1; j -= p->K) {
+                echo += row[j] / sum;
+                induction += row[j + 1] / sum;
+            }
+            p->echo_sum[p->layer * c->n_heads + h] += echo;
+            p->induction_sum[p->layer * c->n_heads + h] += induction;
+        }
+    }
+}
+
+static void probe_hook(void *arg, const RunState *s, int layer, int pos, int T) {
+    Probe *p = arg;
+    p->s = s, p->layer = layer, p->pos = pos, p->T = T;
+    pool_run(probe_task, p);
+    if (layer == p->c->n_layers - 1) fprintf(stderr, "\rprofiling heads: %d/%d probe tokens", pos + T, 4 * p->K + 1);
+}
+
+/* The tokens a probe may use: not BOS, EOS, <unk> or a byte piece. */
+static int ordinary_tokens(const Tokenizer *t, int *out) {
+    int n = 0, byte;
+    for (int i = 0; i < t->vocab_size; i++)
+        if (i != 0 && i != t->bos_id && i != t->eos_id && !is_byte_piece(t->data + t->offset[i], t->length[i], &byte)) out[n++] = i;
+    return n;
+}
+
+/* The top `fraction` of heads (at least one if fraction > 0) by score join the retrieval heads. */
+static void mark_top(unsigned char *retrieval, const float *score, int n, float fraction) {
+    int want = (int)lroundf(fraction * n);
+    if (fraction > 0 && want < 1) want = 1;
+    unsigned char *taken = xcalloc((size_t)n, 1);
+    for (int k = 0; k < want && k < n; k++) {
+        int best = -1;
+        for (int i = 0; i < n; i++) if (!taken[i] && (best < 0 || score[i] > score[best])) best = i;
+        taken[best] = retrieval[best] = 1;
+    }
+    free(taken);
+}
+
+void select_retrieval_heads(HeadProfile *p) {
+    int n = p->n_layers * p->n_kv_heads;
+    memset(p->retrieval, 0, (size_t)n);
+    mark_top(p->retrieval, p->induction, n, p->induction_fraction);
+    mark_top(p->retrieval, p->echo, n, p->echo_fraction);
+}
+
+int profile_heads(const Model *m, const Tokenizer *tok, HeadProfile *p, uint64_t seed, float induction_fraction, float echo_fraction) {
+    const Config *c = &m->config;
+    int *ordinary = xcalloc((size_t)c->vocab_size, sizeof(int));
+    int n_ordinary = ordinary_tokens(tok, ordinary), K = (c->seq_len - 1) / 4;
+    if (K > 2500) K = 2500;
+    if (K > n_ordinary) K = n_ordinary;
+    if (K < 2) { free(ordinary); return fail("the model is too small to profile (K = %d)", K); }
+    uint64_t rng = seed ? seed : 1;
+    for (int i = 0; i < K; i++) { /* K distinct tokens: a partial Fisher-Yates shuffle */
+        int j = i + (int)(random_f32(&rng) * (n_ordinary - i));
+        int tmp = ordinary[i]; ordinary[i] = ordinary[j]; ordinary[j] = tmp;
+    }
+    int n = 1 + 4 * K, *probe_tokens = xcalloc((size_t)n, sizeof(int));
+    probe_tokens[0] = c->bos_id;
+    for (int i = 1; i < n; i++) probe_tokens[i] = ordinary[(i - 1) % K];
+    free(ordinary);
+    RunState s;
+    if (build_runstate(&s, m, n, DEFAULT_BLOCK, NULL) != 0) { free(probe_tokens); return -1; }
+    Probe probe = {c, K, xcalloc((size_t)c->n_layers * c->n_heads, sizeof(double)), xcalloc((size_t)c->n_layers * c->n_heads, sizeof(double)),
+                   xcalloc((size_t)pool_threads * n, sizeof(float)), NULL, 0, 0, 0};
+    s.probe = probe_hook;
+    s.probe_arg = &probe;
+    forward(m, &s, probe_tokens, n, NULL, NULL);
+    fprintf(stderr, "\n");
+    init_profile(p, c);
+    p->K = K, p->seed = seed, p->induction_fraction = induction_fraction, p->echo_fraction = echo_fraction;
+    int group = c->n_heads / c->n_kv_heads, rows = 3 * K; /* the rows of repeats 2..4 */
+    for (int l = 0; l < c->n_layers; l++)
+        for (int h = 0; h < c->n_heads; h++) {
+            int g = l * c->n_kv_heads + h / group;
+            float echo = (float)(probe.echo_sum[l * c->n_heads + h] / rows), induction = (float)(probe.induction_sum[l * c->n_heads + h] / rows);
+            if (echo > p->echo[g]) p->echo[g] = echo; /* a KV head: the max over its query heads */
+            if (induction > p->induction[g]) p->induction[g] = induction;
+        }
+    select_retrieval_heads(p);
+    free(probe.echo_sum); free(probe.induction_sum); free(probe.rows); free(probe_tokens);
+    free_runstate(&s);
+    return 0;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* Writes a profile: DuoAttention's full_attention_heads.tsv (one row per layer, 1 = full, 0 = razor,
+ * per KV head) if the name ends in .tsv, else razor's .heads text; through a temporary file. */
+int save_profile(const HeadProfile *p, const char *path) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) return fail("%s: %s", tmp, strerror(errno));
+    if (ends_with(path, ".tsv")) {
+        for (int l = 0; l < p->n_layers; l++)
+            for (int g = 0; g < p->n_kv_heads; g++) fprintf(f, "%d%c", p->retrieval[l * p->n_kv_heads + g], g + 1 < p->n_kv_heads ? '\t' : '\n');
+    } else {
+        fprintf(f, "# razor head profile (RazorAttention, arXiv 2407.15891, section 3.2)\n"
+                   "# Each layer line: for every KV head, its echo score, its induction score, and its cache:\n"
+                   "# FULL (a retrieval head: keeps every token) or RAZOR (sinks + window + compensation token).\n"
+                   "# Edit FULL/RAZOR by hand if you like; razor refuses a profile whose shape is not the model's.\n");
+        fprintf(f, "shape layers %d kv_heads %d heads %d head_dim %d dim %d\n", p->n_layers, p->n_kv_heads, p->n_heads, p->head_dim, p->dim);
+        fprintf(f, "probe K %d repeats 4 seed %llu induction_fraction %g echo_fraction %g\n", p->K, (unsigned long long)p->seed,
+                p->induction_fraction, p->echo_fraction);
+        for (int l = 0; l < p->n_layers; l++) {
+            fprintf(f, "%d", l);
+            for (int g = 0; g < p->n_kv_heads; g++) {
+                int i = l * p->n_kv_heads + g;
+                fprintf(f, " | %.5f %.5f %s", p->echo[i], p->induction[i], p->retrieval[i] ? "FULL" : "RAZOR");
+            }
+            fprintf(f, "\n");
+        }
+    }
+    if (fclose(f) != 0 || rename(tmp, path) != 0) { remove(tmp); return fail("%s: cannot write: %s", path, strerror(errno)); }
+    return 0;
+}
+
+/* Reads a profile written by save_profile (or by hand, or DuoAttention's .tsv: a value >= 0.5 marks
+ * a full head) and checks it against the model's shape. */
+int load_profile(HeadProfile *p, const char *path, const Config *c) {
+    char *text;
+    size_t size;
+    if (read_file(path, (size_t)16 << 20, &text, &size) != 0) return -1;
+    init_profile(p, c);
+    int n = c->n_layers * c->n_kv_heads, line_no = 0, layers_seen = 0, shape_seen = ends_with(path, ".tsv");
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        line_no++;
+        if (line[0] == '#' || line[strspn(line, " \t\r")] == 0) continue;
+        if (ends_with(path, ".tsv")) {
+            char *p_end = line;
+            for (int g = 0; g < c->n_kv_heads; g++) {
+                char *end;
+                double v = strtod(p_end, &end);
+                if (end == p_end || layers_seen >= c->n_layers) goto shape_error;
+                p->retrieval[layers_seen * c->n_kv_heads + g] = v >= 0.5;
+                p_end = end;
+            }
+            if (p_end[strspn(p_end, " \t\r")] != 0) goto shape_error;
+            layers_seen++;
+            continue;
+        }
+        int a, b, h, hd, d;
+        if (sscanf(line, "shape layers %d kv_heads %d heads %d head_dim %d dim %d", &a, &b, &h, &hd, &d) == 5) {
+            if (a != c->n_layers || b != c->n_kv_heads || h != c->n_heads || hd != c->head_dim || d != c->dim) {
+                free(text); free_profile(p);
+                return fail("%s: profile for a model with %d layers x %d KV heads (%d heads, head_dim %d, dim %d), this model has %d x %d (%d, %d, %d)",
+                            path, a, b, h, hd, d, c->n_layers, c->n_kv_heads, c->n_heads, c->head_dim, c->dim);
+            }
+            shape_seen = 1;
+            continue;
+        }
+        unsigned long long seed;
+        if (sscanf(line, "probe K %d repeats 4 seed %llu induction_fraction %f echo_fraction %f", &p->K, &seed, &p->induction_fraction, &p->echo_fraction) == 4) {
+            p->seed = seed;
+            continue;
+        }
+        int layer, used;
+        if (!shape_seen || sscanf(line, "%d%n", &layer, &used) != 1 || layer != layers_seen) goto syntax_error;
+        char *at = line + used;
+        for (int g = 0; g < c->n_kv_heads; g++) {
+            char flag[8];
+            int i = layer * c->n_kv_heads + g;
+            if (sscanf(at, " | %f %f %7s%n", &p->echo[i], &p->induction[i], flag, &used) != 3) goto syntax_error;
+            if (strcmp(flag, "FULL") && strcmp(flag, "RAZOR")) goto syntax_error;
+            p->retrieval[i] = !strcmp(flag, "FULL");
+            at += used;
+        }
+        if (at[strspn(at, " \t\r")] != 0) goto syntax_error;
+        layers_seen++;
+    }
+    free(text);
+    if (layers_seen != c->n_layers) { free_profile(p); return fail("%s: %d layer lines, the model has %d layers", path, layers_seen, c->n_layers); }
+    (void)n;
+    return 0;
+syntax_error:
+    free(text); free_profile(p);
+    return fail("%s: line %d: expected '<layer> | <echo> <induction> FULL|RAZOR' for each of %d KV heads", path, line_no, c->n_kv_heads);
+shape_error:
+    free(text); free_profile(p);
+    return fail("%s: line %d: a DuoAttention TSV needs %d rows of %d values for this model", path, line_no, c->n_layers, c->n_kv_heads);
+}
+
+/* Both scores as a layers x heads map in the terminal: darker = higher, [ ] = retrieval head. */
+static void print_heatmap(const HeadProfile *p) {
+    const char *shades = " .:-=+*#%@";
+    const char *titles[2] = {"echo", "induction"};
+    const float *scores[2] = {p->echo, p->induction};
+    for (int k = 0; k < 2; k++) {
+        float max = 1e-9f;
+        for (int i = 0; i < p->n_layers * p->n_kv_heads; i++) if (scores[k][i] > max) max = scores[k][i];
+        fprintf(stderr, "%s score (max %.3f; [x] = retrieval head)\n", titles[k], max);
+        for (int l = 0; l < p->n_layers; l++) {
+            fprintf(stderr, "  layer %2d ", l);
+            for (int g = 0; g < p->n_kv_heads; g++) {
+                int i = l * p->n_kv_heads + g;
+                char shade = shades[(int)(scores[k][i] / max * 9 + 0.5f)];
+                fprintf(stderr, p->retrieval[i] ? "[%c]" : " %c ", shade);
+            }
+            fprintf(stderr, "\n");
+        }
+    }
+}
+
+/* The same two maps as an SVG picture, with the retrieval heads outlined. */
+int write_profile_svg(const HeadProfile *p, const char *path) {
+    FILE *f = fopen(path, "w");
+    if (!f) return fail("%s: %s", path, strerror(errno));
+    int cell = 28, pad = 60, panel = p->n_kv_heads * cell + pad;
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n",
+            2 * panel + pad, p->n_layers * cell + 2 * pad);
+    fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+    const char *titles[2] = {"echo score", "induction score"};
+    const float *scores[2] = {p->echo, p->induction};
+    for (int k = 0; k < 2; k++) {
+        float max = 1e-9f;
+        for (int i = 0; i < p->n_layers * p->n_kv_heads; i++) if (scores[k][i] > max) max = scores[k][i];
+        int x0 = pad + k * panel;
+        fprintf(f, "<text x=\"%d\" y=\"%d\">%s (max %.3f)</text>\n", x0, pad - 25, titles[k], max);
+        for (int l = 0; l < p->n_layers; l++) {
+            fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">L%d</text>\n", x0 - 6, pad + l * cell + cell / 2 + 4, l);
+            for (int g = 0; g < p->n_kv_heads; g++) {
+                int i = l * p->n_kv_heads + g, shade = 255 - (int)(scores[k][i] / max * 200);
+                fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"rgb(%d,%d,255)\" stroke=\"%s\" stroke-width=\"%d\"/>\n",
+                        x0 + g * cell, pad + l * cell, cell - 2, cell - 2, shade, shade, p->retrieval[i] ? "red" : "none", p->retrieval[i] ? 3 : 0);
+            }
+        }
+        for (int g = 0; g < p->n_kv_heads; g++)
+            fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%d</text>\n", x0 + g * cell + cell / 2, pad - 6, g);
+    }
+    fprintf(f, "<text x=\"%d\" y=\"%d\">columns: KV heads; rows: layers; red outline: retrieval head (FULL)</text>\n</svg>\n",
+            pad, p->n_layers * cell + pad + 30);
+    if (fclose(f) != 0) return fail("%s: cannot write", path);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * 9. The loops */
 
 #define MAX_PROMPT_BYTES ((size_t)64 << 20)
 
 typedef struct {
     const char *model_path, *tokenizer_path, *prompt, *prompt_file, *ids_file, *out_path, *mode, *system_prompt;
+    const char *policy_name, *profile_path, *needle, *question;
     float temperature, topp;
     uint64_t seed;
     int steps, threads;
+    CacheConfig cache;
+    float induction_fraction, echo_fraction;
 } Options;
 
+static void print_kv_line(const RunState *s, const Config *c) {
+    size_t kept, full;
+    cache_bytes(s, c, &kept, &full);
+    fprintf(stderr, "kv cache: %.2f MB (%.1f%% of %.2f MB full)\n", kept / 1e6, full ? 100.0 * kept / full : 100.0, full / 1e6);
+}
+
 /* Generates up to max_new tokens after the cache's current content, starting from `logits`;
- * prints them; stops at EOS, BOS or the end of the cache. Returns the number generated. */
+ * prints them unless out_tokens is given (then it stores them); stops at EOS, BOS or the end of the
+ * cache. Returns the number generated. */
 static int generate_tokens(const Model *m, RunState *s, const Tokenizer *tok, Sampler *sampler, float *logits,
-                           int prev, int max_new, double *seconds) {
+                           int prev, int max_new, int *out_tokens, double *seconds) {
     double t0 = now_seconds();
     int n = 0;
     while (n < max_new) {
         int next = sample(sampler, logits);
         if (next == m->config.eos_id || next == m->config.bos_id) break;
-        int n_bytes;
-        char byte_buf[2];
-        const char *piece = decode(tok, prev, next, &n_bytes, byte_buf);
-        print_piece(piece, n_bytes);
-        fflush(stdout);
+        if (out_tokens) {
+            out_tokens[n] = next;
+        } else {
+            int n_bytes;
+            char byte_buf[2];
+            const char *piece = decode(tok, prev, next, &n_bytes, byte_buf);
+            print_piece(piece, n_bytes);
+            fflush(stdout);
+        }
         n++;
         prev = next;
         if (n == max_new || s->n_tokens == s->capacity) break;
         logits = forward(m, s, &next, 1, NULL, NULL);
     }
-    *seconds = now_seconds() - t0;
+    if (seconds) *seconds = now_seconds() - t0;
     return n;
 }
 
@@ -1061,17 +1529,32 @@ static void print_speed(int n_prompt, double prompt_s, int n_gen, double gen_s) 
             prompt_s > 0 ? n_prompt / prompt_s : 0.0, n_gen, gen_s > 0 ? n_gen / gen_s : 0.0);
 }
 
-static int run_generate(const Model *m, const Tokenizer *tok, Sampler *sampler, const char *prompt, int steps) {
+/* Encodes a prompt with BOS; refuses one that leaves no room in the context (exit code 2). */
+static int *encode_prompt(const Model *m, const Tokenizer *tok, const char *prompt, int *n) {
     int *tokens = xcalloc(strlen(prompt) + 3, sizeof(int));
-    int n = encode(tok, prompt, 1, tokens);
-    if (n >= m->config.seq_len) {
+    *n = encode(tok, prompt, 1, tokens);
+    if (*n >= m->config.seq_len) {
+        fprintf(stderr, "razor: the prompt is %d tokens, the model's context is %d\n", *n, m->config.seq_len);
         free(tokens);
-        fprintf(stderr, "razor: the prompt is %d tokens, the model's context is %d\n", n, m->config.seq_len);
-        return 2;
+        return NULL;
     }
-    int capacity = n + steps < m->config.seq_len ? n + steps : m->config.seq_len;
+    return tokens;
+}
+
+/* Prefills a prompt with full attention, then compresses the cache (as the paper does). */
+static float *prefill(const Model *m, RunState *s, const int *tokens, int n) {
+    float *logits = forward(m, s, tokens, n, NULL, NULL);
+    compress_cache(s, &m->config);
+    return logits;
+}
+
+static int run_generate(const Model *m, const Tokenizer *tok, Sampler *sampler, const Options *o) {
+    int n;
+    int *tokens = encode_prompt(m, tok, o->prompt ? o->prompt : "", &n);
+    if (!tokens) return 2;
+    int capacity = n + o->steps < m->config.seq_len ? n + o->steps : m->config.seq_len;
     RunState s;
-    if (build_runstate(&s, m, capacity, DEFAULT_BLOCK) != 0) { free(tokens); fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
+    if (build_runstate(&s, m, capacity, DEFAULT_BLOCK, &o->cache) != 0) { free(tokens); fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
     for (int i = 1; i < n; i++) { /* echo the prompt as llama2.c does */
         int n_bytes;
         char byte_buf[2];
@@ -1079,24 +1562,25 @@ static int run_generate(const Model *m, const Tokenizer *tok, Sampler *sampler, 
         print_piece(piece, n_bytes);
     }
     fflush(stdout);
-    double t0 = now_seconds();
-    float *logits = forward(m, &s, tokens, n, NULL, NULL);
-    double prompt_s = now_seconds() - t0, gen_s;
-    int n_gen = generate_tokens(m, &s, tok, sampler, logits, tokens[n - 1], steps, &gen_s);
+    double t0 = now_seconds(), gen_s;
+    float *logits = prefill(m, &s, tokens, n);
+    double prompt_s = now_seconds() - t0;
+    int n_gen = generate_tokens(m, &s, tok, sampler, logits, tokens[n - 1], o->steps, NULL, &gen_s);
     printf("\n");
     print_speed(n, prompt_s, n_gen, gen_s);
+    print_kv_line(&s, &m->config);
     free_runstate(&s);
     free(tokens);
     return 0;
 }
 
-/* Chat in Llama 2's template: each user turn is appended to the cache, the reply generated after it. */
+/* Chat in Llama 2's template: each user turn is appended to the cache (attending to what the cache
+ * kept of earlier turns), compressed, and the reply generated after it. */
 static int run_chat(const Model *m, const Tokenizer *tok, Sampler *sampler, const Options *o) {
     RunState s;
-    if (build_runstate(&s, m, m->config.seq_len, DEFAULT_BLOCK) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
+    if (build_runstate(&s, m, m->config.seq_len, DEFAULT_BLOCK, &o->cache) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
     char line[8192];
-    int turn = 0, status = 0;
-    for (;; turn++) {
+    for (int turn = 0;; turn++) {
         const char *user = NULL;
         if (turn == 0 && o->prompt) {
             user = o->prompt;
@@ -1122,16 +1606,240 @@ static int run_chat(const Model *m, const Tokenizer *tok, Sampler *sampler, cons
             break;
         }
         double t0 = now_seconds(), gen_s;
-        float *logits = forward(m, &s, tokens, n, NULL, NULL);
+        float *logits = prefill(m, &s, tokens, n);
         double prompt_s = now_seconds() - t0;
         printf("Assistant: ");
-        int n_gen = generate_tokens(m, &s, tok, sampler, logits, tokens[n - 1], o->steps, &gen_s);
+        int n_gen = generate_tokens(m, &s, tok, sampler, logits, tokens[n - 1], o->steps, NULL, &gen_s);
         printf("\n");
         print_speed(n, prompt_s, n_gen, gen_s);
         free(tokens);
     }
+    print_kv_line(&s, &m->config);
     free_runstate(&s);
-    return status;
+    return 0;
+}
+
+static const char *policy_names[] = {"full", "razor", "streaming", "nocomp"};
+
+static void softmax_into(double *p, const float *logits, int n) {
+    double max = logits[argmax(logits, n)], sum = 0;
+    for (int i = 0; i < n; i++) sum += p[i] = exp((double)logits[i] - max);
+    for (int i = 0; i < n; i++) p[i] /= sum;
+}
+
+static void print_json_string(const Tokenizer *tok, const int *tokens, int n, int prev) {
+    putchar('"');
+    for (int i = 0; i < n; i++) {
+        int nb;
+        char buf[2];
+        const char *piece = decode(tok, i ? tokens[i - 1] : prev, tokens[i], &nb, buf);
+        for (int k = 0; k < nb; k++) {
+            unsigned char ch = (unsigned char)piece[k];
+            if (ch == '"' || ch == '\\') printf("\\%c", ch);
+            else if (ch < 0x20) printf("\\u%04x", ch);
+            else putchar(ch);
+        }
+    }
+    putchar('"');
+}
+
+/* -m compare: a greedy continuation under the full cache, then the same tokens teacher-forced under
+ * the chosen policy; per step, each one's top-1 and KL(full || policy). */
+static int run_compare(const Model *m, const Tokenizer *tok, const Options *o) {
+    const Config *c = &m->config;
+    int n, V = c->vocab_size;
+    int *tokens = encode_prompt(m, tok, o->prompt ? o->prompt : "", &n);
+    if (!tokens) return 2;
+    int steps = o->steps < c->seq_len - n ? o->steps : c->seq_len - n;
+    int capacity = n + steps;
+    RunState full, pol;
+    CacheConfig full_cache = o->cache;
+    full_cache.policy = POLICY_FULL;
+    if (build_runstate(&full, m, capacity, DEFAULT_BLOCK, &full_cache) != 0 || build_runstate(&pol, m, capacity, DEFAULT_BLOCK, &o->cache) != 0) {
+        fprintf(stderr, "razor: %s\n", razor_error());
+        free(tokens);
+        return 1;
+    }
+    float *full_logits = xcalloc((size_t)steps * V, sizeof(float));
+    int *gen = xcalloc((size_t)steps + 1, sizeof(int)), *pol_gen = xcalloc((size_t)steps + 1, sizeof(int)), n_gen = 0;
+    float *logits = prefill(m, &full, tokens, n);
+    for (; n_gen < steps; n_gen++) {
+        memcpy(full_logits + (size_t)n_gen * V, logits, V * sizeof(float));
+        gen[n_gen] = argmax(logits, V);
+        if (n_gen + 1 < steps) logits = forward(m, &full, &gen[n_gen], 1, NULL, NULL);
+    }
+    double *p = xcalloc((size_t)V, sizeof(double)), *q = xcalloc((size_t)V, sizeof(double)), kl_sum = 0, kl_max = 0;
+    int agree = 0, first_divergence = -1;
+    printf("%5s  %-16s %-16s %-16s %s\n", "step", "token", "full top-1", "policy top-1", "KL(full||policy)");
+    logits = prefill(m, &pol, tokens, n);
+    for (int t = 0; t < n_gen; t++) {
+        softmax_into(p, full_logits + (size_t)t * V, V);
+        softmax_into(q, logits, V);
+        double kl = 0;
+        for (int i = 0; i < V; i++) if (p[i] > 0) kl += p[i] * (log(p[i]) - log(q[i] > 1e-300 ? q[i] : 1e-300));
+        pol_gen[t] = argmax(logits, V);
+        agree += pol_gen[t] == gen[t];
+        if (pol_gen[t] != gen[t] && first_divergence < 0) first_divergence = t;
+        kl_sum += kl;
+        if (kl > kl_max) kl_max = kl;
+        char names[3][20];
+        int ids[3] = {gen[t], gen[t], pol_gen[t]};
+        for (int k = 0; k < 3; k++) {
+            int nb;
+            char buf[2];
+            const char *piece = decode(tok, 0, ids[k], &nb, buf);
+            snprintf(names[k], sizeof names[k], "%d:'%.*s'", ids[k], nb > 10 ? 10 : nb, piece);
+            for (char *ch = names[k]; *ch; ch++) if ((unsigned char)*ch < 0x20) *ch = ' ';
+        }
+        printf("%5d  %-16s %-16s %-16s %.5f\n", t, names[0], names[1], names[2], kl);
+        if (t + 1 < n_gen) logits = forward(m, &pol, &gen[t], 1, NULL, NULL);
+    }
+    size_t kept_full, kept_pol, full_bytes;
+    cache_bytes(&full, c, &kept_full, &full_bytes);
+    cache_bytes(&pol, c, &kept_pol, &full_bytes);
+    double mean_kl = n_gen ? kl_sum / n_gen : 0;
+    printf("\npolicy %s vs full, %d prompt tokens, %d steps: top-1 agreement %.1f%%, KL mean %.5f max %.5f, first divergence %s%d\n",
+           policy_names[o->cache.policy], n, n_gen, n_gen ? 100.0 * agree / n_gen : 100.0, mean_kl, kl_max,
+           first_divergence < 0 ? "none " : "at step ", first_divergence);
+    printf("kv bytes: full %zu, %s %zu (%.1f%%)\n", kept_full, policy_names[o->cache.policy], kept_pol, kept_full ? 100.0 * kept_pol / kept_full : 100.0);
+    printf("{\"policy\": \"%s\", \"prompt_tokens\": %d, \"steps\": %d, \"top1_agreement\": %.4f, \"mean_kl\": %.6f, \"max_kl\": %.6f, "
+           "\"first_divergence\": %d, \"kv_bytes_full\": %zu, \"kv_bytes_policy\": %zu, \"full_text\": ",
+           policy_names[o->cache.policy], n, n_gen, n_gen ? (double)agree / n_gen : 1.0, mean_kl, kl_max, first_divergence, kept_full, kept_pol);
+    print_json_string(tok, gen, n_gen, tokens[n - 1]);
+    printf(", \"policy_text\": ");
+    print_json_string(tok, pol_gen, n_gen, tokens[n - 1]);
+    printf("}\n");
+    print_kv_line(&pol, c);
+    free(p); free(q); free(full_logits); free(gen); free(pol_gen); free(tokens);
+    free_runstate(&full);
+    free_runstate(&pol);
+    return 0;
+}
+
+/* -m needle: a pass key planted at several depths in filler text of several lengths, asked for at the
+ * end; exact match of the digits, under each policy on the same cases. */
+static const char *builtin_filler =
+    "The morning was grey and quiet, and the road ran on between the fields. A cart went by slowly, and "
+    "the driver nodded to the people at the gate. In the village the shops were opening one by one, and "
+    "the smell of bread came from the baker's door. Nobody was in a hurry, for the day was long and the "
+    "work would wait. ";
+
+static int first_number(const char *text, long *value) {
+    while (*text && !isdigit((unsigned char)*text)) text++;
+    if (!*text) return 0;
+    *value = strtol(text, NULL, 10);
+    return 1;
+}
+
+static void fill_template(char *out, size_t size, const char *template, long key) {
+    size_t n = 0;
+    for (const char *t = template; *t && n + 12 < size; t++) {
+        if (!strncmp(t, "{key}", 5)) { n += (size_t)snprintf(out + n, size - n, "%ld", key); t += 4; }
+        else out[n++] = *t;
+    }
+    out[n] = 0;
+}
+
+static int run_needle(const Model *m, const Tokenizer *tok, const Options *o, const unsigned char *retrieval) {
+    const Config *c = &m->config;
+    const char *filler_text = o->prompt ? o->prompt : builtin_filler;
+    size_t filler_len = strlen(filler_text);
+    int *filler = xcalloc(filler_len + 3, sizeof(int)), n_filler = encode(tok, filler_text, 0, filler);
+    if (n_filler < 8) { free(filler); fprintf(stderr, "razor: the filler text is too short\n"); return 2; }
+    enum { N_LENGTHS = 4, N_DEPTHS = 5, ANSWER = 12 };
+    int lengths[N_LENGTHS], n_policies = 4;
+    float depths[N_DEPTHS] = {0, 0.25f, 0.5f, 0.75f, 1.0f};
+    for (int i = 0; i < N_LENGTHS; i++) lengths[i] = (int)((c->seq_len - ANSWER) * (i + 1) / (float)N_LENGTHS);
+    int *prompt = xcalloc((size_t)c->seq_len, sizeof(int)), answer[ANSWER];
+    int *needle = xcalloc(512, sizeof(int)), *question = xcalloc(512, sizeof(int));
+    int ok[4][N_LENGTHS][N_DEPTHS];
+    double kv_ratio[4] = {0};
+    uint64_t rng = o->seed ? o->seed : 1;
+    for (int li = 0; li < N_LENGTHS; li++)
+        for (int di = 0; di < N_DEPTHS; di++) {
+            long key = 10000 + (long)(random_f32(&rng) * 89999);
+            char text[1024];
+            fill_template(text, sizeof text, o->needle, key);
+            int n_needle = strlen(text) < 400 ? encode(tok, text, 0, needle) : 0;
+            fill_template(text, sizeof text, o->question, key);
+            int n_question = strlen(text) < 400 ? encode(tok, text, 0, question) : 0;
+            int body = lengths[li] - 1 - n_needle - n_question, at = (int)(depths[di] * body), n = 0;
+            if (body < 1 || n_needle == 0 || n_question == 0) { fprintf(stderr, "razor: the context is too short for the needle\n"); return 2; }
+            prompt[n++] = c->bos_id;
+            for (int i = 0; i < body; i++) {
+                if (i == at) for (int k = 0; k < n_needle; k++) prompt[n++] = needle[k];
+                prompt[n++] = filler[i % n_filler];
+            }
+            if (at == body) for (int k = 0; k < n_needle; k++) prompt[n++] = needle[k];
+            for (int k = 0; k < n_question; k++) prompt[n++] = question[k];
+            for (int pi = 0; pi < n_policies; pi++) {
+                CacheConfig cache = o->cache;
+                cache.policy = (Policy)pi;
+                cache.retrieval = retrieval;
+                RunState s;
+                if (build_runstate(&s, m, n + ANSWER, DEFAULT_BLOCK, &cache) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
+                float *logits = prefill(m, &s, prompt, n);
+                Sampler greedy = {.vocab_size = c->vocab_size, .temperature = 0};
+                int n_answer = generate_tokens(m, &s, tok, &greedy, logits, prompt[n - 1], ANSWER, answer, NULL);
+                char said[256] = {0};
+                size_t len = 0;
+                for (int i = 0; i < n_answer && len + 20 < sizeof said; i++) {
+                    int nb;
+                    char buf[2];
+                    const char *piece = decode(tok, i ? answer[i - 1] : prompt[n - 1], answer[i], &nb, buf);
+                    memcpy(said + len, piece, (size_t)nb);
+                    len += (size_t)nb;
+                }
+                long got;
+                ok[pi][li][di] = first_number(said, &got) && got == key;
+                size_t kept, full;
+                cache_bytes(&s, c, &kept, &full);
+                if (li == N_LENGTHS - 1) kv_ratio[pi] += (double)kept / full / N_DEPTHS;
+                free_runstate(&s);
+            }
+            fprintf(stderr, "\rneedle: %d/%d cases", li * N_DEPTHS + di + 1, N_LENGTHS * N_DEPTHS);
+        }
+    fprintf(stderr, "\n");
+    double accuracy[4];
+    for (int pi = 0; pi < n_policies; pi++) {
+        int hits = 0;
+        printf("%s: pass key found (rows: prompt tokens; columns: depth)\n%8s", policy_names[pi], "");
+        for (int di = 0; di < N_DEPTHS; di++) printf(" %4.0f%%", depths[di] * 100);
+        printf("\n");
+        for (int li = 0; li < N_LENGTHS; li++) {
+            printf("%8d", lengths[li]);
+            for (int di = 0; di < N_DEPTHS; di++) { printf("  %s", ok[pi][li][di] ? " ok" : " --"); hits += ok[pi][li][di]; }
+            printf("\n");
+        }
+        accuracy[pi] = (double)hits / (N_LENGTHS * N_DEPTHS);
+        printf("accuracy %.1f%%, kv cache at %d tokens: %.1f%% of full\n\n", 100 * accuracy[pi], lengths[N_LENGTHS - 1], 100 * kv_ratio[pi]);
+        char path[4200];
+        snprintf(path, sizeof path, "%s_%s.svg", o->out_path ? o->out_path : "needle", policy_names[pi]);
+        FILE *f = fopen(path, "w");
+        if (f) { /* the length x depth heatmap: green found, red missed */
+            int cell = 40, pad = 90;
+            fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n"
+                       "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n<text x=\"%d\" y=\"20\">%s: %.0f%% (kv %.0f%% of full)</text>\n",
+                    N_DEPTHS * cell + 2 * pad, N_LENGTHS * cell + 2 * pad, pad, policy_names[pi], 100 * accuracy[pi], 100 * kv_ratio[pi]);
+            for (int li = 0; li < N_LENGTHS; li++) {
+                fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%d tokens</text>\n", pad - 6, pad + li * cell + cell / 2 + 4, lengths[li]);
+                for (int di = 0; di < N_DEPTHS; di++)
+                    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"/>\n", pad + di * cell, pad + li * cell, cell - 2, cell - 2,
+                            ok[pi][li][di] ? "#3a3" : "#c33");
+            }
+            for (int di = 0; di < N_DEPTHS; di++)
+                fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%.0f%%</text>\n", pad + di * cell + cell / 2, pad - 8, depths[di] * 100);
+            fprintf(f, "<text x=\"%d\" y=\"%d\">depth of the pass key in the prompt</text>\n</svg>\n", pad, pad - 30);
+            fclose(f);
+            fprintf(stderr, "wrote %s\n", path);
+        }
+    }
+    printf("{");
+    for (int pi = 0; pi < n_policies; pi++)
+        printf("%s\"%s\": {\"accuracy\": %.4f, \"kv_ratio\": %.4f}", pi ? ", " : "", policy_names[pi], accuracy[pi], kv_ratio[pi]);
+    printf("}\n");
+    free(prompt); free(needle); free(question); free(filler);
+    return 0;
 }
 
 /* Reads whitespace-separated token ids; each must be in [0, vocab_size), at most max_ids of them. */
@@ -1176,7 +1884,7 @@ static int write_logits(void *arg, const float *logits, int T, int vocab_size) {
  * temporary file renamed into place at the end: no half-written output on any error. */
 static int run_logits(const Model *m, const int *ids, int n, const char *out_path) {
     RunState s;
-    if (build_runstate(&s, m, n, DEFAULT_BLOCK) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
+    if (build_runstate(&s, m, n, DEFAULT_BLOCK, NULL) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
     size_t tmp_len = strlen(out_path) + 32;
     char *tmp = xcalloc(tmp_len, 1);
     snprintf(tmp, tmp_len, "%s.tmp%ld", out_path, (long)getpid());
@@ -1204,13 +1912,13 @@ static int run_logits(const Model *m, const int *ids, int n, const char *out_pat
 }
 
 /* ------------------------------------------------------------------------------------------------
- * 9. The command line */
+ * 10. The command line */
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: razor model.bin [options]\n"
-            "  -m mode     generate (default) | chat | tokenize | logits\n"
-            "  -i text     the prompt                 -f file   read the prompt from a file\n"
+            "  -m mode     generate (default) | chat | tokenize | logits | profile | compare | needle\n"
+            "  -i text     the prompt                 -f file   read the prompt (needle: the filler) from a file\n"
             "  -n n        tokens to generate after the prompt (default 256)\n"
             "  -t temp     temperature, 0 = greedy (default 1.0)\n"
             "  -p topp     top-p sampling (default 0.9)    -s seed   random seed (default: time)\n"
@@ -1218,15 +1926,28 @@ static void usage(FILE *f) {
             "  -T n        threads (default: online cores)\n"
             "  -y text     system prompt (chat)\n"
             "  -I file     token ids to teacher-force (logits; instead of a prompt)\n"
-            "  -o file     output file (logits: float32 [n_tokens][vocab_size])\n");
+            "  -o file     output: logits (float32 [n_tokens][vocab_size]); profile (.heads or .tsv);\n"
+            "              needle (prefix of the pictures, default 'needle')\n"
+            "KV cache (RazorAttention):\n"
+            "  -c policy   razor (default) | full | streaming (sinks + window) | nocomp (razor without\n"
+            "              the compensation token)\n"
+            "  -S n        sink tokens every compressed head keeps (default 4)\n"
+            "  -W n        S0: the window is max(S0, prompt tokens / C) (default 64)\n"
+            "  -C ratio    C (default 5)\n"
+            "  -k file     head profile (.heads, or DuoAttention's .tsv); default model.bin.heads,\n"
+            "              computed and saved when missing\n"
+            "  -R frac     profile: fraction of KV heads kept full by induction score (default 0.14)\n"
+            "  -E frac     profile: fraction kept full by echo score (default 0.01)\n"
+            "  -e text     needle: the planted sentence, {key} is the number\n"
+            "  -q text     needle: the question at the end\n");
 }
 
-static int parse_number(const char *flag, const char *s, double lo, double hi, double *out) {
+static int parse_number(const char *flag, const char *s, double lo, double hi, int integer, double *out) {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (end == s || *end || errno || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "razor: %s %s: expected a number in [%g, %g]\n", flag, s, lo, hi);
+    if (end == s || *end || errno || !(v >= lo && v <= hi) || (integer && v != floor(v))) {
+        fprintf(stderr, "razor: %s %s: expected a%s number in [%g, %g]\n", flag, s, integer ? "n integer" : "", lo, hi);
         return -1;
     }
     *out = v;
@@ -1235,7 +1956,10 @@ static int parse_number(const char *flag, const char *s, double lo, double hi, d
 
 /* Parses argv into o; returns 0, or the exit code on error (2) or help (after printing usage). */
 static int parse_args(int argc, char **argv, Options *o) {
-    *o = (Options){.temperature = 1.0f, .topp = 0.9f, .seed = (uint64_t)time(NULL), .steps = 256, .mode = "generate"};
+    *o = (Options){.temperature = 1.0f, .topp = 0.9f, .seed = (uint64_t)time(NULL), .steps = 256, .mode = "generate",
+                   .policy_name = "razor", .cache = {POLICY_RAZOR, 4, 64, 5.0f, NULL}, .induction_fraction = 0.14f,
+                   .echo_fraction = 0.01f, .needle = "The pass key is {key}. Remember it. {key} is the pass key.",
+                   .question = " What is the pass key? The pass key is"};
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     o->threads = cores > 0 ? (int)cores : 1;
     if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) { usage(stdout); return 1; }
@@ -1243,7 +1967,7 @@ static int parse_args(int argc, char **argv, Options *o) {
     o->model_path = argv[1];
     for (int i = 2; i < argc; i += 2) {
         const char *flag = argv[i];
-        if (flag[0] != '-' || strlen(flag) != 2 || !strchr("tpsnifzmToIy", flag[1])) {
+        if (flag[0] != '-' || strlen(flag) != 2 || !strchr("tpsnifzmToIycSWCkREeq", flag[1])) {
             fprintf(stderr, "razor: unknown option '%s'\n", flag);
             usage(stderr);
             return 2;
@@ -1252,11 +1976,16 @@ static int parse_args(int argc, char **argv, Options *o) {
         const char *val = argv[i + 1];
         double v;
         switch (flag[1]) {
-        case 't': if (parse_number(flag, val, 0, 100, &v)) return 2; o->temperature = (float)v; break;
-        case 'p': if (parse_number(flag, val, 0, 1, &v)) return 2; o->topp = (float)v; break;
-        case 's': if (parse_number(flag, val, 0, 1.8e19, &v)) return 2; o->seed = (uint64_t)v; break;
-        case 'n': if (parse_number(flag, val, 0, INT_MAX, &v) || v != floor(v)) return 2; o->steps = (int)v; break;
-        case 'T': if (parse_number(flag, val, 1, 1024, &v) || v != floor(v)) return 2; o->threads = (int)v; break;
+        case 't': if (parse_number(flag, val, 0, 100, 0, &v)) return 2; o->temperature = (float)v; break;
+        case 'p': if (parse_number(flag, val, 0, 1, 0, &v)) return 2; o->topp = (float)v; break;
+        case 's': if (parse_number(flag, val, 0, 1.8e19, 1, &v)) return 2; o->seed = (uint64_t)v; break;
+        case 'n': if (parse_number(flag, val, 0, INT_MAX, 1, &v)) return 2; o->steps = (int)v; break;
+        case 'T': if (parse_number(flag, val, 1, 1024, 1, &v)) return 2; o->threads = (int)v; break;
+        case 'S': if (parse_number(flag, val, 0, MAX_SEQ_LEN, 1, &v)) return 2; o->cache.n_sink = (int)v; break;
+        case 'W': if (parse_number(flag, val, 1, MAX_SEQ_LEN, 1, &v)) return 2; o->cache.window_min = (int)v; break;
+        case 'C': if (parse_number(flag, val, 1, 1e6, 0, &v)) return 2; o->cache.compression = (float)v; break;
+        case 'R': if (parse_number(flag, val, 0, 1, 0, &v)) return 2; o->induction_fraction = (float)v; break;
+        case 'E': if (parse_number(flag, val, 0, 1, 0, &v)) return 2; o->echo_fraction = (float)v; break;
         case 'i': o->prompt = val; break;
         case 'f': o->prompt_file = val; break;
         case 'z': o->tokenizer_path = val; break;
@@ -1264,18 +1993,29 @@ static int parse_args(int argc, char **argv, Options *o) {
         case 'o': o->out_path = val; break;
         case 'I': o->ids_file = val; break;
         case 'y': o->system_prompt = val; break;
+        case 'c': o->policy_name = val; break;
+        case 'k': o->profile_path = val; break;
+        case 'e': o->needle = val; break;
+        case 'q': o->question = val; break;
         }
     }
-    if (strcmp(o->mode, "generate") && strcmp(o->mode, "chat") && strcmp(o->mode, "tokenize") && strcmp(o->mode, "logits")) {
-        fprintf(stderr, "razor: unknown mode '%s' (generate, chat, tokenize, logits)\n", o->mode);
-        return 2;
-    }
+    const char *modes[] = {"generate", "chat", "tokenize", "logits", "profile", "compare", "needle"};
+    int known = 0;
+    for (size_t k = 0; k < sizeof modes / sizeof *modes; k++) known |= !strcmp(o->mode, modes[k]);
+    if (!known) { fprintf(stderr, "razor: unknown mode '%s' (generate, chat, tokenize, logits, profile, compare, needle)\n", o->mode); return 2; }
+    int policy = -1;
+    for (int k = 0; k < 4; k++) if (!strcmp(o->policy_name, policy_names[k])) policy = k;
+    if (policy < 0) { fprintf(stderr, "razor: unknown cache policy '%s' (razor, full, streaming, nocomp)\n", o->policy_name); return 2; }
+    o->cache.policy = (Policy)policy;
     if (o->prompt && o->prompt_file) { fprintf(stderr, "razor: give the prompt with -i or -f, not both\n"); return 2; }
     if (!strcmp(o->mode, "logits")) {
         if (!o->out_path) { fprintf(stderr, "razor: -m logits needs -o FILE\n"); return 2; }
         if (!o->ids_file && !o->prompt && !o->prompt_file) { fprintf(stderr, "razor: -m logits needs -I ids_file, -i or -f\n"); return 2; }
-    } else if (o->ids_file || o->out_path) {
-        fprintf(stderr, "razor: -I and -o are for -m logits\n");
+    } else if (o->ids_file) {
+        fprintf(stderr, "razor: -I is for -m logits\n");
+        return 2;
+    } else if (o->out_path && strcmp(o->mode, "profile") && strcmp(o->mode, "needle")) {
+        fprintf(stderr, "razor: -o is for -m logits, profile and needle\n");
         return 2;
     }
     return 0;
@@ -1290,6 +2030,17 @@ static const char *tokenizer_path(const Options *o, char *buf, size_t size) {
         if (access(buf, R_OK) == 0) return buf;
     }
     return "tokenizer.bin";
+}
+
+/* Computes the head profile and saves it (and its picture) to path. */
+static int make_profile(const Model *m, const Tokenizer *tok, const Options *o, HeadProfile *p, const char *path) {
+    if (profile_heads(m, tok, p, o->seed, o->induction_fraction, o->echo_fraction) != 0) return -1;
+    print_heatmap(p);
+    char svg[4200];
+    snprintf(svg, sizeof svg, "%s.svg", path);
+    if (save_profile(p, path) != 0 || write_profile_svg(p, svg) != 0) { free_profile(p); return -1; }
+    fprintf(stderr, "wrote %s and %s\n", path, svg);
+    return 0;
 }
 
 #ifndef RAZOR_NO_MAIN
@@ -1311,9 +2062,27 @@ int main(int argc, char **argv) {
     if (o.threads > 1) pool_start(o.threads);
 
     Tokenizer tok = {0};
+    HeadProfile profile = {0};
     int need_tokenizer = !(o.ids_file && !strcmp(o.mode, "logits"));
-    char path_buf[4096];
+    int uses_cache = !strcmp(o.mode, "generate") || !strcmp(o.mode, "chat") || !strcmp(o.mode, "compare") || !strcmp(o.mode, "needle");
+    int need_profile = (uses_cache && (o.cache.policy == POLICY_RAZOR || o.cache.policy == POLICY_NOCOMP)) || !strcmp(o.mode, "needle");
+    char path_buf[4096], profile_path[4200];
+    snprintf(profile_path, sizeof profile_path, "%s", o.profile_path ? o.profile_path : "");
+    if (!o.profile_path) snprintf(profile_path, sizeof profile_path, "%s.heads", o.model_path);
     if (need_tokenizer && load_tokenizer(&tok, tokenizer_path(&o, path_buf, sizeof path_buf), c->vocab_size, c->bos_id, c->eos_id) != 0) {
+        fprintf(stderr, "razor: %s\n", razor_error());
+        status = 1;
+    } else if (!strcmp(o.mode, "profile")) {
+        status = make_profile(&model, &tok, &o, &profile, o.out_path ? o.out_path : profile_path) != 0;
+        if (status) fprintf(stderr, "razor: %s\n", razor_error());
+    } else if (need_profile && access(profile_path, F_OK) == 0 && load_profile(&profile, profile_path, c) != 0) {
+        fprintf(stderr, "razor: %s\n", razor_error());
+        status = 1;
+    } else if (need_profile && !profile.retrieval && o.profile_path) {
+        fprintf(stderr, "razor: %s: %s\n", profile_path, strerror(errno));
+        status = 1;
+    } else if (need_profile && !profile.retrieval && (fprintf(stderr, "razor: no head profile at %s; profiling the model first\n", profile_path),
+                                                       make_profile(&model, &tok, &o, &profile, profile_path) != 0)) {
         fprintf(stderr, "razor: %s\n", razor_error());
         status = 1;
     } else if (!strcmp(o.mode, "tokenize")) {
@@ -1338,11 +2107,16 @@ int main(int argc, char **argv) {
         if (status == 0) status = run_logits(&model, ids, n, o.out_path);
         free(ids);
     } else {
+        o.cache.retrieval = profile.retrieval;
         Sampler sampler;
         build_sampler(&sampler, c->vocab_size, o.temperature, o.topp, o.seed);
-        status = !strcmp(o.mode, "chat") ? run_chat(&model, &tok, &sampler, &o) : run_generate(&model, &tok, &sampler, o.prompt ? o.prompt : "", o.steps);
+        if (!strcmp(o.mode, "chat")) status = run_chat(&model, &tok, &sampler, &o);
+        else if (!strcmp(o.mode, "compare")) status = run_compare(&model, &tok, &o);
+        else if (!strcmp(o.mode, "needle")) status = run_needle(&model, &tok, &o, profile.retrieval);
+        else status = run_generate(&model, &tok, &sampler, &o);
         free_sampler(&sampler);
     }
+    free_profile(&profile);
     free_tokenizer(&tok);
     pool_stop();
     free(prompt);
