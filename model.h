@@ -172,6 +172,17 @@ typedef struct {
 
 #define DEFAULT_BLOCK 128    /* prompt tokens per forward block */
 
+/* A head profile (razor.c section 8): echo and induction score of every KV head, and which are
+ * retrieval heads (kept full). */
+typedef struct {
+    int n_layers, n_kv_heads, n_heads, head_dim, dim;
+    int K;                    /* the probe's block length; 0 if the profile came from a file without it */
+    uint64_t seed;
+    float induction_fraction, echo_fraction;
+    float *echo, *induction;  /* (layer, kv_head) */
+    unsigned char *retrieval; /* (layer, kv_head) */
+} HeadProfile;
+
 typedef int (*LogitsSink)(void *arg, const float *logits, int n_tokens, int vocab_size);
 
 /* What test_razor.c calls. Functions returning int give 0, or -1 with razor_error() set. */
@@ -199,6 +210,11 @@ void free_tokenizer(Tokenizer *t);
 int encode(const Tokenizer *t, const char *text, int bos, int *tokens);
 const char *decode(const Tokenizer *t, int prev, int token, int *n_bytes, char byte_buf[2]);
 int argmax(const float *v, int n);
+int profile_heads(const Model *m, const Tokenizer *tok, HeadProfile *p, uint64_t seed, float induction_fraction, float echo_fraction);
+void select_retrieval_heads(HeadProfile *p);
+int save_profile(const HeadProfile *p, const char *path);
+int load_profile(HeadProfile *p, const char *path, const Config *c);
+void free_profile(HeadProfile *p);
 int read_ids(const char *path, int vocab_size, int max_ids, int **ids, int *n);
 
 #endif

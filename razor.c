@@ -1183,15 +1183,6 @@ static int sample(Sampler *s, float *logits) {
  * query heads; the top induction_fraction of KV heads by induction plus the top echo_fraction by
  * echo (over the whole model) are the retrieval heads. */
 
-typedef struct {
-    int n_layers, n_kv_heads, n_heads, head_dim, dim;
-    int K;                    /* the probe's block length; 0 if the profile came from a file without it */
-    uint64_t seed;
-    float induction_fraction, echo_fraction;
-    float *echo, *induction;  /* (layer, kv_head) */
-    unsigned char *retrieval; /* (layer, kv_head) */
-} HeadProfile;
-
 static void init_profile(HeadProfile *p, const Config *c) {
     memset(p, 0, sizeof *p);
     p->n_layers = c->n_layers, p->n_kv_heads = c->n_kv_heads, p->n_heads = c->n_heads, p->head_dim = c->head_dim, p->dim = c->dim;

@@ -798,6 +798,214 @@ static void test_cli(void) {
     free_test_model(&tm);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * The RazorAttention cache */
+
+static HeadCache new_head(int hd, int n_sink, int compensate) {
+    HeadCache h = {.compensate = compensate, .n_sink = n_sink, .slots = ATT_TILE_K};
+    h.key_sum = calloc(hd, sizeof(float));
+    h.value_sum = calloc(hd, sizeof(float));
+    h.key_tiles = calloc((size_t)ATT_TILE_K * hd, sizeof(float));
+    h.values = calloc((size_t)ATT_TILE_K * hd, sizeof(float));
+    return h;
+}
+
+static void free_head(HeadCache *h) { free(h->key_sum); free(h->value_sum); free(h->key_tiles); free(h->values); }
+
+/* one query against a head, through the tiled loop */
+static void head_attend(const HeadCache *h, const float *q, int hd, float *out) {
+    float *scratch = calloc(ATT_TILE_Q * (hd + 2), sizeof(float));
+    int comp_slot = h->compensate && h->compressed ? h->n_sink : -1;
+    attention(out, hd, q, hd, 1, h->key_tiles, h->values, h->n, h->n - 1, hd, scratch, comp_slot,
+              h->n_dropped > 0 ? logf((float)h->n_dropped) : -INFINITY);
+    free(scratch);
+}
+
+/* softmax attention over an explicit list of keys, in double */
+static void plain_attend(const float *q, const float *const *keys, const float *const *values, int n, int hd, float *out) {
+    double *s = calloc(n, sizeof(double)), max = -INFINITY, sum = 0;
+    for (int j = 0; j < n; j++) {
+        for (int d = 0; d < hd; d++) s[j] += (double)q[d] * keys[j][d];
+        s[j] /= sqrt(hd);
+        if (s[j] > max) max = s[j];
+    }
+    for (int j = 0; j < n; j++) sum += s[j] = exp(s[j] - max);
+    for (int d = 0; d < hd; d++) {
+        double o = 0;
+        for (int j = 0; j < n; j++) o += s[j] / sum * values[j][d];
+        out[d] = (float)o;
+    }
+    free(s);
+}
+
+/* The compensation token equals N_d explicit copies of the mean dropped key and value; with N_d = 0
+ * a head is exactly full attention; the sliding window equals compressing from scratch each step. */
+static void test_compensation(void) {
+    int hd = 24, n_sink = 4, window = 32;
+    float worst_formula = 0, worst_full = 0, worst_slide = 0;
+    int cases = 0;
+    for (int n = 5; n <= 300; n += 13) {
+        float *K = random_tensor((size_t)n * hd, 1.5f, 0), *V = random_tensor((size_t)n * hd, 1.0f, 0), *q = random_tensor(hd, 1.5f, 0);
+        HeadCache h = new_head(hd, n_sink, 1);
+        for (int t = 0; t < n; t++) head_append(&h, K + t * hd, V + t * hd, hd, n);
+        head_compress(&h, window, hd);
+        float out[64], ref[64], mean_k[64] = {0}, mean_v[64] = {0};
+        int n_dropped = n - n_sink - window > 0 ? n - n_sink - window : 0;
+        const float **keys = malloc((n + n_dropped) * sizeof(float *)), **values = malloc((n + n_dropped) * sizeof(float *));
+        int m = 0;
+        for (int t = 0; t < n; t++)
+            if (t < n_sink || t >= n - window || n_dropped == 0) keys[m] = K + t * hd, values[m++] = V + t * hd;
+        for (int t = n_sink; t < n - window && n_dropped > 0; t++)
+            for (int d = 0; d < hd; d++) mean_k[d] += K[t * hd + d] / n_dropped, mean_v[d] += V[t * hd + d] / n_dropped;
+        for (int k = 0; k < n_dropped; k++) keys[m] = mean_k, values[m++] = mean_v; /* N_d copies, spelled out */
+        head_attend(&h, q, hd, out);
+        plain_attend(q, keys, values, m, hd, ref);
+        float d = max_abs_diff(out, ref, hd);
+        if (n_dropped > 0) worst_formula = d > worst_formula ? d : worst_formula;
+        else worst_full = d > worst_full ? d : worst_full;
+        check(h.n_dropped == n_dropped && head_bytes(&h, hd) == (size_t)(n_dropped ? n_sink + 1 + window : n) * hd * 8,
+              "n=%d: N_d %d (want %d), %zu bytes kept", n, h.n_dropped, n_dropped, head_bytes(&h, hd));
+        free(keys); free(values); free(K); free(V); free(q);
+        free_head(&h);
+        cases++;
+    }
+    check(worst_formula <= 1e-5f, "compensation slot with + ln(N_d) equals N_d explicit copies of the means: max diff %g", worst_formula);
+    check(worst_full <= 1e-5f, "N_d = 0: the head is exactly full attention: max diff %g", worst_full);
+
+    /* a window that slides token by token against compressing all tokens from scratch at every step */
+    int n = 260;
+    float *K = random_tensor((size_t)n * hd, 1.5f, 0), *V = random_tensor((size_t)n * hd, 1.0f, 0), *q = random_tensor(hd, 1.5f, 0);
+    HeadCache sliding = new_head(hd, n_sink, 1);
+    for (int t = 0; t < 20; t++) head_append(&sliding, K + t * hd, V + t * hd, hd, 20); /* a 20-token prompt */
+    head_compress(&sliding, window, hd);
+    for (int t = 20; t < n; t++) {
+        head_append(&sliding, K + t * hd, V + t * hd, hd, 1);
+        HeadCache scratch = new_head(hd, n_sink, 1);
+        for (int u = 0; u <= t; u++) head_append(&scratch, K + u * hd, V + u * hd, hd, t + 1);
+        head_compress(&scratch, window, hd);
+        float a[64], b[64];
+        head_attend(&sliding, q, hd, a);
+        head_attend(&scratch, q, hd, b);
+        float d = max_abs_diff(a, b, hd);
+        worst_slide = d > worst_slide ? d : worst_slide;
+        if (sliding.n_dropped != scratch.n_dropped || head_bytes(&sliding, hd) != head_bytes(&scratch, hd)) worst_slide = INFINITY;
+        free_head(&scratch);
+    }
+    check(worst_slide <= 1e-5f && sliding.slots <= 128, "sliding the window step by step equals compressing from scratch (240 steps): max diff %g, %d slots",
+          worst_slide, sliding.slots);
+    free_head(&sliding);
+    free(K); free(V); free(q);
+}
+
+/* Policies in a real forward pass: bytes kept, and what must equal the full cache. */
+static void test_cache_policies(void) {
+    Config c = small_config(48, 80, 2, 4, 2, 97, 400);
+    TestModel tm = make_model(c, 21);
+    write_model(&tm, tmp_path("pol.bin"), FORMAT_RAZOR);
+    Model m;
+    load_model(&m, tmp_path("pol.bin"));
+    int n = 200, steps = 30, hd = c.head_dim;
+    int *ids = random_ids(n + steps, 97);
+    unsigned char retrieval[4] = {0, 1, 0, 0}; /* (layer 0, kv head 1) keeps everything */
+    float *full_logits = NULL;
+    for (int p = 0; p < 4; p++) {
+        CacheConfig cache = {(Policy)p, 4, 16, 5.0f, retrieval};
+        RunState s;
+        build_runstate(&s, &m, n + steps, 64, &cache);
+        forward(&m, &s, ids, n, NULL, NULL);
+        compress_cache(&s, &m.config);
+        size_t kept, full, window = 40; /* max(16, 200 / 5) */
+        cache_bytes(&s, &m.config, &kept, &full);
+        size_t per_tok = (size_t)hd * 2 * sizeof(float), want_full = (size_t)n * 4 * per_tok;
+        size_t compressed = (4 + (p == POLICY_RAZOR) + window) * per_tok;
+        size_t want = p == POLICY_FULL ? want_full : p == POLICY_STREAMING ? 4 * compressed : 3 * compressed + n * per_tok;
+        check(kept == want && full == want_full, "policy %d after a %d-token prompt: %zu bytes kept (want %zu), %zu full (want %zu)", p, n, kept, want, full, want_full);
+        int tiles_ok = 1;
+        for (int i = 0; i < 4; i++)
+            if (!s.heads[i].full) tiles_ok &= s.heads[i].slots == (int)((4 + (p == POLICY_RAZOR) + window + ATT_TILE_K - 1) / ATT_TILE_K * ATT_TILE_K);
+        check(tiles_ok, "policy %d: compressed heads physically hold sinks + compensation + window (whole tiles)", p);
+        float *logits = NULL;
+        for (int t = n; t < n + steps; t++) logits = forward(&m, &s, ids + t, 1, NULL, NULL);
+        if (p == POLICY_FULL) full_logits = memcpy(malloc(97 * sizeof(float)), logits, 97 * sizeof(float));
+        else check(max_abs_diff(full_logits, logits, 97) > 1e-4f, "policy %d changes the logits after dropping tokens", p);
+        free_runstate(&s);
+    }
+    /* razor whose window holds the whole prompt and generation: nothing dropped, exactly full */
+    CacheConfig wide = {POLICY_RAZOR, 4, n + steps, 5.0f, retrieval};
+    RunState s;
+    build_runstate(&s, &m, n + steps, 64, &wide);
+    forward(&m, &s, ids, n, NULL, NULL);
+    compress_cache(&s, &m.config);
+    float *logits = NULL;
+    for (int t = n; t < n + steps; t++) logits = forward(&m, &s, ids + t, 1, NULL, NULL);
+    check(max_abs_diff(full_logits, logits, 97) <= 1e-5f, "razor with N_d = 0 gives the full cache's logits: %g", max_abs_diff(full_logits, logits, 97));
+    free_runstate(&s);
+    free(full_logits); free(ids);
+    free_model(&m);
+    free_test_model(&tm);
+}
+
+/* The profiler finds a planted echo head, and picks its KV head under GQA; profiles round-trip. */
+static void test_profiler(void) {
+    Config c = small_config(128, 32, 2, 4, 2, 512, 129);
+    c.rope_theta = 1e6f; /* pairs 8..15 of a 32-dim head turn by < 0.13 rad over the probe: position-blind */
+    TestModel tm = make_model(c, 5);
+    size_t dim = 128, hd = 32;
+    float *all[] = {tm.wq, tm.wk, tm.wv, tm.wo, tm.w1, tm.w2, tm.w3};
+    size_t sizes[] = {2 * 128 * dim, 2 * 64 * dim, 2 * 64 * dim, 2 * dim * 128, 2 * 32 * dim, 2 * dim * 32, 2 * 32 * dim};
+    for (int i = 0; i < 7; i++) memset(all[i], 0, sizes[i] * sizeof(float));
+    for (size_t i = 0; i < 2 * dim; i++) tm.rms_att[i] = tm.rms_ffn[i] = 1;
+    for (int v = 0; v < 512; v++) { /* each token: a random unit vector in dimensions 0..15 */
+        float norm = 0, *e = tm.emb + v * dim;
+        memset(e, 0, dim * sizeof(float));
+        for (int d = 0; d < 16; d++) { e[d] = urand(); norm += e[d] * e[d]; }
+        for (int d = 0; d < 16; d++) e[d] /= sqrtf(norm);
+    }
+    /* the echo head: layer 1, query head 3 (KV head 1); q and k both read the token's vector into the
+     * slow RoPE pairs, so it attends to earlier copies of its own token */
+    float a = 1.33f;
+    for (int d = 0; d < 16; d++) {
+        tm.wq[(size_t)1 * 128 * dim + (3 * hd + 16 + d) * dim + d] = a;
+        tm.wk[(size_t)1 * 64 * dim + (1 * hd + 16 + d) * dim + d] = a;
+    }
+    write_model(&tm, tmp_path("echo.bin"), FORMAT_RAZOR);
+    Model m;
+    Tokenizer tok;
+    load_model(&m, tmp_path("echo.bin"));
+    load_tokenizer(&tok, "tokenizer.bin", 512, 1, 2);
+    HeadProfile p;
+    int rc = profile_heads(&m, &tok, &p, 7, 0.0f, 0.25f);
+    check(rc == 0 && p.K == 32, "profile a 2-layer GQA model (K = %d)", rc == 0 ? p.K : -1);
+    if (rc == 0) {
+        check(p.echo[3] > 0.5f && p.echo[0] < 0.2f && p.echo[1] < 0.2f && p.echo[2] < 0.2f,
+              "the planted echo head stands out: echo %.3f %.3f %.3f %.3f", p.echo[0], p.echo[1], p.echo[2], p.echo[3]);
+        check(p.retrieval[3] && !p.retrieval[0] && !p.retrieval[1] && !p.retrieval[2], "its KV head (layer 1, KV head 1) is the retrieval head");
+        p.retrieval[0] = 1; /* edited by hand */
+        int ok = save_profile(&p, tmp_path("echo.heads")) == 0 && save_profile(&p, tmp_path("echo.tsv")) == 0;
+        HeadProfile back, back_tsv;
+        ok = ok && load_profile(&back, tmp_path("echo.heads"), &m.config) == 0;
+        check(ok && !memcmp(back.retrieval, p.retrieval, 4) && fabsf(back.echo[3] - p.echo[3]) < 1e-4f && back.K == 32,
+              ".heads round trip: %s", ok ? "" : razor_error());
+        if (ok) free_profile(&back);
+        ok = load_profile(&back_tsv, tmp_path("echo.tsv"), &m.config) == 0;
+        check(ok && !memcmp(back_tsv.retrieval, p.retrieval, 4), "DuoAttention .tsv round trip: %s", ok ? "" : razor_error());
+        if (ok) free_profile(&back_tsv);
+        Config other = m.config;
+        other.n_layers = 3;
+        check(load_profile(&back, tmp_path("echo.heads"), &other) != 0 && strstr(razor_error(), "profile for a model with 2 layers"),
+              "a profile for another shape is refused: %s", razor_error());
+        check(load_profile(&back, tmp_path("echo.tsv"), &other) != 0 && strstr(razor_error(), "the model has 3 layers"), "a .tsv of another shape is refused: %s", razor_error());
+        FILE *f = fopen(tmp_path("bad.heads"), "w");
+        fprintf(f, "shape layers 2 kv_heads 2 heads 4 head_dim 32 dim 128\n0 | 0.1 0.2 FULL | 0.1 0.2 MAYBE\n");
+        fclose(f);
+        check(load_profile(&back, tmp_path("bad.heads"), &m.config) != 0 && strstr(razor_error(), "line 2"), "a bad flag is refused: %s", razor_error());
+        free_profile(&p);
+    }
+    free_tokenizer(&tok);
+    free_model(&m);
+    free_test_model(&tm);
+}
+
 int main(int argc, char **argv) {
     if (argc == 10 && !strcmp(argv[1], "--random-model")) { /* for make bench: a random razor-format model */
         int v[7];
@@ -821,6 +1029,9 @@ int main(int argc, char **argv) {
     test_forward_matches_reference();
     test_threads_same_numbers();
     test_tiled_attention();
+    test_compensation();
+    test_cache_policies();
+    test_profiler();
     test_tokenizer();
     test_bad_model_files();
     test_cli();
