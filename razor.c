@@ -2034,6 +2034,21 @@ static int make_profile(const Model *m, const Tokenizer *tok, const Options *o, 
     return 0;
 }
 
+static const char *default_profile_path(const Options *o, char *buf, size_t size) {
+    snprintf(buf, size, "%s.heads", o->model_path);
+    return buf;
+}
+
+/* The retrieval heads for -c razor / nocomp and the needle test: from -k FILE, else from
+ * model.bin.heads, which is computed and saved first if it does not exist. */
+static int get_profile(const Model *m, const Tokenizer *tok, const Options *o, HeadProfile *p) {
+    char buf[4200];
+    const char *path = o->profile_path ? o->profile_path : default_profile_path(o, buf, sizeof buf);
+    if (o->profile_path || access(path, F_OK) == 0) return load_profile(p, path, &m->config);
+    fprintf(stderr, "razor: no head profile at %s; profiling the model first\n", path);
+    return make_profile(m, tok, o, p, path);
+}
+
 #ifndef RAZOR_NO_MAIN
 int main(int argc, char **argv) {
     Options o;
@@ -2057,23 +2072,14 @@ int main(int argc, char **argv) {
     int need_tokenizer = !(o.ids_file && !strcmp(o.mode, "logits"));
     int uses_cache = !strcmp(o.mode, "generate") || !strcmp(o.mode, "chat") || !strcmp(o.mode, "compare") || !strcmp(o.mode, "needle");
     int need_profile = (uses_cache && (o.cache.policy == POLICY_RAZOR || o.cache.policy == POLICY_NOCOMP)) || !strcmp(o.mode, "needle");
-    char path_buf[4096], profile_path[4200];
-    snprintf(profile_path, sizeof profile_path, "%s", o.profile_path ? o.profile_path : "");
-    if (!o.profile_path) snprintf(profile_path, sizeof profile_path, "%s.heads", o.model_path);
+    char path_buf[4096];
     if (need_tokenizer && load_tokenizer(&tok, tokenizer_path(&o, path_buf, sizeof path_buf), c->vocab_size, c->bos_id, c->eos_id) != 0) {
         fprintf(stderr, "razor: %s\n", razor_error());
         status = 1;
     } else if (!strcmp(o.mode, "profile")) {
-        status = make_profile(&model, &tok, &o, &profile, o.out_path ? o.out_path : profile_path) != 0;
+        status = make_profile(&model, &tok, &o, &profile, o.out_path ? o.out_path : default_profile_path(&o, path_buf, sizeof path_buf)) != 0;
         if (status) fprintf(stderr, "razor: %s\n", razor_error());
-    } else if (need_profile && access(profile_path, F_OK) == 0 && load_profile(&profile, profile_path, c) != 0) {
-        fprintf(stderr, "razor: %s\n", razor_error());
-        status = 1;
-    } else if (need_profile && !profile.retrieval && o.profile_path) {
-        fprintf(stderr, "razor: %s: %s\n", profile_path, strerror(errno));
-        status = 1;
-    } else if (need_profile && !profile.retrieval && (fprintf(stderr, "razor: no head profile at %s; profiling the model first\n", profile_path),
-                                                       make_profile(&model, &tok, &o, &profile, profile_path) != 0)) {
+    } else if (need_profile && get_profile(&model, &tok, &o, &profile) != 0) {
         fprintf(stderr, "razor: %s\n", razor_error());
         status = 1;
     } else if (!strcmp(o.mode, "tokenize")) {

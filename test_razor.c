@@ -945,28 +945,51 @@ static void test_cache_policies(void) {
     free_test_model(&tm);
 }
 
-/* The profiler finds a planted echo head, and picks its KV head under GQA; profiles round-trip. */
+/* The profiler finds a planted induction head and a planted echo head, and picks their KV heads
+ * under GQA; profiles round-trip through both file formats. The heads are set by hand:
+ *   embedding: a random unit vector per token in dims 0..15, and a constant 1 in dim 16;
+ *   layer 0, query head 0 (KV head 0): a previous-token head. Its q and k read only the constant,
+ *     into the fast RoPE pairs 0..3, with k's phase advanced by one position, so the score peaks
+ *     at distance 1; its value (the token vector) goes to dims 32..47 of the residual stream;
+ *   layer 1, query head 0 (KV head 0): the induction head. q reads the token (dims 0..15), k reads
+ *     the previous token (dims 32..47), both into the slow RoPE pairs 8..15, so a token attends to
+ *     the tokens that followed its earlier copies;
+ *   layer 1, query head 3 (KV head 1): the echo head. q and k both read the token: it attends to
+ *     its own earlier copies.
+ * Everything else is zero. */
 static void test_profiler(void) {
     Config c = small_config(128, 32, 2, 4, 2, 512, 129);
     c.rope_theta = 1e6f; /* pairs 8..15 of a 32-dim head turn by < 0.13 rad over the probe: position-blind */
     TestModel tm = make_model(c, 5);
-    size_t dim = 128, hd = 32;
+    size_t dim = 128, hd = 32, q_rows = 128, kv_rows = 64;
     float *all[] = {tm.wq, tm.wk, tm.wv, tm.wo, tm.w1, tm.w2, tm.w3};
     size_t sizes[] = {2 * 128 * dim, 2 * 64 * dim, 2 * 64 * dim, 2 * dim * 128, 2 * 32 * dim, 2 * dim * 32, 2 * 32 * dim};
     for (int i = 0; i < 7; i++) memset(all[i], 0, sizes[i] * sizeof(float));
     for (size_t i = 0; i < 2 * dim; i++) tm.rms_att[i] = tm.rms_ffn[i] = 1;
-    for (int v = 0; v < 512; v++) { /* each token: a random unit vector in dimensions 0..15 */
+    for (int v = 0; v < 512; v++) {
         float norm = 0, *e = tm.emb + v * dim;
         memset(e, 0, dim * sizeof(float));
         for (int d = 0; d < 16; d++) { e[d] = urand(); norm += e[d] * e[d]; }
         for (int d = 0; d < 16; d++) e[d] /= sqrtf(norm);
+        e[16] = 1;
     }
-    /* the echo head: layer 1, query head 3 (KV head 1); q and k both read the token's vector into the
-     * slow RoPE pairs, so it attends to earlier copies of its own token */
-    float a = 1.33f;
+    float *wq0 = tm.wq, *wk0 = tm.wk, *wv0 = tm.wv, *wo0 = tm.wo; /* layer 0: RMSNorm scales x by 8 */
+    for (int p = 0; p < 4; p++) {
+        float theta = powf(1e6f, -2.0f * p / hd), beta = 11.0f / 8;
+        wq0[(0 * hd + 2 * p) * dim + 16] = beta;
+        wk0[(0 * hd + 2 * p) * dim + 16] = beta * cosf(theta);
+        wk0[(0 * hd + 2 * p + 1) * dim + 16] = beta * sinf(theta);
+    }
     for (int d = 0; d < 16; d++) {
-        tm.wq[(size_t)1 * 128 * dim + (3 * hd + 16 + d) * dim + d] = a;
-        tm.wk[(size_t)1 * 64 * dim + (1 * hd + 16 + d) * dim + d] = a;
+        wv0[(0 * hd + d) * dim + d] = 1.0f / 8;
+        wo0[(32 + d) * q_rows + 0 * hd + d] = 1;
+    }
+    float *wq1 = tm.wq + q_rows * dim, *wk1 = tm.wk + kv_rows * dim, a = 2.3f; /* layer 1: x scaled by ~6.5 */
+    for (int d = 0; d < 16; d++) {
+        wq1[(0 * hd + 16 + d) * dim + d] = a;      /* induction: current token ... */
+        wk1[(0 * hd + 16 + d) * dim + 32 + d] = a; /* ... against the previous token */
+        wq1[(3 * hd + 16 + d) * dim + d] = a;      /* echo: current token ... */
+        wk1[(1 * hd + 16 + d) * dim + d] = a;      /* ... against the token itself */
     }
     write_model(&tm, tmp_path("echo.bin"), FORMAT_RAZOR);
     Model m;
@@ -974,17 +997,21 @@ static void test_profiler(void) {
     load_model(&m, tmp_path("echo.bin"));
     load_tokenizer(&tok, "tokenizer.bin", 512, 1, 2);
     HeadProfile p;
-    int rc = profile_heads(&m, &tok, &p, 7, 0.0f, 0.25f);
+    int rc = profile_heads(&m, &tok, &p, 7, 0.25f, 0.25f);
     check(rc == 0 && p.K == 32, "profile a 2-layer GQA model (K = %d)", rc == 0 ? p.K : -1);
-    if (rc == 0) {
+    if (rc == 0) { /* KV heads in order: (0,0) (0,1) (1,0) (1,1) */
+        check(p.induction[2] > 0.5f && p.induction[0] < 0.2f && p.induction[1] < 0.2f && p.induction[3] < 0.2f,
+              "the planted induction head stands out: induction %.3f %.3f %.3f %.3f", p.induction[0], p.induction[1], p.induction[2], p.induction[3]);
         check(p.echo[3] > 0.5f && p.echo[0] < 0.2f && p.echo[1] < 0.2f && p.echo[2] < 0.2f,
               "the planted echo head stands out: echo %.3f %.3f %.3f %.3f", p.echo[0], p.echo[1], p.echo[2], p.echo[3]);
-        check(p.retrieval[3] && !p.retrieval[0] && !p.retrieval[1] && !p.retrieval[2], "its KV head (layer 1, KV head 1) is the retrieval head");
+        check(p.retrieval[2] && p.retrieval[3] && !p.retrieval[0] && !p.retrieval[1],
+              "their KV heads (layer 1, KV heads 0 and 1) are the retrieval heads, the previous-token head is not");
         p.retrieval[0] = 1; /* edited by hand */
         int ok = save_profile(&p, tmp_path("echo.heads")) == 0 && save_profile(&p, tmp_path("echo.tsv")) == 0;
         HeadProfile back, back_tsv;
         ok = ok && load_profile(&back, tmp_path("echo.heads"), &m.config) == 0;
-        check(ok && !memcmp(back.retrieval, p.retrieval, 4) && fabsf(back.echo[3] - p.echo[3]) < 1e-4f && back.K == 32,
+        check(ok && !memcmp(back.retrieval, p.retrieval, 4) && fabsf(back.echo[3] - p.echo[3]) < 1e-4f &&
+              fabsf(back.induction[2] - p.induction[2]) < 1e-4f && back.K == 32,
               ".heads round trip: %s", ok ? "" : razor_error());
         if (ok) free_profile(&back);
         ok = load_profile(&back_tsv, tmp_path("echo.tsv"), &m.config) == 0;
