@@ -1,5 +1,6 @@
 PYTHON ?= python3
 CFLAGS ?= -O3 -march=native
+THREADS ?= $(shell nproc)
 WARN = -Wall -Wextra -Wno-unused-parameter
 SAN = -O1 -g -march=native -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
@@ -24,13 +25,6 @@ test: razor razor-san razor-nothreads test_razor
 clean:
 	rm -f razor razor-nothreads razor-san test_razor
 
-# Speed on a fixed configuration: a random model of llama2.c's stories15M shape (dim 288, 6 layers,
-# 6 heads) with this repository's 512-piece vocabulary and a 2048-token context; a 1000-token prompt,
-# 256 generated tokens, and a 100 KB prompt through the tokenizer.
-BENCH_MODEL = /tmp/razor_bench_model.bin
+# Speed on fixed configurations: see tests/bench.sh
 bench: razor test_razor
-	./test_razor --random-model $(BENCH_MODEL) 288 768 6 6 6 512 2048
-	./razor $(BENCH_MODEL) -z tokenizer.bin -t 0 -n 256 -f tests/bench_prompt.txt > /dev/null
-	./razor $(BENCH_MODEL) -z tokenizer.bin -t 0 -n 256 -i "It is a truth" > /dev/null
-	for i in $$(seq 50); do cat tests/bench_prompt.txt; done > /tmp/razor_bench_100k.txt
-	./razor $(BENCH_MODEL) -z tokenizer.bin -m tokenize -f /tmp/razor_bench_100k.txt > /dev/null
+	THREADS=$(THREADS) sh tests/bench.sh

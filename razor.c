@@ -25,6 +25,7 @@
 #include <unistd.h>
 #ifndef RAZOR_NO_THREADS
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #endif
 #include "model.h"
@@ -304,11 +305,14 @@ static struct {
 } pool = {.n = 1, .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 static int pool_threads = 1;
 
+#define SPINS 2000 /* polls before a waiting thread yields its core; workers sleep after 64 rounds */
+
 static void *pool_worker(void *p) {
     int id = (int)(intptr_t)p, seen = 0;
     for (;;) {
         for (int spins = 0; atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop);) {
-            if (++spins < 200000) continue;
+            if (++spins < SPINS) continue;
+            if (spins < 64 * SPINS) { sched_yield(); continue; } /* on a busy machine, let others run */
             pthread_mutex_lock(&pool.lock);
             pool.sleepers++;
             while (atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop)) pthread_cond_wait(&pool.wake, &pool.lock);
@@ -355,7 +359,8 @@ static void pool_run(Task task, void *arg) {
     if (pool.sleepers) pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
     task(arg, 0, pool.n);
-    while (atomic_load(&pool.busy) > 0) {}
+    for (int spins = 0; atomic_load(&pool.busy) > 0;)
+        if (++spins > SPINS) sched_yield();
 }
 #endif
 

@@ -1,0 +1,28 @@
+#!/bin/sh
+# make bench: razor's speed on fixed configurations (random weights; speed does not depend on them).
+#  1. a model of llama2.c's stories15M shape (dim 288, 6 layers, 6 heads, hidden 768) with this
+#     repository's 512-piece vocabulary: a 1000-token prompt, then 256 generated tokens;
+#  2. the tokenizer on a 100 KB prompt;
+#  3. generation under the full cache and under razor's, after prompts of growing length, on the
+#     same shape with a 16384-token context (where attention dominates).
+set -e
+cd "$(dirname "$0")/.."
+tmp=${TMPDIR:-/tmp}/razor_bench
+mkdir -p "$tmp"
+threads=${THREADS:-$(nproc)}
+./test_razor --random-model "$tmp/m15.bin" 288 768 6 6 6 512 2048
+echo "== stories15M shape, $threads threads: 1000-token prompt, 256 new tokens"
+./razor "$tmp/m15.bin" -z tokenizer.bin -t 0 -n 256 -T "$threads" -c full -f tests/bench_prompt.txt 2>&1 >/dev/null | grep tok/s
+echo "== tokenizer: 100 KB prompt"
+for i in $(seq 50); do cat tests/bench_prompt.txt; done > "$tmp/100k.txt"
+./razor "$tmp/m15.bin" -z tokenizer.bin -m tokenize -f "$tmp/100k.txt" 2>&1 >/dev/null
+echo "== full vs razor generation (128 new tokens) after long prompts, $threads threads"
+./test_razor --random-model "$tmp/long.bin" 288 768 6 6 6 512 16384
+./razor "$tmp/long.bin" -z tokenizer.bin -m profile -s 1 -T "$threads" > /dev/null 2>&1
+for k in 2 4 8 16; do
+    for i in $(seq $k); do cat tests/bench_prompt.txt; done > "$tmp/prompt.txt"
+    for policy in full razor; do
+        out=$(./razor "$tmp/long.bin" -z tokenizer.bin -t 0 -n 128 -T "$threads" -c $policy -f "$tmp/prompt.txt" 2>&1 >/dev/null)
+        printf '%-6s %s | %s\n' "$policy" "$(echo "$out" | grep tok/s)" "$(echo "$out" | grep 'kv cache')"
+    done
+done
