@@ -237,9 +237,12 @@ static int parse_header(Model *m, const unsigned char *h, size_t file_size, cons
     }
     c->head_dim = c->n_heads > 0 && c->dim % c->n_heads == 0 ? c->dim / c->n_heads : 0;
     if (check_config(c, path) != 0) {
-        if (m->format == FORMAT_LLAMA2C_V0)
-            return fail("%s: not a model file: no razor or llama2.c magic, and not a valid llama2.c version 0 header (%s)",
-                        path, strchr(error_message, ':') ? strstr(error_message, "bad header: ") + 12 : "");
+        if (m->format == FORMAT_LLAMA2C_V0) {
+            char why[sizeof error_message];
+            const char *reason = strstr(error_message, "bad header: ");
+            snprintf(why, sizeof why, "%s", reason ? reason + 12 : "");
+            return fail("%s: not a model file: no razor or llama2.c magic, and not a valid llama2.c version 0 header (%s)", path, why);
+        }
         return -1;
     }
     return 0;
@@ -423,18 +426,19 @@ static inline __attribute__((always_inline)) void dot_tile(float *out, size_t ou
         }
 }
 
-/* block_tile, for blocks of tokens (the prompt): R weight rows x BLOCK_TILE_T tokens, vectorised along
- * the tokens, so no horizontal sums at all: each weight is broadcast and multiplied into BLOCK_TILE_T
- * tokens at once (4 vectors x 6 rows = 24 accumulators, in registers). xt is the block transposed,
- * (n, tp) with tp a multiple of BLOCK_TILE_T; out is (T, d). */
+/* block_tile, for blocks of tokens (the prompt): R weight rows x BLOCK_TILE_T tokens over inputs
+ * [j0, j1), vectorised along the tokens, so no horizontal sums at all: each weight is broadcast and
+ * multiplied into BLOCK_TILE_T tokens at once (4 vectors x 6 rows = 24 accumulators, in registers).
+ * The accumulators continue from acc (R x 4 vectors) unless j0 = 0, and are stored back there.
+ * xt is the block transposed, (n, tp) with tp a multiple of BLOCK_TILE_T. */
 #define BLOCK_TILE_R 6
 #define BLOCK_TILE_T (4 * VEC)
-static inline __attribute__((always_inline)) void block_tile(float *out, const float *xt, const float *w, int n, int d,
-                                                             int tp, int T, int i0, int t0, int R) {
+static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const float *xt, const float *w, int n, int tp,
+                                                             int i0, int t0, int j0, int j1, int R) {
     vecf acc[BLOCK_TILE_R][4];
     for (int r = 0; r < R; r++)
-        for (int v = 0; v < 4; v++) acc[r][v] = (vecf){0};
-    for (int j = 0; j < n; j++) {
+        for (int v = 0; v < 4; v++) acc[r][v] = j0 ? acc_io[r * 4 + v] : (vecf){0};
+    for (int j = j0; j < j1; j++) {
         vecf x[4];
         for (int v = 0; v < 4; v++) x[v] = vload(xt + (size_t)j * tp + t0 + v * VEC);
         for (int r = 0; r < R; r++) {
@@ -443,7 +447,22 @@ static inline __attribute__((always_inline)) void block_tile(float *out, const f
         }
     }
     for (int r = 0; r < R; r++)
-        for (int k = 0; k < BLOCK_TILE_T && t0 + k < T; k++) out[(size_t)(t0 + k) * d + i0 + r] = acc[r][k / VEC][k % VEC];
+        for (int v = 0; v < 4; v++) acc_io[r * 4 + v] = acc[r][v];
+}
+
+/* A chunk of rows [i0, i1) (at most BLOCK_ROWS) for tokens [t0, t0 + BLOCK_TILE_T): the inputs go in
+ * slices of BLOCK_J, so that the slice of xt stays in L1 while every row of the chunk uses it. */
+#define BLOCK_ROWS (16 * BLOCK_TILE_R)
+#define BLOCK_J 128
+static void block_rows(float *out, const float *xt, const float *w, int n, int d, int tp, int T, int i0, int i1, int t0) {
+    vecf acc[BLOCK_ROWS * 4];
+    for (int j0 = 0; j0 < n; j0 += BLOCK_J) {
+        int j1 = j0 + BLOCK_J < n ? j0 + BLOCK_J : n, i = i0;
+        for (; i + BLOCK_TILE_R <= i1; i += BLOCK_TILE_R) block_tile(acc + (i - i0) * 4, xt, w, n, tp, i, t0, j0, j1, BLOCK_TILE_R);
+        for (; i < i1; i++) block_tile(acc + (i - i0) * 4, xt, w, n, tp, i, t0, j0, j1, 1);
+    }
+    for (int i = i0; i < i1; i++)
+        for (int k = 0; k < BLOCK_TILE_T && t0 + k < T; k++) out[(size_t)(t0 + k) * d + i] = acc[(i - i0) * 4 + k / VEC][k % VEC];
 }
 
 #define BLOCK_MIN_TOKENS 16 /* from this many tokens on, matmul uses block_tile */
@@ -461,10 +480,9 @@ static void matmul_task(void *arg, int thread, int n_threads) {
     size_t begin, end, i;
     if (a->T >= BLOCK_MIN_TOKENS) {
         split((size_t)a->d, BLOCK_TILE_R, thread, n_threads, &begin, &end);
-        for (i = begin; i + BLOCK_TILE_R <= end; i += BLOCK_TILE_R)
-            for (int t0 = 0; t0 < a->T; t0 += BLOCK_TILE_T) block_tile(a->out, a->xt, a->w, a->n, a->d, a->tp, a->T, (int)i, t0, BLOCK_TILE_R);
-        for (; i < end; i++)
-            for (int t0 = 0; t0 < a->T; t0 += BLOCK_TILE_T) block_tile(a->out, a->xt, a->w, a->n, a->d, a->tp, a->T, (int)i, t0, 1);
+        for (int t0 = 0; t0 < a->T; t0 += BLOCK_TILE_T)
+            for (i = begin; i < end; i += BLOCK_ROWS)
+                block_rows(a->out, a->xt, a->w, a->n, a->d, a->tp, a->T, (int)i, (int)(i + BLOCK_ROWS < end ? i + BLOCK_ROWS : end), t0);
         return;
     }
     split((size_t)a->d, 4, thread, n_threads, &begin, &end);
@@ -1152,6 +1170,7 @@ static int sample_topp(const float *probs, int n, float topp, ProbIndex *candida
     const float cutoff = (1.0f - topp) / (n - 1 > 0 ? n - 1 : 1); /* tokens below this cannot be in the set */
     for (int i = 0; i < n; i++)
         if (probs[i] >= cutoff) candidates[n0++] = (ProbIndex){probs[i], i};
+    if (n0 == 0) return argmax(probs, n); /* a flat distribution and a tiny topp: nothing passes the cutoff */
     qsort(candidates, (size_t)n0, sizeof(ProbIndex), compare_prob_desc);
     float cumulative = 0;
     int last = n0 - 1;
@@ -1197,7 +1216,10 @@ static void init_profile(HeadProfile *p, const Config *c) {
     p->retrieval = xcalloc(n, 1);
 }
 
-void free_profile(HeadProfile *p) { free(p->echo); free(p->induction); free(p->retrieval); }
+void free_profile(HeadProfile *p) {
+    free(p->echo); free(p->induction); free(p->retrieval);
+    memset(p, 0, sizeof *p);
+}
 
 typedef struct {
     const Config *c;
@@ -1393,7 +1415,7 @@ int load_profile(HeadProfile *p, const char *path, const Config *c) {
             continue;
         }
         int layer, used;
-        if (!shape_seen || sscanf(line, "%d%n", &layer, &used) != 1 || layer != layers_seen) goto syntax_error;
+        if (!shape_seen || sscanf(line, "%d%n", &layer, &used) != 1 || layer != layers_seen || layer >= c->n_layers) goto syntax_error;
         char *at = line + used;
         for (int g = 0; g < c->n_kv_heads; g++) {
             char flag[8];

@@ -620,7 +620,10 @@ static void test_bad_model_files(void) {
     expect_refused("v0 with vocab_size INT_MIN", d, n, "not a model file");
     memcpy(d + 20, &(int32_t){97}, 4);
     memcpy(d + 24, &(int32_t){2000000000}, 4);
-    expect_refused("v0 with a 2e9-token context", d, n, "not a model file");
+    expect_refused("v0 with a 2e9-token context", d, n, "seq_len = 2000000000");
+    memcpy(d + 24, &(int32_t){64}, 4);
+    memcpy(d + 4, &(int32_t){0}, 4);
+    expect_refused("v0 with hidden_dim 0 (the reason survives the rewording)", d, n, "header (hidden_dim = 0");
     free(d);
 
     write_model(&tm, tmp_path("good.bin"), FORMAT_LLAMA2C_V1);
@@ -791,9 +794,25 @@ static void test_cli(void) {
     expect_cli_error("an unwritable output", cmd, 1, "No such file");
     snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s", razor_bin, model, tmp_path("ids.txt"));
     expect_cli_error("logits without -o", cmd, 2, "needs -o");
+    f = fopen(tmp_path("junk.heads"), "w");
+    fprintf(f, "not a profile\n");
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -k %s -i hi", razor_bin, model, tmp_path("junk.heads"));
+    expect_cli_error("a profile that is not one", cmd, 1, "junk.heads: line 1");
+    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -k %s -i hi", razor_bin, model, tmp_path("no.heads"));
+    expect_cli_error("a missing -k profile", cmd, 1, "no.heads: No such file");
+    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -c most -i hi", razor_bin, model);
+    expect_cli_error("an unknown policy", cmd, 2, "unknown cache policy 'most'");
     Run e = run(cmd);
     check(count_lines(e.err) == 1, "an error is one line: %s", e.err);
     free_run(&e);
+    /* found by the fuzzer: top-p on a flat distribution with topp < 1 / vocab_size left no candidate */
+    memset(tm.emb, 0, (size_t)512 * 48 * sizeof(float)); /* tied: every logit 0 */
+    write_model(&tm, tmp_path("flat.bin"), FORMAT_RAZOR);
+    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -c full -t 1 -p 0.001 -n 3 -i hi", razor_bin, tmp_path("flat.bin"));
+    Run flat = run(cmd);
+    check(flat.status == 0 && !strstr(flat.err, "Sanitizer") && !strstr(flat.err, "runtime error"), "top-p on a flat distribution: exit %d %s", flat.status, flat.err);
+    free_run(&flat);
     free_tokenizer(&tok);
     free_test_model(&tm);
 }
@@ -1026,6 +1045,12 @@ static void test_profiler(void) {
         fprintf(f, "shape layers 2 kv_heads 2 heads 4 head_dim 32 dim 128\n0 | 0.1 0.2 FULL | 0.1 0.2 MAYBE\n");
         fclose(f);
         check(load_profile(&back, tmp_path("bad.heads"), &m.config) != 0 && strstr(razor_error(), "line 2"), "a bad flag is refused: %s", razor_error());
+        f = fopen(tmp_path("bad.heads"), "w"); /* found by the fuzzer: a layer line past the model's layers */
+        fprintf(f, "shape layers 2 kv_heads 2 heads 4 head_dim 32 dim 128\n");
+        for (int l = 0; l < 3; l++) fprintf(f, "%d | 0 0 FULL | 0 0 FULL\n", l);
+        fclose(f);
+        check(load_profile(&back, tmp_path("bad.heads"), &m.config) != 0 && strstr(razor_error(), "line 4"), "an extra layer line is refused: %s", razor_error());
+        free_profile(&back); /* harmless after a refusal */
         free_profile(&p);
     }
     free_tokenizer(&tok);
