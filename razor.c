@@ -1,11 +1,14 @@
-/* razor.c: Llama-family inference in one C file, the reference implementation of RazorAttention.
+/* razor.c: Llama-family inference in one C file, the reference implementation of RazorAttention
+ * (Tang et al., arXiv 2407.15891): retrieval heads keep their whole KV cache; every other head keeps
+ * a few sink tokens, a recent window, and one compensation token standing for all it dropped.
  *
  * Read top to bottom, it tells the story in order:
- *   1. errors and small helpers          5. the forward pass, a block of tokens at a time
- *   2. the model file                    6. the tokenizer (sentencepiece-exact BPE, n log n)
- *   3. threads                           7. the sampler
- *   4. the neural-net blocks, with THE   8. the loops: generate, chat, tokenize, logits
- *      tiled attention loop              9. the command line
+ *   1. errors and small helpers           6. the tokenizer (sentencepiece-exact BPE, n log n)
+ *   2. the model file                     7. the sampler
+ *   3. threads                            8. the head profiler: which heads are retrieval heads
+ *   4. the neural-net blocks, with THE    9. the loops: generate, chat, compare, needle, logits
+ *      tiled attention loop              10. the command line
+ *   5. the KV cache (THE per-head policy switch, THE compensation token) and the forward pass
  * libc + libm; pthreads unless built with -DRAZOR_NO_THREADS.
  */
 #define _DEFAULT_SOURCE
@@ -259,9 +262,8 @@ int load_model(Model *m, const char *path) {
     void *map = mmap(NULL, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED) return fail("%s: mmap failed: %s", path, strerror(errno));
-    size_t header = 0;
     if (parse_header(m, map, file_size, path) != 0) { munmap(map, file_size); return -1; }
-    header = m->format == FORMAT_LLAMA2C_V0 ? 28 : HEADER_BYTES;
+    size_t header = m->format == FORMAT_LLAMA2C_V0 ? 28 : HEADER_BYTES;
     size_t expected = header + weights_floats(&m->config, m->format) * sizeof(float);
     if (file_size != expected) {
         munmap(map, file_size);
@@ -284,7 +286,8 @@ void free_model(Model *m) {
 /* ------------------------------------------------------------------------------------------------
  * 3. Threads. One pool for the whole program: pool_run(task, arg) runs task(arg, i, n) on all n
  * threads (the caller is thread 0) and returns when all are done. Workers spin briefly between jobs
- * (a forward pass is a burst of them), then sleep. Each task splits its own work by thread index. */
+ * (a forward pass is a burst of them), then yield the core, then sleep. Each task splits its own
+ * work by thread index. */
 
 typedef void (*Task)(void *arg, int thread, int n_threads);
 
@@ -637,8 +640,9 @@ void attention(float *out, size_t out_stride, const float *q, size_t q_stride, i
 }
 
 /* ------------------------------------------------------------------------------------------------
- * 5. The forward pass. A block of T tokens goes through each layer together: the matmuls read each
- * weight once per block, and attention runs over the block's queries against the cache. */
+ * 5. The KV cache and the forward pass. A block of T tokens goes through each layer together: the
+ * matmuls read each weight once per block, and attention runs over the block's queries against the
+ * cache. */
 
 /* The KV cache: one HeadCache per (layer, KV head). A full head keeps every token in order. A
  * compressed head keeps [sinks | compensation | window]: the first n_sink tokens, one slot holding
