@@ -8,6 +8,8 @@ options:
     --legacy             write llama2.c's version 0 file instead of razor's format
     --tokenizer T.model  also write a sentencepiece tokenizer as llama2.c's tokenizer.bin
                          (next to OUT, or at --tokenizer-out PATH; see train/tokenizer.py)
+    --tokenizer tokenizer.json   or a Hugging Face byte-level BPE (Llama 3, GPT-2, Qwen2) as razor's
+                         RZTK tokenizer file (see train/tokenizer_bbpe.py)
     --seq-len N          override the maximum context written in the header
 
 Safetensors are read with numpy alone (F32, F16, BF16, F64); torch is imported only for .pth/.bin/.pt.
@@ -437,11 +439,20 @@ def write(model, out, legacy=False):
                                               'head_dim', 'vocab_size', 'seq_len', 'shared_classifier')))
 
 
-def export_tokenizer(model_path, out):
-    """sentencepiece .model -> llama2.c's tokenizer.bin, with train/tokenizer.py's exporter."""
+def export_tokenizer(path, out):
+    """A sentencepiece .model -> llama2.c's tokenizer.bin (train/tokenizer.py's exporter), or a
+    Hugging Face tokenizer.json with a byte-level BPE -> razor's RZTK file (train/tokenizer_bbpe.py)."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from train.tokenizer import export
-    print(f'wrote {out} ({export(model_path, out)} tokens)')
+    if path.endswith('.json'):
+        from train.tokenizer_bbpe import BbpeError, export_bbpe
+        try:
+            info = export_bbpe(path, out)
+        except BbpeError as e:
+            raise ExportError(str(e))
+        print(f'wrote {out} (byte-level BPE, {info["vocab_size"]} tokens)')
+    else:
+        from train.tokenizer import export
+        print(f'wrote {out} ({export(path, out)} tokens)')
 
 
 def main(argv=None):
@@ -453,7 +464,7 @@ def main(argv=None):
     src.add_argument('--checkpoint', metavar='FILE', help='llama2.c training checkpoint (.pt)')
     ap.add_argument('--legacy', action='store_true', help='write llama2.c version 0 instead')
     ap.add_argument('--seq-len', type=int, help='override the maximum context')
-    ap.add_argument('--tokenizer', metavar='FILE', help='sentencepiece tokenizer.model to export too')
+    ap.add_argument('--tokenizer', metavar='FILE', help='tokenizer.model (sentencepiece) or tokenizer.json (byte-level BPE) to export too')
     ap.add_argument('--tokenizer-out', metavar='PATH', help='where to write it (default: tokenizer.bin next to OUT)')
     a = ap.parse_args(argv)
     try:

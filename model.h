@@ -158,16 +158,26 @@ typedef struct RunState {
     void *probe_arg;
 } RunState;
 
-/* tokenizer.bin, loaded whole; piece i is data[offset[i] .. offset[i] + length[i]). */
+typedef struct { int first, last, value; } CodeRange;
+typedef struct { int left, right, rank, result; } Merge; /* left = -1: an empty slot */
+
+/* A tokenizer (razor.c section 6), loaded whole: token i is piece[i][0 .. length[i]). */
 typedef struct {
-    char *data;
-    size_t *offset;
-    int *length;
-    float *score;
+    char *data;              /* the file */
+    const char **piece;      /* (vocab_size) */
+    int *length;             /* (vocab_size) */
     int vocab_size, bos_id, eos_id;
-    int byte_token[256];     /* id of the piece <0xNN> for each byte, or -1 */
-    int *table;              /* hash table of mergeable pieces: id + 1, 0 = empty */
+    int byte_token[256];     /* the token of each byte: <0xNN> (sentencepiece), the byte itself (byte-level) */
+    int *table;              /* hash of the pieces merges may make: id + 1, 0 = empty */
     size_t table_mask;
+    float *score;            /* sentencepiece: (vocab_size) merge priority */
+    int byte_level;          /* 1: an RZTK file (byte-level BPE) */
+    unsigned char *type;     /* byte-level: (vocab_size) IN_VOCAB | SPLIT_OUT | SPECIAL */
+    int regex, flags, n_classes, n_nfc, n_added;
+    Merge *merges;           /* byte-level: hash of (left, right) -> rank, result */
+    size_t merge_mask;
+    CodeRange *classes, *nfc;
+    int *added;              /* byte-level: the SPLIT_OUT ids */
 } Tokenizer;
 
 #define DEFAULT_BLOCK 128    /* prompt tokens per forward block */

@@ -927,18 +927,49 @@ float *forward(const Model *m, RunState *s, const int *tokens, int n, LogitsSink
 }
 
 /* ------------------------------------------------------------------------------------------------
- * 6. The tokenizer: llama2.c's tokenizer.bin (int32 max_token_length, then per id: float32 score,
- * int32 length, the piece's bytes, with sentencepiece's U+2581 already turned into ' ').
- * Encoding is sentencepiece's BPE: a dummy-prefix space, one symbol per UTF-8 character, then merge
- * the adjacent pair whose concatenation is the highest-scoring piece (leftmost on ties) until none
- * is left; characters with no piece become byte tokens <0xNN>. A heap of candidate pairs makes
- * this O(n log n) instead of llama2.c's O(n^2). Control pieces (<unk>, <s>, </s>) and byte pieces
- * never come out of a merge: literal "<s>" in a prompt is text. */
+ * 6. The tokenizer. Two kinds of file, one merge loop:
+ *
+ * llama2.c's tokenizer.bin, a sentencepiece BPE: int32 max_token_length, then per id: float32 score,
+ * int32 length, the piece's bytes (sentencepiece's U+2581 already turned into ' '). Encoding is
+ * sentencepiece's: a dummy-prefix space, one symbol per UTF-8 character, then merge the adjacent
+ * pair whose concatenation is the highest-scoring piece (leftmost on ties) until none is left;
+ * characters with no piece become byte tokens <0xNN>. Control pieces (<unk>, <s>, </s>) and byte
+ * pieces never come out of a merge: literal "<s>" in a prompt is text.
+ *
+ * razor's RZTK file, the byte-level BPE of a Hugging Face tokenizer.json (GPT-2, Llama 3, Qwen2),
+ * written by export.py (all integers int32 little-endian):
+ *   header  "RZTK", version 1, vocab_size, bos_id, eos_id (-1: none), regex (1 Llama 3, 2 GPT-2,
+ *           3 Qwen2), flags (1 ignore_merges, 2 NFC normalizer), n_merges, n_classes, n_nfc
+ *   tokens  per id: int32 length, uint8 type (1 in the BPE vocabulary, 2 split out of the text
+ *           wherever it occurs, 4 special), then its raw bytes
+ *   merges  per rank, first applied first: left id, right id, result id
+ *   classes per range: first, last code point, class (1 \p{L}, 2 \p{N}, 3 \s; others are 0)
+ *   nfc     per range: first, last, info (bits 0-7 combining class, 8-15 that of the decomposition's
+ *           last character, 16 NFC_QC=No, 17 NFC_QC=Maybe, 18 "a later Maybe may compose with it")
+ * Encoding is the tokenizers library's: split out the added tokens (type 2), cut the text between
+ * them into pre-tokens with the regex (matched by hand in pretoken_end), then BPE each pre-token from
+ * one symbol per byte, applying the lowest-rank merge among adjacent pairs (leftmost on ties) until
+ * none applies. With ignore_merges, a pre-token that is itself in the vocabulary is that token.
+ * Special tokens never come from text. A tokenizer with an NFC normalizer refuses text that NFC
+ * would change, rather than normalizing it.
+ *
+ * Both BPEs run in bpe_merge: a heap of candidate pairs, O(n log n), not llama2.c's O(n^2). */
+
+enum { IN_VOCAB = 1, SPLIT_OUT = 2, SPECIAL = 4 };    /* RZTK token types */
+enum { IGNORE_MERGES = 1, NFC_ONLY = 2 };            /* RZTK flags */
+enum { REGEX_LLAMA3 = 1, REGEX_GPT2 = 2, REGEX_QWEN2 = 3 };
+enum { OTHER, LETTER, NUMBER, SPACE };               /* code point classes */
 
 static uint64_t hash_bytes(const char *s, size_t n) {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
     return h;
+}
+
+static size_t table_size(int n) {
+    size_t size = 16;
+    while (size < 2 * (size_t)n) size *= 2;
+    return size;
 }
 
 static int is_byte_piece(const char *p, int len, int *byte) {
@@ -948,164 +979,351 @@ static int is_byte_piece(const char *p, int len, int *byte) {
     return 1;
 }
 
+/* The slot of the piece spelled s[0..n) in the hash of mergeable pieces, or the empty slot where
+ * it would go. */
+static size_t piece_slot(const Tokenizer *t, const char *s, size_t n) {
+    size_t slot = hash_bytes(s, n) & t->table_mask;
+    for (int id; (id = t->table[slot] - 1) >= 0; slot = (slot + 1) & t->table_mask)
+        if ((size_t)t->length[id] == n && memcmp(t->piece[id], s, n) == 0) break;
+    return slot;
+}
+
+static int lookup_piece(const Tokenizer *t, const char *s, size_t n) { return t->table[piece_slot(t, s, n)] - 1; }
+
+static void add_piece(Tokenizer *t, int id) {
+    size_t slot = piece_slot(t, t->piece[id], (size_t)t->length[id]);
+    if (!t->table[slot]) t->table[slot] = id + 1; /* a repeated spelling keeps its first id */
+}
+
+/* The slot of the merge of a and b (RZTK), or the empty slot where it would go. */
+static size_t merge_slot(const Tokenizer *t, int a, int b) {
+    size_t slot = ((uint64_t)(uint32_t)a * 0x9E3779B97F4A7C15ull ^ (uint32_t)b) * 0xBF58476D1CE4E5B9ull >> 20 & t->merge_mask;
+    while (t->merges[slot].left >= 0 && (t->merges[slot].left != a || t->merges[slot].right != b)) slot = (slot + 1) & t->merge_mask;
+    return slot;
+}
+
+void free_tokenizer(Tokenizer *t) {
+    free(t->data); free(t->piece); free(t->length); free(t->score); free(t->type); free(t->table);
+    free(t->merges); free(t->classes); free(t->nfc); free(t->added);
+    memset(t, 0, sizeof *t);
+}
+
+#define BAD(...) do { fail(__VA_ARGS__); free_tokenizer(t); return -1; } while (0)
+
+static int load_rztk(Tokenizer *t, const char *path, size_t size) {
+    const char *d = t->data;
+    size_t at = 40;
+    int file_vocab = read_i32((const unsigned char *)d + 8), n_merges = read_i32((const unsigned char *)d + 28);
+    t->regex = read_i32((const unsigned char *)d + 20), t->flags = read_i32((const unsigned char *)d + 24);
+    t->n_classes = read_i32((const unsigned char *)d + 32), t->n_nfc = read_i32((const unsigned char *)d + 36);
+    if (read_i32((const unsigned char *)d + 4) != 1) BAD("%s: RZTK version %d, this build reads 1", path, read_i32((const unsigned char *)d + 4));
+    if (file_vocab < 256 || file_vocab > t->vocab_size) BAD("%s: has %d tokens, the model's vocabulary has %d", path, file_vocab, t->vocab_size);
+    if (t->regex < REGEX_LLAMA3 || t->regex > REGEX_QWEN2 || (t->flags & ~3) || n_merges < 0 || t->n_classes < 0 || t->n_nfc < 0)
+        BAD("%s: bad header", path);
+    t->type = xcalloc((size_t)t->vocab_size, 1);
+    t->added = xcalloc((size_t)t->vocab_size, sizeof(int));
+    for (int i = 0; i < file_vocab; i++) { /* ids past the file's vocabulary (a padded model) stay empty */
+        int32_t len = size - at >= 5 ? read_i32((const unsigned char *)d + at) : -1;
+        t->type[i] = size - at >= 5 ? (unsigned char)d[at + 4] : 0;
+        at += 5;
+        if (len < 0 || (size_t)len > size - at || t->type[i] > 7 || (len == 0 && (t->type[i] & SPLIT_OUT)))
+            BAD("%s: token %d: bad length %d or type %d", path, i, (int)len, t->type[i]);
+        t->piece[i] = d + at, t->length[i] = len;
+        at += (size_t)len;
+        if (t->type[i] & SPLIT_OUT) t->added[t->n_added++] = i;
+        if (!(t->type[i] & IN_VOCAB)) continue;
+        if (len == 1 && t->byte_token[(unsigned char)d[at - 1]] < 0) t->byte_token[(unsigned char)d[at - 1]] = i;
+        add_piece(t, i);
+    }
+    for (int b = 0; b < 256; b++) if (t->byte_token[b] < 0) BAD("%s: no token for byte 0x%02x", path, b);
+    if ((size - at) % 12 || (size - at) / 12 != (size_t)n_merges + (size_t)t->n_classes + (size_t)t->n_nfc)
+        BAD("%s: %zu bytes after the tokens, not %d merges and %d + %d ranges", path, size - at, n_merges, t->n_classes, t->n_nfc);
+    t->merge_mask = table_size(n_merges) - 1;
+    t->merges = xcalloc(t->merge_mask + 1, sizeof(Merge));
+    for (size_t s = 0; s <= t->merge_mask; s++) t->merges[s].left = -1;
+    for (int r = 0; r < n_merges; r++, at += 12) {
+        const unsigned char *p = (const unsigned char *)d + at;
+        Merge m = {read_i32(p), read_i32(p + 4), r, read_i32(p + 8)};
+        if ((unsigned)m.left >= (unsigned)file_vocab || (unsigned)m.right >= (unsigned)file_vocab || (unsigned)m.result >= (unsigned)file_vocab)
+            BAD("%s: merge %d has an id outside the vocabulary", path, r);
+        t->merges[merge_slot(t, m.left, m.right)] = m; /* a repeated pair keeps its last rank, as in the library */
+    }
+    t->classes = xcalloc((size_t)t->n_classes + 1, sizeof(CodeRange)), t->nfc = xcalloc((size_t)t->n_nfc + 1, sizeof(CodeRange));
+    for (int i = 0; i < t->n_classes + t->n_nfc; i++, at += 12) {
+        const unsigned char *p = (const unsigned char *)d + at;
+        CodeRange r = {read_i32(p), read_i32(p + 4), read_i32(p + 8)}, *out = i < t->n_classes ? t->classes + i : t->nfc + i - t->n_classes;
+        if (r.first < 0 || r.last < r.first || r.last > 0x10FFFF || (i != 0 && i != t->n_classes && r.first <= out[-1].last))
+            BAD("%s: code point range %d is bad or out of order", path, i);
+        *out = r;
+    }
+    t->byte_level = 1;
+    return 0;
+}
+
+static int load_sentencepiece(Tokenizer *t, const char *path, size_t size) {
+    const char *d = t->data;
+    size_t at = 4;
+    t->score = xcalloc((size_t)t->vocab_size, sizeof(float));
+    for (int i = 0; i < t->vocab_size; i++) {
+        if (at + 8 > size) BAD("%s: has %d pieces, the model's vocabulary has %d", path, i, t->vocab_size);
+        memcpy(&t->score[i], d + at, 4);
+        int32_t len = read_i32((const unsigned char *)d + at + 4);
+        at += 8;
+        if (len < 0 || (size_t)len > size - at) BAD("%s: piece %d: bad length %d", path, i, (int)len);
+        if (!isfinite(t->score[i])) BAD("%s: piece %d: score is not finite", path, i);
+        t->piece[i] = d + at, t->length[i] = len;
+        at += (size_t)len;
+    }
+    if (at != size) BAD("%s: has more than the model's %d pieces (%zu trailing bytes)", path, t->vocab_size, size - at);
+    for (int i = 0; i < t->vocab_size; i++) {
+        int byte;
+        if (is_byte_piece(t->piece[i], t->length[i], &byte)) {
+            if (t->byte_token[byte] < 0) t->byte_token[byte] = i;
+        } else if (i != 0 && i != t->bos_id && i != t->eos_id && t->length[i] > 0) { /* not <unk>, <s>, </s> */
+            add_piece(t, i);
+        }
+    }
+    return 0;
+}
+#undef BAD
+
+/* Loads tokenizer.bin (llama2.c's) or an RZTK file, for a model of vocab_size tokens. */
 int load_tokenizer(Tokenizer *t, const char *path, int vocab_size, int bos_id, int eos_id) {
     memset(t, 0, sizeof *t);
     char *data;
     size_t size;
     if (read_file(path, (size_t)1 << 30, &data, &size) != 0) return -1;
-    if (size < 4) { free(data); return fail("%s: %zu bytes, too small to be a tokenizer.bin", path, size); }
+    if (size < 4) { free(data); return fail("%s: %zu bytes, too small to be a tokenizer file", path, size); }
     t->data = data;
-    t->vocab_size = vocab_size;
-    t->bos_id = bos_id;
-    t->eos_id = eos_id;
-    t->offset = xcalloc((size_t)vocab_size, sizeof(size_t));
+    t->vocab_size = vocab_size, t->bos_id = bos_id, t->eos_id = eos_id;
+    t->piece = xcalloc((size_t)vocab_size, sizeof(char *));
     t->length = xcalloc((size_t)vocab_size, sizeof(int));
-    t->score = xcalloc((size_t)vocab_size, sizeof(float));
+    for (int i = 0; i < vocab_size; i++) t->piece[i] = "";
     for (int b = 0; b < 256; b++) t->byte_token[b] = -1;
-    size_t at = 4;
-    for (int i = 0; i < vocab_size; i++) {
-        int32_t len;
-        if (at + 8 > size) { free_tokenizer(t); return fail("%s: has %d pieces, the model's vocabulary has %d", path, i, vocab_size); }
-        memcpy(&t->score[i], data + at, 4);
-        len = read_i32((unsigned char *)data + at + 4);
-        at += 8;
-        if (len < 0 || (size_t)len > size - at) { free_tokenizer(t); return fail("%s: piece %d: bad length %d", path, i, (int)len); }
-        if (!isfinite(t->score[i])) { free_tokenizer(t); return fail("%s: piece %d: score is not finite", path, i); }
-        t->offset[i] = at;
-        t->length[i] = len;
-        at += (size_t)len;
+    t->table_mask = table_size(vocab_size) - 1;
+    t->table = xcalloc(t->table_mask + 1, sizeof(int));
+    if (size >= 40 && memcmp(data, "RZTK", 4) == 0) return load_rztk(t, path, size);
+    return load_sentencepiece(t, path, size);
+}
+
+/* The end of the pre-token that starts at code point i of cp[0..n) (classes in cls): the end of the
+ * first alternative of the tokenizer's regex that matches there, as a backtracking engine finds it.
+ *   Llama 3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ *   Qwen2:   the same with \p{N} for \p{N}{1,3}
+ *   GPT-2:   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
+static int pretoken_end(int regex, const int *cp, const unsigned char *cls, int i, int n) {
+#define IS_NL(k) ((k) < n && (cp[k] == '\r' || cp[k] == '\n'))
+    int j = i;
+    if (cp[i] == '\'' && i + 1 < n) { /* contractions; case-insensitive (and long s is s) but for GPT-2 */
+        int a = cp[i + 1], b = i + 2 < n ? cp[i + 2] : 0;
+        if (regex != REGEX_GPT2) a = a == 0x17F ? 's' : a | (a >= 'A' && a <= 'Z' ? 32 : 0), b |= b >= 'A' && b <= 'Z' ? 32 : 0;
+        if (a == 's' || a == 't' || a == 'm' || a == 'd') return i + 2;
+        if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return i + 3;
     }
-    if (at != size) { free_tokenizer(t); return fail("%s: has more than the model's %d pieces (%zu trailing bytes)", path, vocab_size, size - at); }
-    /* open-addressing table of mergeable pieces: id + 1, 0 = empty */
-    size_t table_size = 16;
-    while (table_size < 2 * (size_t)vocab_size) table_size *= 2;
-    t->table = xcalloc(table_size, sizeof(int));
-    t->table_mask = table_size - 1;
-    for (int i = 0; i < vocab_size; i++) {
-        int byte;
-        if (is_byte_piece(data + t->offset[i], t->length[i], &byte)) {
-            if (t->byte_token[byte] < 0) t->byte_token[byte] = i;
-            continue;
+    if (regex == REGEX_GPT2) {
+        j += cp[i] == ' ' && i + 1 < n && cls[i + 1] != SPACE;
+        if (cls[j] != SPACE) {
+            int c = cls[j];
+            while (j < n && cls[j] == c) j++;
+            return j;
         }
-        if (i == 0 || i == bos_id || i == eos_id || t->length[i] == 0) continue; /* <unk>, <s>, </s> */
-        size_t slot = hash_bytes(data + t->offset[i], t->length[i]) & t->table_mask;
-        while (t->table[slot] != 0) {
-            int other = t->table[slot] - 1;
-            if (t->length[other] == t->length[i] && memcmp(data + t->offset[other], data + t->offset[i], t->length[i]) == 0) break;
-            slot = (slot + 1) & t->table_mask;
+    } else {
+        if (cls[i] == LETTER || (cls[i] != NUMBER && !IS_NL(i) && i + 1 < n && cls[i + 1] == LETTER)) {
+            for (j = i + 1; j < n && cls[j] == LETTER; j++) {}
+            return j;
         }
-        if (t->table[slot] == 0) t->table[slot] = i + 1; /* a duplicate piece keeps its first id */
+        if (cls[i] == NUMBER) {
+            while (j < n && j - i < (regex == REGEX_QWEN2 ? 1 : 3) && cls[j] == NUMBER) j++;
+            return j;
+        }
+        j += cp[i] == ' ' && i + 1 < n && cls[i + 1] == OTHER;
+        if (cls[j] == OTHER) {
+            while (j < n && cls[j] == OTHER) j++;
+            while (IS_NL(j)) j++;
+            return j;
+        }
     }
-    return 0;
+    int end = i, last_nl = -1; /* white space: \s*[\r\n]+ (not GPT-2), \s+(?!\S), \s+ */
+    for (; end < n && cls[end] == SPACE; end++) if (IS_NL(end)) last_nl = end;
+    if (regex != REGEX_GPT2 && last_nl >= 0) return last_nl + 1;
+    return end == n || end - i == 1 ? end : end - 1;
+#undef IS_NL
 }
 
-void free_tokenizer(Tokenizer *t) {
-    free(t->data); free(t->offset); free(t->length); free(t->score); free(t->table);
-    memset(t, 0, sizeof *t);
-}
+/* A candidate merge of the symbols at pos and pos + len[pos], making `span` bytes and token `result`;
+ * the heap pops the highest priority first, the leftmost on ties. */
+typedef struct { float priority; int pos, span, result; } MergeCandidate;
 
-/* The id of the mergeable piece spelled by s[0..n), or -1. */
-static int lookup_piece(const Tokenizer *t, const char *s, size_t n) {
-    for (size_t slot = hash_bytes(s, n) & t->table_mask; t->table[slot] != 0; slot = (slot + 1) & t->table_mask) {
-        int id = t->table[slot] - 1;
-        if ((size_t)t->length[id] == n && memcmp(t->data + t->offset[id], s, n) == 0) return id;
-    }
-    return -1;
-}
-
-typedef struct { float score; int left, right, length; } MergeCandidate; /* symbols left+right would make `length` bytes */
-
-static int candidate_before(const MergeCandidate *a, const MergeCandidate *b) { /* higher score, then leftmost */
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
+static int candidate_before(MergeCandidate a, MergeCandidate b) { return a.priority > b.priority || (a.priority == b.priority && a.pos < b.pos); }
 
 static void heap_push(MergeCandidate *heap, int *n, MergeCandidate c) {
     int i = (*n)++;
-    while (i > 0 && candidate_before(&c, &heap[(i - 1) / 2])) { heap[i] = heap[(i - 1) / 2]; i = (i - 1) / 2; }
+    for (; i > 0 && candidate_before(c, heap[(i - 1) / 2]); i = (i - 1) / 2) heap[i] = heap[(i - 1) / 2];
     heap[i] = c;
 }
 
 static MergeCandidate heap_pop(MergeCandidate *heap, int *n) {
-    MergeCandidate top = heap[0], last = heap[--(*n)];
-    int i = 0;
-    for (;;) {
-        int child = 2 * i + 1;
-        if (child >= *n) break;
-        if (child + 1 < *n && candidate_before(&heap[child + 1], &heap[child])) child++;
-        if (!candidate_before(&heap[child], &last)) break;
-        heap[i] = heap[child];
-        i = child;
+    MergeCandidate top = heap[0], last = heap[--*n];
+    int i = 0, child;
+    while ((child = 2 * i + 1) < *n) {
+        if (child + 1 < *n && candidate_before(heap[child + 1], heap[child])) child++;
+        if (!candidate_before(heap[child], last)) break;
+        heap[i] = heap[child], i = child;
     }
     heap[i] = last;
     return top;
 }
 
-/* Encodes text into tokens (room for strlen(text) + 3), BOS first if bos; returns the count. */
+/* The merge of the symbols a and b, if the tokenizer has one: sentencepiece merges into the piece
+ * their bytes spell, by its score; byte-level BPE by the rank of the pair (a lower rank first). */
+static int find_merge(const Tokenizer *t, const char *s, const int *id, const int *len, int a, int b, MergeCandidate *c) {
+    if (t->byte_level) {
+        const Merge *g = &t->merges[merge_slot(t, id[a], id[b])];
+        *c = (MergeCandidate){(float)-g->rank, a, len[a] + len[b], g->result};
+        return g->left >= 0;
+    }
+    int piece = lookup_piece(t, s + a, (size_t)len[a] + len[b]);
+    *c = (MergeCandidate){piece >= 0 ? t->score[piece] : 0, a, len[a] + len[b], piece};
+    return piece >= 0;
+}
+
+/* THE BPE merge loop, for both kinds. The symbols are spans of s[0..m): the one at byte k is token
+ * id[k] (-1 if no piece spells it) of len[k] bytes (0: merged away), the next one starts at
+ * k + len[k], the previous at prev[k]. Merges the best candidate pair until none is left; a
+ * candidate is stale once either side has grown (symbols only grow) or gone. heap: room for 3m
+ * candidates. */
+static void bpe_merge(const Tokenizer *t, const char *s, int m, int *id, int *len, int *prev, MergeCandidate *heap) {
+    int n_heap = 0;
+    MergeCandidate c;
+    for (int k = 0; k < m; k += len[k])
+        if (k + len[k] < m && find_merge(t, s, id, len, k, k + len[k], &c)) heap_push(heap, &n_heap, c);
+    while (n_heap > 0) {
+        c = heap_pop(heap, &n_heap);
+        int at = c.pos, right = at + len[at];
+        if (len[at] == 0 || right >= m || len[at] + len[right] != c.span) continue;
+        len[at] = c.span, len[right] = 0, id[at] = c.result;
+        if (at + c.span < m) prev[at + c.span] = at;
+        if (prev[at] >= 0 && find_merge(t, s, id, len, prev[at], at, &c)) heap_push(heap, &n_heap, c);
+        if (at + len[at] < m && find_merge(t, s, id, len, at, at + len[at], &c)) heap_push(heap, &n_heap, c);
+    }
+}
+
+/* Decodes the UTF-8 character at s (n > 0 bytes left) into *c; returns its length. A byte that
+ * does not start a valid sequence stands alone, as code point -1. */
+static int utf8_char(const unsigned char *s, size_t n, int *c) {
+    int len = s[0] < 0x80 ? 1 : s[0] < 0xC2 ? 0 : s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : s[0] < 0xF5 ? 4 : 0;
+    int v = len == 1 ? s[0] : s[0] & (0x7F >> len);
+    for (int k = 1; k < len && v >= 0; k++) v = (size_t)k < n && (s[k] & 0xC0) == 0x80 ? v << 6 | (s[k] & 0x3F) : -1;
+    if (len == 0 || v < 0 || (len == 3 && (v < 0x800 || (v >= 0xD800 && v < 0xE000))) || (len == 4 && (v < 0x10000 || v > 0x10FFFF))) len = 1, v = -1;
+    *c = v;
+    return len;
+}
+
+/* The value of the range holding code point c, or 0. */
+static int range_value(const CodeRange *r, int n, int c) {
+    for (int lo = 0, hi = n - 1; lo <= hi;) {
+        int mid = (lo + hi) / 2;
+        if (c < r[mid].first) hi = mid - 1;
+        else if (c > r[mid].last) lo = mid + 1;
+        else return r[mid].value;
+    }
+    return 0;
+}
+
+/* sentencepiece: the dummy-prefix space, then the text, in which U+2581 (sentencepiece's space
+ * symbol, which tokenizer.bin spells ' ') is a space too; one symbol per UTF-8 character. */
+static int encode_sentencepiece(const Tokenizer *t, const char *text, size_t text_len, int *tokens, int n_tokens,
+                                int *id, int *len, int *prev, MergeCandidate *heap) {
+    char *s = xcalloc(text_len + 2, 1);
+    int m = 0;
+    s[m++] = ' ';
+    for (size_t i = 0; i < text_len; i++) {
+        if (i + 3 <= text_len && memcmp(text + i, "\xe2\x96\x81", 3) == 0) s[m++] = ' ', i += 2;
+        else s[m++] = text[i];
+    }
+    for (int k = 0, last = -1, c; k < m; last = k, k += len[k]) {
+        len[k] = utf8_char((const unsigned char *)s + k, (size_t)(m - k), &c);
+        id[k] = lookup_piece(t, s + k, (size_t)len[k]);
+        prev[k] = last;
+    }
+    bpe_merge(t, s, m, id, len, prev, heap);
+    for (int k = 0; k < m; k += len[k]) {
+        if (id[k] >= 0) { tokens[n_tokens++] = id[k]; continue; }
+        for (int b = 0; b < len[k]; b++) { /* byte fallback; <unk> if the vocabulary has no byte pieces */
+            int byte_id = t->byte_token[(unsigned char)s[k + b]];
+            tokens[n_tokens++] = byte_id >= 0 ? byte_id : 0;
+        }
+    }
+    free(s);
+    return n_tokens;
+}
+
+/* byte-level BPE: added tokens, then pre-tokens, then BPE from one symbol per byte in each. */
+static int encode_byte_level(const Tokenizer *t, const char *text, size_t n_bytes, int *tokens, int n_tokens,
+                             int *id, int *len, int *prev, MergeCandidate *heap) {
+    int *cp = xcalloc(n_bytes + 1, sizeof(int)), *at = xcalloc(n_bytes + 1, sizeof(int)), n = 0, trail = 0, composes = 0;
+    unsigned char *cls = xcalloc(n_bytes + 1, 1);
+    for (size_t i = 0; i < n_bytes && n_tokens >= 0; n++) { /* code points, their byte offsets and classes */
+        at[n] = (int)i;
+        i += (size_t)utf8_char((const unsigned char *)text + i, n_bytes - i, &cp[n]);
+        cls[n] = (unsigned char)range_value(t->classes, t->n_classes, cp[n]);
+        int v = t->flags & NFC_ONLY ? range_value(t->nfc, t->n_nfc, cp[n]) : 0; /* would NFC change the text here? */
+        if ((v >> 16 & 1) || ((v & 255) && (v & 255) < trail) || ((v >> 17 & 1) && composes))
+            n_tokens = fail("the text is not in NFC at byte %d, and razor does not normalize it", at[n]);
+        trail = v >> 8 & 255, composes = v >> 18 & 1;
+    }
+    at[n] = (int)n_bytes;
+    for (int start = 0, i = 0; start < n && n_tokens >= 0;) {
+        int added = -1; /* the longest added token at code point i */
+        for (int k = 0; k < t->n_added && i < n; k++) {
+            int a = t->added[k], l = t->length[a];
+            if ((size_t)l <= n_bytes - (size_t)at[i] && memcmp(text + at[i], t->piece[a], (size_t)l) == 0 && (added < 0 || l > t->length[added])) added = a;
+        }
+        if (added < 0 && i < n) { i++; continue; }
+        for (int j = start, end; j < i; j = end) { /* the text before it, one pre-token at a time */
+            end = pretoken_end(t->regex, cp, cls, j, i);
+            const char *s = text + at[j];
+            int m = at[end] - at[j], whole = t->flags & IGNORE_MERGES ? lookup_piece(t, s, (size_t)m) : -1;
+            if (whole >= 0) { tokens[n_tokens++] = whole; continue; }
+            for (int k = 0; k < m; k++) id[k] = t->byte_token[(unsigned char)s[k]], len[k] = 1, prev[k] = k - 1;
+            bpe_merge(t, s, m, id, len, prev, heap);
+            for (int k = 0; k < m; k += len[k]) tokens[n_tokens++] = id[k];
+        }
+        if (added < 0) break;
+        tokens[n_tokens++] = added;
+        for (int end = at[i] + t->length[added]; i < n && at[i] < end;) i++;
+        start = i;
+    }
+    free(cp); free(at); free(cls);
+    return n_tokens;
+}
+
+/* Encodes text into tokens (room for strlen(text) + 3), BOS first if bos; returns the count, or -1
+ * (razor_error says why) for text the tokenizer refuses. */
 int encode(const Tokenizer *t, const char *text, int bos, int *tokens) {
     int n_tokens = 0;
     if (bos) tokens[n_tokens++] = t->bos_id;
     size_t text_len = strlen(text);
     if (text_len == 0) return n_tokens;
-    /* the working string: sentencepiece's dummy prefix, then the text, in which U+2581 (sentencepiece's
-     * space symbol, which tokenizer.bin spells ' ') is a space too, as it is to sentencepiece */
-    char *str = xcalloc(text_len + 2, 1);
-    size_t n = 0;
-    str[n++] = ' ';
-    for (size_t i = 0; i < text_len; i++) {
-        if (i + 3 <= text_len && memcmp(text + i, "\xe2\x96\x81", 3) == 0) str[n++] = ' ', i += 2;
-        else str[n++] = text[i];
-    }
-    /* symbols: spans of str, in a doubly linked list; a merged symbol is the span of both */
-    int *start = xcalloc(n, sizeof(int)), *len = xcalloc(n, sizeof(int));
-    int *prev = xcalloc(n, sizeof(int)), *next = xcalloc(n, sizeof(int));
-    int n_sym = 0;
-    for (size_t i = 0; i < n;) {
-        unsigned char lead = (unsigned char)str[i]; /* one UTF-8 character; a stray byte stands alone */
-        size_t want = lead >= 0xF0 && lead < 0xF8 ? 4 : lead >= 0xE0 && lead < 0xF0 ? 3 : lead >= 0xC0 && lead < 0xE0 ? 2 : 1, l = 1;
-        while (l < want && i + l < n && ((unsigned char)str[i + l] & 0xC0) == 0x80) l++;
-        start[n_sym] = (int)i;
-        len[n_sym] = (int)l;
-        prev[n_sym] = n_sym - 1;
-        next[n_sym] = n_sym + 1;
-        n_sym++;
-        i += l;
-    }
-    next[n_sym - 1] = -1;
-    MergeCandidate *heap = xcalloc(3 * (size_t)n_sym + 1, sizeof(MergeCandidate));
-    int heap_n = 0;
-#define TRY_PAIR(a, b) do { if ((a) >= 0 && (b) >= 0) { \
-        int id_ = lookup_piece(t, str + start[a], (size_t)len[a] + len[b]); \
-        if (id_ >= 0) heap_push(heap, &heap_n, (MergeCandidate){t->score[id_], (a), (b), len[a] + len[b]}); } } while (0)
-    for (int i = 0; i + 1 < n_sym; i++) TRY_PAIR(i, i + 1);
-    while (heap_n > 0) {
-        MergeCandidate c = heap_pop(heap, &heap_n);
-        /* stale if either side has merged since: lengths only grow, and a merged-away symbol has len 0 */
-        if (len[c.left] == 0 || len[c.right] == 0 || len[c.left] + len[c.right] != c.length || next[c.left] != c.right) continue;
-        len[c.left] = c.length;
-        len[c.right] = 0;
-        next[c.left] = next[c.right];
-        if (next[c.left] >= 0) prev[next[c.left]] = c.left;
-        TRY_PAIR(prev[c.left], c.left);
-        TRY_PAIR(c.left, next[c.left]);
-    }
-#undef TRY_PAIR
-    for (int i = 0; i >= 0; i = next[i]) {
-        int id = lookup_piece(t, str + start[i], (size_t)len[i]);
-        if (id >= 0) { tokens[n_tokens++] = id; continue; }
-        for (int b = 0; b < len[i]; b++) { /* byte fallback; <unk> if the vocabulary has no byte pieces */
-            int byte_id = t->byte_token[(unsigned char)str[start[i] + b]];
-            tokens[n_tokens++] = byte_id >= 0 ? byte_id : 0;
-        }
-    }
-    free(str); free(start); free(len); free(prev); free(next); free(heap);
+    if (text_len >= (size_t)1 << 28) return fail("a text of %zu bytes is too long to encode", text_len);
+    int *id = xcalloc(text_len + 2, sizeof(int)), *len = xcalloc(text_len + 2, sizeof(int)), *prev = xcalloc(text_len + 2, sizeof(int));
+    MergeCandidate *heap = xcalloc(3 * text_len + 6, sizeof(MergeCandidate));
+    n_tokens = t->byte_level ? encode_byte_level(t, text, text_len, tokens, n_tokens, id, len, prev, heap)
+                             : encode_sentencepiece(t, text, text_len, tokens, n_tokens, id, len, prev, heap);
+    free(id); free(len); free(prev); free(heap);
     return n_tokens;
 }
 
-/* The bytes token stands for, after prev: byte pieces become their byte, and the dummy-prefix space
- * of the first piece after BOS is dropped. */
+/* The bytes token stands for, after prev. sentencepiece: byte pieces become their byte, and the
+ * dummy-prefix space of the first piece after BOS is dropped. Byte-level: the raw bytes; special
+ * tokens print nothing. */
 const char *decode(const Tokenizer *t, int prev, int token, int *n_bytes, char byte_buf[2]) {
-    const char *piece = t->data + t->offset[token];
+    const char *piece = t->piece[token];
     int len = t->length[token], byte;
+    if (t->byte_level) {
+        *n_bytes = t->type[token] & SPECIAL ? 0 : len;
+        return piece;
+    }
     if (is_byte_piece(piece, len, &byte)) {
         byte_buf[0] = (char)byte;
         *n_bytes = 1;
@@ -1278,7 +1496,7 @@ static void probe_hook(void *arg, const RunState *s, int layer, int pos, int T) 
 static int ordinary_tokens(const Tokenizer *t, int *out) {
     int n = 0, byte;
     for (int i = 0; i < t->vocab_size; i++)
-        if (i != 0 && i != t->bos_id && i != t->eos_id && !is_byte_piece(t->data + t->offset[i], t->length[i], &byte)) out[n++] = i;
+        if (i != 0 && i != t->bos_id && i != t->eos_id && t->length[i] > 0 && (t->byte_level ? t->type[i] == IN_VOCAB : !is_byte_piece(t->piece[i], t->length[i], &byte))) out[n++] = i;
     return n;
 }
 

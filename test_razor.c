@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include "model.h"
 #include "tests/tokenizer_vectors.h"
+#include "tests/bbpe_vectors.h"
 
 static int passed, failed;
 static char tmpdir[64];
@@ -43,6 +44,8 @@ static float max_abs_diff(const float *a, const float *b, size_t n) {
     }
     return m;
 }
+
+static void *slurp(const char *path, size_t *n);
 
 static char *tmp_path(const char *name) {
     static char buf[8][256];
@@ -427,7 +430,7 @@ static int naive_encode(const Tokenizer *t, const char *text, int *out) {
         for (int i = 0; i + 1 < n; i++) {
             size_t la = strlen(sym[i]), lb = strlen(sym[i + 1]);
             for (int id = 3; id < t->vocab_size; id++) { /* ids 0-2 are control pieces */
-                const char *p = t->data + t->offset[id];
+                const char *p = t->piece[id];
                 if ((size_t)t->length[id] == la + lb && memcmp(p, sym[i], la) == 0 && memcmp(p + la, sym[i + 1], lb) == 0 &&
                     !(t->length[id] == 6 && p[0] == '<' && p[1] == '0' && p[2] == 'x') && t->score[id] > best) {
                     best = t->score[id];
@@ -448,7 +451,7 @@ static int naive_encode(const Tokenizer *t, const char *text, int *out) {
     for (int i = 0; i < n; i++) {
         int id = -1;
         for (int v = 3; v < t->vocab_size && id < 0; v++)
-            if ((size_t)t->length[v] == strlen(sym[i]) && memcmp(t->data + t->offset[v], sym[i], t->length[v]) == 0) id = v;
+            if ((size_t)t->length[v] == strlen(sym[i]) && memcmp(t->piece[v], sym[i], t->length[v]) == 0) id = v;
         if (id >= 0) out[count++] = id;
         else for (const char *p = sym[i]; *p; p++) out[count++] = 3 + (unsigned char)*p;
         free(sym[i]);
@@ -553,6 +556,61 @@ static void test_tokenizer(void) {
     Tokenizer bt;
     check(load_tokenizer(&bt, tmp_path("tok.bin"), 512, 1, 2) != 0, "tokenizer with a negative piece length is refused (%s)", razor_error());
     free(data);
+}
+
+/* Do the tokens' bytes (byte-level: raw, no BOS rule) spell text exactly? */
+static int decodes_to(const Tokenizer *t, const int *ids, int n, const char *text) {
+    size_t at = 0, len = strlen(text);
+    for (int i = 0; i < n; i++) {
+        int nb;
+        char buf[2];
+        const char *p = decode(t, -1, ids[i], &nb, buf);
+        if (at + nb > len || memcmp(text + at, p, nb) != 0) return 0;
+        at += nb;
+    }
+    return at == len;
+}
+
+/* Byte-level BPE (RZTK files from Hugging Face tokenizer.json) against the tokenizers library's ids
+ * for three pre-tokenizers (tests/bbpe_vectors.h, made by tests/make_bbpe_vectors.js). */
+static void test_byte_level_tokenizer(void) {
+    const char *files[3] = {"tests/bbpe_tokenizer.bin", "tests/bbpe_tokenizer_gpt2.bin", "tests/bbpe_tokenizer_qwen2.bin"};
+    const BbpeVector *vectors[3] = {bbpe_vectors_llama3, bbpe_vectors_gpt2, bbpe_vectors_qwen2};
+    for (int f = 0; f < 3; f++) {
+        size_t size;
+        unsigned char *head = slurp(files[f], &size);
+        int32_t vocab, bos;
+        memcpy(&vocab, head + 8, 4);
+        memcpy(&bos, head + 12, 4);
+        free(head);
+        Tokenizer t;
+        if (load_tokenizer(&t, files[f], vocab + 7, bos >= 0 ? bos : 0, 0) != 0) { check(0, "load %s: %s", files[f], razor_error()); continue; }
+        int ids[4096], bad = 0, refused = 0, roundtrip_bad = 0;
+        for (int v = 0; v < BBPE_VECTORS_COUNT; v++) {
+            int n = encode(&t, vectors[f][v].text, 0, ids);
+            refused += n < 0;
+            if (n != vectors[f][v].n_ids || (n > 0 && memcmp(ids, vectors[f][v].ids, n * sizeof(int)) != 0)) {
+                bad++;
+                printf("  %s: mismatch on vector %d (%d ids vs %d)\n", files[f], v, n, vectors[f][v].n_ids);
+            }
+            if (n > 0) roundtrip_bad += !decodes_to(&t, ids, n, vectors[f][v].text);
+        }
+        check(bad == 0, "%s: encode equals Hugging Face tokenizers on %d strings (%d differ, %d refused as not NFC)", files[f], BBPE_VECTORS_COUNT, bad, refused);
+        check(roundtrip_bad == 0, "%s: the pieces decode back to the text (%d differ)", files[f], roundtrip_bad);
+        int n = encode(&t, "It is", 1, ids);
+        check(n >= 2 && ids[0] == t.bos_id, "%s: BOS first", files[f]);
+        char *big = malloc(100001);
+        const char *unit = "The quick brown fox, 1234 jumps!\n  \xc3\xa9t\xc3\xa9 ";
+        for (int i = 0; i < 100000; i++) big[i] = unit[i % strlen(unit)];
+        big[100000] = 0;
+        int *big_ids = malloc(100003 * sizeof(int)), nbig = encode(&t, big, 0, big_ids);
+        check(nbig > 0 && decodes_to(&t, big_ids, nbig, big), "%s: 100 KB in %d tokens, decoded back exactly", files[f], nbig);
+        free(big); free(big_ids);
+        free_tokenizer(&t);
+    }
+    Tokenizer t;
+    check(load_tokenizer(&t, files[0], 300, 1, 2) != 0 && strstr(razor_error(), "the model's vocabulary has 300"),
+          "an RZTK file larger than the model's vocabulary is refused: %s", razor_error());
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1085,6 +1143,7 @@ int main(int argc, char **argv) {
     test_cache_policies();
     test_profiler();
     test_tokenizer();
+    test_byte_level_tokenizer();
     test_bad_model_files();
     test_cli();
     char cmd[128];

@@ -460,6 +460,24 @@ def check_tokenizer(tmp):
     return f'{sp.vocab_size()} tokens'
 
 
+def check_tokenizer_json(tmp):
+    """A Hugging Face byte-level BPE tokenizer.json -> RZTK, which razor then encodes with."""
+    folder = os.path.join(tmp, 'bbpemodel')
+    make_hf(folder, {'vocab': 2048})
+    outdir = os.path.join(tmp, 'bbpeout')
+    os.makedirs(outdir)
+    r = export(os.path.join(outdir, 'm.bin'), '--hf', folder, '--tokenizer', os.path.join(ROOT, 'tests', 'bbpe_tokenizer.json'))
+    assert r.returncode == 0, f'export failed: {r.stderr.strip()}'
+    with open(os.path.join(outdir, 'tokenizer.bin'), 'rb') as f, open(os.path.join(ROOT, 'tests', 'bbpe_tokenizer.bin'), 'rb') as g:
+        assert f.read() == g.read(), 'the RZTK file differs from tests/bbpe_tokenizer.bin (made from the same json)'
+    text = 'It is a truth universally acknowledged'
+    r = subprocess.run([RAZOR, os.path.join(outdir, 'm.bin'), '-m', 'tokenize', '-i', text], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, f'razor tokenize failed: {r.stderr.strip()}'
+    ids = [int(x) for x in r.stdout.split()]
+    assert ids[:6] == [1, 551, 1857, 1953, 281, 1753], f'ids {ids[:6]} (tests/bbpe_vectors.h says 551 1857 1953 281 1753 ...)'
+    return f'{len(ids)} ids'
+
+
 def check_no_torch(tmp):
     import importlib.util
     if importlib.util.find_spec('torch'):
@@ -484,7 +502,8 @@ def main():
         tests += [(f'refuse {k}', lambda k=k, v=v: check_bad(k, *v, tmp)) for k, v in BAD.items()]
         tests += [('refuse truncated data', lambda: check_truncated(tmp, -10)),
                   ('refuse truncated header', lambda: check_truncated(tmp, 20)),
-                  ('tokenizer', lambda: check_tokenizer(tmp)), ('torch absent', lambda: check_no_torch(tmp))]
+                  ('tokenizer', lambda: check_tokenizer(tmp)), ('tokenizer.json', lambda: check_tokenizer_json(tmp)),
+                  ('torch absent', lambda: check_no_torch(tmp))]
         for name, fn in tests:
             try:
                 note = fn()

@@ -1,0 +1,116 @@
+"""
+tests/test_tokenizer_bbpe.py: tests for train/tokenizer_bbpe.py (plain python 3).
+
+tests/bbpe_tokenizer.json must export to tests/bbpe_tokenizer.bin byte for byte, and its GPT-2 and
+Qwen2 variants (made as tests/make_bbpe_vectors.js makes them) to tests/bbpe_tokenizer_gpt2.bin and
+tests/bbpe_tokenizer_qwen2.bin; every tokenizer.json that razor could not reproduce exactly must be
+refused with a BbpeError naming the field, and leave no output file.
+
+    python3 tests/test_tokenizer_bbpe.py
+"""
+import copy
+import json
+import os
+import sys
+import tempfile
+import unicodedata
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from train.tokenizer_bbpe import QWEN2, BbpeError, export_bbpe  # noqa: E402
+
+passed = failed = 0
+
+
+def check(cond, what):
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print('FAIL', what)
+
+
+def variants(tj):
+    """The GPT-2 and Qwen2 variants of the Llama 3 style test tokenizer."""
+    byte_level = lambda use_regex: {'type': 'ByteLevel', 'add_prefix_space': False, 'trim_offsets': True, 'use_regex': use_regex}
+    gpt2, qwen2 = copy.deepcopy(tj), copy.deepcopy(tj)
+    for v in (gpt2, qwen2):
+        v['model']['ignore_merges'] = False
+        v['post_processor'] = byte_level(True)
+    gpt2['pre_tokenizer'] = byte_level(True)
+    qwen2['pre_tokenizer']['pretokenizers'][0]['pattern']['Regex'] = QWEN2
+    qwen2['normalizer'] = {'type': 'NFC'}
+    return {'bbpe_tokenizer_gpt2.bin': gpt2, 'bbpe_tokenizer_qwen2.bin': qwen2}
+
+
+def export(tj, tmp, name='t'):
+    src, out = os.path.join(tmp, name + '.json'), os.path.join(tmp, name + '.bin')
+    with open(src, 'w', encoding='utf-8') as f:
+        json.dump(tj, f)
+    if os.path.exists(out):
+        os.remove(out)
+    return export_bbpe(src, out), out
+
+
+def refused(tj, field, tmp):
+    try:
+        export(tj, tmp, 'bad')
+    except BbpeError as e:
+        check(field in str(e), f'refusal names {field!r}: {e}')
+        check(not os.path.exists(os.path.join(tmp, 'bad.bin')), f'{field}: no output file')
+        return
+    check(False, f'not refused: {field}')
+
+
+def main():
+    with open(os.path.join(ROOT, 'tests', 'bbpe_tokenizer.json'), encoding='utf-8') as f:
+        tj = json.load(f)
+    exact = unicodedata.unidata_version == '14.0.0'  # the committed files were written with Unicode 14.0's tables
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, t in [('bbpe_tokenizer.bin', tj)] + list(variants(tj).items()):
+            info, out = export(t, tmp)
+            with open(out, 'rb') as a, open(os.path.join(ROOT, 'tests', name), 'rb') as b:
+                same = a.read() == b.read()
+            check(same or not exact, f'{name}: the export differs from the committed file')
+        check(info['bos_id'] == 1972 and info['eos_id'] == 1973, f'bos/eos {info}')
+        info, _ = export(tj, tmp)
+        check((info['kind'], info['flags'], info['bos_id']) == (1, 1, 1972), f'llama3 style: {info}')
+        info = export_bbpe(os.path.join(tmp, 't.json'), os.path.join(tmp, 't.bin'), bos='<|end_of_text|>', eos=1974)
+        check((info['bos_id'], info['eos_id']) == (1973, 1974), f'bos/eos overrides: {info}')
+
+        def bad(change, field, base=tj):
+            t = copy.deepcopy(base)
+            change(t)
+            refused(t, field, tmp)
+        bad(lambda t: t['model'].update(type='WordPiece'), 'model.type')
+        bad(lambda t: t['model'].update(dropout=0.1), 'model.dropout')
+        bad(lambda t: t['model'].update(continuing_subword_prefix='##'), 'model.continuing_subword_prefix')
+        bad(lambda t: t['model'].update(end_of_word_suffix='</w>'), 'model.end_of_word_suffix')
+        bad(lambda t: t.update(pre_tokenizer=None), 'pre_tokenizer')
+        bad(lambda t: t.update(pre_tokenizer={'type': 'Metaspace', 'replacement': '\u2581'}), 'pre_tokenizer')
+        bad(lambda t: t['pre_tokenizer']['pretokenizers'][0]['pattern'].update(Regex=r'\w+|\s+'), 'pre_tokenizer Split pattern')
+        bad(lambda t: t['pre_tokenizer']['pretokenizers'][0].update(behavior='Removed'), 'pre_tokenizer Split')
+        bad(lambda t: t['pre_tokenizer']['pretokenizers'][1].update(use_regex=True), 'use_regex')
+        bad(lambda t: t.update(pre_tokenizer={'type': 'ByteLevel', 'add_prefix_space': True, 'use_regex': True}), 'add_prefix_space')
+        bad(lambda t: t.update(normalizer={'type': 'Lowercase'}), 'normalizer')
+        bad(lambda t: t.update(normalizer={'type': 'Sequence', 'normalizers': [{'type': 'NFC'}, {'type': 'NFKC'}]}), 'normalizer')
+        bad(lambda t: t.update(decoder={'type': 'WordPiece', 'prefix': '##'}), 'decoder')
+        bad(lambda t: t['post_processor']['single'].append({'SpecialToken': {'id': '<|end_of_text|>', 'type_id': 0}}), 'post_processor.single')
+        bad(lambda t: t.update(post_processor={'type': 'BertProcessing'}), 'post_processor')
+        bad(lambda t: t['added_tokens'][4].update(lstrip=True), 'lstrip')
+        bad(lambda t: t['added_tokens'][4].update(single_word=True), 'single_word')
+        qwen2 = variants(tj)['bbpe_tokenizer_qwen2.bin']
+        bad(lambda t: t['added_tokens'][4].update(normalized=True), 'both normalized and unnormalized', qwen2)
+        bad(lambda t: t['added_tokens'].append({'id': 1979, 'content': 'e\u0301', 'special': False}), 'NFC changes it', qwen2)
+        bad(lambda t: t['model']['vocab'].update({'\u2581the': 3000}), 'model.vocab')
+        bad(lambda t: t['model']['merges'].append('Ġ zzzzz'), 'model.merges')
+        bad(lambda t: t['model']['vocab'].pop('Ā'), 'byte 0x00')
+        bad(lambda t: t['model']['vocab'].update({'zzzq': 10 ** 6}), 'model.vocab')
+        bad(lambda t: t['added_tokens'].append({'id': 7, 'content': '<x>', 'special': True}), 'added_tokens')
+    print(f'{passed} passed, {failed} failed')
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
