@@ -1769,10 +1769,16 @@ static void print_speed(int n_prompt, double prompt_s, int n_gen, double gen_s) 
             prompt_s > 0 ? n_prompt / prompt_s : 0.0, n_gen, gen_s > 0 ? n_gen / gen_s : 0.0);
 }
 
-/* Encodes a prompt with BOS; refuses one that leaves no room in the context (exit code 2). */
+/* Encodes a prompt with BOS; refuses one that leaves no room in the context, or that the tokenizer
+ * refuses (the caller exits with 2). */
 static int *encode_prompt(const Model *m, const Tokenizer *tok, const char *prompt, int *n) {
     int *tokens = xcalloc(strlen(prompt) + 3, sizeof(int));
     *n = encode(tok, prompt, 1, tokens);
+    if (*n < 0) {
+        fprintf(stderr, "razor: %s\n", razor_error());
+        free(tokens);
+        return NULL;
+    }
     if (*n >= m->config.seq_len) {
         fprintf(stderr, "razor: the prompt is %d tokens, the model's context is %d\n", *n, m->config.seq_len);
         free(tokens);
@@ -1792,7 +1798,7 @@ static int run_generate(const Model *m, const Tokenizer *tok, Sampler *sampler, 
     int n;
     int *tokens = encode_prompt(m, tok, o->prompt ? o->prompt : "", &n);
     if (!tokens) return 2;
-    int capacity = n + o->steps < m->config.seq_len ? n + o->steps : m->config.seq_len;
+    int capacity = o->steps < m->config.seq_len - n ? n + o->steps : m->config.seq_len;
     RunState s;
     if (build_runstate(&s, m, capacity, DEFAULT_BLOCK, &o->cache) != 0) { free(tokens); fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
     for (int i = 1; i < n; i++) { /* echo the prompt as llama2.c does */
@@ -1840,6 +1846,11 @@ static int run_chat(const Model *m, const Tokenizer *tok, Sampler *sampler, cons
         int *tokens = xcalloc(need + 3, sizeof(int));
         int n = encode(tok, text, 1, tokens);
         free(text);
+        if (n < 0) {
+            fprintf(stderr, "razor: %s\n", razor_error());
+            free(tokens);
+            continue;
+        }
         if (s.n_tokens + n >= s.capacity) {
             free(tokens);
             fprintf(stderr, "razor: the conversation has filled the model's context (%d tokens)\n", s.capacity);
@@ -1980,106 +1991,130 @@ static void fill_template(char *out, size_t size, const char *template, long key
     out[n] = 0;
 }
 
+enum { NEEDLE_LENGTHS = 4, NEEDLE_DEPTHS = 5, NEEDLE_ANSWER = 12 };
+static const float needle_depths[NEEDLE_DEPTHS] = {0, 0.25f, 0.5f, 0.75f, 1.0f};
+
+/* One case: BOS, filler tokens with the needle planted at `depth` of them, the question; `length`
+ * tokens in all. Returns the count, or -1 (razor_error says why). */
+static int needle_prompt(const Tokenizer *tok, const Options *o, const int *filler, int n_filler, int length, float depth,
+                         long key, int *prompt) {
+    char text[1024];
+    int needle[512], question[512];
+    fill_template(text, sizeof text, o->needle, key);
+    int n_needle = strlen(text) < 400 ? encode(tok, text, 0, needle) : -1;
+    fill_template(text, sizeof text, o->question, key);
+    int n_question = strlen(text) < 400 ? encode(tok, text, 0, question) : -1;
+    if (n_needle <= 0 || n_question <= 0) return fail("the needle and the question must each be 1 to 400 bytes the tokenizer takes");
+    int body = length - 1 - n_needle - n_question, at = (int)(depth * body), n = 0;
+    if (body < 1) return fail("the context is too short for the needle and the question");
+    prompt[n++] = tok->bos_id;
+    for (int i = 0; i <= body; i++) {
+        if (i == at) for (int k = 0; k < n_needle; k++) prompt[n++] = needle[k];
+        if (i < body) prompt[n++] = filler[i % n_filler];
+    }
+    for (int k = 0; k < n_question; k++) prompt[n++] = question[k];
+    return n;
+}
+
+/* Does the greedy answer under this cache policy start with the key? kv_ratio: bytes kept / full. */
+static int needle_found(const Model *m, const Tokenizer *tok, const CacheConfig *cache, const int *prompt, int n, long key,
+                        double *kv_ratio) {
+    RunState s;
+    if (build_runstate(&s, m, n + NEEDLE_ANSWER, DEFAULT_BLOCK, cache) != 0) return -1;
+    float *logits = prefill(m, &s, prompt, n);
+    Sampler greedy = {.vocab_size = m->config.vocab_size, .temperature = 0};
+    int answer[NEEDLE_ANSWER], n_answer = generate_tokens(m, &s, tok, &greedy, logits, prompt[n - 1], NEEDLE_ANSWER, answer, NULL);
+    char said[16 * NEEDLE_ANSWER + 1] = {0};
+    size_t len = 0;
+    for (int i = 0; i < n_answer; i++) {
+        int nb;
+        char buf[2];
+        const char *piece = decode(tok, i ? answer[i - 1] : prompt[n - 1], answer[i], &nb, buf);
+        if (len + (size_t)nb >= sizeof said) break;
+        memcpy(said + len, piece, (size_t)nb);
+        len += (size_t)nb;
+    }
+    size_t kept, full;
+    cache_bytes(&s, &m->config, &kept, &full);
+    *kv_ratio = (double)kept / full;
+    free_runstate(&s);
+    long got;
+    return first_number(said, &got) && got == key;
+}
+
+/* The length x depth picture of one policy: green found, red missed. */
+static void write_needle_svg(const char *path, const char *policy, const int ok[NEEDLE_LENGTHS][NEEDLE_DEPTHS],
+                             const int *lengths, double accuracy, double kv_ratio) {
+    FILE *f = fopen(path, "w");
+    if (!f) { fprintf(stderr, "razor: %s: %s\n", path, strerror(errno)); return; }
+    int cell = 40, pad = 90;
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n"
+               "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n<text x=\"%d\" y=\"20\">%s: %.0f%% found (kv %.0f%% of full)</text>\n",
+            NEEDLE_DEPTHS * cell + 2 * pad, NEEDLE_LENGTHS * cell + 2 * pad, pad, policy, 100 * accuracy, 100 * kv_ratio);
+    for (int li = 0; li < NEEDLE_LENGTHS; li++) {
+        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%d tokens</text>\n", pad - 6, pad + li * cell + cell / 2 + 4, lengths[li]);
+        for (int di = 0; di < NEEDLE_DEPTHS; di++)
+            fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"/>\n", pad + di * cell, pad + li * cell, cell - 2,
+                    cell - 2, ok[li][di] ? "#3a3" : "#c33");
+    }
+    for (int di = 0; di < NEEDLE_DEPTHS; di++)
+        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%.0f%%</text>\n", pad + di * cell + cell / 2, pad - 8, needle_depths[di] * 100);
+    fprintf(f, "<text x=\"%d\" y=\"%d\">depth of the pass key in the prompt</text>\n</svg>\n", pad, pad - 30);
+    if (fclose(f) == 0) fprintf(stderr, "wrote %s\n", path);
+}
+
 static int run_needle(const Model *m, const Tokenizer *tok, const Options *o, const unsigned char *retrieval) {
     const Config *c = &m->config;
     const char *filler_text = o->prompt ? o->prompt : builtin_filler;
-    size_t filler_len = strlen(filler_text);
-    int *filler = xcalloc(filler_len + 3, sizeof(int)), n_filler = encode(tok, filler_text, 0, filler);
-    if (n_filler < 8) { free(filler); fprintf(stderr, "razor: the filler text is too short\n"); return 2; }
-    enum { N_LENGTHS = 4, N_DEPTHS = 5, ANSWER = 12 };
-    int lengths[N_LENGTHS], n_policies = 4;
-    float depths[N_DEPTHS] = {0, 0.25f, 0.5f, 0.75f, 1.0f};
-    for (int i = 0; i < N_LENGTHS; i++) lengths[i] = (int)((c->seq_len - ANSWER) * (i + 1) / (float)N_LENGTHS);
-    int *prompt = xcalloc((size_t)c->seq_len, sizeof(int)), answer[ANSWER];
-    int *needle = xcalloc(512, sizeof(int)), *question = xcalloc(512, sizeof(int));
-    int ok[4][N_LENGTHS][N_DEPTHS];
-    double kv_ratio[4] = {0};
+    int *filler = xcalloc(strlen(filler_text) + 3, sizeof(int)), n_filler = encode(tok, filler_text, 0, filler);
+    int *prompt = xcalloc((size_t)c->seq_len + 1, sizeof(int)), lengths[NEEDLE_LENGTHS], status = 0;
+    int ok[4][NEEDLE_LENGTHS][NEEDLE_DEPTHS];
+    double kv_ratio[4] = {0}, accuracy[4] = {0};
     uint64_t rng = o->seed ? o->seed : 1;
-    for (int li = 0; li < N_LENGTHS; li++)
-        for (int di = 0; di < N_DEPTHS; di++) {
+    if (n_filler < 8) { fprintf(stderr, "razor: %s\n", n_filler < 0 ? razor_error() : "the filler text is too short"); status = 2; }
+    for (int li = 0; li < NEEDLE_LENGTHS; li++) lengths[li] = (int)((c->seq_len - NEEDLE_ANSWER) * (li + 1) / (float)NEEDLE_LENGTHS);
+    for (int li = 0; li < NEEDLE_LENGTHS && status == 0; li++)
+        for (int di = 0; di < NEEDLE_DEPTHS && status == 0; di++) {
             long key = 10000 + (long)(random_f32(&rng) * 89999);
-            char text[1024];
-            fill_template(text, sizeof text, o->needle, key);
-            int n_needle = strlen(text) < 400 ? encode(tok, text, 0, needle) : 0;
-            fill_template(text, sizeof text, o->question, key);
-            int n_question = strlen(text) < 400 ? encode(tok, text, 0, question) : 0;
-            int body = lengths[li] - 1 - n_needle - n_question, at = (int)(depths[di] * body), n = 0;
-            if (body < 1 || n_needle == 0 || n_question == 0) { fprintf(stderr, "razor: the context is too short for the needle\n"); return 2; }
-            prompt[n++] = c->bos_id;
-            for (int i = 0; i < body; i++) {
-                if (i == at) for (int k = 0; k < n_needle; k++) prompt[n++] = needle[k];
-                prompt[n++] = filler[i % n_filler];
-            }
-            if (at == body) for (int k = 0; k < n_needle; k++) prompt[n++] = needle[k];
-            for (int k = 0; k < n_question; k++) prompt[n++] = question[k];
-            for (int pi = 0; pi < n_policies; pi++) {
+            int n = needle_prompt(tok, o, filler, n_filler, lengths[li], needle_depths[di], key, prompt);
+            for (int pi = 0; pi < 4 && n > 0; pi++) {
                 CacheConfig cache = o->cache;
                 cache.policy = (Policy)pi;
                 cache.retrieval = retrieval;
-                RunState s;
-                if (build_runstate(&s, m, n + ANSWER, DEFAULT_BLOCK, &cache) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
-                float *logits = prefill(m, &s, prompt, n);
-                Sampler greedy = {.vocab_size = c->vocab_size, .temperature = 0};
-                int n_answer = generate_tokens(m, &s, tok, &greedy, logits, prompt[n - 1], ANSWER, answer, NULL);
-                char said[256] = {0};
-                size_t len = 0;
-                for (int i = 0; i < n_answer && len + 20 < sizeof said; i++) {
-                    int nb;
-                    char buf[2];
-                    const char *piece = decode(tok, i ? answer[i - 1] : prompt[n - 1], answer[i], &nb, buf);
-                    memcpy(said + len, piece, (size_t)nb);
-                    len += (size_t)nb;
-                }
-                long got;
-                ok[pi][li][di] = first_number(said, &got) && got == key;
-                size_t kept, full;
-                cache_bytes(&s, c, &kept, &full);
-                if (li == N_LENGTHS - 1) kv_ratio[pi] += (double)kept / full / N_DEPTHS;
-                free_runstate(&s);
+                double ratio = 0;
+                ok[pi][li][di] = needle_found(m, tok, &cache, prompt, n, key, &ratio);
+                if (ok[pi][li][di] < 0) n = -1;
+                if (li == NEEDLE_LENGTHS - 1) kv_ratio[pi] += ratio / NEEDLE_DEPTHS;
             }
-            fprintf(stderr, "\rneedle: %d/%d cases", li * N_DEPTHS + di + 1, N_LENGTHS * N_DEPTHS);
+            if (n < 0) { fprintf(stderr, "razor: %s\n", razor_error()); status = 2; }
+            fprintf(stderr, "\rneedle: %d/%d cases", li * NEEDLE_DEPTHS + di + 1, NEEDLE_LENGTHS * NEEDLE_DEPTHS);
         }
     fprintf(stderr, "\n");
-    double accuracy[4];
-    for (int pi = 0; pi < n_policies; pi++) {
+    for (int pi = 0; pi < 4 && status == 0; pi++) {
         int hits = 0;
         printf("%s: pass key found (rows: prompt tokens; columns: depth)\n%8s", policy_names[pi], "");
-        for (int di = 0; di < N_DEPTHS; di++) printf(" %4.0f%%", depths[di] * 100);
+        for (int di = 0; di < NEEDLE_DEPTHS; di++) printf(" %4.0f%%", needle_depths[di] * 100);
         printf("\n");
-        for (int li = 0; li < N_LENGTHS; li++) {
+        for (int li = 0; li < NEEDLE_LENGTHS; li++) {
             printf("%8d", lengths[li]);
-            for (int di = 0; di < N_DEPTHS; di++) { printf("  %s", ok[pi][li][di] ? " ok" : " --"); hits += ok[pi][li][di]; }
+            for (int di = 0; di < NEEDLE_DEPTHS; di++) { printf("  %s", ok[pi][li][di] ? " ok" : " --"); hits += ok[pi][li][di]; }
             printf("\n");
         }
-        accuracy[pi] = (double)hits / (N_LENGTHS * N_DEPTHS);
-        printf("accuracy %.1f%%, kv cache at %d tokens: %.1f%% of full\n\n", 100 * accuracy[pi], lengths[N_LENGTHS - 1], 100 * kv_ratio[pi]);
+        accuracy[pi] = (double)hits / (NEEDLE_LENGTHS * NEEDLE_DEPTHS);
+        printf("accuracy %.1f%%, kv cache at %d tokens: %.1f%% of full\n\n", 100 * accuracy[pi], lengths[NEEDLE_LENGTHS - 1], 100 * kv_ratio[pi]);
         char path[4200];
         snprintf(path, sizeof path, "%s_%s.svg", o->out_path ? o->out_path : "needle", policy_names[pi]);
-        FILE *f = fopen(path, "w");
-        if (f) { /* the length x depth heatmap: green found, red missed */
-            int cell = 40, pad = 90;
-            fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n"
-                       "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n<text x=\"%d\" y=\"20\">%s: %.0f%% (kv %.0f%% of full)</text>\n",
-                    N_DEPTHS * cell + 2 * pad, N_LENGTHS * cell + 2 * pad, pad, policy_names[pi], 100 * accuracy[pi], 100 * kv_ratio[pi]);
-            for (int li = 0; li < N_LENGTHS; li++) {
-                fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%d tokens</text>\n", pad - 6, pad + li * cell + cell / 2 + 4, lengths[li]);
-                for (int di = 0; di < N_DEPTHS; di++)
-                    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"/>\n", pad + di * cell, pad + li * cell, cell - 2, cell - 2,
-                            ok[pi][li][di] ? "#3a3" : "#c33");
-            }
-            for (int di = 0; di < N_DEPTHS; di++)
-                fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%.0f%%</text>\n", pad + di * cell + cell / 2, pad - 8, depths[di] * 100);
-            fprintf(f, "<text x=\"%d\" y=\"%d\">depth of the pass key in the prompt</text>\n</svg>\n", pad, pad - 30);
-            fclose(f);
-            fprintf(stderr, "wrote %s\n", path);
-        }
+        write_needle_svg(path, policy_names[pi], (const int(*)[NEEDLE_DEPTHS])ok[pi], lengths, accuracy[pi], kv_ratio[pi]);
     }
-    printf("{");
-    for (int pi = 0; pi < n_policies; pi++)
-        printf("%s\"%s\": {\"accuracy\": %.4f, \"kv_ratio\": %.4f}", pi ? ", " : "", policy_names[pi], accuracy[pi], kv_ratio[pi]);
-    printf("}\n");
-    free(prompt); free(needle); free(question); free(filler);
-    return 0;
+    if (status == 0) {
+        printf("{");
+        for (int pi = 0; pi < 4; pi++)
+            printf("%s\"%s\": {\"accuracy\": %.4f, \"kv_ratio\": %.4f}", pi ? ", " : "", policy_names[pi], accuracy[pi], kv_ratio[pi]);
+        printf("}\n");
+    }
+    free(prompt);
+    free(filler);
+    return status;
 }
 
 /* Reads whitespace-separated token ids; each must be in [0, vocab_size), at most max_ids of them. */
@@ -2337,9 +2372,14 @@ int main(int argc, char **argv) {
         double t0 = now_seconds();
         int n = encode(&tok, text, 1, tokens);
         double secs = now_seconds() - t0;
-        for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", tokens[i]);
-        printf("\n");
-        fprintf(stderr, "encoded %zu bytes into %d tokens in %.1f ms\n", strlen(text), n, secs * 1e3);
+        if (n < 0) {
+            fprintf(stderr, "razor: %s\n", razor_error());
+            status = 2;
+        } else {
+            for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", tokens[i]);
+            printf("\n");
+            fprintf(stderr, "encoded %zu bytes into %d tokens in %.1f ms\n", strlen(text), n, secs * 1e3);
+        }
         free(tokens);
     } else if (!strcmp(o.mode, "logits")) {
         int *ids = NULL, n = 0;
@@ -2348,6 +2388,7 @@ int main(int argc, char **argv) {
         } else {
             ids = xcalloc(strlen(o.prompt) + 3, sizeof(int));
             n = encode(&tok, o.prompt, 1, ids);
+            if (n < 0) { fprintf(stderr, "razor: %s\n", razor_error()); status = 2; }
             if (n > c->seq_len) { fprintf(stderr, "razor: the prompt is %d tokens, the model's context is %d\n", n, c->seq_len); status = 2; }
         }
         if (status == 0) status = run_logits(&model, ids, n, o.out_path);

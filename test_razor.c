@@ -864,6 +864,21 @@ static void test_cli(void) {
     Run e = run(cmd);
     check(count_lines(e.err) == 1, "an error is one line: %s", e.err);
     free_run(&e);
+    /* the measuring modes run end to end and end with their JSON line */
+    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -m compare -n 12 -W 8 -S 2 -i '%s %s' -T 2", razor_bin, model, prompt, prompt);
+    Run cmp = run(cmd);
+    check(cmp.status == 0 && strstr(cmp.out, "{\"policy\": \"razor\"") && strstr(cmp.out, "\"top1_agreement\": ") && strstr(cmp.err, "kv cache: "),
+          "-m compare prints its table and JSON summary: exit %d %s", cmp.status, cmp.err);
+    free_run(&cmp);
+    TestModel wide = make_model(small_config(48, 80, 2, 4, 2, 512, 400), 12); /* room for the needle at a quarter of the context */
+    write_model(&wide, tmp_path("needle.bin"), FORMAT_RAZOR);
+    free_test_model(&wide);
+    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -m needle -W 8 -S 2 -o %s/needle -T 2", razor_bin, tmp_path("needle.bin"), tmpdir);
+    Run nd = run(cmd);
+    struct stat svg;
+    check(nd.status == 0 && strstr(nd.out, "{\"full\": {\"accuracy\": ") && strstr(nd.out, "\"streaming\": ") && stat(tmp_path("needle_razor.svg"), &svg) == 0,
+          "-m needle runs every policy, writes its pictures and a JSON summary: exit %d %s", nd.status, nd.err);
+    free_run(&nd);
     /* found by the fuzzer: top-p on a flat distribution with topp < 1 / vocab_size left no candidate */
     memset(tm.emb, 0, (size_t)512 * 48 * sizeof(float)); /* tied: every logit 0 */
     write_model(&tm, tmp_path("flat.bin"), FORMAT_RAZOR);
