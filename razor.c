@@ -558,6 +558,17 @@ static inline vecf vexp(vecf x) {
     return (vecf)((veci)(y * (vecf)two_k) & live);
 }
 
+/* SwiGLU: hb = silu(hb) * hb2, silu(v) = v / (1 + e^-v), VEC at a time. */
+static void swiglu(float *hb, const float *hb2, size_t n) {
+    size_t i = 0;
+    for (; i + VEC <= n; i += VEC) {
+        vecf v = vload(hb + i), e = vexp(-vmax(v, (vecf){0} - 87.0f)); /* e^-v, kept finite */
+        vecf out = v / (1.0f + e) * vload(hb2 + i);
+        memcpy(hb + i, &out, sizeof out);
+    }
+    for (; i < n; i++) hb[i] = hb[i] / (1.0f + expf(-hb[i])) * hb2[i];
+}
+
 /* THE attention loop, flash-attention style: for each query, walk the keys in tiles of ATT_TILE_K,
  * keeping a running max m, a running sum l of exp(score - m) and an accumulator of the weighted
  * values, rescaled whenever m grows. No score row of length seq_len ever exists. A tile of
@@ -899,10 +910,7 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
         for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_ffn_weight + L * dim, dim, c->norm_eps);
         matmul(s->hb, s->xb, w->w1 + L * hidden * dim, T, dim, hidden, s->xt);
         matmul(s->hb2, s->xb, w->w3 + L * hidden * dim, T, dim, hidden, s->xt);
-        for (size_t i = 0; i < (size_t)T * hidden; i++) { /* SwiGLU: silu(w1 x) * (w3 x) */
-            float v = s->hb[i];
-            s->hb[i] = v / (1.0f + expf(-v)) * s->hb2[i];
-        }
+        swiglu(s->hb, s->hb2, (size_t)T * hidden);
         matmul(s->xb2, s->hb, w->w2 + L * dim * hidden, T, hidden, dim, s->xt);
         for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
     }
