@@ -2241,8 +2241,8 @@ static int parse_number(const char *flag, const char *s, double lo, double hi, i
 static int parse_args(int argc, char **argv, Options *o) {
     *o = (Options){.temperature = 1.0f, .topp = 0.9f, .seed = (uint64_t)time(NULL), .steps = 256, .mode = "generate",
                    .policy_name = "razor", .cache = {POLICY_RAZOR, 4, 64, 5.0f, NULL}, .induction_fraction = 0.14f,
-                   .echo_fraction = 0.01f, .needle = "The pass key is {key}. Remember it. {key} is the pass key.",
-                   .question = " What is the pass key? The pass key is"};
+                   .echo_fraction = 0.01f, .needle = "The pass key is {key}. Remember it.",
+                   .question = "What is the pass key? The pass key is"}; /* as train/train.py plants them */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     o->threads = cores > 0 ? (int)cores : 1;
     if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) { usage(stdout); return 1; }
