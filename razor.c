@@ -1821,6 +1821,7 @@ static int run_generate(const Model *m, const Tokenizer *tok, Sampler *sampler, 
     double prompt_s = now_seconds() - t0;
     int n_gen = generate_tokens(m, &s, tok, sampler, logits, tokens[n - 1], o->steps, NULL, &gen_s);
     printf("\n");
+    fflush(stdout);
     print_speed(n, prompt_s, n_gen, gen_s);
     print_kv_line(&s, &m->config);
     free_runstate(&s);
@@ -1870,6 +1871,7 @@ static int run_chat(const Model *m, const Tokenizer *tok, Sampler *sampler, cons
         printf("Assistant: ");
         int n_gen = generate_tokens(m, &s, tok, sampler, logits, tokens[n - 1], o->steps, NULL, &gen_s);
         printf("\n");
+        fflush(stdout);
         print_speed(n, prompt_s, n_gen, gen_s);
         free(tokens);
     }
@@ -2078,7 +2080,7 @@ static int run_needle(const Model *m, const Tokenizer *tok, const Options *o, co
     int *prompt = xcalloc((size_t)c->seq_len + 1, sizeof(int)), lengths[NEEDLE_LENGTHS], status = 0;
     int ok[4][NEEDLE_LENGTHS][NEEDLE_DEPTHS];
     double kv_ratio[4] = {0}, accuracy[4] = {0};
-    uint64_t rng = o->seed ? o->seed : 1;
+    uint64_t rng = o->seed ? o->seed : 42;
     if (n_filler < 8) { fprintf(stderr, "razor: %s\n", n_filler < 0 ? razor_error() : "the filler text is too short"); status = 2; }
     for (int li = 0; li < NEEDLE_LENGTHS; li++) lengths[li] = (int)((c->seq_len - NEEDLE_ANSWER) * (li + 1) / (float)NEEDLE_LENGTHS);
     for (int li = 0; li < NEEDLE_LENGTHS && status == 0; li++)
@@ -2204,7 +2206,8 @@ static void usage(FILE *f) {
             "  -i text     the prompt                 -f file   read the prompt (needle: the filler) from a file\n"
             "  -n n        tokens to generate after the prompt (default 256)\n"
             "  -t temp     temperature, 0 = greedy (default 1.0)\n"
-            "  -p topp     top-p sampling (default 0.9)    -s seed   random seed (default: time)\n"
+            "  -p topp     top-p sampling (default 0.9)\n"
+            "  -s seed     random seed (default: the time for sampling, 42 for the profile probe and needle keys)\n"
             "  -z file     tokenizer.bin (default: next to the model, then ./tokenizer.bin)\n"
             "  -T n        threads (default: online cores)\n"
             "  -y text     system prompt (chat)\n"
@@ -2239,7 +2242,7 @@ static int parse_number(const char *flag, const char *s, double lo, double hi, i
 
 /* Parses argv into o; returns 0, or the exit code on error (2) or help (after printing usage). */
 static int parse_args(int argc, char **argv, Options *o) {
-    *o = (Options){.temperature = 1.0f, .topp = 0.9f, .seed = (uint64_t)time(NULL), .steps = 256, .mode = "generate",
+    *o = (Options){.temperature = 1.0f, .topp = 0.9f, .steps = 256, .mode = "generate",
                    .policy_name = "razor", .cache = {POLICY_RAZOR, 4, 64, 5.0f, NULL}, .induction_fraction = 0.14f,
                    .echo_fraction = 0.01f, .needle = "The pass key is {key}. Remember it.",
                    .question = "What is the pass key? The pass key is"}; /* as train/train.py plants them */
@@ -2317,7 +2320,7 @@ static const char *tokenizer_path(const Options *o, char *buf, size_t size) {
 
 /* Computes the head profile and saves it (and its picture) to path. */
 static int make_profile(const Model *m, const Tokenizer *tok, const Options *o, HeadProfile *p, const char *path) {
-    if (profile_heads(m, tok, p, o->seed, o->induction_fraction, o->echo_fraction) != 0) return -1;
+    if (profile_heads(m, tok, p, o->seed ? o->seed : 42, o->induction_fraction, o->echo_fraction) != 0) return -1;
     print_heatmap(p);
     char svg[4200];
     snprintf(svg, sizeof svg, "%s.svg", path);
@@ -2404,7 +2407,7 @@ int main(int argc, char **argv) {
     } else {
         o.cache.retrieval = profile.retrieval;
         Sampler sampler;
-        build_sampler(&sampler, c->vocab_size, o.temperature, o.topp, o.seed);
+        build_sampler(&sampler, c->vocab_size, o.temperature, o.topp, o.seed ? o.seed : (uint64_t)time(NULL));
         if (!strcmp(o.mode, "chat")) status = run_chat(&model, &tok, &sampler, &o);
         else if (!strcmp(o.mode, "compare")) status = run_compare(&model, &tok, &o);
         else if (!strcmp(o.mode, "needle")) status = run_needle(&model, &tok, &o, profile.retrieval);

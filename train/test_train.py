@@ -1,0 +1,104 @@
+#!/usr/bin/python3
+"""Checks train/train.py at a tiny scale (~20 s): a few steps train and resume deterministically, the
+HF folder converts with export.py, and razor's logits match the torch model's.
+
+usage: /usr/bin/python3 train/test_train.py     (prints "N passed, N failed"; exit 1 on failure)
+"""
+import contextlib, io, os, shutil, subprocess, sys, tempfile
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+try:
+    import torch
+except ImportError:
+    print('skipped: torch is not installed (apt-get install python3-torch)')
+    sys.exit(0)
+sys.path.insert(0, HERE)
+import train  # noqa: E402
+
+passed = failed = 0
+
+
+def check(name, ok, detail=''):
+    global passed, failed
+    print(f'{"ok  " if ok else "FAIL"} {name} {detail}')
+    passed, failed = passed + bool(ok), failed + (not ok)
+
+
+def run_train(*argv):
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        train.main(['--dim', '64', '--layers', '2', '--heads', '4', '--kv-heads', '2', '--hidden', '96',
+                    '--seq-len', '64', '--batch', '2', '--lr', '3e-3', '--device', 'cpu',
+                    '--eval-every', '1000', '--ckpt-every', '2', '--log-every', '1', *argv])
+    return out.getvalue()
+
+
+def load(folder):
+    ck = torch.load(os.path.join(folder, 'ckpt.pt'), map_location='cpu')
+    model = train.Llama(ck['config'])
+    model.load_state_dict(ck['model'])
+    return model.eval(), ck
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix='test_train.')
+    try:
+        run_checks(tmp)
+    finally:
+        shutil.rmtree(tmp)
+
+
+def run_checks(tmp):
+    data = os.path.join(tmp, 'data')
+    os.makedirs(data)
+    rng = np.random.default_rng(0)  # a fake token cache, so the test does not tokenize the corpus
+    np.save(os.path.join(data, 'train.npy'), rng.integers(3, 512, 20000).astype(np.uint16))
+    np.save(os.path.join(data, 'val.npy'), rng.integers(3, 512, 500).astype(np.uint16))
+    with open(os.path.join(data, 'meta.json'), 'w') as f:
+        f.write('{"val_bytes": 1000, "vocab": 512}')
+
+    a, b = os.path.join(tmp, 'a'), os.path.join(tmp, 'b')
+    log = run_train('--steps', '6', '--out', a, '--data', data)
+    losses = [float(l.split()[3]) for l in log.splitlines() if l.split()[:1] == ['step'] and l.split()[2] == 'loss']
+    check('training runs and the loss falls', len(losses) == 6 and losses[-1] < losses[0], f'{losses[0]:.3f} -> {losses[-1]:.3f}')
+    run_train('--steps', '6', '--stop-at', '4', '--out', b, '--data', data)
+    run_train('--steps', '6', '--out', b, '--data', data, '--resume')
+    ma, ca = load(a)
+    mb, cb = load(b)
+    same = all(torch.equal(ca['model'][k], cb['model'][k]) for k in ca['model'])
+    check('4 steps + resume to 6 == 6 steps', same and ca['step'] == cb['step'] == 6)
+
+    hf = os.path.join(a, 'hf')
+    check('HF folder written', os.path.exists(os.path.join(hf, 'config.json')) and
+          os.path.exists(os.path.join(hf, 'model.safetensors')))
+    out_bin = os.path.join(tmp, 'model.bin')
+    r = subprocess.run([sys.executable, os.path.join(TOP, 'export.py'), out_bin, '--hf', hf],
+                       capture_output=True, text=True)
+    check('export.py converts it', r.returncode == 0, r.stderr.strip()[-300:])
+    if r.returncode != 0:
+        return
+
+    razor = os.path.join(TOP, 'razor')
+    if not os.path.exists(razor):
+        subprocess.run(['make', '-C', TOP, 'razor'], capture_output=True)
+    ids = [1] + rng.integers(3, 512, 40).tolist()
+    with open(os.path.join(tmp, 'ids.txt'), 'w') as f:
+        f.write(' '.join(map(str, ids)))
+    r = subprocess.run([razor, out_bin, '-m', 'logits', '-z', os.path.join(TOP, 'tokenizer.bin'),
+                        '-I', os.path.join(tmp, 'ids.txt'), '-o', os.path.join(tmp, 'logits.f32')],
+                       capture_output=True, text=True)
+    check('razor -m logits runs', r.returncode == 0, r.stderr.strip()[-300:])
+    if r.returncode != 0:
+        return
+    got = np.fromfile(os.path.join(tmp, 'logits.f32'), dtype=np.float32).reshape(len(ids), -1)
+    with torch.no_grad():
+        want = ma(torch.tensor([ids]), chunk=16)[0].numpy()
+    diff = float(np.abs(got - want).max())
+    check('razor logits == torch logits', diff < 1e-4, f'(max abs diff {diff:.2e})')
+
+
+if __name__ == '__main__':
+    main()
+    print(f'{passed} passed, {failed} failed')
+    sys.exit(1 if failed else 0)
