@@ -21,6 +21,7 @@ test_razor: test_razor.c razor.c model.h tests/tokenizer_vectors.h
 test: razor razor-san razor-nothreads test_razor
 	./test_razor ./razor-san ./razor-nothreads
 	$(PYTHON) tests/test_tokenizer_bbpe.py
+	$(PYTHON) train/test_train.py
 	RAZOR=./razor $(PYTHON) tests/test_export.py
 
 clean:
