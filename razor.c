@@ -405,8 +405,9 @@ static inline float vsum(vecf v) { /* a tree of adds, log2(VEC) deep, not a VEC-
 /* Two matmul kernels. Weights stay as the file stores them, row-major (d, n).
  *
  * dot_tile, for a few tokens (generation): out[c * out_stride + r] = dot(w row r, x row c) for R
- * weight rows and C tokens (R, C <= 4), vectorised along n, so that every value loaded is used
- * several times. Called with constant R and C, it compiles to an unrolled block of accumulators. */
+ * weight rows and C tokens (R, C <= 4), vectorised along n, so that with R, C > 1 every value loaded
+ * is used several times. Called with constant R and C, it compiles to an unrolled block of
+ * accumulators. */
 static inline __attribute__((always_inline)) void dot_tile(float *out, size_t out_stride, const float *x,
                                                            const float *w, int n, int R, int C) {
     vecf acc[4][4];
@@ -489,7 +490,11 @@ static void matmul_task(void *arg, int thread, int n_threads) {
         return;
     }
     split((size_t)a->d, 4, thread, n_threads, &begin, &end);
-    for (i = begin; i + 4 <= end; i += 4) {
+    if (a->T == 1) { /* generation: one row at a time (one stream of weights is what prefetches best) */
+        for (i = begin; i < end; i++) dot_tile(a->out + i, 0, a->x, a->w + i * a->n, a->n, 1, 1);
+        return;
+    }
+    for (i = begin; i + 4 <= end; i += 4) { /* a few tokens: 4 rows x 4 tokens at a time */
         const float *w = a->w + i * a->n;
         int t = 0;
         for (; t + 4 <= a->T; t += 4) dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, w, a->n, 4, 4);
