@@ -1065,8 +1065,9 @@ static int load_rztk(Tokenizer *t, const char *path, size_t size) {
     for (int i = 0; i < t->n_classes + t->n_nfc; i++, at += 12) {
         const unsigned char *p = (const unsigned char *)d + at;
         CodeRange r = {read_i32(p), read_i32(p + 4), read_i32(p + 8)}, *out = i < t->n_classes ? t->classes + i : t->nfc + i - t->n_classes;
-        if (r.first < 0 || r.last < r.first || r.last > 0x10FFFF || (i != 0 && i != t->n_classes && r.first <= out[-1].last))
-            BAD("%s: code point range %d is bad or out of order", path, i);
+        if (r.first < 0 || r.last < r.first || r.last > 0x10FFFF || (i != 0 && i != t->n_classes && r.first <= out[-1].last) ||
+            (i < t->n_classes && (r.value < LETTER || r.value > SPACE)))
+            BAD("%s: code point range %d is bad, out of order, or of an unknown class", path, i);
         *out = r;
     }
     t->byte_level = 1;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1131,6 +1132,53 @@ static void test_profiler(void) {
     free_test_model(&tm);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Every input the fuzzers ever crashed razor with (fuzz/regressions/<harness>-<name>, read as that
+ * harness reads its input) must now be refused or handled cleanly: under the sanitizers, a relapse
+ * aborts this test. */
+static void test_fuzz_regressions(void) {
+    DIR *dir = opendir("fuzz/regressions");
+    int n = 0;
+    for (struct dirent *e; dir && (e = readdir(dir));) {
+        char path[512];
+        size_t size;
+        snprintf(path, sizeof path, "fuzz/regressions/%s", e->d_name);
+        if (e->d_name[0] == '.' || strstr(e->d_name, ".sh")) continue;
+        unsigned char *d = slurp(path, &size);
+        if (!d) continue;
+        if (!strncmp(e->d_name, "tokenizer-", 10) && size >= 2) { /* 2 bytes of vocab_size, then the file */
+            write_bytes(tmp_path("regression.tok"), d + 2, size - 2);
+            Tokenizer t;
+            if (load_tokenizer(&t, tmp_path("regression.tok"), 1 + (d[0] | d[1] << 8) % 4096, 1, 2) == 0) {
+                int ids[64];
+                encode(&t, "Hello, world 12345!", 1, ids);
+                free_tokenizer(&t);
+            }
+            n++;
+        } else if (!strncmp(e->d_name, "profile-", 8) && size >= 1) { /* even first byte: .heads, odd: .tsv */
+            const char *file = tmp_path(d[0] & 1 ? "regression.tsv" : "regression.heads");
+            write_bytes(file, d + 1, size - 1);
+            Config c = {.dim = 32, .hidden_dim = 64, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2, .head_dim = 8, .vocab_size = 64, .seq_len = 64};
+            HeadProfile p;
+            if (load_profile(&p, file, &c) == 0) free_profile(&p);
+            n++;
+        } else if (!strncmp(e->d_name, "model-", 6)) {
+            write_bytes(tmp_path("regression.bin"), d, size);
+            Model m;
+            if (load_model(&m, tmp_path("regression.bin")) == 0) free_model(&m);
+            n++;
+        } else if (!strncmp(e->d_name, "ids-", 4)) {
+            write_bytes(tmp_path("regression.ids"), d, size);
+            int *ids, count;
+            if (read_ids(tmp_path("regression.ids"), 512, 1000, &ids, &count) == 0) free(ids);
+            n++;
+        }
+        free(d);
+    }
+    if (dir) closedir(dir);
+    check(n >= 3, "%d inputs that once crashed razor (fuzz/regressions) are handled cleanly", n);
+}
+
 int main(int argc, char **argv) {
     if (argc == 10 && !strcmp(argv[1], "--random-model")) { /* for make bench: a random razor-format model */
         int v[7];
@@ -1161,6 +1209,7 @@ int main(int argc, char **argv) {
     test_byte_level_tokenizer();
     test_bad_model_files();
     test_cli();
+    test_fuzz_regressions();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
