@@ -147,7 +147,7 @@ typedef struct RunState {
     float *rope_cos, *rope_sin; /* (block, head_dim / 2) */
     float *att_scratch;      /* (threads, ATT_TILE_Q, head_dim + 2) */
     float *logits;           /* (block, vocab_size) */
-    float *xt;               /* (widest input, padded block) a block transposed, for matmul */
+    float *xt;               /* (widest input, padded block) a block transposed, for matmul (transpose_block) */
     HeadCache *heads;        /* (layer, kv_head): the KV cache */
     int n_heads;             /* n_layers * n_kv_heads */
     CacheConfig cache;
@@ -206,7 +206,8 @@ void free_runstate(RunState *s);
 float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int all_logits);
 float *forward(const Model *m, RunState *s, const int *tokens, int n, LogitsSink sink, void *sink_arg);
 void rmsnorm(float *out, const float *x, const float *weight, int n, float eps);
-void matmul(float *out, const float *x, const float *w, int T, int n, int d, float *xt_scratch);
+void transpose_block(float *xt, const float *x, int T, int n);
+void matmul(float *out, const float *x, const float *xt, const float *w, int T, int n, int d);
 void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *key_tiles,
                const float *values, int n_keys, int first_visible, int head_dim, float *scratch, int comp_slot,
                float comp_bias);

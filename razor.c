@@ -457,7 +457,7 @@ static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const
 /* A chunk of rows [i0, i1) (at most BLOCK_ROWS) for tokens [t0, t0 + BLOCK_TILE_T): the inputs go in
  * slices of BLOCK_J, so that the slice of xt stays in L1 while every row of the chunk uses it. */
 #define BLOCK_ROWS (16 * BLOCK_TILE_R)
-#define BLOCK_J 128
+#define BLOCK_J 64
 static void block_rows(float *out, const float *xt, const float *w, int n, int d, int tp, int T, int i0, int i1, int t0) {
     vecf acc[BLOCK_ROWS * 4];
     for (int j0 = 0; j0 < n; j0 += BLOCK_J) {
@@ -504,19 +504,32 @@ static void matmul_task(void *arg, int thread, int n_threads) {
         for (int t = 0; t < a->T; t++) dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, a->w + i * a->n, a->n, 1, 1);
 }
 
-/* out (T, d) = x (T, n) @ w (d, n)^T: every weight row is read once for the whole block of T tokens.
- * xt_scratch holds n * matmul_padded(T) floats (unused below BLOCK_MIN_TOKENS tokens). */
 static int matmul_padded(int T) { return (T + BLOCK_TILE_T - 1) / BLOCK_TILE_T * BLOCK_TILE_T; }
 
-void matmul(float *out, const float *x, const float *w, int T, int n, int d, float *xt_scratch) {
-    Matmul a = {out, x, xt_scratch, w, T, n, d, matmul_padded(T)};
-    if (T >= BLOCK_MIN_TOKENS) {
-        for (int j = 0; j < n; j++) {
-            float *row = xt_scratch + (size_t)j * a.tp;
-            for (int t = 0; t < T; t++) row[t] = x[(size_t)t * n + j];
-            for (int t = T; t < a.tp; t++) row[t] = 0;
-        }
+typedef struct { float *xt; const float *x; int T, n; } Transpose;
+
+static void transpose_task(void *arg, int thread, int n_threads) {
+    const Transpose *a = arg;
+    size_t begin, end, tp = (size_t)matmul_padded(a->T);
+    split((size_t)a->n, 16, thread, n_threads, &begin, &end);
+    for (size_t j = begin; j < end; j++) {
+        float *row = a->xt + j * tp;
+        for (int t = 0; t < a->T; t++) row[t] = a->x[(size_t)t * a->n + j];
+        for (size_t t = (size_t)a->T; t < tp; t++) row[t] = 0;
     }
+}
+
+/* Before matmuls of a block: x (T, n) transposed into xt (n, matmul_padded(T)), zero-padded, for
+ * block_tile. Below BLOCK_MIN_TOKENS tokens matmul reads x itself and this does nothing. */
+void transpose_block(float *xt, const float *x, int T, int n) {
+    Transpose a = {xt, x, T, n};
+    if (T >= BLOCK_MIN_TOKENS) pool_run(transpose_task, &a);
+}
+
+/* out (T, d) = x (T, n) @ w (d, n)^T: every weight row is read once for the whole block of T tokens.
+ * xt: x as transpose_block left it. */
+void matmul(float *out, const float *x, const float *xt, const float *w, int T, int n, int d) {
+    Matmul a = {out, x, xt, w, T, n, d, matmul_padded(T)};
     pool_run(matmul_task, &a);
 }
 
@@ -897,9 +910,10 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
     for (int l = 0; l < c->n_layers; l++) {
         size_t L = (size_t)l;
         for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_att_weight + L * dim, dim, c->norm_eps);
-        matmul(s->q, s->xb, w->wq + L * q_dim * dim, T, dim, q_dim, s->xt);
-        matmul(s->k, s->xb, w->wk + L * kv_dim * dim, T, dim, kv_dim, s->xt);
-        matmul(s->v, s->xb, w->wv + L * kv_dim * dim, T, dim, kv_dim, s->xt);
+        transpose_block(s->xt, s->xb, T, dim);
+        matmul(s->q, s->xb, s->xt, w->wq + L * q_dim * dim, T, dim, q_dim);
+        matmul(s->k, s->xb, s->xt, w->wk + L * kv_dim * dim, T, dim, kv_dim);
+        matmul(s->v, s->xb, s->xt, w->wv + L * kv_dim * dim, T, dim, kv_dim);
         for (int t = 0; t < T; t++) {
             rope(s->q + (size_t)t * q_dim, c->n_heads, hd, s->rope_cos + (size_t)t * half, s->rope_sin + (size_t)t * half);
             rope(s->k + (size_t)t * kv_dim, c->n_kv_heads, hd, s->rope_cos + (size_t)t * half, s->rope_sin + (size_t)t * half);
@@ -909,20 +923,24 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
         AttentionJob job = {m, s, l, T};
         pool_run(attention_task, &job);
         if (s->probe) s->probe(s->probe_arg, s, l, (int)pos, T);
-        matmul(s->xb2, s->xb, w->wo + L * dim * q_dim, T, q_dim, dim, s->xt);
+        transpose_block(s->xt, s->xb, T, q_dim);
+        matmul(s->xb2, s->xb, s->xt, w->wo + L * dim * q_dim, T, q_dim, dim);
         for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
 
         for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_ffn_weight + L * dim, dim, c->norm_eps);
-        matmul(s->hb, s->xb, w->w1 + L * hidden * dim, T, dim, hidden, s->xt);
-        matmul(s->hb2, s->xb, w->w3 + L * hidden * dim, T, dim, hidden, s->xt);
+        transpose_block(s->xt, s->xb, T, dim);
+        matmul(s->hb, s->xb, s->xt, w->w1 + L * hidden * dim, T, dim, hidden);
+        matmul(s->hb2, s->xb, s->xt, w->w3 + L * hidden * dim, T, dim, hidden);
         swiglu(s->hb, s->hb2, (size_t)T * hidden);
-        matmul(s->xb2, s->hb, w->w2 + L * dim * hidden, T, hidden, dim, s->xt);
+        transpose_block(s->xt, s->hb, T, hidden);
+        matmul(s->xb2, s->hb, s->xt, w->w2 + L * dim * hidden, T, hidden, dim);
         for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
     }
     s->n_tokens += T;
     int first = all_logits ? 0 : T - 1;
     for (int t = first; t < T; t++) rmsnorm(s->xb + (size_t)(t - first) * dim, s->x + (size_t)t * dim, w->rms_final_weight, dim, c->norm_eps);
-    matmul(s->logits, s->xb, w->wcls, T - first, dim, c->vocab_size, s->xt);
+    transpose_block(s->xt, s->xb, T - first, dim);
+    matmul(s->logits, s->xb, s->xt, w->wcls, T - first, dim, c->vocab_size);
     return s->logits;
 }
 
