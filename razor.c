@@ -794,7 +794,7 @@ void head_compress(HeadCache *h, int window, int hd) {
     reserve_slots(h, ws + window, hd); /* physically sinks + compensation + window, in whole key tiles */
 }
 
-/* The bytes of keys and values a head holds, and what a full cache would hold for the same tokens. */
+/* The bytes of keys and values a head holds. */
 size_t head_bytes(const HeadCache *h, int hd) {
     int slots = h->n - (h->compensate && h->compressed && h->n_dropped == 0); /* an unused compensation slot does not count */
     return (size_t)slots * hd * 2 * sizeof(float);
