@@ -1314,6 +1314,7 @@ static int encode_byte_level(const Tokenizer *t, const char *text, size_t n_byte
         if (added < 0 && i < n) { i++; continue; }
         for (int j = start, end; j < i; j = end) { /* the text before it, one pre-token at a time */
             end = pretoken_end(t->regex, cp, cls, j, i);
+            if (end <= j) end = j + 1; /* never stall, whatever the file's tables say */
             const char *s = text + at[j];
             int m = at[end] - at[j], whole = t->flags & IGNORE_MERGES ? lookup_piece(t, s, (size_t)m) : -1;
             if (whole >= 0) { tokens[n_tokens++] = whole; continue; }
@@ -2072,7 +2073,7 @@ static int needle_found(const Model *m, const Tokenizer *tok, const CacheConfig 
     cache_bytes(&s, &m->config, &kept, &full);
     *kv_ratio = (double)kept / full;
     free_runstate(&s);
-    long got;
+    long got = -1;
     return first_number(said, &got) && got == key;
 }
 
