@@ -17,7 +17,7 @@ razor-san: razor.c model.h
 test_razor: test_razor.c razor.c model.h tests/tokenizer_vectors.h
 	$(CC) $(SAN) $(WARN) -Wno-unused-function -DRAZOR_NO_MAIN -o $@ test_razor.c razor.c -lm -lpthread
 
-.PHONY: test bench clean valgrind fuzz-smoke
+.PHONY: test bench clean valgrind fuzz fuzz-smoke
 test: razor razor-san razor-nothreads test_razor
 	./test_razor ./razor-san ./razor-nothreads
 	$(MAKE) -s valgrind fuzz-smoke
@@ -38,7 +38,12 @@ valgrind: razor-vg test_razor
 	  > /dev/null 2> $$d/log || { cat $$d/log; exit 1; }; } && \
 	rm -rf $$d && echo "valgrind: 0 errors, no leaks (a generation; the razor cache: profiling, compression, sliding window)"
 
-# about a minute of each libFuzzer harness over its seeds (fuzz/; needs clang and libclang-rt)
+# the libFuzzer harnesses (fuzz/; needs clang and libclang-rt): FUZZ_SECONDS each
+FUZZ_SECONDS ?= 600
+fuzz:
+	$(MAKE) -s -C fuzz && sh fuzz/run.sh -t $(FUZZ_SECONDS)
+
+# 10 seconds of each harness, for make test
 fuzz-smoke:
 	@if ! echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { return 0; }' | clang -fsanitize=fuzzer -x c - -o /dev/null 2>/dev/null; \
 	then echo "fuzz smoke: SKIPPED (clang with libFuzzer not installed)"; exit 0; fi; \
