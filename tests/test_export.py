@@ -494,6 +494,71 @@ def check_no_torch(tmp):
     return check_refused(meta, 'meta', [], ['PyTorch'], tmp, source='--meta')
 
 
+def hf_to_interleaved(w, n_heads):
+    """HF rotate-half q/k rows -> Meta's interleaved order (the inverse of HF's permute)."""
+    rows, cols = w.shape
+    return w.reshape(n_heads, 2, rows // n_heads // 2, cols).transpose(0, 2, 1, 3).reshape(rows, cols)
+
+
+def check_meta_and_checkpoint(tmp):
+    """One random GQA model as an HF folder, a Meta folder (params.json + consolidated.00.pth) and a
+    llama2.c checkpoint (.pt): all three exports must give razor the same logits."""
+    import importlib.util
+    if not importlib.util.find_spec('torch'):
+        return 'SKIP (torch is not installed)'
+    import torch
+    dim, layers, heads, kv, hidden, vocab, seq_len = 64, 2, 4, 2, 96, 64, 32
+    folder = os.path.join(tmp, 'three_hf')
+    cfg, w = make_hf(folder, dict(dim=dim, layers=layers, heads=heads, kv=kv, hidden=hidden, vocab=vocab,
+                                  seq_len=seq_len, seed=9))
+    names = {'tok_embeddings': 'model.embed_tokens', 'norm': 'model.norm', 'output': 'lm_head'}
+    for i in range(layers):
+        for m, h in [('attention.wq', 'self_attn.q_proj'), ('attention.wk', 'self_attn.k_proj'),
+                     ('attention.wv', 'self_attn.v_proj'), ('attention.wo', 'self_attn.o_proj'),
+                     ('feed_forward.w1', 'mlp.gate_proj'), ('feed_forward.w2', 'mlp.down_proj'),
+                     ('feed_forward.w3', 'mlp.up_proj'), ('attention_norm', 'input_layernorm'),
+                     ('ffn_norm', 'post_attention_layernorm')]:
+            names[f'layers.{i}.{m}'] = f'model.layers.{i}.{h}'
+    sd = {}
+    for m, h in names.items():
+        a = w[h + '.weight']
+        if m.endswith('attention.wq'):
+            a = hf_to_interleaved(a, heads)
+        elif m.endswith('attention.wk'):
+            a = hf_to_interleaved(a, kv)
+        sd[m + '.weight'] = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    meta = os.path.join(tmp, 'three_meta')
+    os.makedirs(meta)
+    with open(os.path.join(meta, 'params.json'), 'w') as f:
+        json.dump({'dim': dim, 'n_layers': layers, 'n_heads': heads, 'n_kv_heads': kv, 'vocab_size': vocab,
+                   'multiple_of': 32, 'norm_eps': 1e-5, 'rope_theta': 10000.0}, f)
+    torch.save(sd, os.path.join(meta, 'consolidated.00.pth'))
+    pt = os.path.join(tmp, 'three_ckpt.pt')
+    torch.save({'model_args': dict(dim=dim, n_layers=layers, n_heads=heads, n_kv_heads=kv, vocab_size=vocab,
+                                   hidden_dim=hidden, multiple_of=32, norm_eps=1e-5, max_seq_len=seq_len,
+                                   dropout=0.0),
+                'model': {'_orig_mod.' + k: v for k, v in sd.items()}, 'iter_num': 0, 'best_val_loss': 1.0,
+                'config': {}}, pt)
+    ref = hf_reference(cfg, w, IDS)
+    logits = {}
+    for src, path in [('--hf', folder), ('--meta', meta), ('--checkpoint', pt)]:
+        out = os.path.join(tmp, 'three' + src[2:] + '.bin')
+        r = export(out, src, path)
+        assert r.returncode == 0, f'export {src} failed: {r.stderr.strip()[-500:]}'
+        c, back = readback_logits(out, IDS)
+        assert c['shared_classifier'] == 0 and c['n_kv_heads'] == kv and c['hidden_dim'] == hidden, \
+            f'{src}: header {c}'
+        d = maxdiff(back, ref)
+        assert d <= TOL, f'{src}: read-back file vs HF reference: max abs diff {d:.3g}'
+        logits[src] = razor_logits(out, IDS, tmp)
+        d = maxdiff(logits[src], ref)
+        assert d <= TOL, f'{src}: razor vs HF reference: max abs diff {d:.3g}'
+    for src in ('--meta', '--checkpoint'):
+        d = maxdiff(logits[src], logits['--hf'])
+        assert d <= 1e-5, f'razor logits {src} vs --hf: max abs diff {d:.3g}'
+    return f'hf/meta/checkpoint agree; max diff vs reference {maxdiff(logits["--hf"], ref):.2g}'
+
+
 def main():
     passed = failed = 0
     with tempfile.TemporaryDirectory(prefix='razor_export_') as tmp:
@@ -503,7 +568,8 @@ def main():
         tests += [('refuse truncated data', lambda: check_truncated(tmp, -10)),
                   ('refuse truncated header', lambda: check_truncated(tmp, 20)),
                   ('tokenizer', lambda: check_tokenizer(tmp)), ('tokenizer.json', lambda: check_tokenizer_json(tmp)),
-                  ('torch absent', lambda: check_no_torch(tmp))]
+                  ('torch absent', lambda: check_no_torch(tmp)),
+                  ('meta and llama2.c checkpoint', lambda: check_meta_and_checkpoint(tmp))]
         for name, fn in tests:
             try:
                 note = fn()
