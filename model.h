@@ -159,6 +159,15 @@ typedef struct RunState {
 } RunState;
 
 typedef struct { int first, last, value; } CodeRange;
+
+/* NFC normalization tables of a byte-level tokenizer (razor.c section 6). */
+typedef struct {
+    int n_ccc, n_decomp, n_comp;
+    CodeRange *ccc;          /* nonzero canonical combining classes, sorted ranges */
+    int *decomp;             /* n_decomp triples: code point, offset into pool, length 1-4 */
+    int *comp;               /* n_comp triples: first, second, composite; sorted by the pair */
+    int *pool;               /* the decompositions' code points */
+} NfcTables;
 typedef struct { int left, right, rank, result; } Merge; /* left = -1: an empty slot */
 
 /* A tokenizer (razor.c section 6), loaded whole: token i is piece[i][0 .. length[i]). */
@@ -176,7 +185,8 @@ typedef struct {
     int regex, flags, n_classes, n_nfc, n_added;
     Merge *merges;           /* byte-level: hash of (left, right) -> rank, result */
     size_t merge_mask;
-    CodeRange *classes, *nfc;
+    CodeRange *classes;      /* byte-level: the regex's letter, number and space ranges */
+    NfcTables nfc;           /* byte-level, if its normalizer is NFC */
     int *added;              /* byte-level: the SPLIT_OUT ids */
 } Tokenizer;
 
@@ -218,6 +228,7 @@ void compress_cache(RunState *s, const Config *c);
 void cache_bytes(const RunState *s, const Config *c, size_t *kept, size_t *full);
 int load_tokenizer(Tokenizer *t, const char *path, int vocab_size, int bos_id, int eos_id);
 void free_tokenizer(Tokenizer *t);
+size_t encode_room(const char *text);
 int encode(const Tokenizer *t, const char *text, int bos, int *tokens);
 const char *decode(const Tokenizer *t, int prev, int token, int *n_bytes, char byte_buf[2]);
 int argmax(const float *v, int n);

@@ -970,24 +970,23 @@ float *forward(const Model *m, RunState *s, const int *tokens, int n, LogitsSink
  * razor's RZTK file, the byte-level BPE of a Hugging Face tokenizer.json (GPT-2, Llama 3, Qwen2),
  * written by export.py (all integers int32 little-endian):
  *   header  "RZTK", version 1, vocab_size, bos_id, eos_id (-1: none), regex (1 Llama 3, 2 GPT-2,
- *           3 Qwen2), flags (1 ignore_merges, 2 NFC normalizer), n_merges, n_classes, n_nfc
+ *           3 Qwen2), flags (1 ignore_merges, 2 NFC normalizer, 4 the added tokens match the
+ *           normalized text), n_merges, n_classes, n_nfc (int32 words of the nfc section)
  *   tokens  per id: int32 length, uint8 type (1 in the BPE vocabulary, 2 split out of the text
  *           wherever it occurs, 4 special), then its raw bytes
  *   merges  per rank, first applied first: left id, right id, result id
  *   classes per range: first, last code point, class (1 \p{L}, 2 \p{N}, 3 \s; others are 0)
- *   nfc     per range: first, last, info (bits 0-7 combining class, 8-15 that of the decomposition's
- *           last character, 16 NFC_QC=No, 17 NFC_QC=Maybe, 18 "a later Maybe may compose with it")
+ *   nfc     with flag 2: the NFC tables (see nfc_normalize)
  * Encoding is the tokenizers library's: split out the added tokens (type 2), cut the text between
  * them into pre-tokens with the regex (matched by hand in pretoken_end), then BPE each pre-token from
  * one symbol per byte, applying the lowest-rank merge among adjacent pairs (leftmost on ties) until
  * none applies. With ignore_merges, a pre-token that is itself in the vocabulary is that token.
- * Special tokens never come from text. A tokenizer with an NFC normalizer refuses text that NFC
- * would change, rather than normalizing it.
+ * Special tokens never come from text. A tokenizer whose normalizer is NFC normalizes first.
  *
  * Both BPEs run in bpe_merge: a heap of candidate pairs, O(n log n), not llama2.c's O(n^2). */
 
 enum { IN_VOCAB = 1, SPLIT_OUT = 2, SPECIAL = 4 };    /* RZTK token types */
-enum { IGNORE_MERGES = 1, NFC_ONLY = 2 };            /* RZTK flags */
+enum { IGNORE_MERGES = 1, NFC = 2, ADDED_NORMALIZED = 4 }; /* RZTK flags */
 enum { REGEX_LLAMA3 = 1, REGEX_GPT2 = 2, REGEX_QWEN2 = 3 };
 enum { OTHER, LETTER, NUMBER, SPACE };               /* code point classes */
 
@@ -1033,9 +1032,167 @@ static size_t merge_slot(const Tokenizer *t, int a, int b) {
     return slot;
 }
 
+/* Decodes the UTF-8 character at s (n > 0 bytes left) into *c; returns its length. A byte that
+ * does not start a valid sequence stands alone, as code point -1. */
+static int utf8_char(const unsigned char *s, size_t n, int *c) {
+    int len = s[0] < 0x80 ? 1 : s[0] < 0xC2 ? 0 : s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : s[0] < 0xF5 ? 4 : 0;
+    int v = len == 1 ? s[0] : s[0] & (0x7F >> len);
+    for (int k = 1; k < len && v >= 0; k++) v = (size_t)k < n && (s[k] & 0xC0) == 0x80 ? v << 6 | (s[k] & 0x3F) : -1;
+    if (len == 0 || v < 0 || (len == 3 && (v < 0x800 || (v >= 0xD800 && v < 0xE000))) || (len == 4 && (v < 0x10000 || v > 0x10FFFF))) len = 1, v = -1;
+    *c = v;
+    return len;
+}
+
+/* NFC normalization (for byte-level tokenizers whose normalizer is NFC), as the tokenizers library
+ * does it: decompose canonically (Hangul by arithmetic, others from the file's table, already applied
+ * recursively), sort each run of non-starters by combining class (stable), then compose each starter
+ * with the following characters it is not blocked from. Bytes that are not valid UTF-8 pass through
+ * unchanged and compose with nothing. The tables (RZTK's nfc section, int32 words):
+ *   n_ccc, n_decomp, n_comp, n_pool, then ccc (first, last, class) ranges of the nonzero combining
+ *   classes; decomp (code point, pool offset, length 1-4) sorted; comp (first, second, composite)
+ *   sorted, composition exclusions removed; pool: the decompositions' code points. */
+enum { S_BASE = 0xAC00, L_BASE = 0x1100, V_BASE = 0x1161, T_BASE = 0x11A7, L_COUNT = 19, V_COUNT = 21, T_COUNT = 28,
+       N_COUNT = V_COUNT * T_COUNT, S_COUNT = L_COUNT * N_COUNT };
+
+/* Reads the nfc section, n_words int32s at data + *at, and advances *at past it. Returns 0, or -1
+ * (fail says why) for a section whose counts, order or values are bad. */
+static int load_nfc_tables(NfcTables *t, const char *data, size_t size, size_t *at, int n_words) {
+    memset(t, 0, sizeof *t);
+    if (n_words < 4 || (size - *at) / 4 < (size_t)n_words) return fail("nfc section: %d words, bad or past the end", n_words);
+    const unsigned char *p = (const unsigned char *)data + *at;
+    int *w = xcalloc((size_t)n_words, sizeof(int)); /* one block: the tables point into it */
+    for (int i = 0; i < n_words; i++) w[i] = read_i32(p + 4 * (size_t)i);
+    int n_ccc = w[0], n_decomp = w[1], n_comp = w[2], n_pool = w[3];
+    if (n_ccc < 0 || n_decomp < 0 || n_comp < 0 || n_pool < 0 ||
+        4 + 3 * ((int64_t)n_ccc + n_decomp + n_comp) + n_pool != n_words) { free(w); return fail("nfc section: bad counts"); }
+    t->n_ccc = n_ccc, t->n_decomp = n_decomp, t->n_comp = n_comp;
+    t->ccc = xcalloc((size_t)n_ccc + 1, sizeof(CodeRange));
+    t->decomp = w + 4 + 3 * n_ccc, t->comp = t->decomp + 3 * n_decomp, t->pool = t->comp + 3 * n_comp;
+    for (int i = 0; i < n_ccc; i++) t->ccc[i] = (CodeRange){w[4 + 3 * i], w[5 + 3 * i], w[6 + 3 * i]};
+    int ok = 1;
+    for (int i = 0; i < n_ccc; i++) {
+        CodeRange r = t->ccc[i];
+        ok &= r.first >= 0 && r.first <= r.last && r.last <= 0x10FFFF && r.value >= 1 && r.value <= 254 && (i == 0 || r.first > t->ccc[i - 1].last);
+    }
+    for (int i = 0; i < n_pool; i++) ok &= t->pool[i] >= 0 && t->pool[i] <= 0x10FFFF;
+    for (int i = 0; i < n_decomp; i++) {
+        int *d = t->decomp + 3 * i;
+        ok &= d[0] >= 0 && d[0] <= 0x10FFFF && (i == 0 || d[0] > d[-3]) && d[2] >= 1 && d[2] <= 4 && d[1] >= 0 && d[1] <= n_pool - d[2];
+    }
+    for (int i = 0; i < n_comp; i++) {
+        int *c = t->comp + 3 * i;
+        ok &= c[0] >= 0 && c[1] >= 0 && c[2] >= 0 && c[0] <= 0x10FFFF && c[1] <= 0x10FFFF && c[2] <= 0x10FFFF &&
+              (i == 0 || c[0] > c[-3] || (c[0] == c[-3] && c[1] > c[-2]));
+    }
+    if (!ok) { free(t->ccc); free(w); memset(t, 0, sizeof *t); return fail("nfc section: a table is out of order or has a bad value"); }
+    *at += 4 * (size_t)n_words;
+    return 0;
+}
+
+static void free_nfc_tables(NfcTables *t) {
+    if (t->decomp) free(t->decomp - 4 - 3 * t->n_ccc); /* the block load_nfc_tables allocated */
+    free(t->ccc);
+    memset(t, 0, sizeof *t);
+}
+
+static int nfc_ccc(const NfcTables *t, int c) {
+    for (int lo = 0, hi = t->n_ccc - 1; lo <= hi;) {
+        int mid = (lo + hi) / 2;
+        if (c < t->ccc[mid].first) hi = mid - 1;
+        else if (c > t->ccc[mid].last) lo = mid + 1;
+        else return t->ccc[mid].value;
+    }
+    return 0;
+}
+
+/* The triple of table (n triples, sorted) whose first two values are a, b (b ignored if key2 is 0). */
+static const int *nfc_find(const int *table, int n, int a, int b, int key2) {
+    for (int lo = 0, hi = n - 1; lo <= hi;) {
+        int mid = (lo + hi) / 2;
+        const int *e = table + 3 * mid;
+        int d = a != e[0] ? (a < e[0] ? -1 : 1) : !key2 || b == e[1] ? 0 : b < e[1] ? -1 : 1;
+        if (d == 0) return e;
+        if (d < 0) hi = mid - 1; else lo = mid + 1;
+    }
+    return NULL;
+}
+
+/* The composite of a and b, or -1. */
+static int nfc_compose(const NfcTables *t, int a, int b) {
+    if (a >= L_BASE && a < L_BASE + L_COUNT && b >= V_BASE && b < V_BASE + V_COUNT)
+        return S_BASE + ((a - L_BASE) * V_COUNT + b - V_BASE) * T_COUNT;
+    if (a >= S_BASE && a < S_BASE + S_COUNT && (a - S_BASE) % T_COUNT == 0 && b > T_BASE && b < T_BASE + T_COUNT)
+        return a + b - T_BASE;
+    const int *e = a >= 0 && b >= 0 ? nfc_find(t->comp, t->n_comp, a, b, 1) : NULL;
+    return e ? e[2] : -1;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* NFC of text[0..n); returns a malloc'd NUL-terminated string of *out_len bytes. Uses utf8_char from
+ * razor.c; an invalid byte b is carried through as the code point -1 - b. */
+static char *nfc_normalize(const NfcTables *t, const char *text, size_t n, size_t *out_len) {
+    int *d = xcalloc(4 * n + 1, sizeof(int)), m = 0, c; /* the canonical decomposition: at most 4 per byte */
+    for (size_t i = 0; i < n;) {
+        int len = utf8_char((const unsigned char *)text + i, n - i, &c);
+        if (c < 0) c = -1 - (unsigned char)text[i];
+        i += (size_t)len;
+        const int *e = c >= 0 ? nfc_find(t->decomp, t->n_decomp, c, 0, 0) : NULL;
+        if (c >= S_BASE && c < S_BASE + S_COUNT) {
+            int s = c - S_BASE;
+            d[m++] = L_BASE + s / N_COUNT, d[m++] = V_BASE + s % N_COUNT / T_COUNT;
+            if (s % T_COUNT) d[m++] = T_BASE + s % T_COUNT;
+        } else if (e) {
+            for (int k = 0; k < e[2]; k++) d[m++] = t->pool[e[1] + k];
+        } else {
+            d[m++] = c;
+        }
+    }
+    /* canonical order: a stable sort of each run of non-starters by class; keys class << 32 | index */
+    uint64_t *key = xcalloc((size_t)m + 1, sizeof(uint64_t));
+    unsigned char *cls = xcalloc((size_t)m + 1, 1);
+    for (int i = 0; i < m; i++) cls[i] = (unsigned char)(d[i] >= 0 ? nfc_ccc(t, d[i]) : 0);
+    for (int i = 0, j; i < m; i = j + 1) {
+        for (j = i; j < m && cls[j]; j++) key[j - i] = (uint64_t)cls[j] << 32 | (uint32_t)j;
+        if (j - i < 2) continue;
+        qsort(key, (size_t)(j - i), sizeof(uint64_t), cmp_u64);
+        for (int k = 0; k < j - i; k++) key[k] = (uint64_t)(uint32_t)d[(uint32_t)key[k]] << 32 | (key[k] >> 32);
+        for (int k = 0; k < j - i; k++) d[i + k] = (int)(uint32_t)(key[k] >> 32), cls[i + k] = (unsigned char)key[k];
+    }
+    /* compose: each character with the last starter, unless a character between has class 0 or >= its own */
+    int out = 0, starter = -1, last_cls = 0;
+    for (int i = 0; i < m; i++) {
+        int cc = cls[i], comp;
+        if (starter >= 0 && (out == starter + 1 || (last_cls != 0 && last_cls < cc)) && (comp = nfc_compose(t, d[starter], d[i])) >= 0) {
+            d[starter] = comp;
+            continue;
+        }
+        if (cc == 0) starter = out;
+        last_cls = cc, d[out] = d[i], cls[out++] = (unsigned char)cc;
+    }
+    /* back to UTF-8 */
+    char *s = xcalloc(4 * (size_t)out + 1, 1);
+    size_t k = 0;
+    for (int i = 0; i < out; i++) {
+        unsigned v = (unsigned)d[i];
+        if (d[i] < 0) s[k++] = (char)(-1 - d[i]);
+        else if (v < 0x80) s[k++] = (char)v;
+        else if (v < 0x800) s[k++] = (char)(0xC0 | v >> 6), s[k++] = (char)(0x80 | (v & 63));
+        else if (v < 0x10000) s[k++] = (char)(0xE0 | v >> 12), s[k++] = (char)(0x80 | (v >> 6 & 63)), s[k++] = (char)(0x80 | (v & 63));
+        else s[k++] = (char)(0xF0 | v >> 18), s[k++] = (char)(0x80 | (v >> 12 & 63)), s[k++] = (char)(0x80 | (v >> 6 & 63)), s[k++] = (char)(0x80 | (v & 63));
+    }
+    free(d); free(key); free(cls);
+    *out_len = k;
+    return s;
+}
+
 void free_tokenizer(Tokenizer *t) {
     free(t->data); free(t->piece); free(t->length); free(t->score); free(t->type); free(t->table);
-    free(t->merges); free(t->classes); free(t->nfc); free(t->added);
+    free(t->merges); free(t->classes); free(t->added);
+    free_nfc_tables(&t->nfc);
     memset(t, 0, sizeof *t);
 }
 
@@ -1049,7 +1206,8 @@ static int load_rztk(Tokenizer *t, const char *path, size_t size) {
     t->n_classes = read_i32((const unsigned char *)d + 32), t->n_nfc = read_i32((const unsigned char *)d + 36);
     if (read_i32((const unsigned char *)d + 4) != 1) BAD("%s: RZTK version %d, this build reads 1", path, read_i32((const unsigned char *)d + 4));
     if (file_vocab < 256 || file_vocab > t->vocab_size) BAD("%s: has %d tokens, the model's vocabulary has %d", path, file_vocab, t->vocab_size);
-    if (t->regex < REGEX_LLAMA3 || t->regex > REGEX_QWEN2 || (t->flags & ~3) || n_merges < 0 || t->n_classes < 0 || t->n_nfc < 0)
+    if (t->regex < REGEX_LLAMA3 || t->regex > REGEX_QWEN2 || (t->flags & ~7) || n_merges < 0 || t->n_classes < 0 || t->n_nfc < 0 ||
+        (!(t->flags & NFC) && t->n_nfc != 0))
         BAD("%s: bad header", path);
     t->type = xcalloc((size_t)t->vocab_size, 1);
     t->added = xcalloc((size_t)t->vocab_size, sizeof(int));
@@ -1067,8 +1225,8 @@ static int load_rztk(Tokenizer *t, const char *path, size_t size) {
         add_piece(t, i);
     }
     for (int b = 0; b < 256; b++) if (t->byte_token[b] < 0) BAD("%s: no token for byte 0x%02x", path, b);
-    if ((size - at) % 12 || (size - at) / 12 != (size_t)n_merges + (size_t)t->n_classes + (size_t)t->n_nfc)
-        BAD("%s: %zu bytes after the tokens, not %d merges and %d + %d ranges", path, size - at, n_merges, t->n_classes, t->n_nfc);
+    if (size - at != 12 * ((size_t)n_merges + (size_t)t->n_classes) + 4 * (size_t)t->n_nfc)
+        BAD("%s: %zu bytes after the tokens, not %d merges, %d ranges and %d NFC words", path, size - at, n_merges, t->n_classes, t->n_nfc);
     t->merge_mask = table_size(n_merges) - 1;
     t->merges = xcalloc(t->merge_mask + 1, sizeof(Merge));
     for (size_t s = 0; s <= t->merge_mask; s++) t->merges[s].left = -1;
@@ -1079,14 +1237,18 @@ static int load_rztk(Tokenizer *t, const char *path, size_t size) {
             BAD("%s: merge %d has an id outside the vocabulary", path, r);
         t->merges[merge_slot(t, m.left, m.right)] = m; /* a repeated pair keeps its last rank, as in the library */
     }
-    t->classes = xcalloc((size_t)t->n_classes + 1, sizeof(CodeRange)), t->nfc = xcalloc((size_t)t->n_nfc + 1, sizeof(CodeRange));
-    for (int i = 0; i < t->n_classes + t->n_nfc; i++, at += 12) {
+    t->classes = xcalloc((size_t)t->n_classes + 1, sizeof(CodeRange));
+    for (int i = 0; i < t->n_classes; i++, at += 12) {
         const unsigned char *p = (const unsigned char *)d + at;
-        CodeRange r = {read_i32(p), read_i32(p + 4), read_i32(p + 8)}, *out = i < t->n_classes ? t->classes + i : t->nfc + i - t->n_classes;
-        if (r.first < 0 || r.last < r.first || r.last > 0x10FFFF || (i != 0 && i != t->n_classes && r.first <= out[-1].last) ||
-            (i < t->n_classes && (r.value < LETTER || r.value > SPACE)))
+        CodeRange r = {read_i32(p), read_i32(p + 4), read_i32(p + 8)};
+        if (r.first < 0 || r.last < r.first || r.last > 0x10FFFF || (i != 0 && r.first <= t->classes[i - 1].last) || r.value < LETTER || r.value > SPACE)
             BAD("%s: code point range %d is bad, out of order, or of an unknown class", path, i);
-        *out = r;
+        t->classes[i] = r;
+    }
+    if ((t->flags & NFC) && load_nfc_tables(&t->nfc, d, size, &at, t->n_nfc) != 0) {
+        char why[sizeof error_message];
+        snprintf(why, sizeof why, "%s", error_message);
+        BAD("%s: %s", path, why);
     }
     t->byte_level = 1;
     return 0;
@@ -1240,17 +1402,6 @@ static void bpe_merge(const Tokenizer *t, const char *s, int m, int *id, int *le
     }
 }
 
-/* Decodes the UTF-8 character at s (n > 0 bytes left) into *c; returns its length. A byte that
- * does not start a valid sequence stands alone, as code point -1. */
-static int utf8_char(const unsigned char *s, size_t n, int *c) {
-    int len = s[0] < 0x80 ? 1 : s[0] < 0xC2 ? 0 : s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : s[0] < 0xF5 ? 4 : 0;
-    int v = len == 1 ? s[0] : s[0] & (0x7F >> len);
-    for (int k = 1; k < len && v >= 0; k++) v = (size_t)k < n && (s[k] & 0xC0) == 0x80 ? v << 6 | (s[k] & 0x3F) : -1;
-    if (len == 0 || v < 0 || (len == 3 && (v < 0x800 || (v >= 0xD800 && v < 0xE000))) || (len == 4 && (v < 0x10000 || v > 0x10FFFF))) len = 1, v = -1;
-    *c = v;
-    return len;
-}
-
 /* The value of the range holding code point c, or 0. */
 static int range_value(const CodeRange *r, int n, int c) {
     for (int lo = 0, hi = n - 1; lo <= hi;) {
@@ -1290,59 +1441,73 @@ static int encode_sentencepiece(const Tokenizer *t, const char *text, size_t tex
     return n_tokens;
 }
 
-/* byte-level BPE: added tokens, then pre-tokens, then BPE from one symbol per byte in each. */
-static int encode_byte_level(const Tokenizer *t, const char *text, size_t n_bytes, int *tokens, int n_tokens,
-                             int *id, int *len, int *prev, MergeCandidate *heap) {
-    int *cp = xcalloc(n_bytes + 1, sizeof(int)), *at = xcalloc(n_bytes + 1, sizeof(int)), n = 0, trail = 0, composes = 0;
+/* byte-level BPE of a stretch of text with no added token in it: NFC if the tokenizer asks for it
+ * (and has not already normalized the whole text), pre-tokens, then BPE from one symbol per byte. */
+static int encode_stretch(const Tokenizer *t, const char *text, size_t n_bytes, int normalize, int *tokens, int n_tokens) {
+    char *normalized = NULL;
+    if (normalize) text = normalized = nfc_normalize(&t->nfc, text, n_bytes, &n_bytes);
+    int *cp = xcalloc(n_bytes + 1, sizeof(int)), *at = xcalloc(n_bytes + 1, sizeof(int)), n = 0;
+    int *id = xcalloc(n_bytes + 1, sizeof(int)), *len = xcalloc(n_bytes + 1, sizeof(int)), *prev = xcalloc(n_bytes + 1, sizeof(int));
     unsigned char *cls = xcalloc(n_bytes + 1, 1);
-    for (size_t i = 0; i < n_bytes && n_tokens >= 0; n++) { /* code points, their byte offsets and classes */
+    MergeCandidate *heap = xcalloc(3 * n_bytes + 3, sizeof(MergeCandidate));
+    for (size_t i = 0; i < n_bytes; n++) { /* code points, their byte offsets and classes */
         at[n] = (int)i;
         i += (size_t)utf8_char((const unsigned char *)text + i, n_bytes - i, &cp[n]);
         cls[n] = (unsigned char)range_value(t->classes, t->n_classes, cp[n]);
-        int v = t->flags & NFC_ONLY ? range_value(t->nfc, t->n_nfc, cp[n]) : 0; /* would NFC change the text here? */
-        if ((v >> 16 & 1) || ((v & 255) && (v & 255) < trail) || ((v >> 17 & 1) && composes))
-            n_tokens = fail("the text is not in NFC at byte %d, and razor does not normalize it", at[n]);
-        trail = v >> 8 & 255, composes = v >> 18 & 1;
     }
     at[n] = (int)n_bytes;
-    for (int start = 0, i = 0; start < n && n_tokens >= 0;) {
-        int added = -1; /* the longest added token at code point i */
-        for (int k = 0; k < t->n_added && i < n; k++) {
-            int a = t->added[k], l = t->length[a];
-            if ((size_t)l <= n_bytes - (size_t)at[i] && memcmp(text + at[i], t->piece[a], (size_t)l) == 0 && (added < 0 || l > t->length[added])) added = a;
-        }
-        if (added < 0 && i < n) { i++; continue; }
-        for (int j = start, end; j < i; j = end) { /* the text before it, one pre-token at a time */
-            end = pretoken_end(t->regex, cp, cls, j, i);
-            if (end <= j) end = j + 1; /* never stall, whatever the file's tables say */
-            const char *s = text + at[j];
-            int m = at[end] - at[j], whole = t->flags & IGNORE_MERGES ? lookup_piece(t, s, (size_t)m) : -1;
-            if (whole >= 0) { tokens[n_tokens++] = whole; continue; }
-            for (int k = 0; k < m; k++) id[k] = t->byte_token[(unsigned char)s[k]], len[k] = 1, prev[k] = k - 1;
-            bpe_merge(t, s, m, id, len, prev, heap);
-            for (int k = 0; k < m; k += len[k]) tokens[n_tokens++] = id[k];
-        }
-        if (added < 0) break;
-        tokens[n_tokens++] = added;
-        for (int end = at[i] + t->length[added]; i < n && at[i] < end;) i++;
-        start = i;
+    for (int j = 0, end; j < n; j = end) { /* one pre-token at a time */
+        end = pretoken_end(t->regex, cp, cls, j, n);
+        if (end <= j) end = j + 1; /* never stall, whatever the file's tables say */
+        const char *s = text + at[j];
+        int m = at[end] - at[j], whole = t->flags & IGNORE_MERGES ? lookup_piece(t, s, (size_t)m) : -1;
+        if (whole >= 0) { tokens[n_tokens++] = whole; continue; }
+        for (int k = 0; k < m; k++) id[k] = t->byte_token[(unsigned char)s[k]], len[k] = 1, prev[k] = k - 1;
+        bpe_merge(t, s, m, id, len, prev, heap);
+        for (int k = 0; k < m; k += len[k]) tokens[n_tokens++] = id[k];
     }
-    free(cp); free(at); free(cls);
+    free(cp); free(at); free(id); free(len); free(prev); free(cls); free(heap); free(normalized);
     return n_tokens;
 }
 
-/* Encodes text into tokens (room for strlen(text) + 3), BOS first if bos; returns the count, or -1
- * (razor_error says why) for text the tokenizer refuses. */
+/* byte-level BPE: the added tokens are split out first (from the normalized text if the file says
+ * they match it, else from the raw text, as the library does), then each stretch between them. */
+static int encode_byte_level(const Tokenizer *t, const char *text, size_t n_bytes, int *tokens, int n_tokens) {
+    char *normalized = NULL;
+    int nfc_each = (t->flags & NFC) && !(t->flags & ADDED_NORMALIZED);
+    if ((t->flags & NFC) && (t->flags & ADDED_NORMALIZED)) text = normalized = nfc_normalize(&t->nfc, text, n_bytes, &n_bytes);
+    size_t start = 0;
+    for (size_t i = 0; i <= n_bytes;) {
+        int added = -1, c; /* the longest added token at byte i */
+        for (int k = 0; k < t->n_added && i < n_bytes; k++) {
+            int a = t->added[k], l = t->length[a];
+            if ((size_t)l <= n_bytes - i && memcmp(text + i, t->piece[a], (size_t)l) == 0 && (added < 0 || l > t->length[added])) added = a;
+        }
+        if (added < 0 && i < n_bytes) { i += (size_t)utf8_char((const unsigned char *)text + i, n_bytes - i, &c); continue; }
+        if (i > start) n_tokens = encode_stretch(t, text + start, i - start, nfc_each, tokens, n_tokens);
+        if (added < 0) break;
+        tokens[n_tokens++] = added;
+        i += (size_t)t->length[added];
+        start = i;
+    }
+    free(normalized);
+    return n_tokens;
+}
+
+/* Encodes text into tokens (room for encode_room(text): NFC may lengthen it), BOS first if bos;
+ * returns the count, or -1 (razor_error says why) for text too long to encode. */
+size_t encode_room(const char *text) { return 3 * strlen(text) + 3; }
+
 int encode(const Tokenizer *t, const char *text, int bos, int *tokens) {
     int n_tokens = 0;
     if (bos) tokens[n_tokens++] = t->bos_id;
     size_t text_len = strlen(text);
     if (text_len == 0) return n_tokens;
     if (text_len >= (size_t)1 << 28) return fail("a text of %zu bytes is too long to encode", text_len);
+    if (t->byte_level) return encode_byte_level(t, text, text_len, tokens, n_tokens);
     int *id = xcalloc(text_len + 2, sizeof(int)), *len = xcalloc(text_len + 2, sizeof(int)), *prev = xcalloc(text_len + 2, sizeof(int));
     MergeCandidate *heap = xcalloc(3 * text_len + 6, sizeof(MergeCandidate));
-    n_tokens = t->byte_level ? encode_byte_level(t, text, text_len, tokens, n_tokens, id, len, prev, heap)
-                             : encode_sentencepiece(t, text, text_len, tokens, n_tokens, id, len, prev, heap);
+    n_tokens = encode_sentencepiece(t, text, text_len, tokens, n_tokens, id, len, prev, heap);
     free(id); free(len); free(prev); free(heap);
     return n_tokens;
 }
@@ -1805,7 +1970,7 @@ static void print_speed(int n_prompt, double prompt_s, int n_gen, double gen_s) 
 /* Encodes a prompt with BOS; refuses one that leaves no room in the context, or that the tokenizer
  * refuses (the caller exits with 2). */
 static int *encode_prompt(const Model *m, const Tokenizer *tok, const char *prompt, int *n) {
-    int *tokens = xcalloc(strlen(prompt) + 3, sizeof(int));
+    int *tokens = xcalloc(encode_room(prompt), sizeof(int));
     *n = encode(tok, prompt, 1, tokens);
     if (*n < 0) {
         fprintf(stderr, "razor: %s\n", razor_error());
@@ -2101,7 +2266,7 @@ static void write_needle_svg(const char *path, const char *policy, const int ok[
 static int run_needle(const Model *m, const Tokenizer *tok, const Options *o, const unsigned char *retrieval) {
     const Config *c = &m->config;
     const char *filler_text = o->prompt ? o->prompt : builtin_filler;
-    int *filler = xcalloc(strlen(filler_text) + 3, sizeof(int)), n_filler = encode(tok, filler_text, 0, filler);
+    int *filler = xcalloc(encode_room(filler_text), sizeof(int)), n_filler = encode(tok, filler_text, 0, filler);
     int *prompt = xcalloc((size_t)c->seq_len + 1, sizeof(int)), lengths[NEEDLE_LENGTHS], status = 0;
     int ok[4][NEEDLE_LENGTHS][NEEDLE_DEPTHS];
     double kv_ratio[4] = {0}, accuracy[4] = {0};
@@ -2404,7 +2569,7 @@ int main(int argc, char **argv) {
         status = 1;
     } else if (!strcmp(o.mode, "tokenize")) {
         const char *text = o.prompt ? o.prompt : "";
-        int *tokens = xcalloc(strlen(text) + 3, sizeof(int));
+        int *tokens = xcalloc(encode_room(text), sizeof(int));
         double t0 = now_seconds();
         int n = encode(&tok, text, 1, tokens);
         double secs = now_seconds() - t0;
@@ -2422,7 +2587,7 @@ int main(int argc, char **argv) {
         if (o.ids_file) {
             if (read_ids(o.ids_file, c->vocab_size, c->seq_len, &ids, &n) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); status = 1; }
         } else {
-            ids = xcalloc(strlen(o.prompt) + 3, sizeof(int));
+            ids = xcalloc(encode_room(o.prompt), sizeof(int));
             n = encode(&tok, o.prompt, 1, ids);
             if (n < 0) { fprintf(stderr, "razor: %s\n", razor_error()); status = 2; }
             if (n > c->seq_len) { fprintf(stderr, "razor: the prompt is %d tokens, the model's context is %d\n", n, c->seq_len); status = 2; }

@@ -586,18 +586,31 @@ static void test_byte_level_tokenizer(void) {
         free(head);
         Tokenizer t;
         if (load_tokenizer(&t, files[f], vocab + 7, bos >= 0 ? bos : 0, 0) != 0) { check(0, "load %s: %s", files[f], razor_error()); continue; }
-        int ids[4096], bad = 0, refused = 0, roundtrip_bad = 0;
+        int ids[4096], again[4096], bad = 0, roundtrip_bad = 0;
         for (int v = 0; v < BBPE_VECTORS_COUNT; v++) {
             int n = encode(&t, vectors[f][v].text, 0, ids);
-            refused += n < 0;
             if (n != vectors[f][v].n_ids || (n > 0 && memcmp(ids, vectors[f][v].ids, n * sizeof(int)) != 0)) {
                 bad++;
                 printf("  %s: mismatch on vector %d (%d ids vs %d)\n", files[f], v, n, vectors[f][v].n_ids);
             }
-            if (n > 0) roundtrip_bad += !decodes_to(&t, ids, n, vectors[f][v].text);
+            if (n > 0 && !t.nfc.decomp) roundtrip_bad += !decodes_to(&t, ids, n, vectors[f][v].text);
+            if (n > 0 && t.nfc.decomp) { /* NFC: the pieces spell the normalized text, which encodes to the same ids */
+                char *back = calloc(4 * strlen(vectors[f][v].text) + 1, 1);
+                size_t at = 0;
+                for (int i = 0; i < n; i++) {
+                    int nb;
+                    char buf[2];
+                    const char *p = decode(&t, -1, ids[i], &nb, buf);
+                    memcpy(back + at, p, nb);
+                    at += nb;
+                }
+                int m = encode(&t, back, 0, again);
+                roundtrip_bad += m != n || memcmp(again, ids, n * sizeof(int)) != 0;
+                free(back);
+            }
         }
-        check(bad == 0, "%s: encode equals Hugging Face tokenizers on %d strings (%d differ, %d refused as not NFC)", files[f], BBPE_VECTORS_COUNT, bad, refused);
-        check(roundtrip_bad == 0, "%s: the pieces decode back to the text (%d differ)", files[f], roundtrip_bad);
+        check(bad == 0, "%s: encode equals Hugging Face tokenizers on %d strings (%d differ)", files[f], BBPE_VECTORS_COUNT, bad);
+        check(roundtrip_bad == 0, "%s: the pieces decode back to the (normalized) text (%d differ)", files[f], roundtrip_bad);
         int n = encode(&t, "It is", 1, ids);
         check(n >= 2 && ids[0] == t.bos_id, "%s: BOS first", files[f]);
         char *big = malloc(100001);

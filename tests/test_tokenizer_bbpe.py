@@ -9,6 +9,7 @@ refused with a BbpeError naming the field, and leave no output file.
     python3 tests/test_tokenizer_bbpe.py
 """
 import copy
+import struct
 import json
 import os
 import sys
@@ -63,6 +64,35 @@ def refused(tj, field, tmp):
     check(False, f'not refused: {field}')
 
 
+def check_nfc_section(path):
+    """The Qwen2 file's nfc section: counts that add up to the file's end, sorted tables, and tables
+    that give python's NFC for every code point."""
+    with open(path, 'rb') as f:
+        d = f.read()
+    vocab, flags, n_merges, n_classes, n_nfc = struct.unpack_from('<i', d, 8)[0], *struct.unpack_from('<4i', d, 24)
+    at = 40
+    for _ in range(vocab):
+        at += 5 + struct.unpack_from('<i', d, at)[0]
+    at += 12 * (n_merges + n_classes)
+    check(flags & 2 and len(d) == at + 4 * n_nfc, f'nfc section: {len(d) - at} bytes, n_nfc {n_nfc}')
+    w = struct.unpack_from(f'<{n_nfc}i', d, at)
+    n_ccc, n_decomp, n_comp, n_pool = w[:4]
+    check(4 + 3 * (n_ccc + n_decomp + n_comp) + n_pool == n_nfc, f'nfc counts {w[:4]}')
+    rows = [w[4 + 3 * i:7 + 3 * i] for i in range(n_ccc + n_decomp + n_comp)]
+    ccc, decomp, comp, pool = rows[:n_ccc], rows[n_ccc:n_ccc + n_decomp], rows[n_ccc + n_decomp:], w[n_nfc - n_pool:]
+    check(all(a[1] < b[0] for a, b in zip(ccc, ccc[1:])) and all(a[0] < b[0] for a, b in zip(decomp, decomp[1:]))
+          and all(a[:2] < b[:2] for a, b in zip(comp, comp[1:])), 'nfc tables sorted')
+    cls = {cp: v for first, last, v in ccc for cp in range(first, last + 1)}
+    dec = {cp: ''.join(map(chr, pool[o:o + n])) for cp, o, n in decomp}
+    pairs = {(a, b): c for a, b, c in comp}
+    wrong = [cp for cp in range(0x110000) if not 0xD800 <= cp < 0xE000 and not 0xAC00 <= cp < 0xD7A4 and (
+             cls.get(cp, 0) != unicodedata.combining(chr(cp)) or dec.get(cp, chr(cp)) != unicodedata.normalize('NFD', chr(cp)))]
+    check(not wrong, f'nfc tables disagree with unicodedata at {wrong[:5]}')
+    check(all(unicodedata.normalize('NFC', chr(a) + chr(b)) == chr(c) for (a, b), c in pairs.items()), 'compositions')
+    check(pairs.get((ord('A'), 0x30A)) == 0xC5 and not {0x2126, 0x212B} & set(pairs.values()), 'A + ring; singletons')
+    check((ord('क'), 0x93C) not in pairs and (0x3B9, 0x308) in pairs, 'exclusions: U+0958 is not composed')
+
+
 def main():
     with open(os.path.join(ROOT, 'tests', 'bbpe_tokenizer.json'), encoding='utf-8') as f:
         tj = json.load(f)
@@ -74,6 +104,7 @@ def main():
                 same = a.read() == b.read()
             check(same or not exact, f'{name}: the export differs from the committed file')
         check(info['bos_id'] == 1972 and info['eos_id'] == 1973, f'bos/eos {info}')
+        check_nfc_section(out)
         info, _ = export(tj, tmp)
         check((info['kind'], info['flags'], info['bos_id']) == (1, 1, 1972), f'llama3 style: {info}')
         info = export_bbpe(os.path.join(tmp, 't.json'), os.path.join(tmp, 't.bin'), bos='<|end_of_text|>', eos=1974)

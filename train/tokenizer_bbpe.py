@@ -20,18 +20,28 @@ Plain python 3 (json, struct, unicodedata). The layout, all integers int32 littl
     classes  n_classes times: first, last, class: code point ranges, sorted, of the letters (1,
              \\p{L}), numbers (2, \\p{N}) and white space (3, \\s) of the pre-tokenizer regex;
              any other code point is class 0
-    nfc      n_nfc times: first, last, info: only for an NFC normalizer (else n_nfc = 0). info:
-             bits 0-7 canonical combining class, 8-15 that of the last character of the canonical
-             decomposition, bit 16 NFC_Quick_Check=No, bit 17 NFC_Quick_Check=Maybe (can be the
-             second half of a composition), bit 18 "a later Maybe character may compose with
-             this one or reorder behind it" (decomposes, non-starter, or first half of a
-             composition). The encoder refuses text that NFC could change instead of normalizing;
-             code points this python's unicodedata does not know count as NFC_Quick_Check=No.
+    nfc      n_nfc int32s, only for an NFC normalizer (else n_nfc = 0), everything razor needs to
+             normalize to NFC (Hangul syllables are algorithmic and not in it):
+               n_ccc, n_decomp, n_comp, n_pool
+               ccc     n_ccc times: first, last, class: code point ranges, sorted, of the nonzero
+                       canonical combining classes (1-254); any other code point has class 0
+               decomp  n_decomp times: code point, offset, length: sorted by code point, those whose
+                       full canonical decomposition (applied recursively) is pool[offset..+length),
+                       length 1-4
+               comp    n_comp times: first, second, composite: sorted by (first, second), the primary
+                       composites (canonical pairs, minus the composition exclusions, singletons and
+                       non-starter decompositions)
+               pool    n_pool code points
+             n_nfc = 4 + 3 * (n_ccc + n_decomp + n_comp) + n_pool, and the file ends there. Code
+             points this python's unicodedata does not know are starters that never change.
 
 Pretokenizer kinds: 1 = Llama 3 (cl100k) regex, 2 = GPT-2 regex, 3 = Qwen2 regex (Llama 3's
 with single digits). Flags: 1 = ignore_merges (a pre-token that is itself in the vocabulary is
-one token), 2 = NFC normalizer. The unicode tables come from this python's unicodedata, plus the
-letters and numbers of Unicode 16.0 that it may not know (UNICODE_16_ADDED).
+one token), 2 = NFC normalizer, 4 = (with 2) the split-out added tokens are normalized ones: the
+library normalizes the whole text, then splits them out of it; without 4 it splits them out of the
+raw text first, then normalizes each piece between them on its own. The unicode tables come from
+this python's unicodedata, plus the letters and numbers of Unicode 16.0 that it may not know
+(UNICODE_16_ADDED).
 """
 import json
 import os
@@ -65,7 +75,7 @@ UNICODE_16_ADDED = [
 ]
 
 IN_VOCAB, SPLIT_OUT, SPECIAL = 1, 2, 4
-IGNORE_MERGES, NFC = 1, 2
+IGNORE_MERGES, NFC, NORMALIZED_ADDED = 1, 2, 4
 
 BOS_NAMES = ['<|begin_of_text|>', '<s>', '<|startoftext|>']
 EOS_NAMES = ['<|end_of_text|>', '<|endoftext|>', '</s>', '<|im_end|>']
@@ -193,28 +203,31 @@ def class_table():
 
 
 def nfc_table():
-    first, second = set(range(0x1100, 0x1113)), set(range(0x1161, 0x1176)) | set(range(0x11A8, 0x11C3))
-    first |= set(range(0xAC00, 0xD7A4, 28))                       # Hangul: L + V, LV + T compose
+    """The NFC section: [n_ccc, n_decomp, n_comp, n_pool], then the ccc ranges, the decompositions,
+    the compositions and the pool, flattened to int32s (see the layout above)."""
+    ccc, decomp, comp, pool = {}, [], [], []
     for cp in range(0x110000):
-        d = unicodedata.decomposition(chr(cp)).split()
-        if len(d) == 2 and not d[0].startswith('<'):
-            a, b = chr(int(d[0], 16)), chr(int(d[1], 16))
-            if unicodedata.normalize('NFC', a + b) == chr(cp):         # a primary composite
-                first.add(ord(a))
-                second.add(ord(b))
-    values = {}
-    for cp in range(0x110000):
-        if 0xD800 <= cp < 0xE000:
+        if 0xD800 <= cp < 0xE000 or 0xAC00 <= cp < 0xD7A4:            # surrogates; Hangul is algorithmic
             continue
         c = chr(cp)
+        if unicodedata.combining(c):
+            ccc[cp] = unicodedata.combining(c)
         nfd = unicodedata.normalize('NFD', c)
-        ccc, trail = unicodedata.combining(c), unicodedata.combining(nfd[-1])
-        no = unicodedata.normalize('NFC', c) != c or unicodedata.category(c) == 'Cn'  # unknown here: refuse
-        blocks = ccc != 0 or nfd != c or no or cp in first
-        v = ccc | trail << 8 | no << 16 | (cp in second) << 17 | blocks << 18
-        if v:
-            values[cp] = v
-    return ranges(values)
+        if nfd != c:
+            decomp.append([cp, len(pool), len(nfd)])
+            pool += [ord(x) for x in nfd]
+        d = unicodedata.decomposition(c).split()
+        if len(d) == 2 and not d[0].startswith('<'):
+            a, b = int(d[0], 16), int(d[1], 16)
+            if unicodedata.normalize('NFC', chr(a) + chr(b)) == c:      # a primary composite, not excluded
+                comp.append([a, b, cp])
+    ccc = ranges(ccc)
+    comp.sort()
+    out = [len(ccc), len(decomp), len(comp), len(pool)]
+    for rows in (ccc, decomp, comp):
+        for r in rows:
+            out += r
+    return out + pool
 
 
 def export_bbpe(tokenizer_json_path, out_path, bos=None, eos=None):
@@ -326,19 +339,22 @@ def _export(path, out_path, bos, eos):
 
     classes = class_table()
     nfc = nfc_table() if flags & NFC else []
+    if split_normalized == {True}:
+        flags |= NORMALIZED_ADDED
     out = [MAGIC, struct.pack('<9i', VERSION, vocab_size, bos_id, eos_id, kind, flags, len(merge_list),
                               len(classes), len(nfc))]
     for i in range(vocab_size):
         p = pieces.get(i, b'')
         out.append(struct.pack('<iB', len(p), kinds.get(i, 0)) + p)
     out += [struct.pack('<3i', l, r, res) for _, l, r, res in merge_list]
-    out += [struct.pack('<3i', *r) for r in classes + nfc]
+    out += [struct.pack('<3i', *r) for r in classes]
+    out.append(struct.pack(f'<{len(nfc)}i', *nfc))
     tmp = out_path + '.tmp'
     with open(tmp, 'wb') as f:
         f.write(b''.join(out))
     os.replace(tmp, out_path)
     return dict(vocab_size=vocab_size, bos_id=bos_id, eos_id=eos_id, kind=kind, flags=flags,
-                merges=len(merge_list), classes=len(classes), nfc=len(nfc))
+                merges=len(merge_list), classes=len(classes), nfc=len(nfc), nfc_counts=nfc[:4])
 
 
 if __name__ == '__main__':
