@@ -13,6 +13,7 @@ fail with a message naming the problem and leave no output file.
 import json
 import os
 import struct
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -539,24 +540,30 @@ def check_meta_and_checkpoint(tmp):
                                    dropout=0.0),
                 'model': {'_orig_mod.' + k: v for k, v in sd.items()}, 'iter_num': 0, 'best_val_loss': 1.0,
                 'config': {}}, pt)
+    binfolder = os.path.join(tmp, 'three_hf_bin')  # the same HF checkpoint as pytorch_model.bin
+    os.makedirs(binfolder)
+    shutil.copy(os.path.join(folder, 'config.json'), binfolder)
+    torch.save({h: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for h, a in w.items()},
+               os.path.join(binfolder, 'pytorch_model.bin'))
     ref = hf_reference(cfg, w, IDS)
     logits = {}
-    for src, path in [('--hf', folder), ('--meta', meta), ('--checkpoint', pt)]:
-        out = os.path.join(tmp, 'three' + src[2:] + '.bin')
+    for src, path in [('--hf', folder), ('--hf', binfolder), ('--meta', meta), ('--checkpoint', pt)]:
+        src_name = src if path != binfolder else '--hf pytorch_model.bin'
+        out = os.path.join(tmp, 'three' + src[2:] + ('_bin' if path == binfolder else '') + '.bin')
         r = export(out, src, path)
-        assert r.returncode == 0, f'export {src} failed: {r.stderr.strip()[-500:]}'
+        assert r.returncode == 0, f'export {src_name} failed: {r.stderr.strip()[-500:]}'
         c, back = readback_logits(out, IDS)
         assert c['shared_classifier'] == 0 and c['n_kv_heads'] == kv and c['hidden_dim'] == hidden, \
-            f'{src}: header {c}'
+            f'{src_name}: header {c}'
         d = maxdiff(back, ref)
-        assert d <= TOL, f'{src}: read-back file vs HF reference: max abs diff {d:.3g}'
-        logits[src] = razor_logits(out, IDS, tmp)
-        d = maxdiff(logits[src], ref)
-        assert d <= TOL, f'{src}: razor vs HF reference: max abs diff {d:.3g}'
-    for src in ('--meta', '--checkpoint'):
+        assert d <= TOL, f'{src_name}: read-back file vs HF reference: max abs diff {d:.3g}'
+        logits[src_name] = razor_logits(out, IDS, tmp)
+        d = maxdiff(logits[src_name], ref)
+        assert d <= TOL, f'{src_name}: razor vs HF reference: max abs diff {d:.3g}'
+    for src in ('--hf pytorch_model.bin', '--meta', '--checkpoint'):
         d = maxdiff(logits[src], logits['--hf'])
         assert d <= 1e-5, f'razor logits {src} vs --hf: max abs diff {d:.3g}'
-    return f'hf/meta/checkpoint agree; max diff vs reference {maxdiff(logits["--hf"], ref):.2g}'
+    return f'hf safetensors/pytorch_model.bin/meta/checkpoint agree; max diff vs reference {maxdiff(logits["--hf"], ref):.2g}'
 
 
 def main():
@@ -569,7 +576,7 @@ def main():
                   ('refuse truncated header', lambda: check_truncated(tmp, 20)),
                   ('tokenizer', lambda: check_tokenizer(tmp)), ('tokenizer.json', lambda: check_tokenizer_json(tmp)),
                   ('torch absent', lambda: check_no_torch(tmp)),
-                  ('meta and llama2.c checkpoint', lambda: check_meta_and_checkpoint(tmp))]
+                  ('pytorch_model.bin, meta and llama2.c checkpoint', lambda: check_meta_and_checkpoint(tmp))]
         for name, fn in tests:
             try:
                 note = fn()
