@@ -1801,7 +1801,7 @@ int load_profile(HeadProfile *p, const char *path, const Config *c) {
     size_t size;
     if (read_file(path, (size_t)16 << 20, &text, &size) != 0) return -1;
     init_profile(p, c);
-    int n = c->n_layers * c->n_kv_heads, line_no = 0, layers_seen = 0, shape_seen = ends_with(path, ".tsv");
+    int line_no = 0, layers_seen = 0, shape_seen = ends_with(path, ".tsv");
     char *save = NULL;
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         line_no++;
@@ -1850,7 +1850,6 @@ int load_profile(HeadProfile *p, const char *path, const Config *c) {
     }
     free(text);
     if (layers_seen != c->n_layers) { free_profile(p); return fail("%s: %d layer lines, the model has %d layers", path, layers_seen, c->n_layers); }
-    (void)n;
     return 0;
 syntax_error:
     free(text); free_profile(p);

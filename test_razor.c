@@ -423,8 +423,6 @@ static int naive_encode(const Tokenizer *t, const char *text, int *out) {
         i += l;
     }
     free(s);
-    int byte_base[256];
-    for (int b = 0; b < 256; b++) byte_base[b] = -1;
     for (;;) {
         float best = -INFINITY;
         int at = -1;
@@ -458,7 +456,6 @@ static int naive_encode(const Tokenizer *t, const char *text, int *out) {
         free(sym[i]);
     }
     free(sym);
-    (void)byte_base;
     return count;
 }
 
