@@ -103,7 +103,7 @@ typedef struct {
     size_t map_size;
 } Model;
 
-#define ATT_TILE_Q 16        /* queries that share a tile of keys in the attention loop */
+#define ATT_TILE_Q 64        /* queries that share a tile of keys in the attention loop */
 #define ATT_TILE_K 64        /* keys per tile */
 
 /* The cache policies (RazorAttention and its baselines). */
@@ -190,7 +190,7 @@ typedef struct {
     int *added;              /* byte-level: the SPLIT_OUT ids */
 } Tokenizer;
 
-#define DEFAULT_BLOCK 128    /* prompt tokens per forward block */
+#define DEFAULT_BLOCK 256    /* prompt tokens per forward block */
 
 /* A head profile (razor.c section 8): echo and induction score of every KV head, and which are
  * retrieval heads (kept full). */

@@ -434,17 +434,17 @@ static inline __attribute__((always_inline)) void dot_tile(float *out, size_t ou
  * [j0, j1), vectorised along the tokens, so no horizontal sums at all: each weight is broadcast and
  * multiplied into BLOCK_TILE_T tokens at once (4 vectors x 6 rows = 24 accumulators, in registers).
  * The accumulators continue from acc (R x 4 vectors) unless j0 = 0, and are stored back there.
- * xt is the block transposed, (n, tp) with tp a multiple of BLOCK_TILE_T. */
+ * xt is one token tile of the transposed block, (n, BLOCK_TILE_T). */
 #define BLOCK_TILE_R 6
 #define BLOCK_TILE_T (4 * VEC)
-static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const float *xt, const float *w, int n, int tp,
-                                                             int i0, int t0, int j0, int j1, int R) {
+static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const float *xt, const float *w, int n, int i0,
+                                                             int j0, int j1, int R) {
     vecf acc[BLOCK_TILE_R][4];
     for (int r = 0; r < R; r++)
         for (int v = 0; v < 4; v++) acc[r][v] = j0 ? acc_io[r * 4 + v] : (vecf){0};
     for (int j = j0; j < j1; j++) {
         vecf x[4];
-        for (int v = 0; v < 4; v++) x[v] = vload(xt + (size_t)j * tp + t0 + v * VEC);
+        for (int v = 0; v < 4; v++) x[v] = vload(xt + (size_t)j * BLOCK_TILE_T + v * VEC);
         for (int r = 0; r < R; r++) {
             float wr = w[(size_t)(i0 + r) * n + j];
             for (int v = 0; v < 4; v++) acc[r][v] += wr * x[v];
@@ -454,16 +454,18 @@ static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const
         for (int v = 0; v < 4; v++) acc_io[r * 4 + v] = acc[r][v];
 }
 
-/* A chunk of rows [i0, i1) (at most BLOCK_ROWS) for tokens [t0, t0 + BLOCK_TILE_T): the inputs go in
- * slices of BLOCK_J, so that the slice of xt stays in L1 while every row of the chunk uses it. */
+/* A chunk of rows [i0, i1) (at most BLOCK_ROWS) for the token tile starting at t0: the inputs go in
+ * slices of BLOCK_J, so that the slice of the tile (BLOCK_J x BLOCK_TILE_T floats, contiguous) stays
+ * in L1 while every row of the chunk uses it. */
 #define BLOCK_ROWS (16 * BLOCK_TILE_R)
 #define BLOCK_J 64
-static void block_rows(float *out, const float *xt, const float *w, int n, int d, int tp, int T, int i0, int i1, int t0) {
+static void block_rows(float *out, const float *xt, const float *w, int n, int d, int T, int i0, int i1, int t0) {
     vecf acc[BLOCK_ROWS * 4];
+    const float *tile = xt + (size_t)t0 * n;
     for (int j0 = 0; j0 < n; j0 += BLOCK_J) {
         int j1 = j0 + BLOCK_J < n ? j0 + BLOCK_J : n, i = i0;
-        for (; i + BLOCK_TILE_R <= i1; i += BLOCK_TILE_R) block_tile(acc + (i - i0) * 4, xt, w, n, tp, i, t0, j0, j1, BLOCK_TILE_R);
-        for (; i < i1; i++) block_tile(acc + (i - i0) * 4, xt, w, n, tp, i, t0, j0, j1, 1);
+        for (; i + BLOCK_TILE_R <= i1; i += BLOCK_TILE_R) block_tile(acc + (i - i0) * 4, tile, w, n, i, j0, j1, BLOCK_TILE_R);
+        for (; i < i1; i++) block_tile(acc + (i - i0) * 4, tile, w, n, i, j0, j1, 1);
     }
     for (int i = i0; i < i1; i++)
         for (int k = 0; k < BLOCK_TILE_T && t0 + k < T; k++) out[(size_t)(t0 + k) * d + i] = acc[(i - i0) * 4 + k / VEC][k % VEC];
@@ -474,9 +476,9 @@ static void block_rows(float *out, const float *xt, const float *w, int n, int d
 typedef struct {
     float *out;       /* (T, d) */
     const float *x;   /* (T, n) */
-    const float *xt;  /* (n, tp): x transposed and zero-padded, for block_tile */
+    const float *xt;  /* x transposed tile by tile, for block_tile (see transpose_block) */
     const float *w;   /* (d, n) */
-    int T, n, d, tp;
+    int T, n, d;
 } Matmul;
 
 static void matmul_task(void *arg, int thread, int n_threads) {
@@ -486,7 +488,7 @@ static void matmul_task(void *arg, int thread, int n_threads) {
         split((size_t)a->d, BLOCK_TILE_R, thread, n_threads, &begin, &end);
         for (int t0 = 0; t0 < a->T; t0 += BLOCK_TILE_T)
             for (i = begin; i < end; i += BLOCK_ROWS)
-                block_rows(a->out, a->xt, a->w, a->n, a->d, a->tp, a->T, (int)i, (int)(i + BLOCK_ROWS < end ? i + BLOCK_ROWS : end), t0);
+                block_rows(a->out, a->xt, a->w, a->n, a->d, a->T, (int)i, (int)(i + BLOCK_ROWS < end ? i + BLOCK_ROWS : end), t0);
         return;
     }
     split((size_t)a->d, 4, thread, n_threads, &begin, &end);
@@ -510,17 +512,22 @@ typedef struct { float *xt; const float *x; int T, n; } Transpose;
 
 static void transpose_task(void *arg, int thread, int n_threads) {
     const Transpose *a = arg;
-    size_t begin, end, tp = (size_t)matmul_padded(a->T);
-    split((size_t)a->n, 16, thread, n_threads, &begin, &end);
-    for (size_t j = begin; j < end; j++) {
-        float *row = a->xt + j * tp;
-        for (int t = 0; t < a->T; t++) row[t] = a->x[(size_t)t * a->n + j];
-        for (size_t t = (size_t)a->T; t < tp; t++) row[t] = 0;
+    size_t begin, end, n = (size_t)a->n;
+    split((size_t)matmul_padded(a->T) / BLOCK_TILE_T, 1, thread, n_threads, &begin, &end);
+    for (size_t tile = begin; tile < end; tile++) {
+        float *xt = a->xt + tile * BLOCK_TILE_T * n;
+        for (size_t j0 = 0; j0 < n; j0 += 16) /* 16 inputs at a time: whole cache lines in and out */
+            for (size_t k = 0; k < BLOCK_TILE_T; k++) {
+                size_t t = tile * BLOCK_TILE_T + k;
+                for (size_t j = j0; j < j0 + 16 && j < n; j++) xt[j * BLOCK_TILE_T + k] = t < (size_t)a->T ? a->x[t * n + j] : 0;
+            }
     }
 }
 
-/* Before matmuls of a block: x (T, n) transposed into xt (n, matmul_padded(T)), zero-padded, for
- * block_tile. Below BLOCK_MIN_TOKENS tokens matmul reads x itself and this does nothing. */
+/* Before matmuls of a block: x (T, n) transposed tile by tile for block_tile, token t, input j at
+ * xt[t / BLOCK_TILE_T][j][t % BLOCK_TILE_T], i.e. (matmul_padded(T) / BLOCK_TILE_T, n, BLOCK_TILE_T),
+ * the padding tokens zero. Each tile is contiguous, so a slice of it fills L1 without set conflicts.
+ * Below BLOCK_MIN_TOKENS tokens matmul reads x itself and this does nothing. */
 void transpose_block(float *xt, const float *x, int T, int n) {
     Transpose a = {xt, x, T, n};
     if (T >= BLOCK_MIN_TOKENS) pool_run(transpose_task, &a);
@@ -529,7 +536,7 @@ void transpose_block(float *xt, const float *x, int T, int n) {
 /* out (T, d) = x (T, n) @ w (d, n)^T: every weight row is read once for the whole block of T tokens.
  * xt: x as transpose_block left it. */
 void matmul(float *out, const float *x, const float *xt, const float *w, int T, int n, int d) {
-    Matmul a = {out, x, xt, w, T, n, d, matmul_padded(T)};
+    Matmul a = {out, x, xt, w, T, n, d};
     pool_run(matmul_task, &a);
 }
 
@@ -587,11 +594,86 @@ static void swiglu(float *hb, const float *hb2, size_t n) {
     for (; i < n; i++) hb[i] = hb[i] / (1.0f + expf(-hb[i])) * hb2[i];
 }
 
+/* One step of THE attention loop below: NB queries (NB <= ATT_QUERIES; called with a constant, so
+ * their arrays live in registers) meet one tile of keys together, so that every key and value loaded
+ * serves NB queries. Query b sees the first n_seen[b] keys of the tile (0: none). Its running max
+ * m[b], running sum l[b] and accumulator acc (NB, head_dim) are updated online: scores, a rescale of
+ * what was summed under the old max if this tile holds a larger score, then exp and the weighted sum
+ * of the values. comp_at: the compensation slot's place in this tile (outside [0, ATT_TILE_K): not
+ * here); its score gets + comp_bias = ln(N_d). */
+#define ATT_QUERIES 4
+static inline __attribute__((always_inline)) void attend_tile(const float *const *q, const int *n_seen, float *m, float *l,
+                                                              float *acc, const float *kt, const float *vt, int head_dim,
+                                                              float scale, int comp_at, float comp_bias, int NB) {
+    enum { KV = ATT_TILE_K / VEC };
+    vecf sv[ATT_QUERIES][KV];
+    for (int b = 0; b < NB; b++)
+        for (int c = 0; c < KV; c++) sv[b][c] = (vecf){0};
+    for (int d = 0; d < head_dim; d++) { /* scores: q . k for the whole tile, head_dim vector FMAs */
+        vecf k[KV];
+        for (int c = 0; c < KV; c++) k[c] = vload(kt + (size_t)d * ATT_TILE_K + c * VEC);
+        for (int b = 0; b < NB; b++) {
+            float qd = q[b][d] * scale;
+            for (int c = 0; c < KV; c++) sv[b][c] += qd * k[c];
+        }
+    }
+    float p[ATT_QUERIES][ATT_TILE_K]; /* scores, then exp(score - max) */
+    int n_max = 0;
+    for (int b = 0; b < NB; b++) {
+        int n = n_seen[b];
+        if (n <= 0) { memset(p[b], 0, sizeof p[b]); continue; }
+        memcpy(p[b], sv[b], sizeof p[b]);
+        if (comp_at >= 0 && comp_at < n) p[b][comp_at] += comp_bias; /* + ln(N_d) */
+        for (int j = n; j < ATT_TILE_K; j++) p[b][j] = -INFINITY;  /* keys it may not see */
+        vecf mv = vload(p[b]);
+        for (int c = 1; c < KV; c++) mv = vmax(mv, vload(p[b] + c * VEC));
+        float tile_max = hmax(mv);
+        float *ab = acc + (size_t)b * head_dim;
+        if (tile_max > m[b]) { /* rescale what was summed under the old max */
+            float correction = expf(m[b] - tile_max);
+            l[b] *= correction;
+            for (int d = 0; d < head_dim; d++) ab[d] *= correction;
+            m[b] = tile_max;
+        }
+        for (int c = 0; c < KV; c++) {
+            vecf e = vexp(vload(p[b] + c * VEC) - m[b]);
+            l[b] += vsum(e);
+            memcpy(p[b] + c * VEC, &e, sizeof e);
+        }
+        if (n > n_max) n_max = n;
+    }
+    /* acc += p @ values, VEC dims at a time; four sums per query over interleaved keys (one add chain
+     * would wait on each multiply-add's latency) */
+    int d = 0;
+    for (; d + VEC <= head_dim; d += VEC) {
+        vecf a[ATT_QUERIES][4];
+        for (int b = 0; b < NB; b++)
+            for (int u = 0; u < 4; u++) a[b][u] = (vecf){0};
+        int j = 0;
+        for (; j + 4 <= n_max; j += 4)
+            for (int u = 0; u < 4; u++) {
+                vecf v = vload(vt + (size_t)(j + u) * head_dim + d);
+                for (int b = 0; b < NB; b++) a[b][u] += p[b][j + u] * v;
+            }
+        for (; j < n_max; j++) {
+            vecf v = vload(vt + (size_t)j * head_dim + d);
+            for (int b = 0; b < NB; b++) a[b][0] += p[b][j] * v;
+        }
+        for (int b = 0; b < NB; b++) {
+            vecf sum = vload(acc + (size_t)b * head_dim + d) + ((a[b][0] + a[b][1]) + (a[b][2] + a[b][3]));
+            memcpy(acc + (size_t)b * head_dim + d, &sum, sizeof sum);
+        }
+    }
+    for (; d < head_dim; d++)
+        for (int b = 0; b < NB; b++)
+            for (int j = 0; j < n_max; j++) acc[(size_t)b * head_dim + d] += p[b][j] * vt[(size_t)j * head_dim + d];
+}
+
 /* THE attention loop, flash-attention style: for each query, walk the keys in tiles of ATT_TILE_K,
  * keeping a running max m, a running sum l of exp(score - m) and an accumulator of the weighted
- * values, rescaled whenever m grows. No score row of length seq_len ever exists. A tile of
- * ATT_TILE_Q queries shares each tile of keys while it sits in L1. Used for the prompt and for
- * generation alike.
+ * values, rescaled whenever m grows (attend_tile). No score row of length seq_len ever exists. A tile
+ * of ATT_TILE_Q queries shares each tile of keys while it sits in L1, ATT_QUERIES of them at a time.
+ * Used for the prompt and for generation alike.
  *   q          (n_q, q_stride): query i at q + i * q_stride, head_dim floats
  *   key_tiles  (n_keys / ATT_TILE_K rounded up, head_dim, ATT_TILE_K): one head's keys, stored
  *              transposed tile by tile, so a query meets a whole tile with head_dim vector FMAs
@@ -601,8 +683,6 @@ static void swiglu(float *hb, const float *hb2, size_t n) {
  *   scratch    ATT_TILE_Q * (head_dim + 2) floats
  *   comp_slot  the compensation token's slot (-1: none): its key stands for comp_bias = ln(N_d) dropped
  *              tokens, so its logit gets + ln(N_d) (spec section 4); -INFINITY when N_d = 0 */
-
-
 void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *key_tiles,
                const float *values, int n_keys, int first_visible, int head_dim, float *scratch, int comp_slot,
                float comp_bias) {
@@ -614,51 +694,22 @@ void attention(float *out, size_t out_stride, const float *q, size_t q_stride, i
         memset(acc, 0, (size_t)nq * head_dim * sizeof(float));
         int last_visible = first_visible + q0 + nq < n_keys ? first_visible + q0 + nq : n_keys;
         for (int k0 = 0; k0 < last_visible; k0 += ATT_TILE_K) {
-            const float *kt = key_tiles + (size_t)(k0 / ATT_TILE_K) * head_dim * ATT_TILE_K;
-            for (int i = 0; i < nq; i++) {
-                int visible = first_visible + q0 + i + 1 < n_keys ? first_visible + q0 + i + 1 : n_keys;
-                int n = visible - k0 < ATT_TILE_K ? visible - k0 : ATT_TILE_K; /* keys of this tile it sees */
-                if (n <= 0) continue;
-                const float *qi = q + (size_t)(q0 + i) * q_stride;
-                vecf sv[ATT_TILE_K / VEC] = {0};
-                for (int d = 0; d < head_dim; d++) {
-                    float qd = qi[d] * scale;
-                    for (int c = 0; c < ATT_TILE_K / VEC; c++) sv[c] += qd * vload(kt + (size_t)d * ATT_TILE_K + c * VEC);
+            const float *kt = key_tiles + (size_t)(k0 / ATT_TILE_K) * head_dim * ATT_TILE_K, *vt = values + (size_t)k0 * head_dim;
+            for (int i = 0; i < nq; i += ATT_QUERIES) {
+                int nb = nq - i < ATT_QUERIES ? nq - i : ATT_QUERIES, n_seen[ATT_QUERIES];
+                const float *qb[ATT_QUERIES];
+                for (int b = 0; b < nb; b++) {
+                    int visible = first_visible + q0 + i + b + 1 < n_keys ? first_visible + q0 + i + b + 1 : n_keys;
+                    n_seen[b] = visible - k0 < ATT_TILE_K ? visible - k0 : ATT_TILE_K;
+                    qb[b] = q + (size_t)(q0 + i + b) * q_stride;
                 }
-                float s[ATT_TILE_K];
-                memcpy(s, sv, sizeof s);
-                if (comp_slot >= k0 && comp_slot < k0 + n) s[comp_slot - k0] += comp_bias; /* + ln(N_d) */
-                for (int j = n; j < ATT_TILE_K; j++) s[j] = -INFINITY; /* keys it may not see */
-                vecf mv = vload(s);
-                for (int c = 1; c < ATT_TILE_K / VEC; c++) mv = vmax(mv, vload(s + c * VEC));
-                float tile_max = hmax(mv);
-                float *ai = acc + (size_t)i * head_dim;
-                if (tile_max > m[i]) { /* rescale what was summed under the old max */
-                    float correction = expf(m[i] - tile_max);
-                    l[i] *= correction;
-                    for (int d = 0; d < head_dim; d++) ai[d] *= correction;
-                    m[i] = tile_max;
-                }
-                for (int c = 0; c < ATT_TILE_K / VEC; c++) {
-                    vecf p = vexp(vload(s + c * VEC) - m[i]);
-                    l[i] += vsum(p);
-                    memcpy(s + c * VEC, &p, sizeof p);
-                }
-                /* acc += p @ values, VEC dims at a time, over four independent sums (one add chain would
-                 * wait on each multiply-add's latency) */
-                const float *vt = values + (size_t)k0 * head_dim;
-                int d = 0;
-                for (; d + VEC <= head_dim; d += VEC) {
-                    vecf a[4] = {vload(ai + d)};
-                    int j = 0;
-                    for (; j + 4 <= n; j += 4)
-                        for (int u = 0; u < 4; u++) a[u] += s[j + u] * vload(vt + (size_t)(j + u) * head_dim + d);
-                    for (; j < n; j++) a[0] += s[j] * vload(vt + (size_t)j * head_dim + d);
-                    vecf sum = (a[0] + a[1]) + (a[2] + a[3]);
-                    memcpy(ai + d, &sum, sizeof sum);
-                }
-                for (; d < head_dim; d++)
-                    for (int j = 0; j < n; j++) ai[d] += s[j] * vt[(size_t)j * head_dim + d];
+                if (n_seen[nb - 1] <= 0) continue; /* (the last query of the group sees the most) */
+                if (nb == ATT_QUERIES)
+                    attend_tile(qb, n_seen, m + i, l + i, acc + (size_t)i * head_dim, kt, vt, head_dim, scale, comp_slot - k0, comp_bias, ATT_QUERIES);
+                else
+                    for (int b = 0; b < nb; b++)
+                        attend_tile(qb + b, n_seen + b, m + i + b, l + i + b, acc + (size_t)(i + b) * head_dim, kt, vt, head_dim, scale,
+                                    comp_slot - k0, comp_bias, 1);
             }
         }
         for (int i = 0; i < nq; i++) {
