@@ -101,6 +101,9 @@ typedef struct {
     float *rope_freq;        /* (head_dim / 2) rotation frequency of each pair, scaling applied */
     void *map;               /* the mmapped file */
     size_t map_size;
+    const float *weights_start; /* the first float after the header */
+    size_t n_weights;        /* floats from there to the end of the file */
+    uint16_t *bf16;          /* (n_weights) with -w bf16: the same floats as bfloat16 (model_to_bf16); else NULL */
 } Model;
 
 #define ATT_TILE_Q 64        /* queries that share a tile of keys in the attention loop */
@@ -217,7 +220,8 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
 float *forward(const Model *m, RunState *s, const int *tokens, int n, LogitsSink sink, void *sink_arg);
 void rmsnorm(float *out, const float *x, const float *weight, int n, float eps);
 void transpose_block(float *xt, const float *x, int T, int n);
-void matmul(float *out, const float *x, const float *xt, const float *w, int T, int n, int d);
+void matmul(const Model *m, float *out, const float *x, float *xt, const float *w, int T, int n, int d);
+int model_to_bf16(Model *m);
 void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *key_tiles,
                const float *values, int n_keys, int first_visible, int head_dim, float *scratch, int comp_slot,
                float comp_bias);

@@ -272,13 +272,31 @@ int load_model(Model *m, const char *path) {
     }
     m->map = map;
     m->map_size = file_size;
+    m->weights_start = (const float *)((char *)map + header);
+    m->n_weights = weights_floats(&m->config, m->format);
     map_weights(m, (char *)map + header);
     compute_rope_freq(m);
     return 0;
 }
 
+/* -w bf16: a bfloat16 copy of every float in the file (rounded to nearest, ties to even), which matmul
+ * reads instead of the fp32 weights: half the bytes per generated token. It has the file's offsets,
+ * so a weight pointer into the file finds its twin at m->bf16 + (pointer - m->weights_start). */
+int model_to_bf16(Model *m) {
+    m->bf16 = malloc(m->n_weights * sizeof(uint16_t));
+    if (!m->bf16) return fail("no memory for a bfloat16 copy of the weights (%zu MB)", m->n_weights * 2 >> 20);
+    for (size_t i = 0; i < m->n_weights; i++) {
+        uint32_t u;
+        memcpy(&u, m->weights_start + i, 4);
+        if ((u & 0x7f800000) == 0x7f800000) m->bf16[i] = (uint16_t)((u >> 16) | ((u & 0xffff) ? 0x40 : 0)); /* inf, NaN stay so */
+        else m->bf16[i] = (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+    }
+    return 0;
+}
+
 void free_model(Model *m) {
     if (m->map) munmap(m->map, m->map_size);
+    free(m->bf16);
     free(m->rope_freq);
     memset(m, 0, sizeof *m);
 }
@@ -402,14 +420,32 @@ static inline float vsum(vecf v) { /* a tree of adds, log2(VEC) deep, not a VEC-
     return a[0];
 }
 
-/* Two matmul kernels. Weights stay as the file stores them, row-major (d, n).
+/* Weights as matmul reads them: the file's fp32, or (-w bf16) a bfloat16 copy, which halves the bytes
+ * every generated token must stream through the cores. bfloat16 is the top half of a float32, so
+ * widening is a shift. The kernels below take a constant BF16 flag, like their tile sizes, and
+ * compile once for each kind. */
+typedef uint16_t vech __attribute__((vector_size(VEC * sizeof(uint16_t))));
+typedef uint32_t vecu __attribute__((vector_size(VEC * sizeof(uint32_t))));
+static inline float bf16_to_f32(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
+static inline vecf wload(const void *w, size_t i, int BF16) {
+    if (!BF16) return vload((const float *)w + i);
+    vech h;
+    memcpy(&h, (const uint16_t *)w + i, sizeof h);
+    vecu u = __builtin_convertvector(h, vecu) << 16;
+    vecf f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+static inline float wget(const void *w, size_t i, int BF16) { return BF16 ? bf16_to_f32(((const uint16_t *)w)[i]) : ((const float *)w)[i]; }
+
+/* Two matmul kernels. Weights are row-major (d, n), as the file stores them.
  *
  * dot_tile, for a few tokens (generation): out[c * out_stride + r] = dot(w row r, x row c) for R
  * weight rows and C tokens (R, C <= 4), vectorised along n, so that with R, C > 1 every value loaded
  * is used several times. Called with constant R and C, it compiles to an unrolled block of
  * accumulators. */
 static inline __attribute__((always_inline)) void dot_tile(float *out, size_t out_stride, const float *x,
-                                                           const float *w, int n, int R, int C) {
+                                                           const void *w, int n, int R, int C, int BF16) {
     vecf acc[4][4];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) acc[r][c] = (vecf){0};
@@ -418,16 +454,56 @@ static inline __attribute__((always_inline)) void dot_tile(float *out, size_t ou
         vecf xv[4];
         for (int c = 0; c < C; c++) xv[c] = vload(x + (size_t)c * n + j);
         for (int r = 0; r < R; r++) {
-            vecf wv = vload(w + (size_t)r * n + j);
+            vecf wv = wload(w, (size_t)r * n + j, BF16);
             for (int c = 0; c < C; c++) acc[r][c] += wv * xv[c];
         }
     }
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) {
             float s = vsum(acc[r][c]);
-            for (int k = j; k < n; k++) s += w[(size_t)r * n + k] * x[(size_t)c * n + k];
+            for (int k = j; k < n; k++) s += wget(w, (size_t)r * n + k, BF16) * x[(size_t)c * n + k];
             out[(size_t)c * out_stride + r] = s;
         }
+}
+
+/* dot_row, for one token (generation): one weight row . x, over four independent sums, so that each
+ * multiply-add need not wait for the one before it (a single chain of them is latency-bound, well
+ * below what the caches deliver). bf16 weights come 2 * VEC at a time as VEC uint32 pairs: the low
+ * halves (even inputs) widen with a shift, the high halves (odd inputs) with a mask, with no shuffles
+ * (which would cost more than the bytes saved); x_pairs is x reordered to match (pair_inputs). */
+static inline vecf pair_dot(const uint16_t *w, const float *x_pairs, vecf acc) {
+    vecu pair, lo, hi;
+    memcpy(&pair, w, sizeof pair);
+    lo = pair << 16, hi = pair & 0xffff0000u;
+    vecf even, odd;
+    memcpy(&even, &lo, sizeof even), memcpy(&odd, &hi, sizeof odd);
+    return acc + even * vload(x_pairs) + odd * vload(x_pairs + VEC);
+}
+
+static inline __attribute__((always_inline)) float dot_row(const float *x, const float *x_pairs, const void *w, int n,
+                                                           int BF16) {
+    vecf acc[4] = {{0}, {0}, {0}, {0}};
+    int j = 0;
+    if (BF16) {
+        const uint16_t *w16 = w;
+        for (; j + 8 * VEC <= n; j += 8 * VEC)
+            for (int u = 0; u < 4; u++) acc[u] = pair_dot(w16 + j + u * 2 * VEC, x_pairs + j + u * 2 * VEC, acc[u]);
+        for (; j + 2 * VEC <= n; j += 2 * VEC) acc[0] = pair_dot(w16 + j, x_pairs + j, acc[0]);
+    } else {
+        for (; j + 4 * VEC <= n; j += 4 * VEC)
+            for (int u = 0; u < 4; u++) acc[u] += wload(w, (size_t)j + u * VEC, 0) * vload(x + j + u * VEC);
+        for (; j + VEC <= n; j += VEC) acc[0] += wload(w, (size_t)j, 0) * vload(x + j);
+    }
+    float s = vsum((acc[0] + acc[1]) + (acc[2] + acc[3]));
+    for (; j < n; j++) s += wget(w, (size_t)j, BF16) * x[j];
+    return s;
+}
+
+/* x_pairs for dot_row: each run of 2 * VEC inputs as its even ones, then its odd ones:
+ * [0 2 .. 30 | 1 3 .. 31 | 32 34 .. 62 | 33 ..]. The tail (n % (2 * VEC)) is not needed. */
+static void pair_inputs(float *x_pairs, const float *x, int n) {
+    for (int j = 0; j + 2 * VEC <= n; j += 2 * VEC)
+        for (int k = 0; k < VEC; k++) x_pairs[j + k] = x[j + 2 * k], x_pairs[j + VEC + k] = x[j + 2 * k + 1];
 }
 
 /* block_tile, for blocks of tokens (the prompt): R weight rows x BLOCK_TILE_T tokens over inputs
@@ -437,8 +513,8 @@ static inline __attribute__((always_inline)) void dot_tile(float *out, size_t ou
  * xt is one token tile of the transposed block, (n, BLOCK_TILE_T). */
 #define BLOCK_TILE_R 6
 #define BLOCK_TILE_T (4 * VEC)
-static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const float *xt, const float *w, int n, int i0,
-                                                             int j0, int j1, int R) {
+static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const float *xt, const void *w, int n, int i0,
+                                                             int j0, int j1, int R, int BF16) {
     vecf acc[BLOCK_TILE_R][4];
     for (int r = 0; r < R; r++)
         for (int v = 0; v < 4; v++) acc[r][v] = j0 ? acc_io[r * 4 + v] : (vecf){0};
@@ -446,7 +522,7 @@ static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const
         vecf x[4];
         for (int v = 0; v < 4; v++) x[v] = vload(xt + (size_t)j * BLOCK_TILE_T + v * VEC);
         for (int r = 0; r < R; r++) {
-            float wr = w[(size_t)(i0 + r) * n + j];
+            float wr = wget(w, (size_t)(i0 + r) * n + j, BF16);
             for (int v = 0; v < 4; v++) acc[r][v] += wr * x[v];
         }
     }
@@ -459,13 +535,14 @@ static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const
  * in L1 while every row of the chunk uses it. */
 #define BLOCK_ROWS (16 * BLOCK_TILE_R)
 #define BLOCK_J 64
-static void block_rows(float *out, const float *xt, const float *w, int n, int d, int T, int i0, int i1, int t0) {
+static inline __attribute__((always_inline)) void block_rows(float *out, const float *xt, const void *w, int n, int d, int T,
+                                                             int i0, int i1, int t0, int BF16) {
     vecf acc[BLOCK_ROWS * 4];
     const float *tile = xt + (size_t)t0 * n;
     for (int j0 = 0; j0 < n; j0 += BLOCK_J) {
         int j1 = j0 + BLOCK_J < n ? j0 + BLOCK_J : n, i = i0;
-        for (; i + BLOCK_TILE_R <= i1; i += BLOCK_TILE_R) block_tile(acc + (i - i0) * 4, tile, w, n, i, j0, j1, BLOCK_TILE_R);
-        for (; i < i1; i++) block_tile(acc + (i - i0) * 4, tile, w, n, i, j0, j1, 1);
+        for (; i + BLOCK_TILE_R <= i1; i += BLOCK_TILE_R) block_tile(acc + (i - i0) * 4, tile, w, n, i, j0, j1, BLOCK_TILE_R, BF16);
+        for (; i < i1; i++) block_tile(acc + (i - i0) * 4, tile, w, n, i, j0, j1, 1, BF16);
     }
     for (int i = i0; i < i1; i++)
         for (int k = 0; k < BLOCK_TILE_T && t0 + k < T; k++) out[(size_t)(t0 + k) * d + i] = acc[(i - i0) * 4 + k / VEC][k % VEC];
@@ -476,34 +553,46 @@ static void block_rows(float *out, const float *xt, const float *w, int n, int d
 typedef struct {
     float *out;       /* (T, d) */
     const float *x;   /* (T, n) */
-    const float *xt;  /* x transposed tile by tile, for block_tile (see transpose_block) */
-    const float *w;   /* (d, n) */
-    int T, n, d;
+    const float *xt;  /* x transposed tile by tile, for block_tile (see transpose_block); one token
+                         with bf16 weights: x reordered for dot_row (pair_inputs) */
+    const void *w;    /* (d, n), float or (bf16) uint16_t */
+    int T, n, d, bf16;
 } Matmul;
 
-static void matmul_task(void *arg, int thread, int n_threads) {
-    const Matmul *a = arg;
+/* Row r of the weights, whichever kind they are. */
+static inline const void *weight_row(const Matmul *a, size_t r, int BF16) {
+    return BF16 ? (const void *)((const uint16_t *)a->w + r * a->n) : (const void *)((const float *)a->w + r * a->n);
+}
+
+static inline __attribute__((always_inline)) void matmul_part(const Matmul *a, int thread, int n_threads, int BF16) {
     size_t begin, end, i;
     if (a->T >= BLOCK_MIN_TOKENS) {
         split((size_t)a->d, BLOCK_TILE_R, thread, n_threads, &begin, &end);
         for (int t0 = 0; t0 < a->T; t0 += BLOCK_TILE_T)
             for (i = begin; i < end; i += BLOCK_ROWS)
-                block_rows(a->out, a->xt, a->w, a->n, a->d, a->T, (int)i, (int)(i + BLOCK_ROWS < end ? i + BLOCK_ROWS : end), t0);
+                block_rows(a->out, a->xt, a->w, a->n, a->d, a->T, (int)i, (int)(i + BLOCK_ROWS < end ? i + BLOCK_ROWS : end), t0, BF16);
         return;
     }
     split((size_t)a->d, 4, thread, n_threads, &begin, &end);
     if (a->T == 1) { /* generation: one row at a time (one stream of weights is what prefetches best) */
-        for (i = begin; i < end; i++) dot_tile(a->out + i, 0, a->x, a->w + i * a->n, a->n, 1, 1);
+        for (i = begin; i < end; i++) a->out[i] = dot_row(a->x, a->xt, weight_row(a, i, BF16), a->n, BF16);
         return;
     }
     for (i = begin; i + 4 <= end; i += 4) { /* a few tokens: 4 rows x 4 tokens at a time */
-        const float *w = a->w + i * a->n;
+        const void *w = weight_row(a, i, BF16);
         int t = 0;
-        for (; t + 4 <= a->T; t += 4) dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, w, a->n, 4, 4);
-        for (; t < a->T; t++) dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, w, a->n, 4, 1);
+        for (; t + 4 <= a->T; t += 4) dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, w, a->n, 4, 4, BF16);
+        for (; t < a->T; t++) dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, w, a->n, 4, 1, BF16);
     }
     for (; i < end; i++)
-        for (int t = 0; t < a->T; t++) dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, a->w + i * a->n, a->n, 1, 1);
+        for (int t = 0; t < a->T; t++)
+            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, weight_row(a, i, BF16), a->n, 1, 1, BF16);
+}
+
+static void matmul_task(void *arg, int thread, int n_threads) {
+    const Matmul *a = arg;
+    if (a->bf16) matmul_part(a, thread, n_threads, 1);
+    else matmul_part(a, thread, n_threads, 0);
 }
 
 static int matmul_padded(int T) { return (T + BLOCK_TILE_T - 1) / BLOCK_TILE_T * BLOCK_TILE_T; }
@@ -534,9 +623,12 @@ void transpose_block(float *xt, const float *x, int T, int n) {
 }
 
 /* out (T, d) = x (T, n) @ w (d, n)^T: every weight row is read once for the whole block of T tokens.
- * xt: x as transpose_block left it. */
-void matmul(float *out, const float *x, const float *xt, const float *w, int T, int n, int d) {
-    Matmul a = {out, x, xt, w, T, n, d};
+ * xt: x as transpose_block left it. w points into the model file; with -w bf16 matmul reads its
+ * bfloat16 twin, at the same offset in m->bf16. */
+void matmul(const Model *m, float *out, const float *x, float *xt, const float *w, int T, int n, int d) {
+    Matmul a = {out, x, xt, w, T, n, d, m->bf16 != NULL};
+    if (m->bf16) a.w = m->bf16 + (w - m->weights_start);
+    if (m->bf16 && T == 1) pair_inputs(xt, x, n);
     pool_run(matmul_task, &a);
 }
 
@@ -962,9 +1054,9 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
         size_t L = (size_t)l;
         for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_att_weight + L * dim, dim, c->norm_eps);
         transpose_block(s->xt, s->xb, T, dim);
-        matmul(s->q, s->xb, s->xt, w->wq + L * q_dim * dim, T, dim, q_dim);
-        matmul(s->k, s->xb, s->xt, w->wk + L * kv_dim * dim, T, dim, kv_dim);
-        matmul(s->v, s->xb, s->xt, w->wv + L * kv_dim * dim, T, dim, kv_dim);
+        matmul(m, s->q, s->xb, s->xt, w->wq + L * q_dim * dim, T, dim, q_dim);
+        matmul(m, s->k, s->xb, s->xt, w->wk + L * kv_dim * dim, T, dim, kv_dim);
+        matmul(m, s->v, s->xb, s->xt, w->wv + L * kv_dim * dim, T, dim, kv_dim);
         for (int t = 0; t < T; t++) {
             rope(s->q + (size_t)t * q_dim, c->n_heads, hd, s->rope_cos + (size_t)t * half, s->rope_sin + (size_t)t * half);
             rope(s->k + (size_t)t * kv_dim, c->n_kv_heads, hd, s->rope_cos + (size_t)t * half, s->rope_sin + (size_t)t * half);
@@ -975,23 +1067,23 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
         pool_run(attention_task, &job);
         if (s->probe) s->probe(s->probe_arg, s, l, (int)pos, T);
         transpose_block(s->xt, s->xb, T, q_dim);
-        matmul(s->xb2, s->xb, s->xt, w->wo + L * dim * q_dim, T, q_dim, dim);
+        matmul(m, s->xb2, s->xb, s->xt, w->wo + L * dim * q_dim, T, q_dim, dim);
         for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
 
         for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_ffn_weight + L * dim, dim, c->norm_eps);
         transpose_block(s->xt, s->xb, T, dim);
-        matmul(s->hb, s->xb, s->xt, w->w1 + L * hidden * dim, T, dim, hidden);
-        matmul(s->hb2, s->xb, s->xt, w->w3 + L * hidden * dim, T, dim, hidden);
+        matmul(m, s->hb, s->xb, s->xt, w->w1 + L * hidden * dim, T, dim, hidden);
+        matmul(m, s->hb2, s->xb, s->xt, w->w3 + L * hidden * dim, T, dim, hidden);
         swiglu(s->hb, s->hb2, (size_t)T * hidden);
         transpose_block(s->xt, s->hb, T, hidden);
-        matmul(s->xb2, s->hb, s->xt, w->w2 + L * dim * hidden, T, hidden, dim);
+        matmul(m, s->xb2, s->hb, s->xt, w->w2 + L * dim * hidden, T, hidden, dim);
         for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
     }
     s->n_tokens += T;
     int first = all_logits ? 0 : T - 1;
     for (int t = first; t < T; t++) rmsnorm(s->xb + (size_t)(t - first) * dim, s->x + (size_t)t * dim, w->rms_final_weight, dim, c->norm_eps);
     transpose_block(s->xt, s->xb, T - first, dim);
-    matmul(s->logits, s->xb, s->xt, w->wcls, T - first, dim, c->vocab_size);
+    matmul(m, s->logits, s->xb, s->xt, w->wcls, T - first, dim, c->vocab_size);
     return s->logits;
 }
 
@@ -1976,6 +2068,7 @@ typedef struct {
     int steps, threads;
     CacheConfig cache;
     float induction_fraction, echo_fraction;
+    int bf16;                /* -w bf16 */
 } Options;
 
 static void print_kv_line(const RunState *s, const Config *c) {
@@ -2450,6 +2543,8 @@ static void usage(FILE *f) {
             "  -s seed     random seed (default: the time for sampling, 42 for the profile probe and needle keys)\n"
             "  -z file     tokenizer.bin (default: next to the model, then ./tokenizer.bin)\n"
             "  -T n        threads (default: online cores)\n"
+            "  -w type     weights in memory: f32 (default, as the file has them) | bf16 (rounded copy:\n"
+            "              half the bytes to read per token, faster generation)\n"
             "  -y text     system prompt (chat)\n"
             "  -I file     token ids to teacher-force (logits; instead of a prompt)\n"
             "  -o file     output: logits (float32 [n_tokens][vocab_size]); profile (.heads or .tsv);\n"
@@ -2493,7 +2588,7 @@ static int parse_args(int argc, char **argv, Options *o) {
     o->model_path = argv[1];
     for (int i = 2; i < argc; i += 2) {
         const char *flag = argv[i];
-        if (flag[0] != '-' || strlen(flag) != 2 || !strchr("tpsnifzmToIycSWCkREeq", flag[1])) {
+        if (flag[0] != '-' || strlen(flag) != 2 || !strchr("tpsnifzmToIycSWCkREeqw", flag[1])) {
             fprintf(stderr, "razor: unknown option '%s'\n", flag);
             usage(stderr);
             return 2;
@@ -2523,6 +2618,10 @@ static int parse_args(int argc, char **argv, Options *o) {
         case 'k': o->profile_path = val; break;
         case 'e': o->needle = val; break;
         case 'q': o->question = val; break;
+        case 'w':
+            if (strcmp(val, "f32") && strcmp(val, "bf16")) { fprintf(stderr, "razor: -w takes f32 or bf16, not '%s'\n", val); return 2; }
+            o->bf16 = !strcmp(val, "bf16");
+            break;
         }
     }
     const char *modes[] = {"generate", "chat", "tokenize", "logits", "profile", "compare", "needle"};
@@ -2590,7 +2689,11 @@ int main(int argc, char **argv) {
     int status = parse_args(argc, argv, &o);
     if (status) return status == 1 ? 0 : status;
     Model model;
-    if (load_model(&model, o.model_path) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
+    if (load_model(&model, o.model_path) != 0 || (o.bf16 && model_to_bf16(&model) != 0)) {
+        fprintf(stderr, "razor: %s\n", razor_error());
+        free_model(&model);
+        return 1;
+    }
     const Config *c = &model.config;
 
     char *prompt = NULL;

@@ -342,6 +342,71 @@ static void test_forward_matches_reference(void) {
     }
 }
 
+/* x rounded to bfloat16's 8 significant bits, nearest, ties to even: frexp and rint, not bit tricks. */
+static float ref_bf16(float x) {
+    int e;
+    double m = frexp(x, &e);
+    return (float)ldexp(rint(ldexp(m, 8)), e - 8);
+}
+
+static float *rounded_copy(const float *w, size_t n) {
+    float *r = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) r[i] = ref_bf16(w[i]);
+    return r;
+}
+
+/* -w bf16: the rounding itself, then razor with bf16 weights against the reference forward pass run
+ * on the same weights rounded by ref_bf16 (the embedding lookup and the norms keep fp32, as in razor),
+ * for the prompt path (blocks), the one-token path (dot_row) and a few-token block. */
+static void test_bf16_weights(void) {
+    float vals[] = {1.0f, 1.00390625f /* 1 + 2^-8: a tie, to even (down) */, 1.01171875f /* 1 + 3 * 2^-8: a tie, up */,
+                    1.0039101f /* just above the tie */, -2.5f, 3.4028235e38f /* rounds to infinity */, INFINITY, NAN, 1e-40f};
+    uint16_t want[] = {0x3f80, 0x3f80, 0x3f82, 0x3f81, 0xc020, 0x7f80, 0x7f80, 0, 0x0001};
+    Model fake = {.weights_start = vals, .n_weights = sizeof vals / sizeof *vals};
+    int ok = model_to_bf16(&fake) == 0;
+    for (size_t i = 0; ok && i < fake.n_weights; i++)
+        ok = isnan(vals[i]) ? (fake.bf16[i] & 0x7f80) == 0x7f80 && (fake.bf16[i] & 0x7f) != 0 : fake.bf16[i] == want[i];
+    check(ok, "fp32 -> bf16 rounds to nearest even; overflow to infinity; NaN stays NaN; denormals keep their top bits");
+    free(fake.bf16);
+
+    struct { const char *name; Config c; } cases[] = {
+        {"MHA tied", small_config(40, 72, 2, 4, 4, 97, 300)},
+        {"GQA 4/2 untied", small_config(48, 80, 2, 4, 2, 97, 300)},
+        {"dim 160, hidden 288 (every dot_row loop)", small_config(160, 288, 1, 4, 2, 97, 300)},
+    };
+    cases[1].c.shared_classifier = 0;
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        Config c = cases[k].c;
+        TestModel tm = make_model(c, 200 + k);
+        write_model(&tm, tmp_path("bf16.bin"), FORMAT_RAZOR);
+        size_t dim = c.dim, L = c.n_layers, q_dim = (size_t)c.n_heads * c.head_dim, kv_dim = (size_t)c.n_kv_heads * c.head_dim;
+        size_t hid = c.hidden_dim;
+        TestModel r = tm; /* the same model with every matmul weight rounded */
+        r.wq = rounded_copy(tm.wq, L * q_dim * dim), r.wk = rounded_copy(tm.wk, L * kv_dim * dim);
+        r.wv = rounded_copy(tm.wv, L * kv_dim * dim), r.wo = rounded_copy(tm.wo, L * dim * q_dim);
+        r.w1 = rounded_copy(tm.w1, L * hid * dim), r.w2 = rounded_copy(tm.w2, L * dim * hid), r.w3 = rounded_copy(tm.w3, L * hid * dim);
+        r.wcls = rounded_copy(tm.wcls, (size_t)c.vocab_size * dim);
+        Model m;
+        if (load_model(&m, tmp_path("bf16.bin")) != 0 || model_to_bf16(&m) != 0) { check(0, "%s: load: %s", cases[k].name, razor_error()); continue; }
+        int n = 150, *ids = random_ids(n, 97);
+        float *ref = ref_forward(&r, ids, n), *full = ref_forward(&tm, ids, n);
+        float *batched = razor_logits(&m, ids, n, 128), *single = razor_logits(&m, ids, n, 1), *odd = razor_logits(&m, ids, n, 37);
+        float d_ref = max_abs_diff(ref, batched, (size_t)n * 97), d_single = max_abs_diff(ref, single, (size_t)n * 97);
+        float d_odd = max_abs_diff(ref, odd, (size_t)n * 97), d_fp32 = max_abs_diff(ref, full, (size_t)n * 97), big = 0;
+        for (size_t i = 0; i < (size_t)n * 97; i++) big = fabsf(ref[i]) > big ? fabsf(ref[i]) : big;
+        float tol = 1e-4f * (big > 10 ? big / 10 : 1); /* fp32 sums: the error grows with the logits (dim 160: ~60) */
+        check(d_ref <= tol && d_single <= tol && d_odd <= tol,
+              "%s, bf16 weights: razor vs reference on the rounded weights, blocks of 128 / 1 / 37: %g, %g, %g (tolerance %g)",
+              cases[k].name, d_ref, d_single, d_odd, tol);
+        check(d_fp32 > 1e-3f, "%s: and rounding does change the logits (by %g vs fp32), so the test sees it", cases[k].name, d_fp32);
+        free(ref); free(full); free(batched); free(single); free(odd); free(ids);
+        float *mine[] = {r.wq, r.wk, r.wv, r.wo, r.w1, r.w2, r.w3, r.wcls};
+        for (size_t i = 0; i < sizeof mine / sizeof *mine; i++) free(mine[i]);
+        free_model(&m);
+        free_test_model(&tm);
+    }
+}
+
 /* Threads split rows and heads; the numbers must not change. */
 static void test_threads_same_numbers(void) {
     TestModel tm = make_model(small_config(48, 80, 2, 4, 2, 97, 200), 5);
@@ -782,7 +847,14 @@ static void test_cli(void) {
     check(!strcmp(a.out, b.out) && !strcmp(a.out, t2.out) && !strcmp(a.out, nt.out), "greedy output is the same run to run, with -T 1, -T 2 and without pthreads");
     check(strstr(a.err, "prompt: ") && strstr(a.err, "tok/s; generated: 30 tokens") && strstr(a.err, "kv cache: ") && !strstr(a.out, "tok/s"),
           "speed and kv bytes go to stderr: %s", a.err);
-    free_run(&a); free_run(&b); free_run(&t2); free_run(&nt);
+    /* -w bf16: the same kind of output, the same run to run, with and without threads */
+    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -t 0 -n 30 -i '%s' -T 2 -w bf16", razor_bin, model, prompt);
+    Run h = run(cmd), h2 = run(cmd);
+    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -t 0 -n 30 -i '%s' -w bf16", razor_nothreads_bin, model, prompt);
+    Run hn = run(cmd);
+    check(h.status == 0 && strncmp(h.out, prompt, strlen(prompt)) == 0 && strstr(h.err, "generated: 30 tokens") && !strcmp(h.out, h2.out) &&
+          !strcmp(h.out, hn.out), "-w bf16 generates, deterministically, threads or not (exit %d): %s%s", h.status, h.out, h.err);
+    free_run(&a); free_run(&b); free_run(&t2); free_run(&nt); free_run(&h); free_run(&h2); free_run(&hn);
 
     /* greedy generation picks the reference model's argmax, token after token */
     Tokenizer tok;
@@ -836,6 +908,8 @@ static void test_cli(void) {
     expect_cli_error("bad number", cmd, 2, "expected a number");
     snprintf(cmd, sizeof cmd, "%s %s -m dance", razor_bin, model);
     expect_cli_error("unknown mode", cmd, 2, "unknown mode");
+    snprintf(cmd, sizeof cmd, "%s %s -w f16", razor_bin, model);
+    expect_cli_error("unknown weight type", cmd, 2, "-w takes f32 or bf16");
     snprintf(cmd, sizeof cmd, "%s", razor_bin);
     expect_cli_error("no model", cmd, 2, "usage");
     char long_prompt[2048] = {0};
@@ -1211,6 +1285,7 @@ int main(int argc, char **argv) {
     test_loaders_agree();
     test_forward_matches_reference();
     test_threads_same_numbers();
+    test_bf16_weights();
     test_tiled_attention();
     test_compensation();
     test_cache_policies();
