@@ -1834,10 +1834,15 @@ static void probe_hook(void *arg, const RunState *s, int layer, int pos, int T) 
 }
 
 /* The tokens a probe may use: not BOS, EOS, <unk> or a byte piece. */
+/* The probe's candidates: every token but BOS, EOS, unk and byte-fallback pieces. A vocabulary of
+ * bytes alone (a byte-level model) has nothing else: then its byte tokens are the ordinary ones. */
 static int ordinary_tokens(const Tokenizer *t, int *out) {
     int n = 0, byte;
-    for (int i = 0; i < t->vocab_size; i++)
-        if (i != 0 && i != t->bos_id && i != t->eos_id && t->length[i] > 0 && (t->byte_level ? t->type[i] == IN_VOCAB : !is_byte_piece(t->piece[i], t->length[i], &byte))) out[n++] = i;
+    for (int bytes_too = 0; bytes_too <= 1 && n == 0; bytes_too++)
+        for (int i = 0; i < t->vocab_size; i++)
+            if (i != 0 && i != t->bos_id && i != t->eos_id && t->length[i] > 0 &&
+                (t->byte_level ? t->type[i] == IN_VOCAB : bytes_too || !is_byte_piece(t->piece[i], t->length[i], &byte)))
+                out[n++] = i;
     return n;
 }
 

@@ -1214,6 +1214,30 @@ static void test_profiler(void) {
     free_tokenizer(&tok);
     free_model(&m);
     free_test_model(&tm);
+
+    /* a byte-level vocabulary (<unk> <s> </s> and the 256 byte pieces, as train/tokenizer.py --bytes
+     * writes it) has no other pieces: its bytes are the probe's tokens, all 256 of them */
+    FILE *f = fopen(tmp_path("bytes.bin"), "wb");
+    int32_t max_len = 6, len;
+    float score = 0;
+    fwrite(&max_len, 4, 1, f);
+    for (int i = 0; i < 259; i++) {
+        char piece[16];
+        if (i < 3) snprintf(piece, sizeof piece, "%s", i == 0 ? "<unk>" : i == 1 ? "\n<s>\n" : "\n</s>\n");
+        else snprintf(piece, sizeof piece, "<0x%02X>", i - 3);
+        len = (int32_t)strlen(piece);
+        fwrite(&score, 4, 1, f), fwrite(&len, 4, 1, f), fwrite(piece, 1, (size_t)len, f);
+    }
+    fclose(f);
+    TestModel bm = make_model(small_config(16, 32, 1, 2, 2, 259, 1100), 9);
+    write_model(&bm, tmp_path("bytes_model.bin"), FORMAT_RAZOR);
+    int ok = load_model(&m, tmp_path("bytes_model.bin")) == 0 && load_tokenizer(&tok, tmp_path("bytes.bin"), 259, 1, 2) == 0;
+    ok = ok && profile_heads(&m, &tok, &p, 3, 0.14f, 0.01f) == 0;
+    check(ok && p.K == 256, "a byte-level vocabulary profiles with its 256 bytes (K = %d) %s", ok ? p.K : -1, ok ? "" : razor_error());
+    if (ok) free_profile(&p);
+    free_tokenizer(&tok);
+    free_model(&m);
+    free_test_model(&bm);
 }
 
 /* ---------------------------------------------------------------------------------------------

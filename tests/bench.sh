@@ -1,10 +1,12 @@
 #!/bin/sh
 # make bench: razor's speed on fixed configurations (random weights; speed does not depend on them).
 #  1. a model of llama2.c's stories15M shape (dim 288, 6 layers, 6 heads, hidden 768) with this
-#     repository's 512-piece vocabulary: a 1000-token prompt, then 256 generated tokens;
+#     repository's 512-piece vocabulary: a 1000-token prompt, then 256 generated tokens, with the
+#     file's fp32 weights and with -w bf16;
 #  2. the tokenizer on a 100 KB prompt;
 #  3. generation under the full cache and under razor's, after prompts of growing length, on the
-#     same shape with a 16384-token context (where attention dominates).
+#     same shape with a 16384-token context (where attention dominates); then a generation that
+#     runs on from a 12K-token prompt to the full 16K context, where razor's windows slide.
 set -e
 cd "$(dirname "$0")/.."
 tmp=${TMPDIR:-/tmp}/razor_bench
@@ -12,7 +14,9 @@ mkdir -p "$tmp"
 threads=${THREADS:-$(nproc)}
 ./test_razor --random-model "$tmp/m15.bin" 288 768 6 6 6 512 2048
 echo "== stories15M shape, $threads threads: 1000-token prompt, 256 new tokens"
-./razor "$tmp/m15.bin" -z tokenizer.bin -t 0 -n 256 -T "$threads" -c full -f tests/bench_prompt.txt 2>&1 >/dev/null | grep tok/s
+for w in f32 bf16; do
+    printf '%-5s %s\n' "$w" "$(./razor "$tmp/m15.bin" -z tokenizer.bin -t 0 -n 256 -T "$threads" -c full -w $w -f tests/bench_prompt.txt 2>&1 >/dev/null | grep tok/s)"
+done
 echo "== tokenizer: 100 KB prompt"
 for i in $(seq 50); do cat tests/bench_prompt.txt; done > "$tmp/100k.txt"
 ./razor "$tmp/m15.bin" -z tokenizer.bin -m tokenize -f "$tmp/100k.txt" 2>&1 >/dev/null
@@ -29,3 +33,10 @@ done
 # C = 7 instead of 5: under 30% of the full cache when a sixth of the KV heads keep everything
 out=$(./razor "$tmp/long.bin" -z tokenizer.bin -t 0 -n 128 -T "$threads" -c razor -C 7 -f "$tmp/prompt.txt" 2>&1 >/dev/null)
 printf '%-6s %s | %s\n' "razor, C = 7" "$(echo "$out" | grep tok/s)" "$(echo "$out" | grep 'kv cache')"
+# 12K-token prompt, then generation up to the 16K context: the full cache grows, razor's compressed
+# heads stay at sinks + 1 + N / 5
+for i in $(seq 12); do cat tests/bench_prompt.txt; done > "$tmp/prompt.txt"
+for policy in full razor; do
+    out=$(./razor "$tmp/long.bin" -z tokenizer.bin -t 0 -n 16384 -T "$threads" -c $policy -f "$tmp/prompt.txt" 2>&1 >/dev/null)
+    printf '%-6s %s | %s\n' "$policy" "$(echo "$out" | grep tok/s)" "$(echo "$out" | grep 'kv cache')"
+done

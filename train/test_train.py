@@ -96,6 +96,39 @@ def run_checks(tmp):
         want = ma(torch.tensor([ids]), chunk=16)[0].numpy()
     diff = float(np.abs(got - want).max())
     check('razor logits == torch logits', diff < 1e-4, f'(max abs diff {diff:.2e})')
+    byte_level(tmp, razor)
+
+
+def byte_level(tmp, razor):
+    """--bytes: the corpus cached byte by byte, training rows whose tasks decode to text, and razor
+    reading tokenizer.py --bytes' tokenizer.bin encodes exactly as train.Bytes does."""
+    data = os.path.join(tmp, 'bytes_data')
+    os.makedirs(data)
+    text = 'It is a truth universally acknowledged, that a single man in possession of a good fortune.\n' * 60
+    for name in ('austen.txt', 'web.txt'):
+        with open(os.path.join(data, name), 'w') as f:
+            f.write(text + 'Caf\u00e9 \u201cquoted\u201d.\n')
+    out = os.path.join(tmp, 'bytes_run')
+    log = run_train('--steps', '3', '--out', out, '--data', data, '--bytes')
+    _, ck = load(out)
+    check('--bytes trains a 259-id model on a byte cache', ck['config']['vocab'] == 259 and
+          os.path.exists(os.path.join(data, 'bytes-train.npy')) and 'step 3/3' in log)
+    train_ids = np.load(os.path.join(data, 'bytes-train.npy'))
+    check('the byte cache is the text, byte for byte', bytes((train_ids[1:200] - 3).astype(np.uint8)).decode() == text[:199])
+    mixer = train.Mixer(train.Bytes(), train_ids, 256)
+    row, scored = mixer.passkey(np.random.default_rng(3))
+    said = bytes((row[1:] - 3).astype(np.uint8)).decode('utf-8', 'replace')
+    check('a pass key row asks for its key at the end', 'The pass key is ' in said and
+          said.rstrip('.').endswith(said.split('The pass key is ')[1].split('.')[0]), said[-60:])
+    subprocess.run([sys.executable, os.path.join(HERE, 'tokenizer.py'), '--bytes', '--out', tmp], capture_output=True)
+    subprocess.run([sys.executable, os.path.join(TOP, 'export.py'), os.path.join(tmp, 'bytes.bin'), '--hf',
+                    os.path.join(out, 'hf')], capture_output=True)
+    prompt = 'Caf\u00e9 au lait, \u201cs\u2019il vous pla\u00eet\u201d \U0001F600'
+    r = subprocess.run([razor, os.path.join(tmp, 'bytes.bin'), '-m', 'tokenize', '-z', os.path.join(tmp, 'tokenizer.bin'),
+                        '-i', prompt], capture_output=True, text=True)
+    got = list(map(int, r.stdout.split())) if r.returncode == 0 else []
+    check('razor encodes with the byte tokenizer.bin as train.Bytes does', got == [1] + train.Bytes().encode(prompt),
+          r.stderr.strip()[-200:])
 
 
 if __name__ == '__main__':

@@ -4,6 +4,11 @@ and export it to llama2.c's tokenizer.bin format.
 
 usage: /usr/bin/python3 train/tokenizer.py [--vocab 512] [--coverage 1.0] [--out .]
        /usr/bin/python3 train/tokenizer.py --export some.model [--bin out.bin]
+       /usr/bin/python3 train/tokenizer.py --bytes [--out .]
+
+--bytes writes the byte-level vocabulary of train.py --bytes instead: <unk>, <s>, </s> and the 256
+byte pieces <0x00>..<0xFF> (ids 3..258), no merges, so llama2.c and razor encode text byte by byte
+through byte fallback (after the dummy-prefix space). It needs no sentencepiece and writes no .model.
 
 tokenizer.bin layout (little-endian): uint32 max_token_length, then for each
 id in order: float32 score, int32 byte length, the piece's UTF-8 bytes (no
@@ -12,12 +17,12 @@ NUL). '\u2581' becomes ' ', BOS is written as "\\n<s>\\n" and EOS as
 tokenizer.bin that ships with llama2.c).
 """
 import argparse, io, os, struct
-import sentencepiece as spm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 
 def export(model_path, bin_path):
+    import sentencepiece as spm
     sp = spm.SentencePieceProcessor(model_file=model_path)
     pieces = []
     for i in range(sp.get_piece_size()):
@@ -34,10 +39,19 @@ def export(model_path, bin_path):
             f.write(b)
     return len(pieces)
 
+def write_bytes(bin_path):
+    pieces = [b'<unk>', b'\n<s>\n', b'\n</s>\n'] + [b'<0x%02X>' % b for b in range(256)]
+    with open(bin_path, 'wb') as f:
+        f.write(struct.pack('<I', max(map(len, pieces))))
+        for p in pieces:
+            f.write(struct.pack('<fi', 0.0, len(p)) + p)
+    return len(pieces)
+
 def train(files, model_path, vocab, threads, coverage):
     # sentencepiece takes one "sentence" per line; our paragraphs are lines.
     # Feeding an iterator and writing to a buffer keeps file paths out of
     # the .model, so it is reproducible byte for byte.
+    import sentencepiece as spm
     lines = (l.rstrip('\n') for fn in files for l in open(fn, encoding='utf-8')
              if l.strip())
     buf = io.BytesIO()
@@ -63,7 +77,12 @@ def main():
                     help='character_coverage; rarer chars use byte fallback')
     ap.add_argument('--export', metavar='MODEL', help='only export MODEL to .bin')
     ap.add_argument('--bin', help='output .bin for --export')
+    ap.add_argument('--bytes', action='store_true', help='write the byte-level tokenizer.bin')
     args = ap.parse_args()
+    if args.bytes:
+        out = os.path.join(args.out, 'tokenizer.bin')
+        print('%s: %d pieces (bytes)' % (out, write_bytes(out)))
+        return
     if args.export:
         out = args.bin or os.path.splitext(args.export)[0] + '.bin'
         print('%s: %d pieces' % (out, export(args.export, out)))

@@ -2,15 +2,17 @@
 """Train a small Llama on the corpus (train/corpus.py) and write a Hugging Face style folder.
 
 usage: /usr/bin/python3 train/train.py --out DIR [--dim 192 --layers 6 --heads 6 --kv-heads 6
-           --seq-len 1024 --batch 8 --steps 2000 --lr 1e-3 --seed 1 --device cpu --bf16 --resume]
+           --seq-len 1024 --batch 8 --steps 2000 --lr 1e-3 --seed 1 --device cpu --bf16 --resume --bytes]
 then:  /usr/bin/python3 export.py model.bin --hf DIR/hf
 
 The model is a plain Llama: RMSNorm, RoPE in Hugging Face's rotate-half convention (so q/k rows are
 in HF order and DIR/hf is a genuine LlamaForCausalLM checkpoint), SwiGLU, optional GQA (head h uses
 kv head h // (heads / kv_heads), as HF's repeat_kv), tied embeddings, no biases.
 
-Data. The corpus is tokenized once with tokenizer.model and cached as uint16 in DATA/train.npy and
-DATA/val.npy (the last ~2% of each text, cut at a paragraph boundary, is held out). Every training
+Data. The corpus is tokenized once with tokenizer.model (or, with --bytes, byte by byte: ids 3..258
+are the bytes, as the byte-fallback pieces of a llama2.c tokenizer.bin that train/tokenizer.py --bytes
+writes) and cached as uint16 in DATA/train.npy and DATA/val.npy (DATA/bytes-*.npy for bytes; the last
+~2% of each text, cut at a paragraph boundary, is held out). Every training
 row is BOS followed by seq_len tokens. Rows are drawn from this mix:
   55% plain text: a random window of the training split;
   15% passkey: "The pass key is 48213. Remember it." planted at a random depth in a window of text,
@@ -187,9 +189,21 @@ def load_sp():
     return spm.SentencePieceProcessor(model_file=os.path.join(TOP, 'tokenizer.model'))
 
 
+class Bytes:
+    """The byte-level vocabulary, with sentencepiece's interface: <unk> <s> </s>, then byte b is id 3 + b.
+    Like sentencepiece (and razor, reading the matching tokenizer.bin), it adds a dummy-prefix space."""
+
+    def encode(self, text):
+        return [3 + b for b in (' ' + text).encode('utf-8')]
+
+    def get_piece_size(self):
+        return 259
+
+
 def prepare(data_dir, sp):
     """Tokenize austen.txt and web.txt once; returns (train, val, meta) from the cache."""
-    paths = [os.path.join(data_dir, n) for n in ('train.npy', 'val.npy', 'meta.json')]
+    prefix = 'bytes-' if isinstance(sp, Bytes) else ''
+    paths = [os.path.join(data_dir, prefix + n) for n in ('train.npy', 'val.npy', 'meta.json')]
     if not all(os.path.exists(p) for p in paths):
         train, val, val_bytes = [], [], 0
         for name in ('austen.txt', 'web.txt'):
@@ -324,21 +338,25 @@ def evaluate(model, val, T, B, dev, amp, chunk):
 
 @torch.no_grad()
 def passkey_accuracy(model, mixer, n, dev, amp, chunk):
-    """Greedy, teacher-forced: the share of passkey rows (from val text) whose answer digits all come out right."""
+    """Greedy, teacher-forced: the share of passkey rows (from val text) whose answer digits all come out
+    right. (Rows too short for the task, which the mixer fills with plain text, do not count.)"""
     model.eval()
-    rng, right = np.random.default_rng(12345), 0
+    rng, right, rows = np.random.default_rng(12345), 0, 0
+    ans = mixer.enc('The pass key is')
     for _ in range(n):
         row, _ = mixer.passkey(rng)
-        ans = mixer.sp.encode('The pass key is')
         k = len(row) - 2  # the answer's digits sit between "The pass key is" (last one) and the final "."
-        while list(row[k - len(ans):k]) != ans:
+        while k >= len(ans) and list(row[k - len(ans):k]) != ans:
             k -= 1
+        if k < len(ans):
+            continue
         x = torch.from_numpy(row[:-1].copy()).unsqueeze(0).to(dev)
         with torch.autocast(dev, dtype=torch.bfloat16, enabled=amp):
             pred = model(x, chunk).argmax(-1)[0].cpu().numpy()
         right += bool((pred[k - 1:len(row) - 2] == row[k:len(row) - 1]).all())
+        rows += 1
     model.train()
-    return right / n
+    return right / max(rows, 1)
 
 # ----------------------------------------------------------------------------------------------------
 # training
@@ -378,6 +396,7 @@ def main(argv=None):
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--chunk', type=int, default=256, help='attention query chunk')
     ap.add_argument('--data', default=os.path.join(HERE, 'data'), help='corpus and token cache folder')
+    ap.add_argument('--bytes', action='store_true', help='byte-level vocabulary (259 ids) instead of tokenizer.model')
     ap.add_argument('--log-every', type=int, default=10)
     ap.add_argument('--eval-every', type=int, default=200)
     ap.add_argument('--ckpt-every', type=int, default=100)
@@ -388,7 +407,7 @@ def main(argv=None):
     dev = args.device
     os.makedirs(args.out, exist_ok=True)
     ckpt_path = os.path.join(args.out, 'ckpt.pt')
-    sp = load_sp()
+    sp = Bytes() if args.bytes else load_sp()
     train, val, meta = prepare(args.data, sp)
     config = dict(dim=args.dim, layers=args.layers, heads=args.heads, kv_heads=args.kv_heads or args.heads,
                   hidden=args.hidden or -(-8 * args.dim // 3 // 32) * 32, vocab=sp.get_piece_size(),
