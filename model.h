@@ -220,7 +220,8 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
 float *forward(const Model *m, RunState *s, const int *tokens, int n, LogitsSink sink, void *sink_arg);
 void rmsnorm(float *out, const float *x, const float *weight, int n, float eps);
 void transpose_block(float *xt, const float *x, int T, int n);
-void matmul(const Model *m, float *out, const float *x, float *xt, const float *w, int T, int n, int d);
+typedef struct { float *out; const float *w; int d; } Product; /* out (T, d) = x @ w (d, n)^T, for matmul */
+void matmul(const Model *m, const float *x, float *xt, int T, int n, const Product *products, int n_products);
 int model_to_bf16(Model *m);
 void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *key_tiles,
                const float *values, int n_keys, int first_visible, int head_dim, float *scratch, int comp_slot,

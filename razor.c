@@ -589,10 +589,14 @@ static inline __attribute__((always_inline)) void matmul_part(const Matmul *a, i
             dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, weight_row(a, i, BF16), a->n, 1, 1, BF16);
 }
 
+typedef struct { Matmul mat[3]; int n; } Matmuls;
+
 static void matmul_task(void *arg, int thread, int n_threads) {
-    const Matmul *a = arg;
-    if (a->bf16) matmul_part(a, thread, n_threads, 1);
-    else matmul_part(a, thread, n_threads, 0);
+    const Matmuls *a = arg;
+    for (int k = 0; k < a->n; k++) {
+        if (a->mat[k].bf16) matmul_part(&a->mat[k], thread, n_threads, 1);
+        else matmul_part(&a->mat[k], thread, n_threads, 0);
+    }
 }
 
 static int matmul_padded(int T) { return (T + BLOCK_TILE_T - 1) / BLOCK_TILE_T * BLOCK_TILE_T; }
@@ -622,12 +626,17 @@ void transpose_block(float *xt, const float *x, int T, int n) {
     if (T >= BLOCK_MIN_TOKENS) pool_run(transpose_task, &a);
 }
 
-/* out (T, d) = x (T, n) @ w (d, n)^T: every weight row is read once for the whole block of T tokens.
+/* For each of the n products (at most 3): out (T, d) = x (T, n) @ w (d, n)^T. Every weight row is read
+ * once for the whole block of T tokens; the products share x and one trip through the thread pool.
  * xt: x as transpose_block left it. w points into the model file; with -w bf16 matmul reads its
  * bfloat16 twin, at the same offset in m->bf16. */
-void matmul(const Model *m, float *out, const float *x, float *xt, const float *w, int T, int n, int d) {
-    Matmul a = {out, x, xt, w, T, n, d, m->bf16 != NULL};
-    if (m->bf16) a.w = m->bf16 + (w - m->weights_start);
+void matmul(const Model *m, const float *x, float *xt, int T, int n, const Product *products, int n_products) {
+    Matmuls a = {.n = n_products};
+    for (int k = 0; k < n_products; k++) {
+        const float *w = products[k].w;
+        a.mat[k] = (Matmul){products[k].out, x, xt, w, T, n, products[k].d, m->bf16 != NULL};
+        if (m->bf16) a.mat[k].w = m->bf16 + (w - m->weights_start);
+    }
     if (m->bf16 && T == 1) pair_inputs(xt, x, n);
     pool_run(matmul_task, &a);
 }
@@ -1054,9 +1063,8 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
         size_t L = (size_t)l;
         for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_att_weight + L * dim, dim, c->norm_eps);
         transpose_block(s->xt, s->xb, T, dim);
-        matmul(m, s->q, s->xb, s->xt, w->wq + L * q_dim * dim, T, dim, q_dim);
-        matmul(m, s->k, s->xb, s->xt, w->wk + L * kv_dim * dim, T, dim, kv_dim);
-        matmul(m, s->v, s->xb, s->xt, w->wv + L * kv_dim * dim, T, dim, kv_dim);
+        matmul(m, s->xb, s->xt, T, dim, (Product[]){{s->q, w->wq + L * q_dim * dim, q_dim}, {s->k, w->wk + L * kv_dim * dim, kv_dim},
+                                                    {s->v, w->wv + L * kv_dim * dim, kv_dim}}, 3);
         for (int t = 0; t < T; t++) {
             rope(s->q + (size_t)t * q_dim, c->n_heads, hd, s->rope_cos + (size_t)t * half, s->rope_sin + (size_t)t * half);
             rope(s->k + (size_t)t * kv_dim, c->n_kv_heads, hd, s->rope_cos + (size_t)t * half, s->rope_sin + (size_t)t * half);
@@ -1067,23 +1075,22 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
         pool_run(attention_task, &job);
         if (s->probe) s->probe(s->probe_arg, s, l, (int)pos, T);
         transpose_block(s->xt, s->xb, T, q_dim);
-        matmul(m, s->xb2, s->xb, s->xt, w->wo + L * dim * q_dim, T, q_dim, dim);
+        matmul(m, s->xb, s->xt, T, q_dim, (Product[]){{s->xb2, w->wo + L * dim * q_dim, dim}}, 1);
         for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
 
         for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_ffn_weight + L * dim, dim, c->norm_eps);
         transpose_block(s->xt, s->xb, T, dim);
-        matmul(m, s->hb, s->xb, s->xt, w->w1 + L * hidden * dim, T, dim, hidden);
-        matmul(m, s->hb2, s->xb, s->xt, w->w3 + L * hidden * dim, T, dim, hidden);
+        matmul(m, s->xb, s->xt, T, dim, (Product[]){{s->hb, w->w1 + L * hidden * dim, hidden}, {s->hb2, w->w3 + L * hidden * dim, hidden}}, 2);
         swiglu(s->hb, s->hb2, (size_t)T * hidden);
         transpose_block(s->xt, s->hb, T, hidden);
-        matmul(m, s->xb2, s->hb, s->xt, w->w2 + L * dim * hidden, T, hidden, dim);
+        matmul(m, s->hb, s->xt, T, hidden, (Product[]){{s->xb2, w->w2 + L * dim * hidden, dim}}, 1);
         for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
     }
     s->n_tokens += T;
     int first = all_logits ? 0 : T - 1;
     for (int t = first; t < T; t++) rmsnorm(s->xb + (size_t)(t - first) * dim, s->x + (size_t)t * dim, w->rms_final_weight, dim, c->norm_eps);
     transpose_block(s->xt, s->xb, T - first, dim);
-    matmul(m, s->logits, s->xb, s->xt, w->wcls, T - first, dim, c->vocab_size);
+    matmul(m, s->xb, s->xt, T - first, dim, (Product[]){{s->logits, w->wcls, c->vocab_size}}, 1);
     return s->logits;
 }
 
