@@ -1,6 +1,7 @@
 /* fuzz/fuzz_model.c: load_model on all three header formats. A tiny model that loads (< 4 MB,
  * seq_len >= 8) also runs: full cache, 3 tokens as a block then 1; razor cache (1 sink, window 2,
- * every other KV head a retrieval head), 5 tokens, compression, then 3 single tokens. */
+ * every other KV head a retrieval head), 5 tokens, compression, then 3 single tokens; then again
+ * with bf16 weights (-w bf16), 3 tokens then 1. */
 #include "common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -24,6 +25,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!forward(&m, &s, ids, 5, NULL, NULL)) abort();
         compress_cache(&s, c);
         for (int i = 0; i < 3; i++) if (!forward(&m, &s, ids + i, 1, NULL, NULL)) abort();
+        free_runstate(&s);
+        if (model_to_bf16(&m) != 0) abort();
+        if (build_runstate(&s, &m, 8, 4, NULL) != 0) abort();
+        if (!forward(&m, &s, ids, 3, NULL, NULL) || !forward(&m, &s, ids + 3, 1, NULL, NULL)) abort();
         free_runstate(&s);
     }
     free_model(&m);
