@@ -25,18 +25,18 @@ test: razor razor-san razor-nothreads test_razor
 	$(PYTHON) train/test_train.py
 	RAZOR=./razor $(PYTHON) tests/test_export.py
 
-# valgrind on a short generation and on the razor cache path (profiling, compression, the
-# compensation token, the sliding window): no errors, no leaks
+# valgrind on a short generation with bf16 weights and on the razor cache path (profiling,
+# compression, the compensation token, the sliding window): no errors, no leaks
 razor-vg: razor.c model.h  # no -march=native: valgrind does not run AVX-512
 	$(CC) -O1 -g $(WARN) -Wno-psabi -o $@ razor.c -lm -lpthread
 valgrind: razor-vg test_razor
 	@if ! command -v valgrind >/dev/null; then echo "valgrind: SKIPPED (not installed)"; exit 0; fi; \
 	d=$$(mktemp -d) && ./test_razor --random-model $$d/m.bin 64 128 2 4 2 512 256 && \
 	VG="valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite" && \
-	{ $$VG ./razor-vg $$d/m.bin -z tokenizer.bin -t 0 -n 20 -i "It is" -c full -T 2 > /dev/null 2> $$d/log || { cat $$d/log; exit 1; }; } && \
+	{ $$VG ./razor-vg $$d/m.bin -z tokenizer.bin -t 0 -n 20 -i "It is" -c full -w bf16 -T 2 > /dev/null 2> $$d/log || { cat $$d/log; exit 1; }; } && \
 	{ $$VG ./razor-vg $$d/m.bin -z tokenizer.bin -t 0.8 -n 40 -i "$$(head -c 500 tests/bench_prompt.txt)" -c razor -W 8 -S 2 -T 2 \
 	  > /dev/null 2> $$d/log || { cat $$d/log; exit 1; }; } && \
-	rm -rf $$d && echo "valgrind: 0 errors, no leaks (a generation; the razor cache: profiling, compression, sliding window)"
+	rm -rf $$d && echo "valgrind: 0 errors, no leaks (a generation with bf16 weights; the razor cache: profiling, compression, sliding window)"
 
 # the libFuzzer harnesses (fuzz/; needs clang and libclang-rt): FUZZ_SECONDS each
 FUZZ_SECONDS ?= 600
