@@ -150,7 +150,8 @@ typedef struct RunState {
     float *rope_cos, *rope_sin; /* (block, head_dim / 2) */
     float *att_scratch;      /* (threads, ATT_TILE_Q, head_dim + 2) */
     float *logits;           /* (block, vocab_size) */
-    float *xt;               /* (widest input, padded block) a block transposed, for matmul (transpose_block) */
+    float *xt;               /* (widest input x padded block) the block transposed tile by tile for matmul
+                                (transpose_block); one token with bf16 weights: its input reordered (pair_inputs) */
     HeadCache *heads;        /* (layer, kv_head): the KV cache */
     int n_heads;             /* n_layers * n_kv_heads */
     CacheConfig cache;

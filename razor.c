@@ -438,9 +438,10 @@ static inline vecf wload(const void *w, size_t i, int BF16) {
 }
 static inline float wget(const void *w, size_t i, int BF16) { return BF16 ? bf16_to_f32(((const uint16_t *)w)[i]) : ((const float *)w)[i]; }
 
-/* Two matmul kernels. Weights are row-major (d, n), as the file stores them.
+/* Three matmul kernels: dot_row for one token, dot_tile for a few, block_tile for a block. Weights are
+ * row-major (d, n), as the file stores them.
  *
- * dot_tile, for a few tokens (generation): out[c * out_stride + r] = dot(w row r, x row c) for R
+ * dot_tile, for a few tokens (2 to 15: a short chat turn, a prompt's last block): out[c * out_stride + r] = dot(w row r, x row c) for R
  * weight rows and C tokens (R, C <= 4), vectorised along n, so that with R, C > 1 every value loaded
  * is used several times. Called with constant R and C, it compiles to an unrolled block of
  * accumulators. */
@@ -469,8 +470,9 @@ static inline __attribute__((always_inline)) void dot_tile(float *out, size_t ou
 /* dot_row, for one token (generation): one weight row . x, over four independent sums, so that each
  * multiply-add need not wait for the one before it (a single chain of them is latency-bound, well
  * below what the caches deliver). bf16 weights come 2 * VEC at a time as VEC uint32 pairs: the low
- * halves (even inputs) widen with a shift, the high halves (odd inputs) with a mask, with no shuffles
- * (which would cost more than the bytes saved); x_pairs is x reordered to match (pair_inputs). Each
+ * halves (even inputs, on a little-endian machine, as razor assumes throughout) widen with a shift, the
+ * high halves (odd inputs) with a mask, with no shuffles (which would cost more than the bytes saved);
+ * x_pairs is x reordered to match (pair_inputs). Each
  * round also asks for the weights PREFETCH_AHEAD bytes on (measured: +15-20% for bf16 here, where the
  * hardware prefetcher alone falls behind). */
 static inline vecf pair_dot(const uint16_t *w, const float *x_pairs, vecf acc) {
