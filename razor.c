@@ -283,8 +283,13 @@ int load_model(Model *m, const char *path) {
  * reads instead of the fp32 weights: half the bytes per generated token. It has the file's offsets,
  * so a weight pointer into the file finds its twin at m->bf16 + (pointer - m->weights_start). */
 int model_to_bf16(Model *m) {
-    m->bf16 = malloc(m->n_weights * sizeof(uint16_t));
-    if (!m->bf16) return fail("no memory for a bfloat16 copy of the weights (%zu MB)", m->n_weights * 2 >> 20);
+    size_t huge = 2u << 20, bytes = (m->n_weights * sizeof(uint16_t) + huge - 1) / huge * huge;
+    m->bf16 = aligned_alloc(huge, bytes);
+    if (!m->bf16) return fail("no memory for a bfloat16 copy of the weights (%zu MB)", bytes >> 20);
+#ifdef MADV_HUGEPAGE
+    madvise(m->bf16, bytes, MADV_HUGEPAGE); /* 2 MB pages where Linux allows: far fewer TLB misses while
+                                               streaming the copy (generation +15-20% here) */
+#endif
     for (size_t i = 0; i < m->n_weights; i++) {
         uint32_t u;
         memcpy(&u, m->weights_start + i, 4);
