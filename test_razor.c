@@ -1072,6 +1072,34 @@ static void test_compensation(void) {
           worst_slide, sliding.slots);
     free_head(&sliding);
     free(K); free(V); free(q);
+
+    /* a chat turn: 7 new tokens as one block on a compressed head; each of the 7 queries (they go
+     * through the tiled loop in groups, the compensation slot inside the group's first tile) sees the
+     * sinks, N_d copies of the means, the window and the new tokens up to itself */
+    int prompt = 150, turn = 7, n_dropped = prompt - n_sink - window;
+    K = random_tensor((size_t)(prompt + turn) * hd, 1.5f, 0), V = random_tensor((size_t)(prompt + turn) * hd, 1.0f, 0);
+    float *Q = random_tensor((size_t)turn * hd, 1.5f, 0), mean_k[64] = {0}, mean_v[64] = {0}, out[7 * 64], ref[64], worst_turn = 0;
+    HeadCache h = new_head(hd, n_sink, 1);
+    for (int t = 0; t < prompt; t++) head_append(&h, K + t * hd, V + t * hd, hd, prompt);
+    head_compress(&h, window, hd);
+    for (int t = prompt; t < prompt + turn; t++) head_append(&h, K + t * hd, V + t * hd, hd, turn);
+    float *scratch = calloc(ATT_TILE_Q * (hd + 2), sizeof(float));
+    attention(out, hd, Q, hd, turn, h.key_tiles, h.values, h.n, h.n - turn, hd, scratch, n_sink, logf((float)n_dropped));
+    for (int t = n_sink; t < prompt - window; t++)
+        for (int d = 0; d < hd; d++) mean_k[d] += K[t * hd + d] / n_dropped, mean_v[d] += V[t * hd + d] / n_dropped;
+    const float **keys = malloc((prompt + turn) * sizeof(float *)), **values = malloc((prompt + turn) * sizeof(float *));
+    for (int i = 0; i < turn; i++) {
+        int m = 0;
+        for (int t = 0; t < n_sink; t++) keys[m] = K + t * hd, values[m++] = V + t * hd;
+        for (int k = 0; k < n_dropped; k++) keys[m] = mean_k, values[m++] = mean_v;
+        for (int t = prompt - window; t <= prompt + i; t++) keys[m] = K + t * hd, values[m++] = V + t * hd;
+        plain_attend(Q + i * hd, keys, values, m, hd, ref);
+        float d = max_abs_diff(out + i * hd, ref, hd);
+        worst_turn = d > worst_turn || d != d ? d : worst_turn;
+    }
+    check(worst_turn <= 1e-5f, "a 7-token turn on a compressed head: every query equals its explicit reference, max diff %g", worst_turn);
+    free(keys); free(values); free(scratch); free(K); free(V); free(Q);
+    free_head(&h);
 }
 
 /* Policies in a real forward pass: bytes kept, and what must equal the full cache. */
