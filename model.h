@@ -106,8 +106,54 @@ typedef struct {
     uint16_t *bf16;          /* (n_weights) with -w bf16: the same floats as bfloat16 (model_to_bf16); else NULL */
 } Model;
 
+/* The vector width and the register tiles of razor.c's kernels, chosen from the compile target: the
+ * one place that says which. VEC floats make one vector (GCC/Clang vector extensions, which the
+ * compiler maps to the target's registers); each tile is sized so that its accumulators, plus the
+ * vectors loaded beside them, fit the register file without spilling:
+ *   block_tile  BLOCK_TILE_R x BLOCK_TILE_V accumulators, + BLOCK_TILE_V token vectors, + 1 weight
+ *   dot_tile    DOT_TILE x DOT_TILE accumulators, + DOT_TILE token vectors, + 1 weight
+ *   attend_tile ATT_QUERIES x ATT_TILE_K / VEC score vectors, + ATT_TILE_K / VEC keys; then
+ *               ATT_QUERIES x ATT_SUMS value sums, + 1 value
+ *   dot_row     4 sums, + 4 loads
+ * AVX-512 has 32 registers of 16 floats, AVX2 16 of 8, SSE2 16 of 4, ARM NEON 32 of 4. */
+#if defined(__AVX512F__)           /* 32 zmm: block 24 + 4 + 1, dot 16 + 4 + 1, scores 16 + 4, sums 16 + 1 */
+#define RAZOR_ISA "AVX-512"
+#define VEC 16
+#define BLOCK_TILE_R 6
+#define BLOCK_TILE_V 4
+#define DOT_TILE 4
+#define ATT_TILE_K 64
+#define ATT_SUMS 4
+#elif defined(__aarch64__)         /* 32 NEON q registers: the same counts as AVX-512 */
+#define RAZOR_ISA "NEON"
+#define VEC 4
+#define BLOCK_TILE_R 6
+#define BLOCK_TILE_V 4
+#define DOT_TILE 4
+#define ATT_TILE_K 16
+#define ATT_SUMS 4
+#else                              /* 16 registers: block 12 + 2 + 1, dot 9 + 3 + 1, scores 8 + 2, sums 8 + 1 */
+#if defined(__AVX2__) && defined(__FMA__)
+#define RAZOR_ISA "AVX2+FMA"
+#define VEC 8
+#elif defined(__AVX__)
+#define RAZOR_ISA "AVX"
+#define VEC 8
+#elif defined(__SSE2__)
+#define RAZOR_ISA "SSE2"
+#define VEC 4
+#else
+#define RAZOR_ISA "generic (no known SIMD)"
+#define VEC 4
+#endif
+#define BLOCK_TILE_R 6
+#define BLOCK_TILE_V 2
+#define DOT_TILE 3
+#define ATT_TILE_K (2 * VEC)
+#define ATT_SUMS 2
+#endif
+#define ATT_QUERIES 4        /* queries that meet a tile of keys together (attend_tile) */
 #define ATT_TILE_Q 64        /* queries that share a tile of keys in the attention loop */
-#define ATT_TILE_K 64        /* keys per tile */
 
 /* The cache policies (RazorAttention and its baselines). */
 typedef enum { POLICY_FULL, POLICY_RAZOR, POLICY_STREAMING, POLICY_NOCOMP } Policy;

@@ -12,31 +12,32 @@ cd "$(dirname "$0")/.."
 tmp=${TMPDIR:-/tmp}/razor_bench
 mkdir -p "$tmp"
 threads=${THREADS:-$(nproc)}
+echo "razor built for $(./razor -h | sed -n 's/^built for \([^:]*\):.*/\1/p'); CPU:$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 ./test_razor --random-model "$tmp/m15.bin" 288 768 6 6 6 512 2048
 echo "== stories15M shape, $threads threads: 1000-token prompt, 256 new tokens"
 for w in f32 bf16; do
-    printf '%-5s %s\n' "$w" "$(./razor "$tmp/m15.bin" -z tokenizer.bin -t 0 -n 256 -T "$threads" -c full -w $w -f tests/bench_prompt.txt 2>&1 >/dev/null | grep tok/s)"
+    printf '%-5s %s\n' "$w" "$(./razor "$tmp/m15.bin" -z tests/sp512/tokenizer.bin -t 0 -n 256 -T "$threads" -c full -w $w -f tests/bench_prompt.txt 2>&1 >/dev/null | grep tok/s)"
 done
 echo "== tokenizer: 100 KB prompt"
 for i in $(seq 50); do cat tests/bench_prompt.txt; done > "$tmp/100k.txt"
-./razor "$tmp/m15.bin" -z tokenizer.bin -m tokenize -f "$tmp/100k.txt" 2>&1 >/dev/null
+./razor "$tmp/m15.bin" -z tests/sp512/tokenizer.bin -m tokenize -f "$tmp/100k.txt" 2>&1 >/dev/null
 echo "== full vs razor generation (128 new tokens) after long prompts, $threads threads"
 ./test_razor --random-model "$tmp/long.bin" 288 768 6 6 6 512 16384
-./razor "$tmp/long.bin" -z tokenizer.bin -m profile -s 1 -T "$threads" > /dev/null 2>&1
+./razor "$tmp/long.bin" -z tests/sp512/tokenizer.bin -m profile -s 1 -T "$threads" > /dev/null 2>&1
 for k in 2 4 8 16; do
     for i in $(seq $k); do cat tests/bench_prompt.txt; done > "$tmp/prompt.txt"
     for policy in full razor; do
-        out=$(./razor "$tmp/long.bin" -z tokenizer.bin -t 0 -n 128 -T "$threads" -c $policy -f "$tmp/prompt.txt" 2>&1 >/dev/null)
+        out=$(./razor "$tmp/long.bin" -z tests/sp512/tokenizer.bin -t 0 -n 128 -T "$threads" -c $policy -f "$tmp/prompt.txt" 2>&1 >/dev/null)
         printf '%-6s %s | %s\n' "$policy" "$(echo "$out" | grep tok/s)" "$(echo "$out" | grep 'kv cache')"
     done
 done
 # C = 7 instead of 5: under 30% of the full cache when a sixth of the KV heads keep everything
-out=$(./razor "$tmp/long.bin" -z tokenizer.bin -t 0 -n 128 -T "$threads" -c razor -C 7 -f "$tmp/prompt.txt" 2>&1 >/dev/null)
+out=$(./razor "$tmp/long.bin" -z tests/sp512/tokenizer.bin -t 0 -n 128 -T "$threads" -c razor -C 7 -f "$tmp/prompt.txt" 2>&1 >/dev/null)
 printf '%-6s %s | %s\n' "razor, C = 7" "$(echo "$out" | grep tok/s)" "$(echo "$out" | grep 'kv cache')"
 # 12K-token prompt, then generation up to the 16K context: the full cache grows, razor's compressed
 # heads stay at sinks + 1 + N / 5
 for i in $(seq 12); do cat tests/bench_prompt.txt; done > "$tmp/prompt.txt"
 for policy in full razor; do
-    out=$(./razor "$tmp/long.bin" -z tokenizer.bin -t 0 -n 16384 -T "$threads" -c $policy -f "$tmp/prompt.txt" 2>&1 >/dev/null)
+    out=$(./razor "$tmp/long.bin" -z tests/sp512/tokenizer.bin -t 0 -n 16384 -T "$threads" -c $policy -f "$tmp/prompt.txt" 2>&1 >/dev/null)
     printf '%-6s %s | %s\n' "$policy" "$(echo "$out" | grep tok/s)" "$(echo "$out" | grep 'kv cache')"
 done

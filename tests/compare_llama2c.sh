@@ -7,16 +7,20 @@
 # LLAMA2C_RUN: llama2.c's run.c built  gcc -Ofast -fopenmp -march=native run.c -lm -o run
 # TOKENIZER_BIN: Llama 2's tokenizer.bin (llama2.c ships it). The model files are made once by
 # tests/make_llama2c_models.py in $TMPDIR/razor_llama2c (MODELS="m15 m110" picks them).
+# RAZOR: the razor binary (default ./razor), e.g. one built with -march=x86-64-v3 to measure AVX2 on an
+# AVX-512 machine (then build llama2.c with the same flag).
 set -eu
 ll=$1 tok=$2
 shift 2
+rz=${RAZOR:-./razor}
+echo "razor ($rz) built for $("$rz" -h | sed -n 's/^built for \([^:]*\):.*/\1/p'); CPU:$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 dir=${TMPDIR:-/tmp}/razor_llama2c
 mkdir -p "$dir"
 [ -f "$dir/m110.bin" ] || ${PYTHON:-/usr/bin/python3} tests/make_llama2c_models.py "$dir"
 prompt=$(cat tests/llama2c_prompt.txt)
 export OMP_NUM_THREADS=2
 speed_ll() { "$ll" "$dir/$1.bin" -z "$tok" -t 0 -n "$2" -i "$3" 2>&1 >/dev/null | sed -n 's/^achieved tok\/s: \([0-9.]*\).*/\1/p'; }
-speed_rz() { ./razor "$dir/$1.bin" -z "$tok" -t 0 -n "$2" -i "$3" -T 2 -c full "${@:5}" 2>&1 >/dev/null | grep -oE '[0-9.]+ tok/s' | sed -n "$4p" | cut -d' ' -f1; }
+speed_rz() { "$rz" "$dir/$1.bin" -z "$tok" -t 0 -n "$2" -i "$3" -T 2 -c full "${@:5}" 2>&1 >/dev/null | grep -oE '[0-9.]+ tok/s' | sed -n "$4p" | cut -d' ' -f1; }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 printf '%-6s %-10s %10s %10s %7s\n' model test llama2.c razor ratio
 for m in ${MODELS:-m15 m110}; do
