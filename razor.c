@@ -65,22 +65,99 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Reads a whole file into a NUL-terminated buffer (at most max_bytes). */
+/* Reads a whole file into a NUL-terminated buffer (at most max_bytes); "-" is standard input. Pipes
+ * and FIFOs work too: the file is read to its end, not sized first. */
 static int read_file(const char *path, size_t max_bytes, char **out, size_t *out_len) {
-    FILE *f = fopen(path, "rb");
+    int is_stdin = !strcmp(path, "-");
+    struct stat st;
+    if (!is_stdin && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return fail("%s: is a directory", path);
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
     if (!f) return fail("%s: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return fail("%s: cannot seek", path); }
-    long size = ftell(f);
-    if (size < 0) { fclose(f); return fail("%s: cannot tell its size", path); }
-    if ((size_t)size > max_bytes) { fclose(f); return fail("%s: %ld bytes, more than the %zu this reader takes", path, size, max_bytes); }
-    rewind(f);
-    char *buf = xcalloc((size_t)size + 1, 1);
-    size_t got = fread(buf, 1, (size_t)size, f);
-    fclose(f);
-    if (got != (size_t)size) { free(buf); return fail("%s: short read", path); }
+    size_t cap = 1 << 16, len = 0;
+    char *buf = xcalloc(cap + 1, 1);
+    for (;;) {
+        len += fread(buf + len, 1, cap - len, f);
+        if (len < cap) break;
+        if (cap > max_bytes) break;
+        cap *= 2;
+        char *bigger = realloc(buf, cap + 1);
+        if (!bigger) { free(buf); if (!is_stdin) fclose(f); return fail("%s: out of memory", path); }
+        buf = bigger;
+    }
+    int error = ferror(f);
+    if (!is_stdin) fclose(f);
+    if (error) { free(buf); return fail("%s: read error", path); }
+    if (len > max_bytes) { free(buf); return fail("%s: more than the %zu bytes this reader takes", path, max_bytes); }
+    buf[len] = 0;
     *out = buf;
-    *out_len = got;
+    *out_len = len;
     return 0;
+}
+
+/* Output files: everything razor writes (logits, profiles, pictures, needle results) goes through
+ * open_output/close_output, so that the path a user names is never destroyed:
+ *  - a regular file, or a name that does not exist yet, is written to a temporary file beside it and
+ *    renamed over it when complete: an interrupted or failed write leaves the old content. A symbolic
+ *    link is followed first, so the temporary file sits beside its target and the link stays a link;
+ *  - anything else that opens for writing (a device, a FIFO, a terminal) is written straight into;
+ *  - "-" is standard output; a directory is refused.
+ * Errors name the user's path, never the temporary one. */
+typedef struct {
+    FILE *f;
+    char *path;   /* as the user gave it */
+    char *target; /* the regular file to replace (symlinks resolved); NULL: written in place */
+    char *tmp;    /* the temporary file beside target */
+} Output;
+
+static int open_output(Output *out, const char *path) {
+    struct stat st, lst;
+    memset(out, 0, sizeof *out);
+    if (!strcmp(path, "-")) { out->f = stdout; return 0; }
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) return fail("%s: is a directory", path);
+        if (!S_ISREG(st.st_mode)) {
+            if (!(out->f = fopen(path, "wb"))) return fail("%s: %s", path, strerror(errno));
+            out->path = strdup(path);
+            return 0;
+        }
+        out->target = realpath(path, NULL);
+        if (!out->target) return fail("%s: %s", path, strerror(errno));
+    } else if (lstat(path, &lst) == 0) {
+        return fail("%s: a symbolic link to nothing", path);
+    } else {
+        out->target = strdup(path);
+    }
+    size_t n = strlen(out->target) + 32;
+    out->tmp = xcalloc(n, 1);
+    snprintf(out->tmp, n, "%s.tmp%ld", out->target, (long)getpid());
+    if (!(out->f = fopen(out->tmp, "wb"))) {
+        int e = errno;
+        free(out->target);
+        free(out->tmp);
+        memset(out, 0, sizeof *out);
+        return fail("%s: %s", path, strerror(e));
+    }
+    out->path = strdup(path);
+    return 0;
+}
+
+/* ok: keep what was written (a temporary file is renamed into place); else discard it. Returns -1 if
+ * the file could not be completed. */
+static int close_output(Output *out, int ok) {
+    if (!out->f) return -1;
+    int status = 0;
+    if (out->f == stdout) ok = fflush(stdout) == 0 && ok;
+    else ok = fclose(out->f) == 0 && ok;
+    if (!ok) status = fail("%s: cannot write it all", out->path ? out->path : "standard output");
+    if (out->tmp) {
+        if (ok && rename(out->tmp, out->target) != 0) status = fail("%s: %s", out->path, strerror(errno));
+        if (status != 0) remove(out->tmp);
+    }
+    free(out->path);
+    free(out->target);
+    free(out->tmp);
+    memset(out, 0, sizeof *out);
+    return status;
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -412,9 +489,8 @@ void rmsnorm(float *out, const float *x, const float *weight, int n, float eps) 
     for (int j = 0; j < n; j++) out[j] = weight[j] * (ss * x[j]);
 }
 
-/* Vectors of 16 floats (GCC/clang vector extension; the compiler maps them to whatever SIMD the
- * machine has). vload reads unaligned memory. */
-#define VEC 16
+/* Vectors of VEC floats (GCC/clang vector extension; VEC and the tiles below come from the compile
+ * target, see model.h). vload reads unaligned memory. */
 typedef float vecf __attribute__((vector_size(VEC * sizeof(float))));
 static inline vecf vload(const float *p) { vecf v; memcpy(&v, p, sizeof v); return v; }
 static inline float vsum(vecf v) { /* a tree of adds, log2(VEC) deep, not a VEC-long chain */
@@ -446,18 +522,18 @@ static inline float wget(const void *w, size_t i, int BF16) { return BF16 ? bf16
 /* Three matmul kernels: dot_row for one token, dot_tile for a few, block_tile for a block. Weights are
  * row-major (d, n), as the file stores them.
  *
- * dot_tile, for a few tokens (2 to 15: a short chat turn, a prompt's last block): out[c * out_stride + r] = dot(w row r, x row c) for R
- * weight rows and C tokens (R, C <= 4), vectorised along n, so that with R, C > 1 every value loaded
+ * dot_tile, for a few tokens (2 to 15: a short chat turn, a prompt's last block):
+ * out[c * out_stride + r] = dot(w row r, x row c) for R weight rows and C tokens (R, C <= DOT_TILE), vectorised along n, so that with R, C > 1 every value loaded
  * is used several times. Called with constant R and C, it compiles to an unrolled block of
  * accumulators. */
 static inline __attribute__((always_inline)) void dot_tile(float *out, size_t out_stride, const float *x,
                                                            const void *w, int n, int R, int C, int BF16) {
-    vecf acc[4][4];
+    vecf acc[DOT_TILE][DOT_TILE];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) acc[r][c] = (vecf){0};
     int j = 0;
     for (; j + VEC <= n; j += VEC) {
-        vecf xv[4];
+        vecf xv[DOT_TILE];
         for (int c = 0; c < C; c++) xv[c] = vload(x + (size_t)c * n + j);
         for (int r = 0; r < R; r++) {
             vecf wv = wload(w, (size_t)r * n + j, BF16);
@@ -526,26 +602,25 @@ static void pair_inputs(float *x_pairs, const float *x, int n) {
 
 /* block_tile, for blocks of tokens (the prompt): R weight rows x BLOCK_TILE_T tokens over inputs
  * [j0, j1), vectorised along the tokens, so no horizontal sums at all: each weight is broadcast and
- * multiplied into BLOCK_TILE_T tokens at once (4 vectors x 6 rows = 24 accumulators, in registers).
- * The accumulators continue from acc (R x 4 vectors) unless j0 = 0, and are stored back there.
- * xt is one token tile of the transposed block, (n, BLOCK_TILE_T). */
-#define BLOCK_TILE_R 6
-#define BLOCK_TILE_T (4 * VEC)
+ * multiplied into BLOCK_TILE_T tokens at once (BLOCK_TILE_V vectors x BLOCK_TILE_R rows of
+ * accumulators, in registers). The accumulators continue from acc (R x BLOCK_TILE_V vectors) unless
+ * j0 = 0, and are stored back there. xt is one token tile of the transposed block, (n, BLOCK_TILE_T). */
+#define BLOCK_TILE_T (BLOCK_TILE_V * VEC)
 static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const float *xt, const void *w, int n, int i0,
                                                              int j0, int j1, int R, int BF16) {
-    vecf acc[BLOCK_TILE_R][4];
+    vecf acc[BLOCK_TILE_R][BLOCK_TILE_V];
     for (int r = 0; r < R; r++)
-        for (int v = 0; v < 4; v++) acc[r][v] = j0 ? acc_io[r * 4 + v] : (vecf){0};
+        for (int v = 0; v < BLOCK_TILE_V; v++) acc[r][v] = j0 ? acc_io[r * BLOCK_TILE_V + v] : (vecf){0};
     for (int j = j0; j < j1; j++) {
-        vecf x[4];
-        for (int v = 0; v < 4; v++) x[v] = vload(xt + (size_t)j * BLOCK_TILE_T + v * VEC);
+        vecf x[BLOCK_TILE_V];
+        for (int v = 0; v < BLOCK_TILE_V; v++) x[v] = vload(xt + (size_t)j * BLOCK_TILE_T + v * VEC);
         for (int r = 0; r < R; r++) {
             float wr = wget(w, (size_t)(i0 + r) * n + j, BF16);
-            for (int v = 0; v < 4; v++) acc[r][v] += wr * x[v];
+            for (int v = 0; v < BLOCK_TILE_V; v++) acc[r][v] += wr * x[v];
         }
     }
     for (int r = 0; r < R; r++)
-        for (int v = 0; v < 4; v++) acc_io[r * 4 + v] = acc[r][v];
+        for (int v = 0; v < BLOCK_TILE_V; v++) acc_io[r * BLOCK_TILE_V + v] = acc[r][v];
 }
 
 /* A chunk of rows [i0, i1) (at most BLOCK_ROWS) for the token tile starting at t0: the inputs go in
@@ -555,15 +630,17 @@ static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const
 #define BLOCK_J 64
 static inline __attribute__((always_inline)) void block_rows(float *out, const float *xt, const void *w, int n, int d, int T,
                                                              int i0, int i1, int t0, int BF16) {
-    vecf acc[BLOCK_ROWS * 4];
+    vecf acc[BLOCK_ROWS * BLOCK_TILE_V];
     const float *tile = xt + (size_t)t0 * n;
     for (int j0 = 0; j0 < n; j0 += BLOCK_J) {
         int j1 = j0 + BLOCK_J < n ? j0 + BLOCK_J : n, i = i0;
-        for (; i + BLOCK_TILE_R <= i1; i += BLOCK_TILE_R) block_tile(acc + (i - i0) * 4, tile, w, n, i, j0, j1, BLOCK_TILE_R, BF16);
-        for (; i < i1; i++) block_tile(acc + (i - i0) * 4, tile, w, n, i, j0, j1, 1, BF16);
+        for (; i + BLOCK_TILE_R <= i1; i += BLOCK_TILE_R)
+            block_tile(acc + (i - i0) * BLOCK_TILE_V, tile, w, n, i, j0, j1, BLOCK_TILE_R, BF16);
+        for (; i < i1; i++) block_tile(acc + (i - i0) * BLOCK_TILE_V, tile, w, n, i, j0, j1, 1, BF16);
     }
     for (int i = i0; i < i1; i++)
-        for (int k = 0; k < BLOCK_TILE_T && t0 + k < T; k++) out[(size_t)(t0 + k) * d + i] = acc[(i - i0) * 4 + k / VEC][k % VEC];
+        for (int k = 0; k < BLOCK_TILE_T && t0 + k < T; k++)
+            out[(size_t)(t0 + k) * d + i] = acc[(i - i0) * BLOCK_TILE_V + k / VEC][k % VEC];
 }
 
 #define BLOCK_MIN_TOKENS 16 /* from this many tokens on, matmul uses block_tile */
@@ -591,16 +668,17 @@ static inline __attribute__((always_inline)) void matmul_part(const Matmul *a, i
                 block_rows(a->out, a->xt, a->w, a->n, a->d, a->T, (int)i, (int)(i + BLOCK_ROWS < end ? i + BLOCK_ROWS : end), t0, BF16);
         return;
     }
-    split((size_t)a->d, 4, thread, n_threads, &begin, &end);
+    split((size_t)a->d, DOT_TILE, thread, n_threads, &begin, &end);
     if (a->T == 1) { /* generation: one row at a time (one stream of weights is what prefetches best) */
         for (i = begin; i < end; i++) a->out[i] = dot_row(a->x, a->xt, weight_row(a, i, BF16), a->n, BF16);
         return;
     }
-    for (i = begin; i + 4 <= end; i += 4) { /* a few tokens: 4 rows x 4 tokens at a time */
+    for (i = begin; i + DOT_TILE <= end; i += DOT_TILE) { /* a few tokens: DOT_TILE rows x DOT_TILE tokens at a time */
         const void *w = weight_row(a, i, BF16);
         int t = 0;
-        for (; t + 4 <= a->T; t += 4) dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, w, a->n, 4, 4, BF16);
-        for (; t < a->T; t++) dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, w, a->n, 4, 1, BF16);
+        for (; t + DOT_TILE <= a->T; t += DOT_TILE)
+            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, w, a->n, DOT_TILE, DOT_TILE, BF16);
+        for (; t < a->T; t++) dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, w, a->n, DOT_TILE, 1, BF16);
     }
     for (; i < end; i++)
         for (int t = 0; t < a->T; t++)
@@ -720,7 +798,6 @@ static void swiglu(float *hb, const float *hb2, size_t n) {
  * what was summed under the old max if this tile holds a larger score, then exp and the weighted sum
  * of the values. comp_at: the compensation slot's place in this tile (outside [0, ATT_TILE_K): not
  * here); its score gets + comp_bias = ln(N_d). */
-#define ATT_QUERIES 4
 static inline __attribute__((always_inline)) void attend_tile(const float *const *q, const int *n_seen, float *m, float *l,
                                                               float *acc, const float *kt, const float *vt, int head_dim,
                                                               float scale, int comp_at, float comp_bias, int NB) {
@@ -761,16 +838,16 @@ static inline __attribute__((always_inline)) void attend_tile(const float *const
         }
         if (n > n_max) n_max = n;
     }
-    /* acc += p @ values, VEC dims at a time; four sums per query over interleaved keys (one add chain
-     * would wait on each multiply-add's latency) */
+    /* acc += p @ values, VEC dims at a time; ATT_SUMS sums per query over interleaved keys (one add
+     * chain would wait on each multiply-add's latency) */
     int d = 0;
     for (; d + VEC <= head_dim; d += VEC) {
-        vecf a[ATT_QUERIES][4];
+        vecf a[ATT_QUERIES][ATT_SUMS];
         for (int b = 0; b < NB; b++)
-            for (int u = 0; u < 4; u++) a[b][u] = (vecf){0};
+            for (int u = 0; u < ATT_SUMS; u++) a[b][u] = (vecf){0};
         int j = 0;
-        for (; j + 4 <= n_max; j += 4)
-            for (int u = 0; u < 4; u++) {
+        for (; j + ATT_SUMS <= n_max; j += ATT_SUMS)
+            for (int u = 0; u < ATT_SUMS; u++) {
                 vecf v = vload(vt + (size_t)(j + u) * head_dim + d);
                 for (int b = 0; b < NB; b++) a[b][u] += p[b][j + u] * v;
             }
@@ -779,7 +856,9 @@ static inline __attribute__((always_inline)) void attend_tile(const float *const
             for (int b = 0; b < NB; b++) a[b][0] += p[b][j] * v;
         }
         for (int b = 0; b < NB; b++) {
-            vecf sum = vload(acc + (size_t)b * head_dim + d) + ((a[b][0] + a[b][1]) + (a[b][2] + a[b][3]));
+            vecf sum = a[b][0];
+            for (int u = 1; u < ATT_SUMS; u++) sum += a[b][u];
+            sum += vload(acc + (size_t)b * head_dim + d);
             memcpy(acc + (size_t)b * head_dim + d, &sum, sizeof sum);
         }
     }
@@ -1718,7 +1797,7 @@ typedef struct {
     ProbIndex *candidates; /* (vocab_size) */
 } Sampler;
 
-static void build_sampler(Sampler *s, int vocab_size, float temperature, float topp, uint64_t seed) {
+void build_sampler(Sampler *s, int vocab_size, float temperature, float topp, uint64_t seed) {
     s->vocab_size = vocab_size;
     s->temperature = temperature;
     s->topp = topp;
@@ -1726,7 +1805,7 @@ static void build_sampler(Sampler *s, int vocab_size, float temperature, float t
     s->candidates = xcalloc((size_t)vocab_size, sizeof(ProbIndex));
 }
 
-static void free_sampler(Sampler *s) { free(s->candidates); }
+void free_sampler(Sampler *s) { free(s->candidates); }
 
 static float random_f32(uint64_t *state) { /* xorshift*, 24 random bits in [0, 1) */
     *state ^= *state >> 12;
@@ -1937,13 +2016,9 @@ static int ends_with(const char *s, const char *suffix) {
 }
 
 /* Writes a profile: DuoAttention's full_attention_heads.tsv (one row per layer, 1 = full, 0 = razor,
- * per KV head) if the name ends in .tsv, else razor's .heads text; through a temporary file. */
-int save_profile(const HeadProfile *p, const char *path) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) return fail("%s: %s", tmp, strerror(errno));
-    if (ends_with(path, ".tsv")) {
+ * per KV head) if tsv, else razor's .heads text. */
+static void write_profile(const HeadProfile *p, FILE *f, int tsv) {
+    if (tsv) {
         for (int l = 0; l < p->n_layers; l++)
             for (int g = 0; g < p->n_kv_heads; g++) fprintf(f, "%d%c", p->retrieval[l * p->n_kv_heads + g], g + 1 < p->n_kv_heads ? '\t' : '\n');
     } else {
@@ -1963,8 +2038,13 @@ int save_profile(const HeadProfile *p, const char *path) {
             fprintf(f, "\n");
         }
     }
-    if (fclose(f) != 0 || rename(tmp, path) != 0) { remove(tmp); return fail("%s: cannot write: %s", path, strerror(errno)); }
-    return 0;
+}
+
+int save_profile(const HeadProfile *p, const char *path) {
+    Output out;
+    if (open_output(&out, path) != 0) return -1;
+    write_profile(p, out.f, ends_with(path, ".tsv"));
+    return close_output(&out, 1);
 }
 
 /* Reads a profile written by save_profile (or by hand, or DuoAttention's .tsv: a value >= 0.5 marks
@@ -2033,7 +2113,7 @@ shape_error:
 }
 
 /* Both scores as a layers x heads map in the terminal: darker = higher, [ ] = retrieval head. */
-static void print_heatmap(const HeadProfile *p) {
+void print_heatmap(const HeadProfile *p) {
     const char *shades = " .:-=+*#%@";
     const char *titles[2] = {"echo", "induction"};
     const float *scores[2] = {p->echo, p->induction};
@@ -2053,52 +2133,110 @@ static void print_heatmap(const HeadProfile *p) {
     }
 }
 
-/* The same two maps as an SVG picture, with the retrieval heads outlined. */
-int write_profile_svg(const HeadProfile *p, const char *path) {
-    FILE *f = fopen(path, "w");
-    if (!f) return fail("%s: %s", path, strerror(errno));
-    int cell = 28, pad = 60, panel = p->n_kv_heads * cell + pad;
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n",
-            2 * panel + pad, p->n_layers * cell + 2 * pad);
-    fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-    const char *titles[2] = {"echo score", "induction score"};
+/* A colour for a score on one fixed logarithmic scale from `floor` (what uniform attention gives) to 1:
+ * light for noise, dark blue for a head that really looks back. Returns t in [0, 1], the place on it. */
+static float log_scale(float score, float floor) {
+    float t = logf(fmaxf(score, floor) / floor) / logf(1 / floor);
+    return t > 1 ? 1 : t;
+}
+static void scale_rgb(float t, int rgb[3]) {
+    const int light[3] = {247, 251, 255}, dark[3] = {8, 48, 107};
+    for (int k = 0; k < 3; k++) rgb[k] = (int)lroundf(light[k] + t * (dark[k] - light[k]));
+}
+
+/* The same two maps as an SVG picture: echo above, induction below, on one logarithmic colour scale
+ * from 1/N (N probe tokens: what uniform attention gives) to 1, with a colour bar. Retrieval heads are
+ * outlined and lettered: I chosen by induction (solid outline), E by echo (dashed), F marked FULL by
+ * the profile file but by neither score (dotted). */
+void write_profile_svg(const HeadProfile *p, FILE *f) {
+    int n = p->n_layers * p->n_kv_heads;
+    unsigned char *by_induction = xcalloc((size_t)n, 1), *by_echo = xcalloc((size_t)n, 1);
+    mark_top(by_induction, p->induction, n, p->induction_fraction);
+    mark_top(by_echo, p->echo, n, p->echo_fraction);
+    float floor = p->K > 0 ? 1.0f / (4 * p->K + 1) : 1e-3f;
+    int cell = 24, left = 56, grid_w = p->n_kv_heads * cell, panel_h = p->n_layers * cell + 44;
+    int width = left + (grid_w > 440 ? grid_w : 440) + 24, bar_y = 40 + 2 * panel_h + 10;
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
+               "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", width, bar_y + 110);
+    fprintf(f, "<text x=\"%d\" y=\"22\" font-size=\"14\">Head profile: %d layers x %d KV heads (columns)</text>\n", left,
+            p->n_layers, p->n_kv_heads);
+    const char *titles[2] = {"echo score: attention to earlier copies of the token itself",
+                             "induction score: attention to the token after an earlier copy"};
     const float *scores[2] = {p->echo, p->induction};
     for (int k = 0; k < 2; k++) {
-        float max = 1e-9f;
-        for (int i = 0; i < p->n_layers * p->n_kv_heads; i++) if (scores[k][i] > max) max = scores[k][i];
-        int x0 = pad + k * panel;
-        fprintf(f, "<text x=\"%d\" y=\"%d\">%s (max %.3f)</text>\n", x0, pad - 25, titles[k], max);
+        int y0 = 40 + k * panel_h;
+        float max = 0;
+        for (int i = 0; i < n; i++) max = fmaxf(max, scores[k][i]);
+        fprintf(f, "<text x=\"%d\" y=\"%d\">%s (max %.3f)</text>\n", left, y0 + 12, titles[k], max);
+        for (int g = 0; g < p->n_kv_heads && p->n_kv_heads <= 40; g++)
+            fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" font-size=\"10\">%d</text>\n",
+                    left + g * cell + cell / 2, y0 + 28, g);
         for (int l = 0; l < p->n_layers; l++) {
-            fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">L%d</text>\n", x0 - 6, pad + l * cell + cell / 2 + 4, l);
+            int y = y0 + 32 + l * cell;
+            fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">layer %d</text>\n", left - 6, y + cell / 2 + 4, l);
             for (int g = 0; g < p->n_kv_heads; g++) {
-                int i = l * p->n_kv_heads + g, shade = 255 - (int)(scores[k][i] / max * 200);
-                fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"rgb(%d,%d,255)\" stroke=\"%s\" stroke-width=\"%d\"/>\n",
-                        x0 + g * cell, pad + l * cell, cell - 2, cell - 2, shade, shade, p->retrieval[i] ? "red" : "none", p->retrieval[i] ? 3 : 0);
+                int i = l * p->n_kv_heads + g, rgb[3];
+                float t = log_scale(scores[k][i], floor);
+                scale_rgb(t, rgb);
+                fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"rgb(%d,%d,%d)\"/>\n",
+                        left + g * cell, y, cell - 2, cell - 2, rgb[0], rgb[1], rgb[2]);
+                if (!p->retrieval[i]) continue;
+                const char *letter = by_induction[i] ? "I" : by_echo[i] ? "E" : "F";
+                const char *dash = by_induction[i] ? "" : by_echo[i] ? " stroke-dasharray=\"4 2\"" : " stroke-dasharray=\"1 2\"";
+                fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#d62\" "
+                           "stroke-width=\"2.5\"%s/>\n", left + g * cell + 1, y + 1, cell - 4, cell - 4, dash);
+                fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" font-weight=\"bold\" fill=\"%s\">%s</text>\n",
+                        left + g * cell + cell / 2 - 1, y + cell / 2 + 4, t > 0.5f ? "white" : "black",
+                        by_induction[i] && by_echo[i] ? "IE" : letter);
             }
         }
-        for (int g = 0; g < p->n_kv_heads; g++)
-            fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%d</text>\n", x0 + g * cell + cell / 2, pad - 6, g);
     }
-    fprintf(f, "<text x=\"%d\" y=\"%d\">columns: KV heads; rows: layers; red outline: retrieval head (FULL)</text>\n</svg>\n",
-            pad, p->n_layers * cell + pad + 30);
-    if (fclose(f) != 0) return fail("%s: cannot write", path);
-    return 0;
+    /* the colour bar: 1/N .. 1, logarithmic */
+    int bar_w = 400;
+    for (int k = 0; k < 50; k++) { /* 50 steps, as plain rectangles (every SVG renderer draws those) */
+        int rgb[3];
+        scale_rgb((k + 0.5f) / 50, rgb);
+        fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"14\" fill=\"rgb(%d,%d,%d)\"/>\n", left + k * bar_w / 50, bar_y,
+                bar_w / 50 + 1, rgb[0], rgb[1], rgb[2]);
+    }
+    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"14\" fill=\"none\" stroke=\"#888\"/>\n", left, bar_y, bar_w);
+    const float ticks[] = {0, 0.001f, 0.01f, 0.1f, 1};
+    for (int k = 0; k < 5; k++) {
+        float v = k == 0 ? floor : ticks[k];
+        if (k > 0 && v <= floor * 1.5f) continue;
+        int x = left + (int)lroundf(log_scale(v, floor) * bar_w);
+        fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#444\"/>\n", x, bar_y + 14, x, bar_y + 18);
+        if (k == 0) fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">1/%d (uniform)</text>\n", x, bar_y + 30,
+                            (int)lroundf(1 / floor));
+        else fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%g</text>\n", x, bar_y + 30, v);
+    }
+    fprintf(f, "<text x=\"%d\" y=\"%d\">score (share of a row's attention), logarithmic</text>\n", left, bar_y + 48);
+    fprintf(f, "<text x=\"%d\" y=\"%d\">outlined: retrieval head, keeps its full cache. I: chosen by induction score "
+               "(solid),</text>\n<text x=\"%d\" y=\"%d\">E: by echo score (dashed), F: marked FULL in the profile file "
+               "(dotted)</text>\n</svg>\n", left, bar_y + 70, left, bar_y + 86);
+    free(by_induction);
+    free(by_echo);
 }
 
 /* ------------------------------------------------------------------------------------------------
  * 9. The loops */
 
 #define MAX_PROMPT_BYTES ((size_t)64 << 20)
+enum { MAX_NEEDLE_LENGTHS = 8, MAX_NEEDLE_DEPTHS = 11, NEEDLE_ANSWER = 12 };
 
 typedef struct {
     const char *model_path, *tokenizer_path, *prompt, *prompt_file, *ids_file, *out_path, *mode, *system_prompt;
     const char *policy_name, *profile_path, *needle, *question;
     float temperature, topp;
     uint64_t seed;
+    int seed_given;          /* -s: else the probe and needle use 42, and sampling a seed from the clock */
     int steps, threads;
     CacheConfig cache;
     float induction_fraction, echo_fraction;
     int bf16;                /* -w bf16 */
+    int needle_lengths[MAX_NEEDLE_LENGTHS], n_needle_lengths; /* -L; 0: the default grid */
+    float needle_depths[MAX_NEEDLE_DEPTHS];                   /* -D */
+    int n_needle_depths;
 } Options;
 
 static void print_kv_line(const RunState *s, const Config *c) {
@@ -2165,7 +2303,7 @@ static float *prefill(const Model *m, RunState *s, const int *tokens, int n) {
     return logits;
 }
 
-static int run_generate(const Model *m, const Tokenizer *tok, Sampler *sampler, const Options *o) {
+int run_generate(const Model *m, const Tokenizer *tok, Sampler *sampler, const Options *o) {
     int n;
     int *tokens = encode_prompt(m, tok, o->prompt ? o->prompt : "", &n);
     if (!tokens) return 2;
@@ -2185,6 +2323,9 @@ static int run_generate(const Model *m, const Tokenizer *tok, Sampler *sampler, 
     int n_gen = generate_tokens(m, &s, tok, sampler, logits, tokens[n - 1], o->steps, NULL, &gen_s);
     printf("\n");
     fflush(stdout);
+    if (n_gen < o->steps && s.n_tokens == m->config.seq_len)
+        fprintf(stderr, "razor: stopped at the model's context of %d tokens: %d of the %d tokens asked for\n",
+                m->config.seq_len, n_gen, o->steps);
     print_speed(n, prompt_s, n_gen, gen_s);
     print_kv_line(&s, &m->config);
     free_runstate(&s);
@@ -2194,10 +2335,11 @@ static int run_generate(const Model *m, const Tokenizer *tok, Sampler *sampler, 
 
 /* Chat in Llama 2's template: each user turn is appended to the cache (attending to what the cache
  * kept of earlier turns), compressed, and the reply generated after it. */
-static int run_chat(const Model *m, const Tokenizer *tok, Sampler *sampler, const Options *o) {
+int run_chat(const Model *m, const Tokenizer *tok, Sampler *sampler, const Options *o) {
     RunState s;
     if (build_runstate(&s, m, m->config.seq_len, DEFAULT_BLOCK, &o->cache) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
     char line[8192];
+    int status = 0;
     for (int turn = 0;; turn++) {
         const char *user = NULL;
         if (turn == 0 && o->prompt) {
@@ -2205,8 +2347,9 @@ static int run_chat(const Model *m, const Tokenizer *tok, Sampler *sampler, cons
         } else {
             printf("User: ");
             fflush(stdout);
-            if (!fgets(line, sizeof line, stdin)) break;
-            line[strcspn(line, "\n")] = 0;
+            if (!fgets(line, sizeof line, stdin)) { printf("\n"); break; } /* end of input: the stats on a line of their own */
+            line[strcspn(line, "\r\n")] = 0;
+            if (line[strspn(line, " \t")] == 0) { turn--; continue; } /* an empty line is not a turn */
             user = line;
         }
         size_t need = strlen(user) + (o->system_prompt ? strlen(o->system_prompt) : 0) + 64;
@@ -2225,7 +2368,12 @@ static int run_chat(const Model *m, const Tokenizer *tok, Sampler *sampler, cons
         }
         if (s.n_tokens + n >= s.capacity) {
             free(tokens);
-            fprintf(stderr, "razor: the conversation has filled the model's context (%d tokens)\n", s.capacity);
+            if (s.n_tokens == 0) {
+                fprintf(stderr, "razor: the first turn is %d tokens, the model's context is %d\n", n, s.capacity);
+                status = 2;
+            } else {
+                fprintf(stderr, "razor: the conversation has filled the model's context (%d tokens)\n", s.capacity);
+            }
             break;
         }
         double t0 = now_seconds(), gen_s;
@@ -2237,10 +2385,15 @@ static int run_chat(const Model *m, const Tokenizer *tok, Sampler *sampler, cons
         fflush(stdout);
         print_speed(n, prompt_s, n_gen, gen_s);
         free(tokens);
+        if (n_gen < o->steps && s.n_tokens == s.capacity) {
+            fprintf(stderr, "razor: the answer was cut: the conversation has filled the model's context (%d tokens)\n",
+                    s.capacity);
+            break;
+        }
     }
     print_kv_line(&s, &m->config);
     free_runstate(&s);
-    return 0;
+    return status;
 }
 
 static const char *policy_names[] = {"full", "razor", "streaming", "nocomp"};
@@ -2267,9 +2420,19 @@ static void print_json_string(const Tokenizer *tok, const int *tokens, int n, in
     putchar('"');
 }
 
+static void print_text(const Tokenizer *tok, const int *tokens, int n, int prev) {
+    for (int i = 0; i < n; i++) {
+        int nb;
+        char buf[2];
+        const char *piece = decode(tok, i ? tokens[i - 1] : prev, tokens[i], &nb, buf);
+        print_piece(piece, nb);
+    }
+    printf("\n");
+}
+
 /* -m compare: a greedy continuation under the full cache, then the same tokens teacher-forced under
  * the chosen policy; per step, each one's top-1 and KL(full || policy). */
-static int run_compare(const Model *m, const Tokenizer *tok, const Options *o) {
+int run_compare(const Model *m, const Tokenizer *tok, const Options *o) {
     const Config *c = &m->config;
     int n, V = c->vocab_size;
     int *tokens = encode_prompt(m, tok, o->prompt ? o->prompt : "", &n);
@@ -2294,7 +2457,7 @@ static int run_compare(const Model *m, const Tokenizer *tok, const Options *o) {
     }
     double *p = xcalloc((size_t)V, sizeof(double)), *q = xcalloc((size_t)V, sizeof(double)), kl_sum = 0, kl_max = 0;
     int agree = 0, first_divergence = -1;
-    printf("%5s  %-16s %-16s %-16s %s\n", "step", "token", "full top-1", "policy top-1", "KL(full||policy)");
+    printf("%5s  %-16s %-16s %s\n", "step", "full top-1", "policy top-1", "KL(full||policy)");
     logits = prefill(m, &pol, tokens, n);
     for (int t = 0; t < n_gen; t++) {
         softmax_into(p, full_logits + (size_t)t * V, V);
@@ -2306,25 +2469,30 @@ static int run_compare(const Model *m, const Tokenizer *tok, const Options *o) {
         if (pol_gen[t] != gen[t] && first_divergence < 0) first_divergence = t;
         kl_sum += kl;
         if (kl > kl_max) kl_max = kl;
-        char names[3][20];
-        int ids[3] = {gen[t], gen[t], pol_gen[t]};
-        for (int k = 0; k < 3; k++) {
+        char names[2][20];
+        int ids[2] = {gen[t], pol_gen[t]};
+        for (int k = 0; k < 2; k++) {
             int nb;
             char buf[2];
             const char *piece = decode(tok, 0, ids[k], &nb, buf);
             snprintf(names[k], sizeof names[k], "%d:'%.*s'", ids[k], nb > 10 ? 10 : nb, piece);
             for (char *ch = names[k]; *ch; ch++) if ((unsigned char)*ch < 0x20) *ch = ' ';
         }
-        printf("%5d  %-16s %-16s %-16s %.5f\n", t, names[0], names[1], names[2], kl);
+        printf("%5d  %-16s %-16s %.5f\n", t, names[0], names[1], kl);
         if (t + 1 < n_gen) logits = forward(m, &pol, &gen[t], 1, NULL, NULL);
     }
     size_t kept_full, kept_pol, full_bytes;
     cache_bytes(&full, c, &kept_full, &full_bytes);
     cache_bytes(&pol, c, &kept_pol, &full_bytes);
     double mean_kl = n_gen ? kl_sum / n_gen : 0;
-    printf("\npolicy %s vs full, %d prompt tokens, %d steps: top-1 agreement %.1f%%, KL mean %.5f max %.5f, first divergence %s%d\n",
-           policy_names[o->cache.policy], n, n_gen, n_gen ? 100.0 * agree / n_gen : 100.0, mean_kl, kl_max,
-           first_divergence < 0 ? "none " : "at step ", first_divergence);
+    printf("\npolicy %s vs full, %d prompt tokens, %d steps: top-1 agreement %.1f%%, KL mean %.5f max %.5f, ",
+           policy_names[o->cache.policy], n, n_gen, n_gen ? 100.0 * agree / n_gen : 100.0, mean_kl, kl_max);
+    if (first_divergence < 0) printf("first divergence: none\n");
+    else printf("first divergence: at step %d\n", first_divergence);
+    printf("full (greedy):   ");
+    print_text(tok, gen, n_gen, tokens[n - 1]);
+    printf("%-6s (top-1): ", policy_names[o->cache.policy]);
+    print_text(tok, pol_gen, n_gen, tokens[n - 1]);
     printf("kv bytes: full %zu, %s %zu (%.1f%%)\n", kept_full, policy_names[o->cache.policy], kept_pol, kept_full ? 100.0 * kept_pol / kept_full : 100.0);
     printf("{\"policy\": \"%s\", \"prompt_tokens\": %d, \"steps\": %d, \"top1_agreement\": %.4f, \"mean_kl\": %.6f, \"max_kl\": %.6f, "
            "\"first_divergence\": %d, \"kv_bytes_full\": %zu, \"kv_bytes_policy\": %zu, \"full_text\": ",
@@ -2364,9 +2532,6 @@ static void fill_template(char *out, size_t size, const char *template, long key
     out[n] = 0;
 }
 
-enum { NEEDLE_LENGTHS = 4, NEEDLE_DEPTHS = 5, NEEDLE_ANSWER = 12 };
-static const float needle_depths[NEEDLE_DEPTHS] = {0, 0.25f, 0.5f, 0.75f, 1.0f};
-
 /* One case: BOS, filler tokens with the needle planted at `depth` of them, the question; `length`
  * tokens in all. Returns the count, or -1 (razor_error says why). */
 static int needle_prompt(const Tokenizer *tok, const Options *o, const int *filler, int n_filler, int length, float depth,
@@ -2378,8 +2543,9 @@ static int needle_prompt(const Tokenizer *tok, const Options *o, const int *fill
     fill_template(text, sizeof text, o->question, key);
     int n_question = strlen(text) < 400 ? encode(tok, text, 0, question) : -1;
     if (n_needle <= 0 || n_question <= 0) return fail("the needle and the question must each be 1 to 400 bytes the tokenizer takes");
-    int body = length - 1 - n_needle - n_question, at = (int)(depth * body), n = 0;
-    if (body < 1) return fail("the context is too short for the needle and the question");
+    int body = length - 1 - n_needle - n_question;
+    if (body < 1) return fail("a prompt of %d tokens is too short for the needle and the question", length);
+    int at = (int)(depth * body), n = 0;
     prompt[n++] = tok->bos_id;
     for (int i = 0; i <= body; i++) {
         if (i == at) for (int k = 0; k < n_needle; k++) prompt[n++] = needle[k];
@@ -2389,102 +2555,180 @@ static int needle_prompt(const Tokenizer *tok, const Options *o, const int *fill
     return n;
 }
 
-/* Does the greedy answer under this cache policy start with the key? kv_ratio: bytes kept / full. */
+/* The greedy answer under this cache policy: its first number goes to *said (-1: none). Returns 1 if
+ * that is the key, 0 if not, -1 on error. kv_ratio: bytes kept / full. */
 static int needle_found(const Model *m, const Tokenizer *tok, const CacheConfig *cache, const int *prompt, int n, long key,
-                        double *kv_ratio) {
+                        long *said, double *kv_ratio) {
     RunState s;
     if (build_runstate(&s, m, n + NEEDLE_ANSWER, DEFAULT_BLOCK, cache) != 0) return -1;
     float *logits = prefill(m, &s, prompt, n);
     Sampler greedy = {.vocab_size = m->config.vocab_size, .temperature = 0};
-    int answer[NEEDLE_ANSWER], n_answer = generate_tokens(m, &s, tok, &greedy, logits, prompt[n - 1], NEEDLE_ANSWER, answer, NULL);
-    char said[16 * NEEDLE_ANSWER + 1] = {0};
+    int answer[NEEDLE_ANSWER];
+    int n_answer = generate_tokens(m, &s, tok, &greedy, logits, prompt[n - 1], NEEDLE_ANSWER, answer, NULL);
+    char text[16 * NEEDLE_ANSWER + 1] = {0};
     size_t len = 0;
     for (int i = 0; i < n_answer; i++) {
         int nb;
         char buf[2];
         const char *piece = decode(tok, i ? answer[i - 1] : prompt[n - 1], answer[i], &nb, buf);
-        if (len + (size_t)nb >= sizeof said) break;
-        memcpy(said + len, piece, (size_t)nb);
+        if (len + (size_t)nb >= sizeof text) break;
+        memcpy(text + len, piece, (size_t)nb);
         len += (size_t)nb;
     }
     size_t kept, full;
     cache_bytes(&s, &m->config, &kept, &full);
     *kv_ratio = (double)kept / full;
     free_runstate(&s);
-    long got = -1;
-    return first_number(said, &got) && got == key;
+    if (!first_number(text, said)) *said = -1;
+    return *said == key;
 }
 
-/* The length x depth picture of one policy: green found, red missed. */
-static void write_needle_svg(const char *path, const char *policy, const int ok[NEEDLE_LENGTHS][NEEDLE_DEPTHS],
-                             const int *lengths, double accuracy, double kv_ratio) {
-    FILE *f = fopen(path, "w");
-    if (!f) { fprintf(stderr, "razor: %s: %s\n", path, strerror(errno)); return; }
-    int cell = 40, pad = 90;
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n"
-               "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n<text x=\"%d\" y=\"20\">%s: %.0f%% found (kv %.0f%% of full)</text>\n",
-            NEEDLE_DEPTHS * cell + 2 * pad, NEEDLE_LENGTHS * cell + 2 * pad, pad, policy, 100 * accuracy, 100 * kv_ratio);
-    for (int li = 0; li < NEEDLE_LENGTHS; li++) {
-        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%d tokens</text>\n", pad - 6, pad + li * cell + cell / 2 + 4, lengths[li]);
-        for (int di = 0; di < NEEDLE_DEPTHS; di++)
-            fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"/>\n", pad + di * cell, pad + li * cell, cell - 2,
-                    cell - 2, ok[li][di] ? "#3a3" : "#c33");
+/* The length x depth picture of one policy: each cell says what the model answered; found cells are
+ * dark blue with the key in bold, missed ones pale orange with a dashed border (not colour alone). */
+static int write_needle_svg(const char *path, const char *policy, int n_lengths, int n_depths, const int *lengths,
+                            const float *depths, const int *ok, const long *said, double accuracy, double kv_ratio) {
+    Output out;
+    if (open_output(&out, path) != 0) return -1;
+    FILE *f = out.f;
+    int cw = 64, ch = 30, left = 92, top = 62, width = left + n_depths * cw + 12, height = top + n_lengths * ch + 34;
+    if (width < 520) width = 520;
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
+               "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", width, height);
+    fprintf(f, "<text x=\"8\" y=\"18\" font-size=\"14\">%s: %.0f%% found, KV cache %.0f%% of full at %d tokens</text>\n",
+            policy, 100 * accuracy, 100 * kv_ratio, lengths[n_lengths - 1]);
+    fprintf(f, "<text x=\"%d\" y=\"38\">depth of the pass key in the prompt</text>\n", left);
+    for (int di = 0; di < n_depths; di++)
+        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%.0f%%</text>\n", left + di * cw + cw / 2, top - 6,
+                depths[di] * 100);
+    for (int li = 0; li < n_lengths; li++) {
+        int y = top + li * ch;
+        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%d tokens</text>\n", left - 8, y + ch / 2 + 4, lengths[li]);
+        for (int di = 0; di < n_depths; di++) {
+            int k = li * n_depths + di;
+            char answer[32];
+            if (said[k] < 0) snprintf(answer, sizeof answer, "none");
+            else snprintf(answer, sizeof answer, "%ld", said[k]);
+            fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"%s/>\n", left + di * cw + 1, y + 1,
+                    cw - 4, ch - 4, ok[k] ? "#2166ac" : "#fddbc7",
+                    ok[k] ? "" : " stroke=\"#b2182b\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"");
+            fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" fill=\"%s\"%s>%s</text>\n", left + di * cw + cw / 2 - 1,
+                    y + ch / 2 + 3, ok[k] ? "white" : "#67001f", ok[k] ? " font-weight=\"bold\"" : "", answer);
+        }
     }
-    for (int di = 0; di < NEEDLE_DEPTHS; di++)
-        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%.0f%%</text>\n", pad + di * cell + cell / 2, pad - 8, needle_depths[di] * 100);
-    fprintf(f, "<text x=\"%d\" y=\"%d\">depth of the pass key in the prompt</text>\n</svg>\n", pad, pad - 30);
-    if (fclose(f) == 0) fprintf(stderr, "wrote %s\n", path);
+    fprintf(f, "<text x=\"8\" y=\"%d\">dark blue, bold: found (the key); pale, dashed border: missed (what the "
+               "model said)</text>\n</svg>\n", top + n_lengths * ch + 20);
+    return close_output(&out, 1);
 }
 
-static int run_needle(const Model *m, const Tokenizer *tok, const Options *o, const unsigned char *retrieval) {
+/* -m needle: every (length, depth) case under each policy. Each case's results are appended, as one
+ * JSON line, to PREFIX.jsonl.partial as soon as they are known (flushed, so an interrupted run keeps
+ * them); at the end that file is renamed to PREFIX.jsonl, the tables go to stdout, one picture per
+ * policy to PREFIX_POLICY.svg, and a summary line of JSON closes stdout. */
+int run_needle(const Model *m, const Tokenizer *tok, const Options *o, const unsigned char *retrieval) {
     const Config *c = &m->config;
     const char *filler_text = o->prompt ? o->prompt : builtin_filler;
-    int *filler = xcalloc(encode_room(filler_text), sizeof(int)), n_filler = encode(tok, filler_text, 0, filler);
-    int *prompt = xcalloc((size_t)c->seq_len + 1, sizeof(int)), lengths[NEEDLE_LENGTHS], status = 0;
-    int ok[4][NEEDLE_LENGTHS][NEEDLE_DEPTHS];
-    double kv_ratio[4] = {0}, accuracy[4] = {0};
-    uint64_t rng = o->seed ? o->seed : 42;
-    if (n_filler < 8) { fprintf(stderr, "razor: %s\n", n_filler < 0 ? razor_error() : "the filler text is too short"); status = 2; }
-    for (int li = 0; li < NEEDLE_LENGTHS; li++) lengths[li] = (int)((c->seq_len - NEEDLE_ANSWER) * (li + 1) / (float)NEEDLE_LENGTHS);
-    for (int li = 0; li < NEEDLE_LENGTHS && status == 0; li++)
-        for (int di = 0; di < NEEDLE_DEPTHS && status == 0; di++) {
-            long key = 10000 + (long)(random_f32(&rng) * 89999);
-            int n = needle_prompt(tok, o, filler, n_filler, lengths[li], needle_depths[di], key, prompt);
-            for (int pi = 0; pi < 4 && n > 0; pi++) {
-                CacheConfig cache = o->cache;
-                cache.policy = (Policy)pi;
-                cache.retrieval = retrieval;
-                double ratio = 0;
-                ok[pi][li][di] = needle_found(m, tok, &cache, prompt, n, key, &ratio);
-                if (ok[pi][li][di] < 0) n = -1;
-                if (li == NEEDLE_LENGTHS - 1) kv_ratio[pi] += ratio / NEEDLE_DEPTHS;
-            }
-            if (n < 0) { fprintf(stderr, "razor: %s\n", razor_error()); status = 2; }
-            fprintf(stderr, "\rneedle: %d/%d cases", li * NEEDLE_DEPTHS + di + 1, NEEDLE_LENGTHS * NEEDLE_DEPTHS);
+    int n_lengths = o->n_needle_lengths, n_depths = o->n_needle_depths, lengths[MAX_NEEDLE_LENGTHS];
+    float depths[MAX_NEEDLE_DEPTHS];
+    for (int li = 0; li < n_lengths; li++) lengths[li] = o->needle_lengths[li];
+    for (int di = 0; di < n_depths; di++) depths[di] = o->needle_depths[di];
+    if (n_lengths == 0) { /* default: a quarter, half, three quarters and all of the context */
+        n_lengths = 4;
+        for (int li = 0; li < n_lengths; li++) lengths[li] = (int)((c->seq_len - NEEDLE_ANSWER) * (li + 1) / 4.0f);
+    }
+    if (n_depths == 0) {
+        n_depths = 5;
+        for (int di = 0; di < n_depths; di++) depths[di] = di / 4.0f;
+    }
+    for (int li = 0; li < n_lengths; li++)
+        if (lengths[li] + NEEDLE_ANSWER > c->seq_len) {
+            fprintf(stderr, "razor: -L: %d tokens + a %d-token answer do not fit the context (%d)\n", lengths[li], NEEDLE_ANSWER,
+                    c->seq_len);
+            return 2;
         }
-    fprintf(stderr, "\n");
+    char prefix[4096], path[4200], partial[4300];
+    if (o->out_path) snprintf(prefix, sizeof prefix, "%s", o->out_path);
+    else snprintf(prefix, sizeof prefix, "%s.needle", o->model_path);
+    snprintf(path, sizeof path, "%s.jsonl", prefix);
+    snprintf(partial, sizeof partial, "%s.partial", path);
+    FILE *log = fopen(partial, "w"); /* opened first: an output that cannot be written fails at once */
+    if (!log) { fprintf(stderr, "razor: %s: %s\n", partial, strerror(errno)); return 2; }
+    int *filler = xcalloc(encode_room(filler_text), sizeof(int)), n_filler = encode(tok, filler_text, 0, filler);
+    int *prompt = xcalloc((size_t)c->seq_len + 1, sizeof(int)), status = 0, cases = n_lengths * n_depths;
+    int *ok = xcalloc((size_t)4 * cases, sizeof(int));
+    long *said = xcalloc((size_t)4 * cases, sizeof(long));
+    double kv_ratio[4] = {0}, accuracy[4] = {0};
+    uint64_t rng = o->seed_given ? o->seed : 42;
+    if (n_filler < 8) { fprintf(stderr, "razor: %s\n", n_filler < 0 ? razor_error() : "the filler text is too short"); status = 2; }
+    for (int k = 0; k < cases && status == 0; k++) {
+        int li = k / n_depths, di = k % n_depths;
+        long key = 10000 + (long)(random_f32(&rng) * 89999);
+        int n = needle_prompt(tok, o, filler, n_filler, lengths[li], depths[di], key, prompt);
+        if (n < 0) { fprintf(stderr, "razor: %s\n", razor_error()); status = 2; break; }
+        fprintf(stderr, "needle: case %d/%d, %d tokens, depth %.0f%%, key %ld:", k + 1, cases, lengths[li], 100 * depths[di], key);
+        fprintf(log, "{\"length\": %d, \"depth\": %g, \"key\": %ld", lengths[li], depths[di], key);
+        for (int pi = 0; pi < 4 && status == 0; pi++) {
+            CacheConfig cache = o->cache;
+            cache.policy = (Policy)pi;
+            cache.retrieval = retrieval;
+            double ratio = 0;
+            int *hit = &ok[pi * cases + k];
+            *hit = needle_found(m, tok, &cache, prompt, n, key, &said[pi * cases + k], &ratio);
+            if (*hit < 0) { fprintf(stderr, "\nrazor: %s\n", razor_error()); status = 2; break; }
+            if (li == n_lengths - 1) kv_ratio[pi] += ratio / n_depths;
+            fprintf(stderr, " %s %s", policy_names[pi], *hit ? "found" : "missed");
+            fprintf(log, ", \"%s\": {\"found\": %s, \"said\": %ld, \"kv_ratio\": %.4f}", policy_names[pi], *hit ? "true" : "false",
+                    said[pi * cases + k], ratio);
+        }
+        fprintf(stderr, "\n");
+        fprintf(log, "}\n");
+        fflush(log);
+    }
+    if (fclose(log) != 0 && status == 0) { fprintf(stderr, "razor: %s: cannot write\n", partial); status = 2; }
+    if (status == 0) { /* complete: PREFIX.jsonl.partial becomes PREFIX.jsonl */
+        char *lines = NULL;
+        size_t len = 0;
+        Output out;
+        if (read_file(partial, MAX_PROMPT_BYTES, &lines, &len) != 0) status = 2;
+        else if (open_output(&out, path) != 0) status = 2;
+        else if (close_output(&out, fwrite(lines, 1, len, out.f) == len) != 0) status = 2;
+        else remove(partial);
+        free(lines);
+        if (status != 0) fprintf(stderr, "razor: %s\n", razor_error());
+    }
     for (int pi = 0; pi < 4 && status == 0; pi++) {
         int hits = 0;
         printf("%s: pass key found (rows: prompt tokens; columns: depth)\n%8s", policy_names[pi], "");
-        for (int di = 0; di < NEEDLE_DEPTHS; di++) printf(" %4.0f%%", needle_depths[di] * 100);
+        for (int di = 0; di < n_depths; di++) printf(" %4.0f%%", depths[di] * 100);
         printf("\n");
-        for (int li = 0; li < NEEDLE_LENGTHS; li++) {
+        for (int li = 0; li < n_lengths; li++) {
             printf("%8d", lengths[li]);
-            for (int di = 0; di < NEEDLE_DEPTHS; di++) { printf("  %s", ok[pi][li][di] ? " ok" : " --"); hits += ok[pi][li][di]; }
+            for (int di = 0; di < n_depths; di++) {
+                int hit = ok[pi * cases + li * n_depths + di];
+                printf("  %s", hit ? " ok" : " --");
+                hits += hit;
+            }
             printf("\n");
         }
-        accuracy[pi] = (double)hits / (NEEDLE_LENGTHS * NEEDLE_DEPTHS);
-        printf("accuracy %.1f%%, kv cache at %d tokens: %.1f%% of full\n\n", 100 * accuracy[pi], lengths[NEEDLE_LENGTHS - 1], 100 * kv_ratio[pi]);
-        char path[4200];
-        snprintf(path, sizeof path, "%s_%s.svg", o->out_path ? o->out_path : "needle", policy_names[pi]);
-        write_needle_svg(path, policy_names[pi], (const int(*)[NEEDLE_DEPTHS])ok[pi], lengths, accuracy[pi], kv_ratio[pi]);
+        accuracy[pi] = (double)hits / cases;
+        printf("accuracy %.1f%%, kv cache at %d tokens: %.1f%% of full\n\n", 100 * accuracy[pi], lengths[n_lengths - 1],
+               100 * kv_ratio[pi]);
+        char svg[4200];
+        snprintf(svg, sizeof svg, "%s_%s.svg", prefix, policy_names[pi]);
+        if (write_needle_svg(svg, policy_names[pi], n_lengths, n_depths, lengths, depths, ok + pi * cases, said + pi * cases,
+                             accuracy[pi], kv_ratio[pi]) != 0) {
+            fprintf(stderr, "razor: %s\n", razor_error());
+            status = 2;
+        }
     }
     if (status == 0) {
         printf("{");
         for (int pi = 0; pi < 4; pi++)
             printf("%s\"%s\": {\"accuracy\": %.4f, \"kv_ratio\": %.4f}", pi ? ", " : "", policy_names[pi], accuracy[pi], kv_ratio[pi]);
         printf("}\n");
+        fprintf(stderr, "wrote %s and %s_{full,razor,streaming,nocomp}.svg\n", path, prefix);
     }
+    free(ok);
+    free(said);
     free(prompt);
     free(filler);
     return status;
@@ -2528,39 +2772,30 @@ static int write_logits(void *arg, const float *logits, int T, int vocab_size) {
     return fwrite(logits, sizeof(float), n, lf->f) == n ? 0 : -1;
 }
 
-/* Teacher-forces the ids and writes float32 logits (n_tokens, vocab_size) to out_path, through a
- * temporary file renamed into place at the end: no half-written output on any error. */
-static int run_logits(const Model *m, const int *ids, int n, const char *out_path) {
+/* Teacher-forces the ids and writes float32 logits (n_tokens, vocab_size) to out_path (open_output:
+ * no half-written file on any error). */
+int run_logits(const Model *m, const int *ids, int n, const char *out_path) {
+    Output out;
+    if (open_output(&out, out_path) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
     RunState s;
-    if (build_runstate(&s, m, n, DEFAULT_BLOCK, NULL) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
-    size_t tmp_len = strlen(out_path) + 32;
-    char *tmp = xcalloc(tmp_len, 1);
-    snprintf(tmp, tmp_len, "%s.tmp%ld", out_path, (long)getpid());
-    LogitsFile lf = {fopen(tmp, "wb")};
-    int status = 0;
-    if (!lf.f) {
-        fprintf(stderr, "razor: %s: %s\n", tmp, strerror(errno));
-        status = 1;
-    } else {
-        double t0 = now_seconds();
-        int ok = forward(m, &s, ids, n, write_logits, &lf) != NULL;
-        ok = (fclose(lf.f) == 0) && ok;
-        if (!ok || rename(tmp, out_path) != 0) {
-            fprintf(stderr, "razor: %s: cannot write the logits: %s\n", out_path, strerror(errno));
-            remove(tmp);
-            status = 1;
-        } else {
-            double secs = now_seconds() - t0;
-            fprintf(stderr, "wrote %d x %d logits to %s (%.1f tok/s)\n", n, m->config.vocab_size, out_path, secs > 0 ? n / secs : 0.0);
-        }
+    if (build_runstate(&s, m, n, DEFAULT_BLOCK, NULL) != 0) {
+        fprintf(stderr, "razor: %s\n", razor_error());
+        close_output(&out, 0);
+        return 1;
     }
-    free(tmp);
+    LogitsFile lf = {out.f};
+    double t0 = now_seconds();
+    int ok = forward(m, &s, ids, n, write_logits, &lf) != NULL;
+    double secs = now_seconds() - t0;
     free_runstate(&s);
-    return status;
+    if (close_output(&out, ok) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
+    fprintf(stderr, "wrote %d x %d logits to %s (%.1f tok/s)\n", n, m->config.vocab_size, out_path, secs > 0 ? n / secs : 0.0);
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------------
- * 10. The command line */
+ * 10. The command line (left out of the test build, -DRAZOR_NO_MAIN) */
+#ifndef RAZOR_NO_MAIN
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -2570,7 +2805,8 @@ static void usage(FILE *f) {
             "  -n n        tokens to generate after the prompt (default 256)\n"
             "  -t temp     temperature, 0 = greedy (default 1.0)\n"
             "  -p topp     top-p sampling (default 0.9)\n"
-            "  -s seed     random seed (default: the time for sampling, 42 for the profile probe and needle keys)\n"
+            "  -s seed     random seed, any integer (default: from the clock for sampling, and printed; 42 for\n"
+            "              the profile probe and the needle keys)\n"
             "  -z file     tokenizer.bin (default: next to the model, then ./tokenizer.bin)\n"
             "  -T n        threads (default: online cores)\n"
             "  -w type     weights in memory: f32 (default, as the file has them) | bf16 (rounded copy:\n"
@@ -2578,7 +2814,7 @@ static void usage(FILE *f) {
             "  -y text     system prompt (chat)\n"
             "  -I file     token ids to teacher-force (logits; instead of a prompt)\n"
             "  -o file     output: logits (float32 [n_tokens][vocab_size]); profile (.heads or .tsv);\n"
-            "              needle (prefix of the pictures, default 'needle')\n"
+            "              needle (prefix of its files, default model.bin.needle: .jsonl, _POLICY.svg)\n"
             "KV cache (RazorAttention):\n"
             "  -c policy   razor (default) | full | streaming (sinks + window) | nocomp (razor without\n"
             "              the compensation token)\n"
@@ -2590,7 +2826,10 @@ static void usage(FILE *f) {
             "  -R frac     profile: fraction of KV heads kept full by induction score (default 0.14)\n"
             "  -E frac     profile: fraction kept full by echo score (default 0.01)\n"
             "  -e text     needle: the planted sentence, {key} is the number\n"
-            "  -q text     needle: the question at the end\n");
+            "  -q text     needle: the question at the end\n"
+            "  -L n,n,..   needle: prompt lengths in tokens (default: 1/4, 1/2, 3/4, all of the context)\n"
+            "  -D f,f,..   needle: depths of the pass key, 0 to 1 (default 0,0.25,0.5,0.75,1)\n"
+            "built for %s: vectors of %d floats (model.h chooses from the compile target)\n", RAZOR_ISA, VEC);
 }
 
 static int parse_number(const char *flag, const char *s, double lo, double hi, int integer, double *out) {
@@ -2598,7 +2837,8 @@ static int parse_number(const char *flag, const char *s, double lo, double hi, i
     errno = 0;
     double v = strtod(s, &end);
     if (end == s || *end || errno || !(v >= lo && v <= hi) || (integer && v != floor(v))) {
-        fprintf(stderr, "razor: %s %s: expected a%s number in [%g, %g]\n", flag, s, integer ? "n integer" : "", lo, hi);
+        if (integer) fprintf(stderr, "razor: %s %s: expected an integer in [%.0f, %.0f]\n", flag, s, lo, hi);
+        else fprintf(stderr, "razor: %s %s: expected a number in [%g, %g]\n", flag, s, lo, hi);
         return -1;
     }
     *out = v;
@@ -2606,6 +2846,22 @@ static int parse_number(const char *flag, const char *s, double lo, double hi, i
 }
 
 /* Parses argv into o; returns 0, or the exit code on error (2) or help (after printing usage). */
+/* A comma-separated list of at most `max` numbers in [lo, hi] (integers if `integer`), for -L and -D. */
+static int parse_list(const char *flag, const char *s, double lo, double hi, int integer, int max, double *out, int *n) {
+    char item[64];
+    *n = 0;
+    for (const char *p = s;; p++) {
+        size_t len = strcspn(p, ",");
+        if (*n == max) { fprintf(stderr, "razor: %s takes at most %d values\n", flag, max); return 2; }
+        if (len == 0 || len >= sizeof item) { fprintf(stderr, "razor: %s: '%s' is not a list of numbers\n", flag, s); return 2; }
+        memcpy(item, p, len);
+        item[len] = 0;
+        if (parse_number(flag, item, lo, hi, integer, &out[(*n)++])) return 2;
+        p += len;
+        if (!*p) return 0;
+    }
+}
+
 static int parse_args(int argc, char **argv, Options *o) {
     *o = (Options){.temperature = 1.0f, .topp = 0.9f, .steps = 256, .mode = "generate",
                    .policy_name = "razor", .cache = {POLICY_RAZOR, 4, 64, 5.0f, NULL}, .induction_fraction = 0.14f,
@@ -2613,12 +2869,13 @@ static int parse_args(int argc, char **argv, Options *o) {
                    .question = "What is the pass key? The pass key is"}; /* as train/train.py plants them */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     o->threads = cores > 0 ? (int)cores : 1;
-    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) { usage(stdout); return 1; }
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 1; }
     if (argc < 2 || argv[1][0] == '-') { usage(stderr); return 2; }
     o->model_path = argv[1];
     for (int i = 2; i < argc; i += 2) {
         const char *flag = argv[i];
-        if (flag[0] != '-' || strlen(flag) != 2 || !strchr("tpsnifzmToIycSWCkREeqw", flag[1])) {
+        if (flag[0] != '-' || strlen(flag) != 2 || !strchr("tpsnifzmToIycSWCkREeqwLD", flag[1])) {
             fprintf(stderr, "razor: unknown option '%s'\n", flag);
             usage(stderr);
             return 2;
@@ -2629,7 +2886,17 @@ static int parse_args(int argc, char **argv, Options *o) {
         switch (flag[1]) {
         case 't': if (parse_number(flag, val, 0, 100, 0, &v)) return 2; o->temperature = (float)v; break;
         case 'p': if (parse_number(flag, val, 0, 1, 0, &v)) return 2; o->topp = (float)v; break;
-        case 's': if (parse_number(flag, val, 0, 1.8e19, 1, &v)) return 2; o->seed = (uint64_t)v; break;
+        case 's': {
+            char *end;
+            errno = 0;
+            o->seed = strtoull(val, &end, 10);
+            if (end == val || *end || errno || val[0] == '-') {
+                fprintf(stderr, "razor: -s %s: expected an integer in [0, %llu]\n", val, (unsigned long long)UINT64_MAX);
+                return 2;
+            }
+            o->seed_given = 1;
+            break;
+        }
         case 'n': if (parse_number(flag, val, 0, INT_MAX, 1, &v)) return 2; o->steps = (int)v; break;
         case 'T': if (parse_number(flag, val, 1, 1024, 1, &v)) return 2; o->threads = (int)v; break;
         case 'S': if (parse_number(flag, val, 0, MAX_SEQ_LEN, 1, &v)) return 2; o->cache.n_sink = (int)v; break;
@@ -2648,6 +2915,18 @@ static int parse_args(int argc, char **argv, Options *o) {
         case 'k': o->profile_path = val; break;
         case 'e': o->needle = val; break;
         case 'q': o->question = val; break;
+        case 'L': {
+            double v_list[MAX_NEEDLE_LENGTHS];
+            if (parse_list(flag, val, 16, MAX_SEQ_LEN, 1, MAX_NEEDLE_LENGTHS, v_list, &o->n_needle_lengths)) return 2;
+            for (int k = 0; k < o->n_needle_lengths; k++) o->needle_lengths[k] = (int)v_list[k];
+            break;
+        }
+        case 'D': {
+            double v_list[MAX_NEEDLE_DEPTHS];
+            if (parse_list(flag, val, 0, 1, 0, MAX_NEEDLE_DEPTHS, v_list, &o->n_needle_depths)) return 2;
+            for (int k = 0; k < o->n_needle_depths; k++) o->needle_depths[k] = (float)v_list[k];
+            break;
+        }
         case 'w':
             if (strcmp(val, "f32") && strcmp(val, "bf16")) { fprintf(stderr, "razor: -w takes f32 or bf16, not '%s'\n", val); return 2; }
             o->bf16 = !strcmp(val, "bf16");
@@ -2688,13 +2967,26 @@ static const char *tokenizer_path(const Options *o, char *buf, size_t size) {
 }
 
 /* Computes the head profile and saves it (and its picture) to path. */
+/* Profiles the model and writes PATH and its picture PATH.svg; both are opened before the probe
+ * runs, so that a path that cannot be written fails at once, not after the work. */
 static int make_profile(const Model *m, const Tokenizer *tok, const Options *o, HeadProfile *p, const char *path) {
-    if (profile_heads(m, tok, p, o->seed ? o->seed : 42, o->induction_fraction, o->echo_fraction) != 0) return -1;
+    char svg_path[4200];
+    snprintf(svg_path, sizeof svg_path, "%s.svg", path);
+    Output heads, svg;
+    if (open_output(&heads, path) != 0) return -1;
+    if (open_output(&svg, svg_path) != 0) { close_output(&heads, 0); return -1; }
+    if (profile_heads(m, tok, p, o->seed_given ? o->seed : 42, o->induction_fraction, o->echo_fraction) != 0) {
+        close_output(&heads, 0);
+        close_output(&svg, 0);
+        return -1;
+    }
     print_heatmap(p);
-    char svg[4200];
-    snprintf(svg, sizeof svg, "%s.svg", path);
-    if (save_profile(p, path) != 0 || write_profile_svg(p, svg) != 0) { free_profile(p); return -1; }
-    fprintf(stderr, "wrote %s and %s\n", path, svg);
+    write_profile(p, heads.f, ends_with(path, ".tsv"));
+    write_profile_svg(p, svg.f);
+    int status = close_output(&heads, 1);
+    if (close_output(&svg, status == 0) != 0) status = -1;
+    if (status != 0) { free_profile(p); return -1; }
+    fprintf(stderr, "wrote %s and %s\n", path, svg_path);
     return 0;
 }
 
@@ -2713,7 +3005,6 @@ static int get_profile(const Model *m, const Tokenizer *tok, const Options *o, H
     return make_profile(m, tok, o, p, path);
 }
 
-#ifndef RAZOR_NO_MAIN
 int main(int argc, char **argv) {
     Options o;
     int status = parse_args(argc, argv, &o);
@@ -2733,6 +3024,22 @@ int main(int argc, char **argv) {
         if (strlen(prompt) != prompt_len) { fprintf(stderr, "razor: %s: contains a NUL byte\n", o.prompt_file); free(prompt); free_model(&model); return 1; }
         o.prompt = prompt;
     }
+    if (o.prompt) { /* one final newline (a text file's last line end) is not part of the prompt, for -f and -i alike */
+        size_t len = strlen(o.prompt);
+        if (len && o.prompt[len - 1] == '\n') {
+            if (!prompt) prompt = strdup(o.prompt);
+            prompt[--len] = 0;
+            if (len && prompt[len - 1] == '\r') prompt[--len] = 0;
+            o.prompt = prompt;
+        }
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores > 0 && o.threads > cores)
+        fprintf(stderr, "razor: warning: -T %d is more threads than the %ld online cores; expect it to be much slower\n", o.threads,
+                cores);
+    if (o.cache.policy != POLICY_FULL && o.cache.n_sink >= o.cache.window_min)
+        fprintf(stderr, "razor: warning: -S %d sinks are not fewer than -W %d: a compressed head's window can be no longer than "
+                        "its sinks\n", o.cache.n_sink, o.cache.window_min);
     if (o.threads > 1) pool_start(o.threads);
 
     Tokenizer tok = {0};
@@ -2741,7 +3048,12 @@ int main(int argc, char **argv) {
     int uses_cache = !strcmp(o.mode, "generate") || !strcmp(o.mode, "chat") || !strcmp(o.mode, "compare") || !strcmp(o.mode, "needle");
     int need_profile = (uses_cache && (o.cache.policy == POLICY_RAZOR || o.cache.policy == POLICY_NOCOMP)) || !strcmp(o.mode, "needle");
     char path_buf[4096];
-    if (need_tokenizer && load_tokenizer(&tok, tokenizer_path(&o, path_buf, sizeof path_buf), c->vocab_size, c->bos_id, c->eos_id) != 0) {
+    const char *tok_path = need_tokenizer ? tokenizer_path(&o, path_buf, sizeof path_buf) : NULL;
+    if (need_tokenizer && !o.tokenizer_path && access(tok_path, F_OK) != 0) {
+        fprintf(stderr, "razor: no tokenizer: looked for tokenizer.bin next to the model and in the current directory; "
+                        "give one with -z FILE\n");
+        status = 1;
+    } else if (need_tokenizer && load_tokenizer(&tok, tok_path, c->vocab_size, c->bos_id, c->eos_id) != 0) {
         fprintf(stderr, "razor: %s\n", razor_error());
         status = 1;
     } else if (!strcmp(o.mode, "profile")) {
@@ -2780,7 +3092,15 @@ int main(int argc, char **argv) {
     } else {
         o.cache.retrieval = profile.retrieval;
         Sampler sampler;
-        build_sampler(&sampler, c->vocab_size, o.temperature, o.topp, o.seed ? o.seed : (uint64_t)time(NULL));
+        if (!o.seed_given) { /* from the clock, to the nanosecond, and the process: runs in the same second differ */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            o.seed = ((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec) ^ ((uint64_t)getpid() << 40);
+            if (o.temperature > 0 && (!strcmp(o.mode, "generate") || !strcmp(o.mode, "chat")))
+                fprintf(stderr, "razor: seed %llu (from the clock; -s %llu repeats this run)\n", (unsigned long long)o.seed,
+                        (unsigned long long)o.seed);
+        }
+        build_sampler(&sampler, c->vocab_size, o.temperature, o.topp, o.seed);
         if (!strcmp(o.mode, "chat")) status = run_chat(&model, &tok, &sampler, &o);
         else if (!strcmp(o.mode, "compare")) status = run_compare(&model, &tok, &o);
         else if (!strcmp(o.mode, "needle")) status = run_needle(&model, &tok, &o, profile.retrieval);

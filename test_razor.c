@@ -540,7 +540,7 @@ static char *decode_all(const Tokenizer *t, const int *ids, int n) {
 
 static void test_tokenizer(void) {
     Tokenizer t;
-    if (load_tokenizer(&t, "tokenizer.bin", TOKENIZER_VECTORS_VOCAB, 1, 2) != 0) { check(0, "load tokenizer.bin: %s", razor_error()); return; }
+    if (load_tokenizer(&t, "tests/sp512/tokenizer.bin", TOKENIZER_VECTORS_VOCAB, 1, 2) != 0) { check(0, "load tokenizer.bin: %s", razor_error()); return; }
     int ids[4096];
     int n_vec = sizeof tokenizer_vectors / sizeof *tokenizer_vectors, bad = 0;
     for (int v = 0; v < n_vec; v++) {
@@ -592,7 +592,7 @@ static void test_tokenizer(void) {
 
     /* bad tokenizer files */
     char *data;
-    FILE *f = fopen("tokenizer.bin", "rb");
+    FILE *f = fopen("tests/sp512/tokenizer.bin", "rb");
     fseek(f, 0, SEEK_END);
     long size = ftell(f);
     rewind(f);
@@ -836,11 +836,11 @@ static void test_cli(void) {
     const char *prompt = "It is a truth universally acknowledged";
 
     /* greedy generation: deterministic, and the same with 1 thread, 2 threads and no pthreads at all */
-    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -t 0 -n 30 -i '%s' -T 1", razor_bin, model, prompt);
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -t 0 -n 30 -i '%s' -T 1", razor_bin, model, prompt);
     Run a = run(cmd), b = run(cmd);
-    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -t 0 -n 30 -i '%s' -T 2", razor_bin, model, prompt);
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -t 0 -n 30 -i '%s' -T 2", razor_bin, model, prompt);
     Run t2 = run(cmd);
-    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -t 0 -n 30 -i '%s'", razor_nothreads_bin, model, prompt);
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -t 0 -n 30 -i '%s'", razor_nothreads_bin, model, prompt);
     Run nt = run(cmd);
     check(a.status == 0 && strncmp(a.out, prompt, strlen(prompt)) == 0 && strlen(a.out) > strlen(prompt) + 10,
           "generate prints the prompt, then text (exit %d): %s%s", a.status, a.out, a.err);
@@ -848,9 +848,9 @@ static void test_cli(void) {
     check(strstr(a.err, "prompt: ") && strstr(a.err, "tok/s; generated: 30 tokens") && strstr(a.err, "kv cache: ") && !strstr(a.out, "tok/s"),
           "speed and kv bytes go to stderr: %s", a.err);
     /* -w bf16: the same kind of output, the same run to run, with and without threads */
-    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -t 0 -n 30 -i '%s' -T 2 -w bf16", razor_bin, model, prompt);
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -t 0 -n 30 -i '%s' -T 2 -w bf16", razor_bin, model, prompt);
     Run h = run(cmd), h2 = run(cmd);
-    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -t 0 -n 30 -i '%s' -w bf16", razor_nothreads_bin, model, prompt);
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -t 0 -n 30 -i '%s' -w bf16", razor_nothreads_bin, model, prompt);
     Run hn = run(cmd);
     check(h.status == 0 && strncmp(h.out, prompt, strlen(prompt)) == 0 && strstr(h.err, "generated: 30 tokens") && !strcmp(h.out, h2.out) &&
           !strcmp(h.out, hn.out), "-w bf16 generates, deterministically, threads or not (exit %d): %s%s", h.status, h.out, h.err);
@@ -858,7 +858,7 @@ static void test_cli(void) {
 
     /* greedy generation picks the reference model's argmax, token after token */
     Tokenizer tok;
-    load_tokenizer(&tok, "tokenizer.bin", 512, 1, 2);
+    load_tokenizer(&tok, "tests/sp512/tokenizer.bin", 512, 1, 2);
     int ids[128];
     int n = encode(&tok, prompt, 1, ids), n_prompt = n;
     for (int step = 0; step < 10; step++) {
@@ -869,14 +869,14 @@ static void test_cli(void) {
         n++;
     }
     char *expected = decode_all(&tok, ids, n);
-    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -t 0 -n %d -i '%s'", razor_bin, model, n - n_prompt, prompt);
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -t 0 -n %d -i '%s'", razor_bin, model, n - n_prompt, prompt);
     Run g = run(cmd);
     check(strncmp(g.out, expected, strlen(expected)) == 0, "greedy text equals the reference's argmax chain:\n  razor: %s  ref:   %s", g.out, expected);
     free(expected);
     free_run(&g);
 
     /* tokenize mode */
-    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -m tokenize -i '%s'", razor_bin, model, prompt);
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -m tokenize -i '%s'", razor_bin, model, prompt);
     Run tk = run(cmd);
     char want[1024] = {0};
     for (int i = 0; i < n_prompt; i++) sprintf(want + strlen(want), i ? " %d" : "%d", ids[i]);
@@ -914,11 +914,11 @@ static void test_cli(void) {
     expect_cli_error("no model", cmd, 2, "usage");
     char long_prompt[2048] = {0};
     for (int i = 0; i < 100; i++) strcat(long_prompt, "the end. ");
-    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -i '%s'", razor_bin, model, long_prompt);
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -i '%s'", razor_bin, model, long_prompt);
     expect_cli_error("prompt longer than the context", cmd, 2, "the model's context is 96");
     snprintf(cmd, sizeof cmd, "%s %s -z %s -i hi", razor_bin, model, tmp_path("missing-tokenizer.bin"));
     expect_cli_error("missing tokenizer", cmd, 1, "missing-tokenizer.bin");
-    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -i hi", razor_bin, tmp_path("bad.bin"));
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -i hi", razor_bin, tmp_path("bad.bin"));
     expect_cli_error("bad model file", cmd, 1, "bad.bin");
 
     f = fopen(tmp_path("badids.txt"), "w");
@@ -940,17 +940,17 @@ static void test_cli(void) {
     f = fopen(tmp_path("junk.heads"), "w");
     fprintf(f, "not a profile\n");
     fclose(f);
-    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -k %s -i hi", razor_bin, model, tmp_path("junk.heads"));
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -k %s -i hi", razor_bin, model, tmp_path("junk.heads"));
     expect_cli_error("a profile that is not one", cmd, 1, "junk.heads: line 1");
-    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -k %s -i hi", razor_bin, model, tmp_path("no.heads"));
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -k %s -i hi", razor_bin, model, tmp_path("no.heads"));
     expect_cli_error("a missing -k profile", cmd, 1, "no.heads: No such file");
-    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -c most -i hi", razor_bin, model);
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -c most -i hi", razor_bin, model);
     expect_cli_error("an unknown policy", cmd, 2, "unknown cache policy 'most'");
     Run e = run(cmd);
     check(count_lines(e.err) == 1, "an error is one line: %s", e.err);
     free_run(&e);
     /* the measuring modes run end to end and end with their JSON line */
-    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -m compare -n 12 -W 8 -S 2 -i '%s %s' -T 2", razor_bin, model, prompt, prompt);
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -m compare -n 12 -W 8 -S 2 -i '%s %s' -T 2", razor_bin, model, prompt, prompt);
     Run cmp = run(cmd);
     check(cmp.status == 0 && strstr(cmp.out, "{\"policy\": \"razor\"") && strstr(cmp.out, "\"top1_agreement\": ") && strstr(cmp.err, "kv cache: "),
           "-m compare prints its table and JSON summary: exit %d %s", cmp.status, cmp.err);
@@ -958,7 +958,7 @@ static void test_cli(void) {
     TestModel wide = make_model(small_config(48, 80, 2, 4, 2, 512, 400), 12); /* room for the needle at a quarter of the context */
     write_model(&wide, tmp_path("needle.bin"), FORMAT_RAZOR);
     free_test_model(&wide);
-    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -m needle -W 8 -S 2 -o %s/needle -T 2", razor_bin, tmp_path("needle.bin"), tmpdir);
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -m needle -W 8 -S 2 -o %s/needle -T 2", razor_bin, tmp_path("needle.bin"), tmpdir);
     Run nd = run(cmd);
     struct stat svg;
     check(nd.status == 0 && strstr(nd.out, "{\"full\": {\"accuracy\": ") && strstr(nd.out, "\"streaming\": ") && stat(tmp_path("needle_razor.svg"), &svg) == 0,
@@ -967,12 +967,174 @@ static void test_cli(void) {
     /* found by the fuzzer: top-p on a flat distribution with topp < 1 / vocab_size left no candidate */
     memset(tm.emb, 0, (size_t)512 * 48 * sizeof(float)); /* tied: every logit 0 */
     write_model(&tm, tmp_path("flat.bin"), FORMAT_RAZOR);
-    snprintf(cmd, sizeof cmd, "%s %s -z tokenizer.bin -c full -t 1 -p 0.001 -n 3 -i hi", razor_bin, tmp_path("flat.bin"));
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -c full -t 1 -p 0.001 -n 3 -i hi", razor_bin, tmp_path("flat.bin"));
     Run flat = run(cmd);
     check(flat.status == 0 && !strstr(flat.err, "Sanitizer") && !strstr(flat.err, "runtime error"), "top-p on a flat distribution: exit %d %s", flat.status, flat.err);
     free_run(&flat);
     free_tokenizer(&tok);
     free_test_model(&tm);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * What a careful user expects: outputs that never clobber, honest stops, reproducible runs */
+
+static int file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (int)st.st_size : -1;
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_outputs_and_stops(void) {
+    Config c = small_config(48, 80, 2, 4, 2, 512, 96);
+    TestModel tm = make_model(c, 21);
+    char model[256], cmd[8192], ids[256];
+    snprintf(model, sizeof model, "%s", tmp_path("careful.bin"));
+    write_model(&tm, model, FORMAT_RAZOR);
+    free_test_model(&tm);
+    snprintf(ids, sizeof ids, "%s", tmp_path("careful_ids.txt"));
+    write_text(ids, "1 5 9 200 7\n");
+    int want = 5 * 512 * 4; /* 5 tokens x 512 logits x float32 */
+    const char *tok = "-z tests/sp512/tokenizer.bin";
+
+    /* a symlink stays a link; its target gets the logits */
+    write_text(tmp_path("target.f32"), "old");
+    remove(tmp_path("link.f32"));
+    check(symlink(tmp_path("target.f32"), tmp_path("link.f32")) == 0, "symlink");
+    snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s -o %s", razor_bin, model, ids, tmp_path("link.f32"));
+    Run r = run(cmd);
+    struct stat st;
+    check(r.status == 0 && lstat(tmp_path("link.f32"), &st) == 0 && S_ISLNK(st.st_mode) && file_size(tmp_path("target.f32")) == want,
+          "-o through a symlink writes its target and keeps the link: exit %d, target %d bytes %s", r.status,
+          file_size(tmp_path("target.f32")), r.err);
+    free_run(&r);
+    /* a FIFO with a reader is written into, and stays a FIFO */
+    remove(tmp_path("fifo"));
+    check(mkfifo(tmp_path("fifo"), 0600) == 0, "mkfifo");
+    snprintf(cmd, sizeof cmd, "{ (timeout 30 cat %s > %s &) ; %s %s -m logits -I %s -o %s; }",
+             tmp_path("fifo"), tmp_path("fifo.out"), razor_bin, model, ids, tmp_path("fifo"));
+    r = run(cmd);
+    for (int i = 0; i < 50 && file_size(tmp_path("fifo.out")) < want; i++) usleep(100000);
+    check(r.status == 0 && stat(tmp_path("fifo"), &st) == 0 && S_ISFIFO(st.st_mode) && file_size(tmp_path("fifo.out")) == want,
+          "-o to a FIFO writes into it and leaves it a FIFO: exit %d, read %d bytes %s", r.status, file_size(tmp_path("fifo.out")),
+          r.err);
+    free_run(&r);
+    /* a path whose parent is a regular file; a directory; a failed run keeps the old content */
+    write_text(tmp_path("plain"), "x");
+    snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s -o %s/plain/x.f32", razor_bin, model, ids, tmpdir);
+    expect_cli_error("-o under a regular file", cmd, 1, "plain/x.f32: Not a directory");
+    r = run(cmd);
+    check(!strstr(r.err, ".tmp"), "errors name the user's path, not a temporary one: %s", r.err);
+    free_run(&r);
+    snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s -o %s", razor_bin, model, ids, tmpdir);
+    expect_cli_error("-o a directory", cmd, 1, "is a directory");
+    write_text(tmp_path("keep.f32"), "old");
+    write_text(tmp_path("bad_ids.txt"), "1 2 999999\n");
+    snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s -o %s", razor_bin, model, tmp_path("bad_ids.txt"), tmp_path("keep.f32"));
+    r = run(cmd);
+    size_t n;
+    char *kept = slurp(tmp_path("keep.f32"), &n);
+    check(r.status != 0 && n == 3 && !memcmp(kept, "old", 3), "a failed run leaves the old file as it was");
+    free(kept);
+    free_run(&r);
+    /* the profile fails before the probe runs if its output cannot be written */
+    snprintf(cmd, sizeof cmd, "%s %s %s -m profile -o %s/plain/p.heads", razor_bin, model, tok, tmpdir);
+    r = run(cmd);
+    check(r.status != 0 && strstr(r.err, "p.heads: Not a directory") && !strstr(r.err, "profiling heads"),
+          "-m profile checks its output before the work: %s", r.err);
+    free_run(&r);
+
+    /* generation that reaches the context says so */
+    snprintf(cmd, sizeof cmd, "%s %s %s -t 0 -n 300 -c full -i 'Once upon a time'", razor_bin, model, tok);
+    r = run(cmd);
+    check(r.status == 0 && strstr(r.err, "stopped at the model's context of 96 tokens"), "generation stops at the context, and says so: %s",
+          r.err);
+    free_run(&r);
+    /* seeds: -s 0 repeats itself; a clock seed is printed and -s with it repeats the run */
+    snprintf(cmd, sizeof cmd, "%s %s %s -t 1 -n 20 -s 0 -c full -i 'It was'", razor_bin, model, tok);
+    Run a = run(cmd), b = run(cmd);
+    check(a.status == 0 && !strcmp(a.out, b.out), "-s 0 is a seed like any other: the same text twice");
+    free_run(&a);
+    free_run(&b);
+    snprintf(cmd, sizeof cmd, "%s %s %s -t 1 -n 20 -c full -i 'It was'", razor_bin, model, tok);
+    a = run(cmd);
+    const char *seen = strstr(a.err, "razor: seed ");
+    unsigned long long seed = seen ? strtoull(seen + 12, NULL, 10) : 0;
+    snprintf(cmd, sizeof cmd, "%s %s %s -t 1 -n 20 -s %llu -c full -i 'It was'", razor_bin, model, tok, seed);
+    b = run(cmd);
+    check(seen && b.status == 0 && !strcmp(a.out, b.out), "a seed from the clock is printed, and -s with it repeats the text: %s", a.err);
+    free_run(&a);
+    free_run(&b);
+    /* -f - is standard input; one final newline is not part of the prompt, for -f and -i alike */
+    snprintf(cmd, sizeof cmd, "%s %s %s -m tokenize -i 'hello there'", razor_bin, model, tok);
+    a = run(cmd);
+    snprintf(cmd, sizeof cmd, "printf 'hello there\\n' | %s %s %s -m tokenize -f -", razor_bin, model, tok);
+    b = run(cmd);
+    snprintf(cmd, sizeof cmd, "%s %s %s -m tokenize -i 'hello there\n'", razor_bin, model, tok);
+    Run d = run(cmd);
+    check(a.status == 0 && b.status == 0 && !strcmp(a.out, b.out) && !strcmp(a.out, d.out),
+          "-f - reads standard input; a final newline is dropped from -f and -i alike: '%s' '%s' '%s'", a.out, b.out, d.out);
+    free_run(&a);
+    free_run(&b);
+    free_run(&d);
+    snprintf(cmd, sizeof cmd, "%s %s %s -f %s", razor_bin, model, tok, tmpdir);
+    expect_cli_error("a directory as -f", cmd, 1, "is a directory");
+    snprintf(cmd, sizeof cmd, "%s %s -h", razor_bin, model);
+    r = run(cmd);
+    check(r.status == 0 && strstr(r.out, "usage: razor") && strstr(r.out, "built for "), "razor model.bin -h prints the usage, exit 0");
+    free_run(&r);
+    snprintf(cmd, sizeof cmd, "%s %s -n 2.5", razor_bin, model);
+    expect_cli_error("range errors as integers", cmd, 2, "expected an integer in [0, 2147483647]");
+    /* where razor looked for a missing tokenizer */
+    char cwd[4096], bin[4400];
+    if (getcwd(cwd, sizeof cwd)) {
+        snprintf(bin, sizeof bin, "%s%s%s", razor_bin[0] == '.' ? cwd : "", razor_bin[0] == '.' ? "/" : "", razor_bin);
+        snprintf(cmd, sizeof cmd, "cd %s && %s %s -i hi", tmpdir, bin, model);
+        expect_cli_error("no tokenizer anywhere", cmd, 1, "looked for tokenizer.bin next to the model and in the current directory");
+        r = run(cmd);
+        check(strstr(r.err, "-z FILE") != NULL, "the missing-tokenizer error mentions -z");
+        free_run(&r);
+    }
+    snprintf(cmd, sizeof cmd, "%s %s %s -n 1 -T 1024 -c full -i hi", razor_bin, model, tok);
+    r = run(cmd);
+    check(r.status == 0 && strstr(r.err, "more threads than"), "-T above the online cores warns: %s", r.err);
+    free_run(&r);
+    snprintf(cmd, sizeof cmd, "%s %s %s -n 1 -S 70 -W 64 -c streaming -i hi", razor_bin, model, tok);
+    r = run(cmd);
+    check(r.status == 0 && strstr(r.err, "-S 70 sinks are not fewer than -W 64"), "-S >= the window warns: %s", r.err);
+    free_run(&r);
+    /* chat: empty lines are not turns; a newline before the stats at the end of input; a first turn
+     * longer than the context fails */
+    snprintf(cmd, sizeof cmd, "printf 'hello\\n\\n   \\n' | %s %s %s -m chat -t 0 -n 3 -c full", razor_bin, model, tok);
+    r = run(cmd);
+    int answers = 0;
+    for (const char *q = r.out; (q = strstr(q, "Assistant: ")); q++) answers++;
+    size_t len = strlen(r.out);
+    check(r.status == 0 && answers == 1 && len > 0 && r.out[len - 1] == '\n', "chat skips empty lines and ends its output with a newline");
+    free_run(&r);
+    char long_turn[1024] = {0};
+    for (int i = 0; i < 40; i++) strcat(long_turn, "more words ");
+    snprintf(cmd, sizeof cmd, "%s %s %s -m chat -t 0 -n 3 -c full -i '%s' < /dev/null", razor_bin, model, tok, long_turn);
+    expect_cli_error("a first chat turn longer than the context", cmd, 2, "the first turn is");
+    /* needle: a smaller grid, per-case progress, results as JSON lines; compare's summary */
+    snprintf(cmd, sizeof cmd, "%s %s %s -m needle -L 80 -D 0,1 -W 8 -S 2 -o %s/grid", razor_bin, tmp_path("needle.bin"), tok, tmpdir);
+    r = run(cmd);
+    char *lines = slurp(tmp_path("grid.jsonl"), &n);
+    lines[n] = 0;
+    check(r.status == 0 && count_lines(lines) == 2 && strstr(lines, "\"depth\": 1,") && strstr(r.err, "needle: case 2/2") &&
+              file_size(tmp_path("grid.jsonl.partial")) < 0 && file_size(tmp_path("grid_nocomp.svg")) > 0,
+          "-m needle -L -D: a 1 x 2 grid, progress per case, a JSON line per case: %s %s", r.err, lines);
+    free(lines);
+    free_run(&r);
+    snprintf(cmd, sizeof cmd, "%s %s %s -m compare -n 6 -c full -i 'It was a'", razor_bin, model, tok);
+    r = run(cmd);
+    check(r.status == 0 && strstr(r.out, "first divergence: none") && strstr(r.out, "full (greedy): "),
+          "compare's summary: both texts, 'first divergence: none': %s", r.out);
+    free_run(&r);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1200,7 +1362,7 @@ static void test_profiler(void) {
     Model m;
     Tokenizer tok;
     load_model(&m, tmp_path("echo.bin"));
-    load_tokenizer(&tok, "tokenizer.bin", 512, 1, 2);
+    load_tokenizer(&tok, "tests/sp512/tokenizer.bin", 512, 1, 2);
     HeadProfile p;
     int rc = profile_heads(&m, &tok, &p, 7, 0.25f, 0.25f);
     check(rc == 0 && p.K == 32, "profile a 2-layer GQA model (K = %d)", rc == 0 ? p.K : -1);
@@ -1346,6 +1508,7 @@ int main(int argc, char **argv) {
     test_byte_level_tokenizer();
     test_bad_model_files();
     test_cli();
+    test_outputs_and_stops();
     test_fuzz_regressions();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
