@@ -1,10 +1,10 @@
-/* fuzz/fuzz_encode.c: encode arbitrary bytes with the shipped tokenizer.bin (512 pieces, bos 1,
+/* fuzz/fuzz_encode.c: encode arbitrary bytes with tests/sp512/tokenizer.bin (512 pieces, bos 1,
  * eos 2), decode every token, and check that the decoded bytes are the text (up to its first NUL)
  * unless the text contains U+2581, which encode turns into a space. */
 #include "common.h"
 
 #ifndef TOKENIZER_PATH
-#define TOKENIZER_PATH "../tokenizer.bin"
+#define TOKENIZER_PATH "../tests/sp512/tokenizer.bin"
 #endif
 
 static Tokenizer tok;

@@ -65,7 +65,7 @@ def tokenizer(pieces, max_len=None):
         data += struct.pack("<fi", s, len(p)) + p
     return data
 
-shipped = open(os.path.join(ROOT, "tokenizer.bin"), "rb").read()
+shipped = open(os.path.join(ROOT, "tests", "sp512", "tokenizer.bin"), "rb").read()
 out("tokenizer", "shipped_512", struct.pack("<H", 511) + shipped)
 small = [(b"<unk>", 0.0), (b"<s>", 0.0), (b"</s>", 0.0), (b"<0x41>", 0.0), (b"<0x20>", 0.0), (b" ", -1.0),
          (b"he", -2.0), (b" t", -3.0), (b" the", -4.0), (b"l", -5.0), (b"ll", -6.0), (b"o", -7.0), (b"ll", -8.0), (b"", -9.0)]

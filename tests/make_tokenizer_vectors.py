@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Write tests/tokenizer_vectors.h: test strings and the ids sentencepiece
-gives for them with the top-level tokenizer.model (sp.encode(text), no BOS).
+gives for them with tests/sp512/tokenizer.model (sp.encode(text), no BOS).
 
 usage: /usr/bin/python3 tests/make_tokenizer_vectors.py [--model M] [--out H]
 """
@@ -74,7 +74,7 @@ def c_string(s):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--model', default=os.path.join(TOP, 'tokenizer.model'))
+    ap.add_argument('--model', default=os.path.join(TOP, 'tests', 'sp512', 'tokenizer.model'))
     ap.add_argument('--out', default=os.path.join(TOP, 'tests', 'tokenizer_vectors.h'))
     args = ap.parse_args()
     sp = spm.SentencePieceProcessor(model_file=args.model)

@@ -29,7 +29,7 @@ def check(name, ok, detail=''):
 def run_train(*argv):
     with contextlib.redirect_stdout(io.StringIO()) as out:
         train.main(['--dim', '64', '--layers', '2', '--heads', '4', '--kv-heads', '2', '--hidden', '96',
-                    '--seq-len', '64', '--batch', '2', '--lr', '3e-3', '--device', 'cpu',
+                    '--seq-len', '64', '--batch', '2', '--lr', '3e-3', '--device', 'cpu', '--bf16', 'off',
                     '--eval-every', '1000', '--ckpt-every', '2', '--log-every', '1', *argv])
     return out.getvalue()
 
@@ -85,7 +85,7 @@ def run_checks(tmp):
     ids = [1] + rng.integers(3, 512, 40).tolist()
     with open(os.path.join(tmp, 'ids.txt'), 'w') as f:
         f.write(' '.join(map(str, ids)))
-    r = subprocess.run([razor, out_bin, '-m', 'logits', '-z', os.path.join(TOP, 'tokenizer.bin'),
+    r = subprocess.run([razor, out_bin, '-m', 'logits', '-z', os.path.join(TOP, 'tests', 'sp512', 'tokenizer.bin'),
                         '-I', os.path.join(tmp, 'ids.txt'), '-o', os.path.join(tmp, 'logits.f32')],
                        capture_output=True, text=True)
     check('razor -m logits runs', r.returncode == 0, r.stderr.strip()[-300:])
@@ -115,11 +115,12 @@ def byte_level(tmp, razor):
           os.path.exists(os.path.join(data, 'bytes-train.npy')) and 'step 3/3' in log)
     train_ids = np.load(os.path.join(data, 'bytes-train.npy'))
     check('the byte cache is the text, byte for byte', bytes((train_ids[1:200] - 3).astype(np.uint8)).decode() == text[:199])
-    mixer = train.Mixer(train.Bytes(), train_ids, 256)
-    row, scored = mixer.passkey(np.random.default_rng(3))
+    mixer = train.Mixer(train.Bytes(), train_ids)
+    row, scored = mixer.passkey(np.random.default_rng(3), 256)
     said = bytes((row[1:] - 3).astype(np.uint8)).decode('utf-8', 'replace')
     check('a pass key row asks for its key at the end', 'The pass key is ' in said and
           said.rstrip('.').endswith(said.split('The pass key is ')[1].split('.')[0]), said[-60:])
+    generators(mixer)
     subprocess.run([sys.executable, os.path.join(HERE, 'tokenizer.py'), '--bytes', '--out', tmp], capture_output=True)
     subprocess.run([sys.executable, os.path.join(TOP, 'export.py'), os.path.join(tmp, 'bytes.bin'), '--hf',
                     os.path.join(out, 'hf')], capture_output=True)
@@ -129,6 +130,38 @@ def byte_level(tmp, razor):
     got = list(map(int, r.stdout.split())) if r.returncode == 0 else []
     check('razor encodes with the byte tokenizer.bin as train.Bytes does', got == [1] + train.Bytes().encode(prompt),
           r.stderr.strip()[-200:])
+
+
+def generators(mixer):
+    """The copy task's random strings: three showings, the first unscored, the later two scored; and
+    the curriculum's phases keep the tokens per step."""
+    rng = np.random.default_rng(7)
+    found = 0
+    for _ in range(20):
+        row, scored = mixer.copy(rng, 256)
+        check_len = len(row) == 257 and len(scored) == 256
+        if not check_len:
+            check('a copy row is BOS + T tokens', False, f'{len(row)} {len(scored)}')
+            return
+        text = bytes((row[1:] - 3).astype(np.uint8)).decode('utf-8', 'replace')
+        strings = [w for w in set(text.split()) if len(w) >= 8 and text.count(w) >= 3 and
+                   all(c in train.ALNUM for c in w) and any(c.isdigit() for c in w) and any(c.isupper() for c in w)]
+        if not strings:
+            continue  # the other half: a span of text copied
+        s = max(strings, key=len)
+        starts = [i for i in range(len(text)) if text.startswith(s, i)]
+        # scored[t] says whether row[t + 1] = text[t] is a target
+        first, later = starts[0], starts[1:]
+        ok = not scored[first:first + len(s)].any() and all(scored[i:i + len(s)].all() for i in later)
+        check('a random string is planted three times, only its repeats scored', ok and len(starts) == 3, s)
+        found += 1
+        break
+    check('some copy rows carry a random string', found == 1)
+    args = train.argparse.Namespace(curriculum=True, seq_len=512, batch=16, steps=100)
+    phases = [train.phase(step, args) for step in (0, 39, 40, 69, 70, 99)]
+    check('the curriculum: rows of 128, 256 then 512 tokens, 8192 tokens a step',
+          [p[0] for p in phases] == [128, 128, 256, 256, 512, 512] and all(p[0] * p[1] == 8192 for p in phases))
+    check('each phase mix sums to 1', all(abs(sum(m.values()) - 1) < 1e-9 for _, _, m in train.CURRICULUM))
 
 
 if __name__ == '__main__':

@@ -2,7 +2,7 @@
 """Train a small sentencepiece BPE vocabulary (Llama 2 style) on the corpus
 and export it to llama2.c's tokenizer.bin format.
 
-usage: /usr/bin/python3 train/tokenizer.py [--vocab 512] [--coverage 1.0] [--out .]
+usage: /usr/bin/python3 train/tokenizer.py [--vocab 512] [--coverage 1.0] [--out tests/sp512]
        /usr/bin/python3 train/tokenizer.py --export some.model [--bin out.bin]
        /usr/bin/python3 train/tokenizer.py --bytes [--out .]
 
@@ -71,7 +71,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--vocab', type=int, default=512)
     ap.add_argument('--data', default=os.path.join(HERE, 'data'))
-    ap.add_argument('--out', default=TOP, help='where tokenizer.model/.bin go')
+    ap.add_argument('--out', help='where tokenizer.model/.bin go (default: the top folder with --bytes, for the '
+                    'shipped model; else tests/sp512, the 512-piece vocabulary the tests use)')
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--coverage', type=float, default=1.0,
                     help='character_coverage; rarer chars use byte fallback')
@@ -79,6 +80,8 @@ def main():
     ap.add_argument('--bin', help='output .bin for --export')
     ap.add_argument('--bytes', action='store_true', help='write the byte-level tokenizer.bin')
     args = ap.parse_args()
+    if args.out is None:
+        args.out = TOP if args.bytes else os.path.join(TOP, 'tests', 'sp512')
     if args.bytes:
         out = os.path.join(args.out, 'tokenizer.bin')
         print('%s: %d pieces (bytes)' % (out, write_bytes(out)))

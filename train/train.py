@@ -9,7 +9,7 @@ The model is a plain Llama: RMSNorm, RoPE in Hugging Face's rotate-half conventi
 in HF order and DIR/hf is a genuine LlamaForCausalLM checkpoint), SwiGLU, optional GQA (head h uses
 kv head h // (heads / kv_heads), as HF's repeat_kv), tied embeddings, no biases.
 
-Data. The corpus is tokenized once with tokenizer.model (or, with --bytes, byte by byte: ids 3..258
+Data. The corpus is tokenized once with tests/sp512/tokenizer.model (or, with --bytes, byte by byte: ids 3..258
 are the bytes, as the byte-fallback pieces of a llama2.c tokenizer.bin that train/tokenizer.py --bytes
 writes) and cached as uint16 in DATA/train.npy and DATA/val.npy (DATA/bytes-*.npy for bytes; the last
 ~2% of each text, cut at a paragraph boundary, is held out). Every training
@@ -68,10 +68,17 @@ def rotate_half(x):
     return torch.cat([-b, a], dim=-1)
 
 
-def causal_attention(q, k, v, chunk):
+def causal_attention(q, k, v, chunk, window=None):
     """softmax(q k^T) v with a causal mask, q already scaled; (B, H, T, hd). Queries go in chunks, and
-    chunk i only looks at keys up to its own end, so the masked upper half is (mostly) never computed."""
+    chunk i only looks at keys up to its own end, so the masked upper half is (mostly) never computed.
+    window = (sinks, recent), for evaluation only: every head sees just the first `sinks` tokens and the
+    last `recent` ones, as a sliding-window cache (razor's streaming policy) would."""
     T = q.shape[2]
+    if window is not None:
+        i, j = torch.arange(T).view(-1, 1), torch.arange(T).view(1, -1)
+        hidden = (j > i) | ((j >= window[0]) & (j <= i - window[1]))
+        s = (q @ k.transpose(-1, -2)).masked_fill(hidden, float('-inf'))
+        return torch.softmax(s.float(), dim=-1).type_as(v) @ v
     above = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).triu(1)
     out = []
     for i in range(0, T, chunk):
@@ -97,7 +104,7 @@ class Block(nn.Module):
         self.input_layernorm = RMSNorm(d, c['norm_eps'])
         self.post_attention_layernorm = RMSNorm(d, c['norm_eps'])
 
-    def forward(self, x, cos, sin, chunk):
+    def forward(self, x, cos, sin, chunk, window=None):
         B, T, _ = x.shape
         h = self.input_layernorm(x)
         q = self.q_proj(h).view(B, T, self.heads, self.hd).transpose(1, 2)
@@ -108,7 +115,7 @@ class Block(nn.Module):
         if self.kv_heads != self.heads:
             rep = self.heads // self.kv_heads
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        a = causal_attention(q.type_as(v), k.type_as(v), v, chunk)
+        a = causal_attention(q.type_as(v), k.type_as(v), v, chunk, window)
         x = x + self.o_proj(a.transpose(1, 2).reshape(B, T, -1))
         h = self.post_attention_layernorm(x)
         return x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
@@ -129,12 +136,12 @@ class Llama(nn.Module):
                 std = 0.02 / math.sqrt(2 * c['layers']) if name.endswith(('o_proj.weight', 'down_proj.weight')) else 0.02
                 nn.init.normal_(p, mean=0.0, std=std)
 
-    def forward(self, idx, chunk=256):
+    def forward(self, idx, chunk=256, window=None):
         T = idx.shape[1]
         x = self.embed_tokens(idx)
         cos, sin = self.cos[:T], self.sin[:T]
         for layer in self.layers:
-            x = layer(x, cos, sin, chunk)
+            x = layer(x, cos, sin, chunk, window)
         return self.norm(x) @ self.embed_tokens.weight.t().type_as(x)  # tied classifier
 
     def hf_tensors(self):
@@ -186,7 +193,7 @@ def write_hf(model, folder):
 
 def load_sp():
     import sentencepiece as spm
-    return spm.SentencePieceProcessor(model_file=os.path.join(TOP, 'tokenizer.model'))
+    return spm.SentencePieceProcessor(model_file=os.path.join(TOP, 'tests', 'sp512', 'tokenizer.model'))
 
 
 class Bytes:
@@ -227,11 +234,37 @@ THINGS = ('lamp door chest box gate cellar garden window trunk desk cabinet libr
           'tower bridge well cottage barn study').split()
 
 
-class Mixer:
-    """Builds training rows: BOS + seq_len tokens, with a mask of the targets that are scored."""
+ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'
 
-    def __init__(self, sp, tokens, T):
-        self.sp, self.tokens, self.T = sp, tokens, T
+# The row kinds and their shares: the default mix, and the curriculum's phases (--curriculum). A phase
+# runs until its share of --steps is done, on rows of its fraction of --seq-len; the batch grows as the
+# rows shrink, so every step sees the same number of tokens. Short rows of copy tasks come first (an
+# induction head forms fastest there), full-length rows with more prose last (a pass key at the full
+# length is only learned on rows that long).
+MIX = {'plain': 0.55, 'passkey': 0.15, 'facts': 0.15, 'copy': 0.15}
+CURRICULUM = [  # (end of the phase as a fraction of --steps, row length as a fraction of --seq-len, mix)
+    (0.4, 0.25, {'plain': 0.15, 'passkey': 0.25, 'facts': 0.20, 'copy': 0.40}),
+    (0.7, 0.5, {'plain': 0.30, 'passkey': 0.25, 'facts': 0.15, 'copy': 0.30}),
+    (1.0, 1.0, {'plain': 0.40, 'passkey': 0.20, 'facts': 0.15, 'copy': 0.25}),
+]
+
+
+def phase(step, args):
+    """(row length, batch, mix) for this step."""
+    if not args.curriculum:
+        return args.seq_len, args.batch, MIX
+    for end, frac, mix in CURRICULUM:
+        if step < end * args.steps:
+            break
+    T = max(16, int(args.seq_len * frac))
+    return T, args.batch * args.seq_len // T, mix
+
+
+class Mixer:
+    """Builds training rows: BOS + T tokens, with a mask of the targets that are scored."""
+
+    def __init__(self, sp, tokens):
+        self.sp, self.tokens = sp, tokens
         self.cache = {}
 
     def enc(self, s):
@@ -245,33 +278,36 @@ class Mixer:
         o = int(rng.integers(0, len(self.tokens) - n))
         return self.tokens[o:o + n].astype(np.int64)
 
-    def plant(self, rng, needles, tail):
-        """Text with needles (token lists, unscored) at random depths, then the tail (strings, scored)."""
-        if rng.random() < 0.5:  # the questions follow the text, or start a new line
+    def plant(self, rng, T, needles, tail, score_needles=False):
+        """Text with needles (token lists, unscored unless score_needles) at random depths, then the
+        tail (strings, scored)."""
+        if not tail:
+            tail = []
+        elif rng.random() < 0.5:  # the questions follow the text, or start a new line
             tail = self.enc(' '.join(tail))
         else:
             tail = self.enc('\n' + ' '.join(tail))
             tail = tail[tail.index(NL):]  # drop the dummy-prefix space before the newline
-        n = self.T - sum(map(len, needles)) - len(tail)
+        n = T - sum(map(len, needles)) - len(tail)
         if n < 1:  # (only with a tiny --seq-len) no room: plain text instead
-            return self.plain(rng)
+            return self.plain(rng, T)
         filler = list(self.text(rng, n))
         depths = sorted(rng.integers(0, n + 1, size=len(needles)))
         row, scored, prev = [BOS], [], 0
-        for d, nd in zip(depths, rng.permutation(len(needles))):
+        for i, (d, nd) in enumerate(zip(depths, rng.permutation(len(needles)))):
             row += filler[prev:d] + needles[nd]
-            scored += [True] * (d - prev) + [False] * len(needles[nd])
+            scored += [True] * (d - prev) + [score_needles(i) if callable(score_needles) else score_needles] * len(needles[nd])
             prev = d
         row += filler[prev:] + tail
         scored += [True] * (n - prev + len(tail))
         return np.array(row), np.array(scored)  # scored[t]: is row[t + 1], the target at t, scored
 
-    def passkey(self, rng):
+    def passkey(self, rng, T):
         key = int(rng.integers(10 ** int(rng.integers(2, 6)), 10 ** 6))
         needle = self.enc(f'The pass key is {key}. Remember it.')
-        return self.plant(rng, [needle], ['What is the pass key?', f'The pass key is {key}.'])
+        return self.plant(rng, T, [needle], ['What is the pass key?', f'The pass key is {key}.'])
 
-    def facts(self, rng):
+    def facts(self, rng, T):
         n = int(rng.integers(3, 9))
         if rng.random() < 0.5:
             keys = rng.choice(NAMES, n, replace=False)
@@ -284,28 +320,36 @@ class Mixer:
         tail = []
         for i in rng.choice(n, int(rng.integers(1, 4)), replace=False):
             tail += [ask.format(keys[i]), fact.format(keys[i], vals[i])]
-        return self.plant(rng, needles, tail)
+        return self.plant(rng, T, needles, tail)
 
-    def copy(self, rng):
-        row = np.concatenate([[BOS], self.text(rng, self.T)])
-        L = int(rng.integers(min(16, self.T // 4), min(256, self.T // 4) + 1))
-        a = int(rng.integers(1, self.T + 1 - 2 * L))
-        b = int(rng.integers(a + L, self.T + 2 - L))
-        row[b:b + L] = row[a:a + L].copy()
-        return row, np.ones(self.T, dtype=bool)
+    def copy(self, rng, T):
+        """A quarter of the time a span of the text copied again later in it; else a random
+        alphanumeric string (8-40 characters) planted three times in prose, the first unscored (it
+        cannot be predicted), the later two scored: only looking back can predict them."""
+        if rng.random() < 0.25:
+            row = np.concatenate([[BOS], self.text(rng, T)])
+            L = int(rng.integers(min(16, T // 4), min(256, T // 4) + 1))
+            a = int(rng.integers(1, T + 1 - 2 * L))
+            b = int(rng.integers(a + L, T + 2 - L))
+            row[b:b + L] = row[a:a + L].copy()
+            return row, np.ones(T, dtype=bool)
+        s = ''.join(rng.choice(list(ALNUM), int(rng.integers(8, 41))))
+        return self.plant(rng, T, [self.enc(s)] * 3, [], score_needles=lambda i: i > 0)
 
-    def plain(self, rng):
-        return np.concatenate([[BOS], self.text(rng, self.T)]), np.ones(self.T, dtype=bool)
+    def plain(self, rng, T):
+        return np.concatenate([[BOS], self.text(rng, T)]), np.ones(T, dtype=bool)
 
-    def row(self, rng):
-        u = rng.random()
-        if u < 0.55:
-            return self.plain(rng)
-        return self.passkey(rng) if u < 0.70 else self.facts(rng) if u < 0.85 else self.copy(rng)
+    def row(self, rng, T, mix):
+        u, acc = rng.random(), 0.0
+        for kind, share in mix.items():
+            acc += share
+            if u < acc:
+                break
+        return getattr(self, kind)(rng, T)
 
-    def batch(self, seed, step, B):
+    def batch(self, seed, step, B, T, mix):
         rng = np.random.default_rng([seed, step])
-        rows, masks = zip(*(self.row(rng) for _ in range(B)))
+        rows, masks = zip(*(self.row(rng, T, mix) for _ in range(B)))
         rows, masks = np.stack(rows), np.stack(masks)
         y = np.where(masks, rows[:, 1:], -1)
         return torch.from_numpy(rows[:, :-1].copy()), torch.from_numpy(y)
@@ -336,15 +380,21 @@ def evaluate(model, val, T, B, dev, amp, chunk):
     return total, count
 
 
+def streaming_window(T):
+    """razor's defaults for a compressed head at T tokens: 4 sinks, a window of max(64, T / 5)."""
+    return 4, max(64, T // 5)
+
+
 @torch.no_grad()
-def passkey_accuracy(model, mixer, n, dev, amp, chunk):
-    """Greedy, teacher-forced: the share of passkey rows (from val text) whose answer digits all come out
-    right. (Rows too short for the task, which the mixer fills with plain text, do not count.)"""
+def passkey_accuracy(model, mixer, T, n, dev, amp, chunk, window=None):
+    """Greedy, teacher-forced: the share of passkey rows of T tokens (from val text) whose answer digits
+    all come out right. (Rows too short for the task, which the mixer fills with plain text, do not
+    count.) window: see causal_attention."""
     model.eval()
     rng, right, rows = np.random.default_rng(12345), 0, 0
     ans = mixer.enc('The pass key is')
     for _ in range(n):
-        row, _ = mixer.passkey(rng)
+        row, _ = mixer.passkey(rng, T)
         k = len(row) - 2  # the answer's digits sit between "The pass key is" (last one) and the final "."
         while k >= len(ans) and list(row[k - len(ans):k]) != ans:
             k -= 1
@@ -352,14 +402,41 @@ def passkey_accuracy(model, mixer, n, dev, amp, chunk):
             continue
         x = torch.from_numpy(row[:-1].copy()).unsqueeze(0).to(dev)
         with torch.autocast(dev, dtype=torch.bfloat16, enabled=amp):
-            pred = model(x, chunk).argmax(-1)[0].cpu().numpy()
+            pred = model(x, chunk, window).argmax(-1)[0].cpu().numpy()
         right += bool((pred[k - 1:len(row) - 2] == row[k:len(row) - 1]).all())
         rows += 1
     model.train()
     return right / max(rows, 1)
 
+
+@torch.no_grad()
+def copy_accuracy(model, sp, n, dev, amp, chunk, length=100):
+    """Greedy, teacher-forced: the share of characters predicted right in the second showing of a random
+    alphanumeric string of `length` characters shown twice (BOS s s). Its first character is not
+    counted (nothing tells where the copy starts)."""
+    model.eval()
+    rng, right, count = np.random.default_rng(54321), 0, 0
+    for _ in range(n):
+        s = sp.encode(''.join(rng.choice(list(ALNUM), min(length, model.c['seq_len'] // 2 - 2))))
+        row = np.array([BOS] + s + s)
+        x = torch.from_numpy(row[:-1].copy()).unsqueeze(0).to(dev)
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=amp):
+            pred = model(x, chunk).argmax(-1)[0].cpu().numpy()
+        start = 1 + len(s)  # row[start] is the copy's first token; pred[t] predicts row[t + 1]
+        right += int((pred[start:len(row) - 1] == row[start + 1:]).sum())
+        count += len(row) - 1 - start
+    model.train()
+    return right / max(count, 1)
+
 # ----------------------------------------------------------------------------------------------------
 # training
+
+
+def cpu_has(flag):
+    try:
+        return any(line.startswith('flags') and flag in line.split() for line in open('/proc/cpuinfo'))
+    except OSError:
+        return False
 
 
 def lr_at(step, args):
@@ -392,7 +469,9 @@ def main(argv=None):
     ap.add_argument('--resume', action='store_true')
     ap.add_argument('--stop-at', type=int, default=-1, help='checkpoint and stop at this step (resume later)')
     ap.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', choices=('cpu', 'cuda'))
-    ap.add_argument('--bf16', action='store_true', help='bfloat16 autocast')
+    ap.add_argument('--bf16', default='auto', choices=('auto', 'on', 'off'),
+                    help='bfloat16 autocast; auto: on a GPU, or on a CPU with AMX or AVX512-BF16 (elsewhere it is slower than fp32)')
+    ap.add_argument('--curriculum', action='store_true', help='short rows of copy tasks first (see CURRICULUM)')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--chunk', type=int, default=256, help='attention query chunk')
     ap.add_argument('--data', default=os.path.join(HERE, 'data'), help='corpus and token cache folder')
@@ -405,6 +484,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     dev = args.device
+    amp = args.bf16 == 'on' or (args.bf16 == 'auto' and (dev == 'cuda' or cpu_has('amx_bf16') or cpu_has('avx512_bf16')))
     os.makedirs(args.out, exist_ok=True)
     ckpt_path = os.path.join(args.out, 'ckpt.pt')
     sp = Bytes() if args.bytes else load_sp()
@@ -432,17 +512,20 @@ def main(argv=None):
         print(f'resumed at step {step}')
     n_params = sum(p.numel() for p in model.parameters())
     print(f'config {config}, {n_params / 1e6:.2f}M parameters; {len(train)} train / {len(val)} val tokens; '
-          f'{dev}{" bf16" if args.bf16 else ""}', flush=True)
+          f'{dev}{" bf16" if amp else " fp32"}', flush=True)
 
     T = config['seq_len']
-    mixer, val_mixer = Mixer(sp, train, T), Mixer(sp, val, T)
+    mixer, val_mixer = Mixer(sp, train), Mixer(sp, val)
 
     def report_eval():
-        total, count = evaluate(model, val, T, args.batch, dev, args.bf16, args.chunk)
-        acc = passkey_accuracy(model, val_mixer, 16, dev, args.bf16, args.chunk)
+        total, count = evaluate(model, val, T, args.batch, dev, amp, args.chunk)
+        full = passkey_accuracy(model, val_mixer, T, 16, dev, amp, args.chunk)
+        streaming = passkey_accuracy(model, val_mixer, T, 16, dev, amp, args.chunk, streaming_window(T))
+        copy = copy_accuracy(model, sp, 8, dev, amp, args.chunk)
         per_byte = total / meta['val_bytes']
         print(f'step {step}: val loss {total / count:.4f} (perplexity {math.exp(total / count):.2f} per token, '
-              f'{math.exp(per_byte):.3f} per byte = {per_byte / math.log(2):.4f} bits/byte), passkey {acc:.2f}', flush=True)
+              f'{math.exp(per_byte):.3f} per byte = {per_byte / math.log(2):.4f} bits/byte), '
+              f'passkey at {T}: {full:.2f} (sinks+window: {streaming:.2f}), copy {copy:.2f}', flush=True)
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
@@ -454,11 +537,12 @@ def main(argv=None):
                 save(ckpt_path, model, opt, step, config)
                 print(f'stopped at step {step}; continue with --resume')
                 return
-            x, y = mixer.batch(args.seed, step, args.batch)
+            rows, batch, mix = phase(step, args)
+            x, y = mixer.batch(args.seed, step, batch, rows, mix)
             x, y = x.to(dev), y.to(dev)
             for g in opt.param_groups:
                 g['lr'] = lr_at(step, args)
-            with torch.autocast(dev, dtype=torch.bfloat16, enabled=args.bf16):
+            with torch.autocast(dev, dtype=torch.bfloat16, enabled=amp):
                 logits = model(x, args.chunk)
             loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.view(-1), ignore_index=-1)
             opt.zero_grad(set_to_none=True)
@@ -469,7 +553,7 @@ def main(argv=None):
             tokens_seen += x.numel()
             if step % args.log_every == 0 or step == args.steps:
                 dt = time.time() - t0
-                print(f'step {step}/{args.steps} loss {loss.item():.4f} lr {lr_at(step - 1, args):.2e} '
+                print(f'step {step}/{args.steps} loss {loss.item():.4f} lr {lr_at(step - 1, args):.2e} rows {rows} '
                       f'{tokens_seen / dt:.0f} tok/s, {(time.time() - start) / 60:.1f} min', flush=True)
                 t0, tokens_seen = time.time(), 0
             if step % args.ckpt_every == 0:

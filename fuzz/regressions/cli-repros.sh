@@ -14,10 +14,10 @@ n = 512*16 + 16 + 16*16 + 2*8*16 + 16*16 + 16 + 3*16*16 + 16
 open(sys.argv[1], 'wb').write(h + bytes(4 * n))" "$t/zero.bin"
 echo "1. double free after a rejected profile (load_profile frees, then main frees again):"
 printf 'not a profile\n' > "$t/bad.heads"
-"$t/razor" "$t/zero.bin" -z tokenizer.bin -k "$t/bad.heads" -n 1 -i hi 2>&1 | grep -m2 -E 'razor:|ERROR'
+"$t/razor" "$t/zero.bin" -z tests/sp512/tokenizer.bin -k "$t/bad.heads" -n 1 -i hi 2>&1 | grep -m2 -E 'razor:|ERROR'
 echo "2. garbled message for a file that is neither format (expect the reason: hidden_dim = 0 ...):"
 /usr/bin/python3 -c "import struct, sys; open(sys.argv[1], 'wb').write(struct.pack('<7i', 16, 0, 1, 2, 2, 16, 8) + bytes(64))" "$t/bad_v0.bin"
 "$t/razor" "$t/bad_v0.bin" -i hi 2>&1 | head -1
 echo "3. top-p with no candidate (flat distribution, p < 1/vocab): candidates[-1]:"
-"$t/razor" "$t/zero.bin" -z tokenizer.bin -c full -t 1 -p 0.001 -n 2 -i hi 2>&1 >/dev/null | grep -m2 -E 'ERROR|#0'
+"$t/razor" "$t/zero.bin" -z tests/sp512/tokenizer.bin -c full -t 1 -p 0.001 -n 2 -i hi 2>&1 >/dev/null | grep -m2 -E 'ERROR|#0'
 rm -rf "$t"
