@@ -273,7 +273,10 @@ int model_to_bf16(Model *m);
 void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *key_tiles,
                const float *values, int n_keys, int first_visible, int head_dim, float *scratch, int comp_slot,
                float comp_bias);
-void head_append(HeadCache *h, const float *key, const float *value, int hd, int block);
+void attention_reference(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *key_tiles,
+                         const float *values, int n_keys, int first_visible, int head_dim, int comp_slot, float comp_bias);
+void move_slots(HeadCache *h, int to, int from, int n, int hd);
+void head_append(HeadCache *h, const float *key, const float *value, int hd, int T);
 void head_compress(HeadCache *h, int window, int hd);
 size_t head_bytes(const HeadCache *h, int hd);
 void compress_cache(RunState *s, const Config *c);

@@ -59,6 +59,8 @@ static void *xcalloc(size_t n, size_t size) {
     return p;
 }
 
+static int min_int(int a, int b) { return a < b ? a : b; }
+
 static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -867,9 +869,42 @@ static inline __attribute__((always_inline)) void attend_tile(const float *const
             for (int j = 0; j < n_max; j++) acc[(size_t)b * head_dim + d] += p[b][j] * vt[(size_t)j * head_dim + d];
 }
 
-/* THE attention loop, flash-attention style: for each query, walk the keys in tiles of ATT_TILE_K,
- * keeping a running max m, a running sum l of exp(score - m) and an accumulator of the weighted
- * values, rescaled whenever m grows (attend_tile). No score row of length seq_len ever exists. A tile
+/* What attention computes over one head's cache, written plainly (the definition; the tests hold
+ * attention() below to it). For query i, which may see keys [0, first_visible + i + 1) (the causal
+ * mask, capped at n_keys): the score of key j is q . k_j / sqrt(head_dim), plus ln(N_d) for the
+ * compensation slot (see compensation_bias); out = softmax(scores) . values. Keys are in the cache's
+ * tiled layout, values (n_keys, head_dim). */
+void attention_reference(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *key_tiles,
+                         const float *values, int n_keys, int first_visible, int head_dim, int comp_slot, float comp_bias) {
+    float *score = xcalloc((size_t)n_keys, sizeof(float));
+    for (int i = 0; i < n_q; i++) {
+        const float *qi = q + (size_t)i * q_stride;
+        float *o = out + (size_t)i * out_stride, max = -INFINITY, sum = 0;
+        int visible = min_int(first_visible + i + 1, n_keys);
+        for (int j = 0; j < visible; j++) {
+            const float *tile = key_tiles + (size_t)(j / ATT_TILE_K) * head_dim * ATT_TILE_K;
+            float dot = 0;
+            for (int d = 0; d < head_dim; d++) dot += qi[d] * tile[(size_t)d * ATT_TILE_K + j % ATT_TILE_K];
+            score[j] = dot / sqrtf((float)head_dim);
+            if (j == comp_slot) score[j] += comp_bias;
+            if (score[j] > max) max = score[j];
+        }
+        for (int j = 0; j < visible; j++) {
+            score[j] = max == -INFINITY ? 0 : expf(score[j] - max);
+            sum += score[j];
+        }
+        for (int d = 0; d < head_dim; d++) {
+            float acc = 0;
+            for (int j = 0; j < visible; j++) acc += score[j] * values[(size_t)j * head_dim + d];
+            o[d] = sum > 0 ? acc / sum : 0;
+        }
+    }
+    free(score);
+}
+
+/* THE attention loop: attention_reference, tiled and vectorised. Flash-attention style: for each
+ * query, walk the keys in tiles of ATT_TILE_K, keeping a running max m, a running sum l of
+ * exp(score - m) and an accumulator of the weighted values, rescaled whenever m grows (attend_tile). No score row of length seq_len ever exists. A tile
  * of ATT_TILE_Q queries shares each tile of keys while it sits in L1, ATT_QUERIES of them at a time.
  * Used for the prompt and for generation alike.
  *   q          (n_q, q_stride): query i at q + i * q_stride, head_dim floats
@@ -879,8 +914,8 @@ static inline __attribute__((always_inline)) void attend_tile(const float *const
  *   query i may see keys [0, first_visible + i + 1), capped at n_keys (the causal mask)
  *   out        (n_q, out_stride): like q
  *   scratch    ATT_TILE_Q * (head_dim + 2) floats
- *   comp_slot  the compensation token's slot (-1: none): its key stands for comp_bias = ln(N_d) dropped
- *              tokens, so its logit gets + ln(N_d) (spec section 4); -INFINITY when N_d = 0 */
+ *   comp_slot  the compensation token's slot (-1: none); its logit gets + comp_bias, which is ln(N_d)
+ *              (compensation_bias says why), -INFINITY when N_d = 0 */
 void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *key_tiles,
                const float *values, int n_keys, int first_visible, int head_dim, float *scratch, int comp_slot,
                float comp_bias) {
@@ -963,8 +998,14 @@ static void get_key(const HeadCache *h, int slot, float *key, int hd) {
 
 static int window_start(const HeadCache *h) { return h->n_sink + h->compensate; }
 
-/* THE lines that fold a dropped token into the compensation token: running fp32 sums of the dropped
- * post-RoPE keys and values, and their count N_d. */
+/* The compensation token, all in one place. A compressed head drops every token between its sinks and
+ * its window; instead of forgetting them it keeps one slot whose key and value are the means of the
+ * N_d dropped post-RoPE keys and values (k^, v^). In attention that slot's score gets + ln(N_d):
+ * exp(q.k^ + ln N_d) = N_d * exp(q.k^), so the one slot weighs in the softmax as much as N_d copies
+ * of the mean would, about what the dropped tokens together weighed when their keys are alike.
+ *
+ * THE lines that fold a dropped token into it: running fp32 sums of the dropped keys and values, and
+ * their count N_d. */
 static void fold_token(HeadCache *h, int slot, int hd) {
     h->n_dropped++;
     if (!h->compensate) return;
@@ -980,8 +1021,29 @@ static void fold_token(HeadCache *h, int slot, int hd) {
 static void update_compensation(HeadCache *h, int hd) {
     if (!h->compensate) return;
     float key[MAX_HEAD_DIM] = {0}, value[MAX_HEAD_DIM] = {0}; /* N_d = 0: zeros, and its logit gets -inf */
-    for (int d = 0; d < hd && h->n_dropped > 0; d++) key[d] = h->key_sum[d] / h->n_dropped, value[d] = h->value_sum[d] / h->n_dropped;
+    for (int d = 0; d < hd && h->n_dropped > 0; d++) {
+        key[d] = h->key_sum[d] / h->n_dropped;
+        value[d] = h->value_sum[d] / h->n_dropped;
+    }
     put_slot(h, h->n_sink, key, value, hd);
+}
+
+/* Where the compensation slot is in the head's slots (-1: none), and what its score gets: ln(N_d),
+ * -inf while nothing was dropped (then the head is exactly full attention). */
+static int compensation_slot(const HeadCache *h) { return h->compensate && h->compressed ? h->n_sink : -1; }
+static float compensation_bias(const HeadCache *h) { return h->n_dropped > 0 ? logf((float)h->n_dropped) : -INFINITY; }
+
+/* Moves n slots from `from` to `to`. The ranges may overlap (the window shifts by a slot or two when
+ * a head is compressed), so like memmove it copies in the direction that reads each slot before it
+ * is overwritten: front to back when moving left, back to front when moving right. */
+void move_slots(HeadCache *h, int to, int from, int n, int hd) {
+    float key[MAX_HEAD_DIM];
+    int step = to <= from ? 1 : -1;
+    for (int k = 0; k < n; k++) {
+        int i = step > 0 ? k : n - 1 - k;
+        get_key(h, from + i, key, hd);
+        put_slot(h, to + i, key, h->values + (size_t)(from + i) * hd, hd);
+    }
 }
 
 /* Puts the window ring back in order (oldest first), so a block of tokens can follow it. */
@@ -1000,12 +1062,15 @@ static void unroll_ring(HeadCache *h, int hd) {
     h->ring_start = 0;
 }
 
-/* Adds one token's key and value. A compressed head whose window is full folds its oldest window
- * token into the compensation token and puts the new one in its slot. */
-void head_append(HeadCache *h, const float *key, const float *value, int hd, int block) {
-    if (!h->full && !h->compressed && h->window > 0 && block == 1 && h->n - h->n_sink >= h->window)
+/* Adds one token's key and value, the token being one of a block of T. While generating (T = 1) a
+ * compressed head whose window is full folds its oldest window token into the compensation token and
+ * puts the new one in its slot: the window slides. A block (a prompt, a chat turn) appends in order,
+ * with full attention; compress_cache settles the heads after it. */
+void head_append(HeadCache *h, const float *key, const float *value, int hd, int T) {
+    int generating = T == 1;
+    if (!h->full && !h->compressed && h->window > 0 && generating && h->n - h->n_sink >= h->window)
         head_compress(h, h->window, hd); /* the window is full: from now on it slides */
-    if (h->compressed && h->n - window_start(h) >= h->window && block == 1) {
+    if (h->compressed && generating && h->n - window_start(h) >= h->window) {
         int slot = window_start(h) + h->ring_start;
         fold_token(h, slot, hd);
         update_compensation(h, hd);
@@ -1027,16 +1092,13 @@ void head_compress(HeadCache *h, int window, int hd) {
     h->window = window;
     if (!h->compressed && h->n - h->n_sink < window) return; /* nothing to drop yet: it stays in order */
     unroll_ring(h, hd);
-    int ws = window_start(h), body = h->compressed ? ws : h->n_sink;
-    int n_window = h->n - body < window ? h->n - body : window, keep_from = h->n - n_window;
+    int ws = window_start(h);
+    int body = h->compressed ? ws : h->n_sink; /* the first slot that may be dropped */
+    int n_window = min_int(h->n - body, window);
+    int keep_from = h->n - n_window;
     for (int slot = body; slot < keep_from; slot++) fold_token(h, slot, hd);
-    float key[MAX_HEAD_DIM];
-    if (keep_from >= ws) {
-        for (int i = 0; i < n_window; i++) { get_key(h, keep_from + i, key, hd); put_slot(h, ws + i, key, h->values + (size_t)(keep_from + i) * hd, hd); }
-    } else { /* the window moves right, to make room for the compensation slot */
-        if (ws + n_window > h->slots) reserve_slots(h, ws + n_window, hd);
-        for (int i = n_window - 1; i >= 0; i--) { get_key(h, keep_from + i, key, hd); put_slot(h, ws + i, key, h->values + (size_t)(keep_from + i) * hd, hd); }
-    }
+    if (ws + n_window > h->slots) reserve_slots(h, ws + n_window, hd);
+    move_slots(h, ws, keep_from, n_window, hd); /* right after the sinks and the compensation slot */
     h->n = ws + n_window;
     h->compressed = 1;
     update_compensation(h, hd);
@@ -1133,21 +1195,25 @@ static void attention_task(void *arg, int thread, int n_threads) {
     for (int job = thread; job < c->n_heads * tiles; job += n_threads) {
         int h = job / tiles, q0 = (job % tiles) * ATT_TILE_Q, nq = a->T - q0 < ATT_TILE_Q ? a->T - q0 : ATT_TILE_Q;
         const HeadCache *hc = &s->heads[a->layer * c->n_kv_heads + h / group];
-        int comp_slot = hc->compensate && hc->compressed ? hc->n_sink : -1;
-        float comp_bias = hc->n_dropped > 0 ? logf((float)hc->n_dropped) : -INFINITY;
+        int comp_slot = compensation_slot(hc);
+        float comp_bias = compensation_bias(hc);
         attention(s->xb + q0 * q_dim + (size_t)h * c->head_dim, q_dim, s->q + q0 * q_dim + (size_t)h * c->head_dim, q_dim, nq,
                   hc->key_tiles, hc->values, hc->n, hc->n - a->T + q0, c->head_dim, scratch, comp_slot, comp_bias);
     }
 }
 
 /* Runs tokens[0..T) (T <= max_block) at positions n_tokens.. n_tokens+T-1. Their keys and values join
- * the cache. Returns the logits: (T, vocab_size) if all_logits, else the last token's (vocab_size). */
+ * the cache. Returns the logits: (T, vocab_size) if all_logits, else the last token's (vocab_size).
+ * Activations are row-major, one row per token of the block: x (T, dim), q (T, n_heads * head_dim),
+ * k and v (T, n_kv_heads * head_dim), hb and hb2 (T, hidden_dim). */
 float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int all_logits) {
     const Config *c = &m->config;
     const TransformerWeights *w = &m->weights;
     int dim = c->dim, hidden = c->hidden_dim, hd = c->head_dim, half = hd / 2;
     int q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
     size_t pos = (size_t)s->n_tokens;
+
+    /* the tokens' embeddings, and the RoPE angles of their positions */
     for (int t = 0; t < T; t++) {
         memcpy(s->x + (size_t)t * dim, w->token_embedding + (size_t)tokens[t] * dim, dim * sizeof(float));
         for (int i = 0; i < half; i++) {
@@ -1158,36 +1224,61 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
     }
     for (int l = 0; l < c->n_layers; l++) {
         size_t L = (size_t)l;
-        for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_att_weight + L * dim, dim, c->norm_eps);
+        const float *wq = w->wq + L * q_dim * dim, *wk = w->wk + L * kv_dim * dim, *wv = w->wv + L * kv_dim * dim;
+        const float *wo = w->wo + L * dim * q_dim;
+        const float *w1 = w->w1 + L * hidden * dim, *w2 = w->w2 + L * dim * hidden, *w3 = w->w3 + L * hidden * dim;
+
+        /* attention rmsnorm */
+        for (int t = 0; t < T; t++)
+            rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_att_weight + L * dim, dim, c->norm_eps);
+        /* q, k, v for every token of the block: one pass over the three weight matrices */
         transpose_block(s->xt, s->xb, T, dim);
-        matmul(m, s->xb, s->xt, T, dim, (Product[]){{s->q, w->wq + L * q_dim * dim, q_dim}, {s->k, w->wk + L * kv_dim * dim, kv_dim},
-                                                    {s->v, w->wv + L * kv_dim * dim, kv_dim}}, 3);
+        Product qkv[3] = {{s->q, wq, q_dim}, {s->k, wk, kv_dim}, {s->v, wv, kv_dim}};
+        matmul(m, s->xb, s->xt, T, dim, qkv, 3);
         for (int t = 0; t < T; t++) {
-            rope(s->q + (size_t)t * q_dim, c->n_heads, hd, s->rope_cos + (size_t)t * half, s->rope_sin + (size_t)t * half);
-            rope(s->k + (size_t)t * kv_dim, c->n_kv_heads, hd, s->rope_cos + (size_t)t * half, s->rope_sin + (size_t)t * half);
-            for (int g = 0; g < c->n_kv_heads; g++)
-                head_append(&s->heads[l * c->n_kv_heads + g], s->k + (size_t)t * kv_dim + (size_t)g * hd, s->v + (size_t)t * kv_dim + (size_t)g * hd, hd, T);
+            const float *cos_t = s->rope_cos + (size_t)t * half, *sin_t = s->rope_sin + (size_t)t * half;
+            float *q_t = s->q + (size_t)t * q_dim, *k_t = s->k + (size_t)t * kv_dim, *v_t = s->v + (size_t)t * kv_dim;
+            /* RoPE on the queries and keys */
+            rope(q_t, c->n_heads, hd, cos_t, sin_t);
+            rope(k_t, c->n_kv_heads, hd, cos_t, sin_t);
+            /* each KV head's key and value join its cache, as its policy says (head_append) */
+            for (int g = 0; g < c->n_kv_heads; g++) {
+                HeadCache *head = &s->heads[l * c->n_kv_heads + g];
+                head_append(head, k_t + (size_t)g * hd, v_t + (size_t)g * hd, hd, T);
+            }
         }
+        /* attention: every query head against what its KV head's cache holds, output into xb */
         AttentionJob job = {m, s, l, T};
         pool_run(attention_task, &job);
         if (s->probe) s->probe(s->probe_arg, s, l, (int)pos, T);
+        /* the output projection, and the residual */
         transpose_block(s->xt, s->xb, T, q_dim);
-        matmul(m, s->xb, s->xt, T, q_dim, (Product[]){{s->xb2, w->wo + L * dim * q_dim, dim}}, 1);
+        Product out[1] = {{s->xb2, wo, dim}};
+        matmul(m, s->xb, s->xt, T, q_dim, out, 1);
         for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
 
-        for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_ffn_weight + L * dim, dim, c->norm_eps);
+        /* ffn rmsnorm */
+        for (int t = 0; t < T; t++)
+            rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_ffn_weight + L * dim, dim, c->norm_eps);
+        /* the SwiGLU ffn: w2(silu(w1(x)) * w3(x)), then the residual */
         transpose_block(s->xt, s->xb, T, dim);
-        matmul(m, s->xb, s->xt, T, dim, (Product[]){{s->hb, w->w1 + L * hidden * dim, hidden}, {s->hb2, w->w3 + L * hidden * dim, hidden}}, 2);
+        Product up[2] = {{s->hb, w1, hidden}, {s->hb2, w3, hidden}};
+        matmul(m, s->xb, s->xt, T, dim, up, 2);
         swiglu(s->hb, s->hb2, (size_t)T * hidden);
         transpose_block(s->xt, s->hb, T, hidden);
-        matmul(m, s->hb, s->xt, T, hidden, (Product[]){{s->xb2, w->w2 + L * dim * hidden, dim}}, 1);
+        Product down[1] = {{s->xb2, w2, dim}};
+        matmul(m, s->hb, s->xt, T, hidden, down, 1);
         for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
     }
     s->n_tokens += T;
+
+    /* the final rmsnorm and the classifier, for the last token or for all */
     int first = all_logits ? 0 : T - 1;
-    for (int t = first; t < T; t++) rmsnorm(s->xb + (size_t)(t - first) * dim, s->x + (size_t)t * dim, w->rms_final_weight, dim, c->norm_eps);
+    for (int t = first; t < T; t++)
+        rmsnorm(s->xb + (size_t)(t - first) * dim, s->x + (size_t)t * dim, w->rms_final_weight, dim, c->norm_eps);
     transpose_block(s->xt, s->xb, T - first, dim);
-    matmul(m, s->xb, s->xt, T - first, dim, (Product[]){{s->logits, w->wcls, c->vocab_size}}, 1);
+    Product classifier[1] = {{s->logits, w->wcls, c->vocab_size}};
+    matmul(m, s->xb, s->xt, T - first, dim, classifier, 1);
     return s->logits;
 }
 
@@ -1867,7 +1958,7 @@ static int sample(Sampler *s, float *logits) {
 }
 
 /* ------------------------------------------------------------------------------------------------
- * 8. The head profiler (spec section 2): one forward pass over BOS + K distinct random ordinary tokens
+ * 8. The head profiler (the paper's section 3.2): one forward pass over BOS + K distinct random ordinary tokens
  * repeated 4 times, with exact causal attention. For every query head, the echo score is the
  * attention a token pays to its own earlier copies, the induction score the attention it pays to the
  * tokens that followed them, averaged over the rows of repeats 2..4. A KV head takes the max over its

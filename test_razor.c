@@ -467,6 +467,58 @@ static void test_tiled_attention(void) {
             }
         }
     check(worst <= 1e-5f, "tiled attention vs plain softmax over %d (head_dim, keys, queries) cases: max abs diff %g", cases, worst);
+    /* razor.c's own scalar definition, attention_reference, against the fast loop: with and without a
+     * compensation slot (in the first tile, or in a later one) */
+    float worst_ref = 0;
+    int ref_cases = 0;
+    for (size_t a = 0; a < sizeof head_dims / sizeof *head_dims; a++)
+        for (size_t b = 0; b < sizeof lengths / sizeof *lengths; b++)
+            for (int comp = -1; comp <= 1; comp++) {
+                int hd = head_dims[a], n_keys = lengths[b], n_q = n_keys < 7 ? n_keys : 7, first_visible = n_keys - n_q;
+                int comp_slot = comp < 0 ? -1 : comp == 0 ? 0 : n_keys / 2;
+                float comp_bias = comp < 0 ? 0 : logf(3.0f + n_keys);
+                size_t tiles = (n_keys + ATT_TILE_K - 1) / ATT_TILE_K;
+                float *q = random_tensor((size_t)n_q * hd, 2.0f, 0), *kt = random_tensor(tiles * hd * ATT_TILE_K, 2.0f, 0);
+                float *v = random_tensor((size_t)n_keys * hd, 1.0f, 0), *out = calloc((size_t)n_q * hd, sizeof(float));
+                float *ref = calloc((size_t)n_q * hd, sizeof(float)), *scratch = calloc(ATT_TILE_Q * (hd + 2), sizeof(float));
+                attention(out, hd, q, hd, n_q, kt, v, n_keys, first_visible, hd, scratch, comp_slot, comp_bias);
+                attention_reference(ref, hd, q, hd, n_q, kt, v, n_keys, first_visible, hd, comp_slot, comp_bias);
+                float d = max_abs_diff(out, ref, (size_t)n_q * hd);
+                if (d > worst_ref || d != d) worst_ref = d;
+                ref_cases++;
+                free(q); free(kt); free(v); free(out); free(ref); free(scratch);
+            }
+    check(worst_ref <= 1e-5f, "attention() vs razor.c's attention_reference() over %d cases, compensation slot included: max abs diff %g",
+          ref_cases, worst_ref);
+}
+
+/* move_slots shifts a window by a slot or two within the same head: overlapping ranges, both ways. */
+static void test_move_slots(void) {
+    int hd = 6, n = 40;
+    for (int shift = -3; shift <= 3; shift++) {
+        HeadCache h = {.slots = 2 * ATT_TILE_K};
+        h.key_tiles = calloc((size_t)h.slots * hd, sizeof(float));
+        h.values = calloc((size_t)h.slots * hd, sizeof(float));
+        float key[6], value[6];
+        for (int i = 0; i < h.slots; i++) {
+            for (int d = 0; d < hd; d++) key[d] = (float)(1000 * i + d), value[d] = (float)(-1000 * i - d);
+            /* slot i holds key 1000 i + d and value -(1000 i + d) */
+            float *tile = h.key_tiles + (size_t)(i / ATT_TILE_K) * hd * ATT_TILE_K;
+            for (int d = 0; d < hd; d++) tile[(size_t)d * ATT_TILE_K + i % ATT_TILE_K] = key[d];
+            memcpy(h.values + (size_t)i * hd, value, sizeof value);
+        }
+        int from = 10, to = from + shift, ok = 1;
+        move_slots(&h, to, from, n, hd);
+        for (int i = 0; i < n; i++) {
+            const float *tile = h.key_tiles + (size_t)((to + i) / ATT_TILE_K) * hd * ATT_TILE_K;
+            for (int d = 0; d < hd; d++)
+                ok &= tile[(size_t)d * ATT_TILE_K + (to + i) % ATT_TILE_K] == (float)(1000 * (from + i) + d) &&
+                      h.values[(size_t)(to + i) * hd + d] == (float)(-1000 * (from + i) - d);
+        }
+        check(ok, "move_slots by %d slots over an overlapping range keeps every key and value", shift);
+        free(h.key_tiles);
+        free(h.values);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1501,6 +1553,7 @@ int main(int argc, char **argv) {
     test_threads_same_numbers();
     test_bf16_weights();
     test_tiled_attention();
+    test_move_slots();
     test_compensation();
     test_cache_policies();
     test_profiler();
