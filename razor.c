@@ -178,14 +178,16 @@ static int check_config(const Config *c, const char *path) {
 #define REQUIRE(cond, ...) do { if (!(cond)) { char why[256]; snprintf(why, sizeof why, __VA_ARGS__); \
         return fail("%s: bad header: %s", path, why); } } while (0)
     REQUIRE(c->dim > 0 && c->dim <= MAX_DIM, "dim = %d (must be 1..%d)", c->dim, MAX_DIM);
-    REQUIRE(c->hidden_dim > 0 && c->hidden_dim <= MAX_HIDDEN, "hidden_dim = %d (must be 1..%d)", c->hidden_dim, MAX_HIDDEN);
+    REQUIRE(c->hidden_dim > 0 && c->hidden_dim <= MAX_HIDDEN, "hidden_dim = %d (must be 1..%d)", c->hidden_dim,
+            MAX_HIDDEN);
     REQUIRE(c->n_layers > 0 && c->n_layers <= MAX_LAYERS, "n_layers = %d (must be 1..%d)", c->n_layers, MAX_LAYERS);
     REQUIRE(c->n_heads > 0 && c->n_heads <= MAX_HEADS, "n_heads = %d (must be 1..%d)", c->n_heads, MAX_HEADS);
     REQUIRE(c->n_kv_heads > 0 && c->n_kv_heads <= c->n_heads && c->n_heads % c->n_kv_heads == 0,
             "n_kv_heads = %d (must divide n_heads = %d)", c->n_kv_heads, c->n_heads);
     REQUIRE(c->head_dim > 0 && c->head_dim <= MAX_HEAD_DIM && c->head_dim % 2 == 0,
             "head_dim = %d (must be even, 2..%d)", c->head_dim, MAX_HEAD_DIM);
-    REQUIRE(c->vocab_size > 0 && c->vocab_size <= MAX_VOCAB, "vocab_size = %d (must be 1..%d)", c->vocab_size, MAX_VOCAB);
+    REQUIRE(c->vocab_size > 0 && c->vocab_size <= MAX_VOCAB, "vocab_size = %d (must be 1..%d)", c->vocab_size,
+            MAX_VOCAB);
     REQUIRE(c->seq_len > 0 && c->seq_len <= MAX_SEQ_LEN, "seq_len = %d (must be 1..%d)", c->seq_len, MAX_SEQ_LEN);
     REQUIRE(c->bos_id >= 0 && c->bos_id < c->vocab_size, "bos_id = %d (vocab_size %d)", c->bos_id, c->vocab_size);
     REQUIRE(c->eos_id >= 0 && c->eos_id < c->vocab_size, "eos_id = %d (vocab_size %d)", c->eos_id, c->vocab_size);
@@ -194,9 +196,9 @@ static int check_config(const Config *c, const char *path) {
     REQUIRE(c->rope_scaling == 0 || c->rope_scaling == 1, "rope_scaling = %d (0 none, 1 llama3)", c->rope_scaling);
     if (c->rope_scaling == 1) {
         REQUIRE(isfinite(c->rope_factor) && c->rope_factor >= 1, "rope_factor = %g", c->rope_factor);
-        REQUIRE(isfinite(c->rope_low_freq_factor) && isfinite(c->rope_high_freq_factor) && c->rope_low_freq_factor > 0 &&
-                c->rope_high_freq_factor > c->rope_low_freq_factor, "rope low/high freq factors = %g/%g",
-                c->rope_low_freq_factor, c->rope_high_freq_factor);
+        REQUIRE(isfinite(c->rope_low_freq_factor) && isfinite(c->rope_high_freq_factor) &&
+                    c->rope_low_freq_factor > 0 && c->rope_high_freq_factor > c->rope_low_freq_factor,
+                "rope low/high freq factors = %g/%g", c->rope_low_freq_factor, c->rope_high_freq_factor);
         REQUIRE(c->rope_original_context > 0, "rope_original_context = %d", c->rope_original_context);
     }
 #undef REQUIRE
@@ -284,10 +286,12 @@ static int parse_header(Model *m, const unsigned char *h, size_t file_size, cons
     uint32_t magic = (uint32_t)read_i32(h);
     const unsigned char *dims = h; /* the 7 llama2.c ints */
     if (magic == RAZOR_MAGIC || magic == LLAMA2C_MAGIC) {
-        if (file_size < HEADER_BYTES) return fail("%s: truncated: %zu bytes, shorter than its %d-byte header", path, file_size, HEADER_BYTES);
+        if (file_size < HEADER_BYTES)
+            return fail("%s: truncated: %zu bytes, shorter than its %d-byte header", path, file_size, HEADER_BYTES);
         int version = read_i32(h + 4);
         if (magic == RAZOR_MAGIC) {
-            if (version != RAZOR_VERSION) return fail("%s: razor format version %d, this build reads version %d", path, version, RAZOR_VERSION);
+            if (version != RAZOR_VERSION)
+                return fail("%s: razor format version %d, this build reads version %d", path, version, RAZOR_VERSION);
             RazorHeader r;
             memcpy(&r, h, sizeof r);
             *c = (Config){r.dim, r.hidden_dim, r.n_layers, r.n_heads, r.n_kv_heads, r.head_dim, r.vocab_size, r.seq_len,
@@ -298,7 +302,9 @@ static int parse_header(Model *m, const unsigned char *h, size_t file_size, cons
             m->format = FORMAT_RAZOR;
             return check_config(c, path);
         }
-        if (version != 1) return fail("%s: llama2.c file version %d is not supported (razor reads versions 0 and 1, float32)", path, version);
+        if (version != 1)
+            return fail("%s: llama2.c file version %d is not supported (razor reads versions 0 and 1, float32)", path,
+                        version);
         dims = h + 8;
         c->shared_classifier = h[36];
         if (c->shared_classifier > 1) return fail("%s: bad header: shared_classifier = %d", path, c->shared_classifier);
@@ -323,7 +329,9 @@ static int parse_header(Model *m, const unsigned char *h, size_t file_size, cons
             char why[sizeof error_message];
             const char *reason = strstr(error_message, "bad header: ");
             snprintf(why, sizeof why, "%s", reason ? reason + 12 : "");
-            return fail("%s: not a model file: no razor or llama2.c magic, and not a valid llama2.c version 0 header (%s)", path, why);
+            return fail(
+                "%s: not a model file: no razor or llama2.c magic, and not a valid llama2.c version 0 header (%s)",
+                path, why);
         }
         return -1;
     }
@@ -372,7 +380,8 @@ int model_to_bf16(Model *m) {
     for (size_t i = 0; i < m->n_weights; i++) {
         uint32_t u;
         memcpy(&u, m->weights_start + i, 4);
-        if ((u & 0x7f800000) == 0x7f800000) m->bf16[i] = (uint16_t)((u >> 16) | ((u & 0xffff) ? 0x40 : 0)); /* inf, NaN stay so */
+        if ((u & 0x7f800000) == 0x7f800000)
+            m->bf16[i] = (uint16_t)((u >> 16) | ((u & 0xffff) ? 0x40 : 0)); /* inf, NaN stay so */
         else m->bf16[i] = (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
     }
     return 0;
@@ -423,7 +432,8 @@ static void *pool_worker(void *p) {
             if (spins < 64 * SPINS) { sched_yield(); continue; } /* on a busy machine, let others run */
             pthread_mutex_lock(&pool.lock);
             pool.sleepers++;
-            while (atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop)) pthread_cond_wait(&pool.wake, &pool.lock);
+            while (atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop))
+                pthread_cond_wait(&pool.wake, &pool.lock);
             pool.sleepers--;
             pthread_mutex_unlock(&pool.lock);
         }
@@ -519,15 +529,17 @@ static inline vecf wload(const void *w, size_t i, int BF16) {
     memcpy(&f, &u, sizeof f);
     return f;
 }
-static inline float wget(const void *w, size_t i, int BF16) { return BF16 ? bf16_to_f32(((const uint16_t *)w)[i]) : ((const float *)w)[i]; }
+static inline float wget(const void *w, size_t i, int BF16) {
+    return BF16 ? bf16_to_f32(((const uint16_t *)w)[i]) : ((const float *)w)[i];
+}
 
 /* Three matmul kernels: dot_row for one token, dot_tile for a few, block_tile for a block. Weights are
  * row-major (d, n), as the file stores them.
  *
  * dot_tile, for a few tokens (2 to 15: a short chat turn, a prompt's last block):
- * out[c * out_stride + r] = dot(w row r, x row c) for R weight rows and C tokens (R, C <= DOT_TILE), vectorised along n, so that with R, C > 1 every value loaded
- * is used several times. Called with constant R and C, it compiles to an unrolled block of
- * accumulators. */
+ * out[c * out_stride + r] = dot(w row r, x row c) for R weight rows and C tokens (R, C <= DOT_TILE),
+ * vectorised along n, so that with R, C > 1 every value loaded is used several times. Called with
+ * constant R and C, it compiles to an unrolled block of accumulators. */
 static inline __attribute__((always_inline)) void dot_tile(float *out, size_t out_stride, const float *x,
                                                            const void *w, int n, int R, int C, int BF16) {
     vecf acc[DOT_TILE][DOT_TILE];
@@ -561,7 +573,8 @@ static inline __attribute__((always_inline)) void dot_tile(float *out, size_t ou
 static inline vecf pair_dot(const uint16_t *w, const float *x_pairs, vecf acc) {
     vecu pair, lo, hi;
     memcpy(&pair, w, sizeof pair);
-    lo = pair << 16, hi = pair & 0xffff0000u;
+    lo = pair << 16;
+    hi = pair & 0xffff0000u;
     vecf even, odd;
     memcpy(&even, &lo, sizeof even), memcpy(&odd, &hi, sizeof odd);
     return acc + even * vload(x_pairs) + odd * vload(x_pairs + VEC);
@@ -608,8 +621,8 @@ static void pair_inputs(float *x_pairs, const float *x, int n) {
  * accumulators, in registers). The accumulators continue from acc (R x BLOCK_TILE_V vectors) unless
  * j0 = 0, and are stored back there. xt is one token tile of the transposed block, (n, BLOCK_TILE_T). */
 #define BLOCK_TILE_T (BLOCK_TILE_V * VEC)
-static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const float *xt, const void *w, int n, int i0,
-                                                             int j0, int j1, int R, int BF16) {
+static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const float *xt, const void *w, int n,
+                                                             int i0, int j0, int j1, int R, int BF16) {
     vecf acc[BLOCK_TILE_R][BLOCK_TILE_V];
     for (int r = 0; r < R; r++)
         for (int v = 0; v < BLOCK_TILE_V; v++) acc[r][v] = j0 ? acc_io[r * BLOCK_TILE_V + v] : (vecf){0};
@@ -630,12 +643,12 @@ static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const
  * in L1 while every row of the chunk uses it. */
 #define BLOCK_ROWS (16 * BLOCK_TILE_R)
 #define BLOCK_J 64
-static inline __attribute__((always_inline)) void block_rows(float *out, const float *xt, const void *w, int n, int d, int T,
-                                                             int i0, int i1, int t0, int BF16) {
+static inline __attribute__((always_inline)) void block_rows(float *out, const float *xt, const void *w, int n, int d,
+                                                             int T, int i0, int i1, int t0, int BF16) {
     vecf acc[BLOCK_ROWS * BLOCK_TILE_V];
     const float *tile = xt + (size_t)t0 * n;
     for (int j0 = 0; j0 < n; j0 += BLOCK_J) {
-        int j1 = j0 + BLOCK_J < n ? j0 + BLOCK_J : n, i = i0;
+        int j1 = min_int(j0 + BLOCK_J, n), i = i0;
         for (; i + BLOCK_TILE_R <= i1; i += BLOCK_TILE_R)
             block_tile(acc + (i - i0) * BLOCK_TILE_V, tile, w, n, i, j0, j1, BLOCK_TILE_R, BF16);
         for (; i < i1; i++) block_tile(acc + (i - i0) * BLOCK_TILE_V, tile, w, n, i, j0, j1, 1, BF16);
@@ -667,7 +680,8 @@ static inline __attribute__((always_inline)) void matmul_part(const Matmul *a, i
         split((size_t)a->d, BLOCK_TILE_R, thread, n_threads, &begin, &end);
         for (int t0 = 0; t0 < a->T; t0 += BLOCK_TILE_T)
             for (i = begin; i < end; i += BLOCK_ROWS)
-                block_rows(a->out, a->xt, a->w, a->n, a->d, a->T, (int)i, (int)(i + BLOCK_ROWS < end ? i + BLOCK_ROWS : end), t0, BF16);
+                block_rows(a->out, a->xt, a->w, a->n, a->d, a->T, (int)i,
+                           (int)(i + BLOCK_ROWS < end ? i + BLOCK_ROWS : end), t0, BF16);
         return;
     }
     split((size_t)a->d, DOT_TILE, thread, n_threads, &begin, &end);
@@ -680,11 +694,13 @@ static inline __attribute__((always_inline)) void matmul_part(const Matmul *a, i
         int t = 0;
         for (; t + DOT_TILE <= a->T; t += DOT_TILE)
             dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, w, a->n, DOT_TILE, DOT_TILE, BF16);
-        for (; t < a->T; t++) dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, w, a->n, DOT_TILE, 1, BF16);
+        for (; t < a->T; t++)
+            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, w, a->n, DOT_TILE, 1, BF16);
     }
     for (; i < end; i++)
         for (int t = 0; t < a->T; t++)
-            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, weight_row(a, i, BF16), a->n, 1, 1, BF16);
+            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, weight_row(a, i, BF16), a->n, 1, 1,
+                     BF16);
 }
 
 typedef struct { Matmul mat[3]; int n; } Matmuls;
@@ -710,7 +726,8 @@ static void transpose_task(void *arg, int thread, int n_threads) {
         for (size_t j0 = 0; j0 < n; j0 += 16) /* 16 inputs at a time: whole cache lines in and out */
             for (size_t k = 0; k < BLOCK_TILE_T; k++) {
                 size_t t = tile * BLOCK_TILE_T + k;
-                for (size_t j = j0; j < j0 + 16 && j < n; j++) xt[j * BLOCK_TILE_T + k] = t < (size_t)a->T ? a->x[t * n + j] : 0;
+                for (size_t j = j0; j < j0 + 16 && j < n; j++)
+                    xt[j * BLOCK_TILE_T + k] = t < (size_t)a->T ? a->x[t * n + j] : 0;
             }
     }
 }
@@ -800,9 +817,10 @@ static void swiglu(float *hb, const float *hb2, size_t n) {
  * what was summed under the old max if this tile holds a larger score, then exp and the weighted sum
  * of the values. comp_at: the compensation slot's place in this tile (outside [0, ATT_TILE_K): not
  * here); its score gets + comp_bias = ln(N_d). */
-static inline __attribute__((always_inline)) void attend_tile(const float *const *q, const int *n_seen, float *m, float *l,
-                                                              float *acc, const float *kt, const float *vt, int head_dim,
-                                                              float scale, int comp_at, float comp_bias, int NB) {
+static inline __attribute__((always_inline)) void attend_tile(const float *const *q, const int *n_seen, float *m,
+                                                              float *l, float *acc, const float *kt, const float *vt,
+                                                              int head_dim, float scale, int comp_at, float comp_bias,
+                                                              int NB) {
     enum { KV = ATT_TILE_K / VEC };
     vecf sv[ATT_QUERIES][KV];
     for (int b = 0; b < NB; b++)
@@ -874,8 +892,9 @@ static inline __attribute__((always_inline)) void attend_tile(const float *const
  * mask, capped at n_keys): the score of key j is q . k_j / sqrt(head_dim), plus ln(N_d) for the
  * compensation slot (see compensation_bias); out = softmax(scores) . values. Keys are in the cache's
  * tiled layout, values (n_keys, head_dim). */
-void attention_reference(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *key_tiles,
-                         const float *values, int n_keys, int first_visible, int head_dim, int comp_slot, float comp_bias) {
+void attention_reference(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q,
+                         const float *key_tiles, const float *values, int n_keys, int first_visible, int head_dim,
+                         int comp_slot, float comp_bias) {
     float *score = xcalloc((size_t)n_keys, sizeof(float));
     for (int i = 0; i < n_q; i++) {
         const float *qi = q + (size_t)i * q_stride;
@@ -904,9 +923,9 @@ void attention_reference(float *out, size_t out_stride, const float *q, size_t q
 
 /* THE attention loop: attention_reference, tiled and vectorised. Flash-attention style: for each
  * query, walk the keys in tiles of ATT_TILE_K, keeping a running max m, a running sum l of
- * exp(score - m) and an accumulator of the weighted values, rescaled whenever m grows (attend_tile). No score row of length seq_len ever exists. A tile
- * of ATT_TILE_Q queries shares each tile of keys while it sits in L1, ATT_QUERIES of them at a time.
- * Used for the prompt and for generation alike.
+ * exp(score - m) and an accumulator of the weighted values, rescaled whenever m grows (attend_tile).
+ * No score row of length seq_len ever exists. A tile of ATT_TILE_Q queries shares each tile of keys
+ * while it sits in L1, ATT_QUERIES of them at a time. Used for the prompt and for generation alike.
  *   q          (n_q, q_stride): query i at q + i * q_stride, head_dim floats
  *   key_tiles  (n_keys / ATT_TILE_K rounded up, head_dim, ATT_TILE_K): one head's keys, stored
  *              transposed tile by tile, so a query meets a whole tile with head_dim vector FMAs
@@ -921,28 +940,30 @@ void attention(float *out, size_t out_stride, const float *q, size_t q_stride, i
                float comp_bias) {
     const float scale = 1.0f / sqrtf((float)head_dim);
     for (int q0 = 0; q0 < n_q; q0 += ATT_TILE_Q) {
-        int nq = n_q - q0 < ATT_TILE_Q ? n_q - q0 : ATT_TILE_Q;
+        int nq = min_int(n_q - q0, ATT_TILE_Q);
         float *m = scratch, *l = scratch + ATT_TILE_Q, *acc = scratch + 2 * ATT_TILE_Q; /* acc (nq, head_dim) */
         for (int i = 0; i < nq; i++) m[i] = -INFINITY, l[i] = 0;
         memset(acc, 0, (size_t)nq * head_dim * sizeof(float));
-        int last_visible = first_visible + q0 + nq < n_keys ? first_visible + q0 + nq : n_keys;
+        int last_visible = min_int(first_visible + q0 + nq, n_keys);
         for (int k0 = 0; k0 < last_visible; k0 += ATT_TILE_K) {
-            const float *kt = key_tiles + (size_t)(k0 / ATT_TILE_K) * head_dim * ATT_TILE_K, *vt = values + (size_t)k0 * head_dim;
+            const float *kt = key_tiles + (size_t)(k0 / ATT_TILE_K) * head_dim * ATT_TILE_K,
+                        *vt = values + (size_t)k0 * head_dim;
             for (int i = 0; i < nq; i += ATT_QUERIES) {
-                int nb = nq - i < ATT_QUERIES ? nq - i : ATT_QUERIES, n_seen[ATT_QUERIES];
+                int nb = min_int(nq - i, ATT_QUERIES), n_seen[ATT_QUERIES];
                 const float *qb[ATT_QUERIES];
                 for (int b = 0; b < nb; b++) {
-                    int visible = first_visible + q0 + i + b + 1 < n_keys ? first_visible + q0 + i + b + 1 : n_keys;
-                    n_seen[b] = visible - k0 < ATT_TILE_K ? visible - k0 : ATT_TILE_K;
+                    int visible = min_int(first_visible + q0 + i + b + 1, n_keys);
+                    n_seen[b] = min_int(visible - k0, ATT_TILE_K);
                     qb[b] = q + (size_t)(q0 + i + b) * q_stride;
                 }
                 if (n_seen[nb - 1] <= 0) continue; /* (the last query of the group sees the most) */
                 if (nb == ATT_QUERIES)
-                    attend_tile(qb, n_seen, m + i, l + i, acc + (size_t)i * head_dim, kt, vt, head_dim, scale, comp_slot - k0, comp_bias, ATT_QUERIES);
+                    attend_tile(qb, n_seen, m + i, l + i, acc + (size_t)i * head_dim, kt, vt, head_dim, scale,
+                                comp_slot - k0, comp_bias, ATT_QUERIES);
                 else
                     for (int b = 0; b < nb; b++)
-                        attend_tile(qb + b, n_seen + b, m + i + b, l + i + b, acc + (size_t)(i + b) * head_dim, kt, vt, head_dim, scale,
-                                    comp_slot - k0, comp_bias, 1);
+                        attend_tile(qb + b, n_seen + b, m + i + b, l + i + b, acc + (size_t)(i + b) * head_dim, kt, vt,
+                                    head_dim, scale, comp_slot - k0, comp_bias, 1);
             }
         }
         for (int i = 0; i < nq; i++) {
@@ -974,7 +995,8 @@ static void choose_policy(HeadCache *h, Policy policy, int is_retrieval_head, in
 static void reserve_slots(HeadCache *h, int slots, int hd) {
     slots = round_to_tile(slots);
     if (slots == h->slots) return;
-    float *k = realloc(h->key_tiles, (size_t)slots * hd * sizeof(float)), *v = k ? realloc(h->values, (size_t)slots * hd * sizeof(float)) : NULL;
+    float *k = realloc(h->key_tiles, (size_t)slots * hd * sizeof(float)),
+          *v = k ? realloc(h->values, (size_t)slots * hd * sizeof(float)) : NULL;
     if (!k || !v) { fprintf(stderr, "razor: out of memory for the KV cache\n"); exit(1); }
     h->key_tiles = k;
     h->values = v;
@@ -1050,7 +1072,8 @@ void move_slots(HeadCache *h, int to, int from, int n, int hd) {
 static void unroll_ring(HeadCache *h, int hd) {
     if (h->ring_start == 0) return;
     int ws = window_start(h), n_window = h->n - ws;
-    float *keys = xcalloc((size_t)n_window * hd, sizeof(float)), *values = xcalloc((size_t)n_window * hd, sizeof(float));
+    float *keys = xcalloc((size_t)n_window * hd, sizeof(float)),
+          *values = xcalloc((size_t)n_window * hd, sizeof(float));
     for (int i = 0; i < n_window; i++) {
         int slot = ws + (h->ring_start + i) % n_window;
         get_key(h, slot, keys + (size_t)i * hd, hd);
@@ -1107,16 +1130,19 @@ void head_compress(HeadCache *h, int window, int hd) {
 
 /* The bytes of keys and values a head holds. */
 size_t head_bytes(const HeadCache *h, int hd) {
-    int slots = h->n - (h->compensate && h->compressed && h->n_dropped == 0); /* an unused compensation slot does not count */
+    int slots =
+        h->n - (h->compensate && h->compressed && h->n_dropped == 0); /* an unused compensation slot does not count */
     return (size_t)slots * hd * 2 * sizeof(float);
 }
 
 int build_runstate(RunState *s, const Model *m, int capacity, int max_block, const CacheConfig *cache) {
     const Config *c = &m->config;
     memset(s, 0, sizeof *s);
-    if (capacity < 1 || capacity > c->seq_len) return fail("context of %d tokens asked for, the model holds %d", capacity, c->seq_len);
+    if (capacity < 1 || capacity > c->seq_len)
+        return fail("context of %d tokens asked for, the model holds %d", capacity, c->seq_len);
     if (max_block > capacity) max_block = capacity;
-    size_t B = (size_t)max_block, q_dim = (size_t)c->n_heads * c->head_dim, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
+    size_t B = (size_t)max_block, q_dim = (size_t)c->n_heads * c->head_dim,
+           kv_dim = (size_t)c->n_kv_heads * c->head_dim;
     size_t xb_dim = q_dim > (size_t)c->dim ? q_dim : (size_t)c->dim;
     s->max_block = max_block;
     s->x = xcalloc(B * c->dim, sizeof(float));
@@ -1148,7 +1174,8 @@ int build_runstate(RunState *s, const Model *m, int capacity, int max_block, con
         if (!h->key_tiles || !h->values) {
             s->n_heads = i + 1;
             free_runstate(s);
-            return fail("cannot allocate %.1f MB for the KV cache (%d tokens)", 2.0 * n_heads * capacity * c->head_dim * sizeof(float) / 1e6, capacity);
+            return fail("cannot allocate %.1f MB for the KV cache (%d tokens)",
+                        2.0 * n_heads * capacity * c->head_dim * sizeof(float) / 1e6, capacity);
         }
     }
     s->n_heads = n_heads;
@@ -1193,12 +1220,13 @@ static void attention_task(void *arg, int thread, int n_threads) {
     int tiles = (a->T + ATT_TILE_Q - 1) / ATT_TILE_Q, group = c->n_heads / c->n_kv_heads;
     float *scratch = s->att_scratch + (size_t)thread * ATT_TILE_Q * (c->head_dim + 2);
     for (int job = thread; job < c->n_heads * tiles; job += n_threads) {
-        int h = job / tiles, q0 = (job % tiles) * ATT_TILE_Q, nq = a->T - q0 < ATT_TILE_Q ? a->T - q0 : ATT_TILE_Q;
+        int h = job / tiles, q0 = (job % tiles) * ATT_TILE_Q, nq = min_int(a->T - q0, ATT_TILE_Q);
         const HeadCache *hc = &s->heads[a->layer * c->n_kv_heads + h / group];
         int comp_slot = compensation_slot(hc);
         float comp_bias = compensation_bias(hc);
-        attention(s->xb + q0 * q_dim + (size_t)h * c->head_dim, q_dim, s->q + q0 * q_dim + (size_t)h * c->head_dim, q_dim, nq,
-                  hc->key_tiles, hc->values, hc->n, hc->n - a->T + q0, c->head_dim, scratch, comp_slot, comp_bias);
+        attention(s->xb + q0 * q_dim + (size_t)h * c->head_dim, q_dim, s->q + q0 * q_dim + (size_t)h * c->head_dim,
+                  q_dim, nq, hc->key_tiles, hc->values, hc->n, hc->n - a->T + q0, c->head_dim, scratch, comp_slot,
+                  comp_bias);
     }
 }
 
@@ -1287,7 +1315,7 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
 float *forward(const Model *m, RunState *s, const int *tokens, int n, LogitsSink sink, void *sink_arg) {
     float *logits = NULL;
     for (int i = 0; i < n; i += s->max_block) {
-        int T = n - i < s->max_block ? n - i : s->max_block;
+        int T = min_int(n - i, s->max_block);
         logits = forward_block(m, s, tokens + i, T, sink != NULL);
         if (sink && sink(sink_arg, logits, T, m->config.vocab_size) != 0) return NULL;
         if (sink) logits += (size_t)(T - 1) * m->config.vocab_size;
@@ -1341,7 +1369,9 @@ static size_t table_size(int n) {
 }
 
 static int is_byte_piece(const char *p, int len, int *byte) {
-    if (len != 6 || memcmp(p, "<0x", 3) != 0 || p[5] != '>' || !isxdigit((unsigned char)p[3]) || !isxdigit((unsigned char)p[4])) return 0;
+    if (len != 6 || memcmp(p, "<0x", 3) != 0 || p[5] != '>' || !isxdigit((unsigned char)p[3]) ||
+        !isxdigit((unsigned char)p[4]))
+        return 0;
     char hex[3] = {p[3], p[4], 0};
     *byte = (int)strtol(hex, NULL, 16);
     return 1;
@@ -1365,8 +1395,10 @@ static void add_piece(Tokenizer *t, int id) {
 
 /* The slot of the merge of a and b (RZTK), or the empty slot where it would go. */
 static size_t merge_slot(const Tokenizer *t, int a, int b) {
-    size_t slot = ((uint64_t)(uint32_t)a * 0x9E3779B97F4A7C15ull ^ (uint32_t)b) * 0xBF58476D1CE4E5B9ull >> 20 & t->merge_mask;
-    while (t->merges[slot].left >= 0 && (t->merges[slot].left != a || t->merges[slot].right != b)) slot = (slot + 1) & t->merge_mask;
+    size_t slot =
+        ((uint64_t)(uint32_t)a * 0x9E3779B97F4A7C15ull ^ (uint32_t)b) * 0xBF58476D1CE4E5B9ull >> 20 & t->merge_mask;
+    while (t->merges[slot].left >= 0 && (t->merges[slot].left != a || t->merges[slot].right != b))
+        slot = (slot + 1) & t->merge_mask;
     return slot;
 }
 
@@ -1376,7 +1408,11 @@ static int utf8_char(const unsigned char *s, size_t n, int *c) {
     int len = s[0] < 0x80 ? 1 : s[0] < 0xC2 ? 0 : s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : s[0] < 0xF5 ? 4 : 0;
     int v = len == 1 ? s[0] : s[0] & (0x7F >> len);
     for (int k = 1; k < len && v >= 0; k++) v = (size_t)k < n && (s[k] & 0xC0) == 0x80 ? v << 6 | (s[k] & 0x3F) : -1;
-    if (len == 0 || v < 0 || (len == 3 && (v < 0x800 || (v >= 0xD800 && v < 0xE000))) || (len == 4 && (v < 0x10000 || v > 0x10FFFF))) len = 1, v = -1;
+    if (len == 0 || v < 0 || (len == 3 && (v < 0x800 || (v >= 0xD800 && v < 0xE000))) ||
+        (len == 4 && (v < 0x10000 || v > 0x10FFFF))) {
+        len = 1;
+        v = -1;
+    }
     *c = v;
     return len;
 }
@@ -1396,33 +1432,48 @@ enum { S_BASE = 0xAC00, L_BASE = 0x1100, V_BASE = 0x1161, T_BASE = 0x11A7, L_COU
  * (fail says why) for a section whose counts, order or values are bad. */
 static int load_nfc_tables(NfcTables *t, const char *data, size_t size, size_t *at, int n_words) {
     memset(t, 0, sizeof *t);
-    if (n_words < 4 || (size - *at) / 4 < (size_t)n_words) return fail("nfc section: %d words, bad or past the end", n_words);
+    if (n_words < 4 || (size - *at) / 4 < (size_t)n_words)
+        return fail("nfc section: %d words, bad or past the end", n_words);
     const unsigned char *p = (const unsigned char *)data + *at;
     int *w = xcalloc((size_t)n_words, sizeof(int)); /* one block: the tables point into it */
     for (int i = 0; i < n_words; i++) w[i] = read_i32(p + 4 * (size_t)i);
     int n_ccc = w[0], n_decomp = w[1], n_comp = w[2], n_pool = w[3];
     if (n_ccc < 0 || n_decomp < 0 || n_comp < 0 || n_pool < 0 ||
-        4 + 3 * ((int64_t)n_ccc + n_decomp + n_comp) + n_pool != n_words) { free(w); return fail("nfc section: bad counts"); }
-    t->n_ccc = n_ccc, t->n_decomp = n_decomp, t->n_comp = n_comp;
+        4 + 3 * ((int64_t)n_ccc + n_decomp + n_comp) + n_pool != n_words) {
+        free(w);
+        return fail("nfc section: bad counts");
+    }
+    t->n_ccc = n_ccc;
+    t->n_decomp = n_decomp;
+    t->n_comp = n_comp;
     t->ccc = xcalloc((size_t)n_ccc + 1, sizeof(CodeRange));
-    t->decomp = w + 4 + 3 * n_ccc, t->comp = t->decomp + 3 * n_decomp, t->pool = t->comp + 3 * n_comp;
+    t->decomp = w + 4 + 3 * n_ccc;
+    t->comp = t->decomp + 3 * n_decomp;
+    t->pool = t->comp + 3 * n_comp;
     for (int i = 0; i < n_ccc; i++) t->ccc[i] = (CodeRange){w[4 + 3 * i], w[5 + 3 * i], w[6 + 3 * i]};
     int ok = 1;
     for (int i = 0; i < n_ccc; i++) {
         CodeRange r = t->ccc[i];
-        ok &= r.first >= 0 && r.first <= r.last && r.last <= 0x10FFFF && r.value >= 1 && r.value <= 254 && (i == 0 || r.first > t->ccc[i - 1].last);
+        ok &= r.first >= 0 && r.first <= r.last && r.last <= 0x10FFFF && r.value >= 1 && r.value <= 254 &&
+              (i == 0 || r.first > t->ccc[i - 1].last);
     }
     for (int i = 0; i < n_pool; i++) ok &= t->pool[i] >= 0 && t->pool[i] <= 0x10FFFF;
     for (int i = 0; i < n_decomp; i++) {
         int *d = t->decomp + 3 * i;
-        ok &= d[0] >= 0 && d[0] <= 0x10FFFF && (i == 0 || d[0] > d[-3]) && d[2] >= 1 && d[2] <= 4 && d[1] >= 0 && d[1] <= n_pool - d[2];
+        ok &= d[0] >= 0 && d[0] <= 0x10FFFF && (i == 0 || d[0] > d[-3]) && d[2] >= 1 && d[2] <= 4 && d[1] >= 0 &&
+              d[1] <= n_pool - d[2];
     }
     for (int i = 0; i < n_comp; i++) {
         int *c = t->comp + 3 * i;
         ok &= c[0] >= 0 && c[1] >= 0 && c[2] >= 0 && c[0] <= 0x10FFFF && c[1] <= 0x10FFFF && c[2] <= 0x10FFFF &&
               (i == 0 || c[0] > c[-3] || (c[0] == c[-3] && c[1] > c[-2]));
     }
-    if (!ok) { free(t->ccc); free(w); memset(t, 0, sizeof *t); return fail("nfc section: a table is out of order or has a bad value"); }
+    if (!ok) {
+        free(t->ccc);
+        free(w);
+        memset(t, 0, sizeof *t);
+        return fail("nfc section: a table is out of order or has a bad value");
+    }
     *at += 4 * (size_t)n_words;
     return 0;
 }
@@ -1481,7 +1532,8 @@ static char *nfc_normalize(const NfcTables *t, const char *text, size_t n, size_
         const int *e = c >= 0 ? nfc_find(t->decomp, t->n_decomp, c, 0, 0) : NULL;
         if (c >= S_BASE && c < S_BASE + S_COUNT) {
             int s = c - S_BASE;
-            d[m++] = L_BASE + s / N_COUNT, d[m++] = V_BASE + s % N_COUNT / T_COUNT;
+            d[m++] = L_BASE + s / N_COUNT;
+            d[m++] = V_BASE + s % N_COUNT / T_COUNT;
             if (s % T_COUNT) d[m++] = T_BASE + s % T_COUNT;
         } else if (e) {
             for (int k = 0; k < e[2]; k++) d[m++] = t->pool[e[1] + k];
@@ -1504,12 +1556,15 @@ static char *nfc_normalize(const NfcTables *t, const char *text, size_t n, size_
     int out = 0, starter = -1, last_cls = 0;
     for (int i = 0; i < m; i++) {
         int cc = cls[i], comp;
-        if (starter >= 0 && (out == starter + 1 || (last_cls != 0 && last_cls < cc)) && (comp = nfc_compose(t, d[starter], d[i])) >= 0) {
+        if (starter >= 0 && (out == starter + 1 || (last_cls != 0 && last_cls < cc)) &&
+            (comp = nfc_compose(t, d[starter], d[i])) >= 0) {
             d[starter] = comp;
             continue;
         }
         if (cc == 0) starter = out;
-        last_cls = cc, d[out] = d[i], cls[out++] = (unsigned char)cc;
+        last_cls = cc;
+        d[out] = d[i];
+        cls[out++] = (unsigned char)cc;
     }
     /* back to UTF-8 */
     char *s = xcalloc(4 * (size_t)out + 1, 1);
@@ -1518,9 +1573,12 @@ static char *nfc_normalize(const NfcTables *t, const char *text, size_t n, size_
         unsigned v = (unsigned)d[i];
         if (d[i] < 0) s[k++] = (char)(-1 - d[i]);
         else if (v < 0x80) s[k++] = (char)v;
-        else if (v < 0x800) s[k++] = (char)(0xC0 | v >> 6), s[k++] = (char)(0x80 | (v & 63));
-        else if (v < 0x10000) s[k++] = (char)(0xE0 | v >> 12), s[k++] = (char)(0x80 | (v >> 6 & 63)), s[k++] = (char)(0x80 | (v & 63));
-        else s[k++] = (char)(0xF0 | v >> 18), s[k++] = (char)(0x80 | (v >> 12 & 63)), s[k++] = (char)(0x80 | (v >> 6 & 63)), s[k++] = (char)(0x80 | (v & 63));
+        else { /* UTF-8: a lead byte that says the length, then 6 bits per continuation byte */
+            static const int lead[4] = {0, 0xC0, 0xE0, 0xF0};
+            int n_more = v < 0x800 ? 1 : v < 0x10000 ? 2 : 3;
+            s[k++] = (char)(lead[n_more] | v >> 6 * n_more);
+            for (int shift = 6 * (n_more - 1); shift >= 0; shift -= 6) s[k++] = (char)(0x80 | (v >> shift & 63));
+        }
     }
     free(d); free(key); free(cls);
     *out_len = k;
@@ -1540,12 +1598,16 @@ static int load_rztk(Tokenizer *t, const char *path, size_t size) {
     const char *d = t->data;
     size_t at = 40;
     int file_vocab = read_i32((const unsigned char *)d + 8), n_merges = read_i32((const unsigned char *)d + 28);
-    t->regex = read_i32((const unsigned char *)d + 20), t->flags = read_i32((const unsigned char *)d + 24);
-    t->n_classes = read_i32((const unsigned char *)d + 32), t->n_nfc = read_i32((const unsigned char *)d + 36);
-    if (read_i32((const unsigned char *)d + 4) != 1) BAD("%s: RZTK version %d, this build reads 1", path, read_i32((const unsigned char *)d + 4));
-    if (file_vocab < 256 || file_vocab > t->vocab_size) BAD("%s: has %d tokens, the model's vocabulary has %d", path, file_vocab, t->vocab_size);
-    if (t->regex < REGEX_LLAMA3 || t->regex > REGEX_QWEN2 || (t->flags & ~7) || n_merges < 0 || t->n_classes < 0 || t->n_nfc < 0 ||
-        (!(t->flags & NFC) && t->n_nfc != 0))
+    t->regex = read_i32((const unsigned char *)d + 20);
+    t->flags = read_i32((const unsigned char *)d + 24);
+    t->n_classes = read_i32((const unsigned char *)d + 32);
+    t->n_nfc = read_i32((const unsigned char *)d + 36);
+    if (read_i32((const unsigned char *)d + 4) != 1)
+        BAD("%s: RZTK version %d, this build reads 1", path, read_i32((const unsigned char *)d + 4));
+    if (file_vocab < 256 || file_vocab > t->vocab_size)
+        BAD("%s: has %d tokens, the model's vocabulary has %d", path, file_vocab, t->vocab_size);
+    if (t->regex < REGEX_LLAMA3 || t->regex > REGEX_QWEN2 || (t->flags & ~7) || n_merges < 0 || t->n_classes < 0 ||
+        t->n_nfc < 0 || (!(t->flags & NFC) && t->n_nfc != 0))
         BAD("%s: bad header", path);
     t->type = xcalloc((size_t)t->vocab_size, 1);
     t->added = xcalloc((size_t)t->vocab_size, sizeof(int));
@@ -1555,7 +1617,8 @@ static int load_rztk(Tokenizer *t, const char *path, size_t size) {
         at += 5;
         if (len < 0 || (size_t)len > size - at || t->type[i] > 7 || (len == 0 && (t->type[i] & SPLIT_OUT)))
             BAD("%s: token %d: bad length %d or type %d", path, i, (int)len, t->type[i]);
-        t->piece[i] = d + at, t->length[i] = len;
+        t->piece[i] = d + at;
+        t->length[i] = len;
         at += (size_t)len;
         if (t->type[i] & SPLIT_OUT) t->added[t->n_added++] = i;
         if (!(t->type[i] & IN_VOCAB)) continue;
@@ -1564,14 +1627,16 @@ static int load_rztk(Tokenizer *t, const char *path, size_t size) {
     }
     for (int b = 0; b < 256; b++) if (t->byte_token[b] < 0) BAD("%s: no token for byte 0x%02x", path, b);
     if (size - at != 12 * ((size_t)n_merges + (size_t)t->n_classes) + 4 * (size_t)t->n_nfc)
-        BAD("%s: %zu bytes after the tokens, not %d merges, %d ranges and %d NFC words", path, size - at, n_merges, t->n_classes, t->n_nfc);
+        BAD("%s: %zu bytes after the tokens, not %d merges, %d ranges and %d NFC words", path, size - at, n_merges,
+            t->n_classes, t->n_nfc);
     t->merge_mask = table_size(n_merges) - 1;
     t->merges = xcalloc(t->merge_mask + 1, sizeof(Merge));
     for (size_t s = 0; s <= t->merge_mask; s++) t->merges[s].left = -1;
     for (int r = 0; r < n_merges; r++, at += 12) {
         const unsigned char *p = (const unsigned char *)d + at;
         Merge m = {read_i32(p), read_i32(p + 4), r, read_i32(p + 8)};
-        if ((unsigned)m.left >= (unsigned)file_vocab || (unsigned)m.right >= (unsigned)file_vocab || (unsigned)m.result >= (unsigned)file_vocab)
+        if ((unsigned)m.left >= (unsigned)file_vocab || (unsigned)m.right >= (unsigned)file_vocab ||
+            (unsigned)m.result >= (unsigned)file_vocab)
             BAD("%s: merge %d has an id outside the vocabulary", path, r);
         t->merges[merge_slot(t, m.left, m.right)] = m; /* a repeated pair keeps its last rank, as in the library */
     }
@@ -1579,7 +1644,8 @@ static int load_rztk(Tokenizer *t, const char *path, size_t size) {
     for (int i = 0; i < t->n_classes; i++, at += 12) {
         const unsigned char *p = (const unsigned char *)d + at;
         CodeRange r = {read_i32(p), read_i32(p + 4), read_i32(p + 8)};
-        if (r.first < 0 || r.last < r.first || r.last > 0x10FFFF || (i != 0 && r.first <= t->classes[i - 1].last) || r.value < LETTER || r.value > SPACE)
+        if (r.first < 0 || r.last < r.first || r.last > 0x10FFFF || (i != 0 && r.first <= t->classes[i - 1].last) ||
+            r.value < LETTER || r.value > SPACE)
             BAD("%s: code point range %d is bad, out of order, or of an unknown class", path, i);
         t->classes[i] = r;
     }
@@ -1603,7 +1669,8 @@ static int load_sentencepiece(Tokenizer *t, const char *path, size_t size) {
         at += 8;
         if (len < 0 || (size_t)len > size - at) BAD("%s: piece %d: bad length %d", path, i, (int)len);
         if (!isfinite(t->score[i])) BAD("%s: piece %d: score is not finite", path, i);
-        t->piece[i] = d + at, t->length[i] = len;
+        t->piece[i] = d + at;
+        t->length[i] = len;
         at += (size_t)len;
     }
     if (at != size) BAD("%s: has more than the model's %d pieces (%zu trailing bytes)", path, t->vocab_size, size - at);
@@ -1627,7 +1694,9 @@ int load_tokenizer(Tokenizer *t, const char *path, int vocab_size, int bos_id, i
     if (read_file(path, (size_t)1 << 30, &data, &size) != 0) return -1;
     if (size < 4) { free(data); return fail("%s: %zu bytes, too small to be a tokenizer file", path, size); }
     t->data = data;
-    t->vocab_size = vocab_size, t->bos_id = bos_id, t->eos_id = eos_id;
+    t->vocab_size = vocab_size;
+    t->bos_id = bos_id;
+    t->eos_id = eos_id;
     t->piece = xcalloc((size_t)vocab_size, sizeof(char *));
     t->length = xcalloc((size_t)vocab_size, sizeof(int));
     for (int i = 0; i < vocab_size; i++) t->piece[i] = "";
@@ -1640,7 +1709,8 @@ int load_tokenizer(Tokenizer *t, const char *path, int vocab_size, int bos_id, i
 
 /* The end of the pre-token that starts at code point i of cp[0..n) (classes in cls): the end of the
  * first alternative of the tokenizer's regex that matches there, as a backtracking engine finds it.
- *   Llama 3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ *   Llama 3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}
+ *            | ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
  *   Qwen2:   the same with \p{N} for \p{N}{1,3}
  *   GPT-2:   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
 static int pretoken_end(int regex, const int *cp, const unsigned char *cls, int i, int n) {
@@ -1648,7 +1718,10 @@ static int pretoken_end(int regex, const int *cp, const unsigned char *cls, int 
     int j = i;
     if (cp[i] == '\'' && i + 1 < n) { /* contractions; case-insensitive (and long s is s) but for GPT-2 */
         int a = cp[i + 1], b = i + 2 < n ? cp[i + 2] : 0;
-        if (regex != REGEX_GPT2) a = a == 0x17F ? 's' : a | (a >= 'A' && a <= 'Z' ? 32 : 0), b |= b >= 'A' && b <= 'Z' ? 32 : 0;
+        if (regex != REGEX_GPT2) { /* Llama 3's (?i:...): any case, and U+017F long s matches 's' */
+            a = a == 0x17F ? 's' : a | (a >= 'A' && a <= 'Z' ? 32 : 0);
+            b |= b >= 'A' && b <= 'Z' ? 32 : 0;
+        }
         if (a == 's' || a == 't' || a == 'm' || a == 'd') return i + 2;
         if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return i + 3;
     }
@@ -1686,7 +1759,9 @@ static int pretoken_end(int regex, const int *cp, const unsigned char *cls, int 
  * the heap pops the highest priority first, the leftmost on ties. */
 typedef struct { float priority; int pos, span, result; } MergeCandidate;
 
-static int candidate_before(MergeCandidate a, MergeCandidate b) { return a.priority > b.priority || (a.priority == b.priority && a.pos < b.pos); }
+static int candidate_before(MergeCandidate a, MergeCandidate b) {
+    return a.priority > b.priority || (a.priority == b.priority && a.pos < b.pos);
+}
 
 static void heap_push(MergeCandidate *heap, int *n, MergeCandidate c) {
     int i = (*n)++;
@@ -1700,7 +1775,8 @@ static MergeCandidate heap_pop(MergeCandidate *heap, int *n) {
     while ((child = 2 * i + 1) < *n) {
         if (child + 1 < *n && candidate_before(heap[child + 1], heap[child])) child++;
         if (!candidate_before(heap[child], last)) break;
-        heap[i] = heap[child], i = child;
+        heap[i] = heap[child];
+        i = child;
     }
     heap[i] = last;
     return top;
@@ -1708,7 +1784,8 @@ static MergeCandidate heap_pop(MergeCandidate *heap, int *n) {
 
 /* The merge of the symbols a and b, if the tokenizer has one: sentencepiece merges into the piece
  * their bytes spell, by its score; byte-level BPE by the rank of the pair (a lower rank first). */
-static int find_merge(const Tokenizer *t, const char *s, const int *id, const int *len, int a, int b, MergeCandidate *c) {
+static int find_merge(const Tokenizer *t, const char *s, const int *id, const int *len, int a, int b,
+                      MergeCandidate *c) {
     if (t->byte_level) {
         const Merge *g = &t->merges[merge_slot(t, id[a], id[b])];
         *c = (MergeCandidate){(float)-g->rank, a, len[a] + len[b], g->result};
@@ -1733,7 +1810,9 @@ static void bpe_merge(const Tokenizer *t, const char *s, int m, int *id, int *le
         c = heap_pop(heap, &n_heap);
         int at = c.pos, right = at + len[at];
         if (len[at] == 0 || right >= m || len[at] + len[right] != c.span) continue;
-        len[at] = c.span, len[right] = 0, id[at] = c.result;
+        len[at] = c.span;
+        len[right] = 0;
+        id[at] = c.result;
         if (at + c.span < m) prev[at + c.span] = at;
         if (prev[at] >= 0 && find_merge(t, s, id, len, prev[at], at, &c)) heap_push(heap, &n_heap, c);
         if (at + len[at] < m && find_merge(t, s, id, len, at, at + len[at], &c)) heap_push(heap, &n_heap, c);
@@ -1759,8 +1838,12 @@ static int encode_sentencepiece(const Tokenizer *t, const char *text, size_t tex
     int m = 0;
     s[m++] = ' ';
     for (size_t i = 0; i < text_len; i++) {
-        if (i + 3 <= text_len && memcmp(text + i, "\xe2\x96\x81", 3) == 0) s[m++] = ' ', i += 2;
-        else s[m++] = text[i];
+        if (i + 3 <= text_len && memcmp(text + i, "\xe2\x96\x81", 3) == 0) {
+            s[m++] = ' ';
+            i += 2;
+        } else {
+            s[m++] = text[i];
+        }
     }
     for (int k = 0, last = -1, c; k < m; last = k, k += len[k]) {
         len[k] = utf8_char((const unsigned char *)s + k, (size_t)(m - k), &c);
@@ -1781,11 +1864,13 @@ static int encode_sentencepiece(const Tokenizer *t, const char *text, size_t tex
 
 /* byte-level BPE of a stretch of text with no added token in it: NFC if the tokenizer asks for it
  * (and has not already normalized the whole text), pre-tokens, then BPE from one symbol per byte. */
-static int encode_stretch(const Tokenizer *t, const char *text, size_t n_bytes, int normalize, int *tokens, int n_tokens) {
+static int encode_stretch(const Tokenizer *t, const char *text, size_t n_bytes, int normalize, int *tokens,
+                          int n_tokens) {
     char *normalized = NULL;
     if (normalize) text = normalized = nfc_normalize(&t->nfc, text, n_bytes, &n_bytes);
     int *cp = xcalloc(n_bytes + 1, sizeof(int)), *at = xcalloc(n_bytes + 1, sizeof(int)), n = 0;
-    int *id = xcalloc(n_bytes + 1, sizeof(int)), *len = xcalloc(n_bytes + 1, sizeof(int)), *prev = xcalloc(n_bytes + 1, sizeof(int));
+    int *id = xcalloc(n_bytes + 1, sizeof(int)), *len = xcalloc(n_bytes + 1, sizeof(int)),
+        *prev = xcalloc(n_bytes + 1, sizeof(int));
     unsigned char *cls = xcalloc(n_bytes + 1, 1);
     MergeCandidate *heap = xcalloc(3 * n_bytes + 3, sizeof(MergeCandidate));
     for (size_t i = 0; i < n_bytes; n++) { /* code points, their byte offsets and classes */
@@ -1813,15 +1898,21 @@ static int encode_stretch(const Tokenizer *t, const char *text, size_t n_bytes, 
 static int encode_byte_level(const Tokenizer *t, const char *text, size_t n_bytes, int *tokens, int n_tokens) {
     char *normalized = NULL;
     int nfc_each = (t->flags & NFC) && !(t->flags & ADDED_NORMALIZED);
-    if ((t->flags & NFC) && (t->flags & ADDED_NORMALIZED)) text = normalized = nfc_normalize(&t->nfc, text, n_bytes, &n_bytes);
+    if ((t->flags & NFC) && (t->flags & ADDED_NORMALIZED))
+        text = normalized = nfc_normalize(&t->nfc, text, n_bytes, &n_bytes);
     size_t start = 0;
     for (size_t i = 0; i <= n_bytes;) {
         int added = -1, c; /* the longest added token at byte i */
         for (int k = 0; k < t->n_added && i < n_bytes; k++) {
             int a = t->added[k], l = t->length[a];
-            if ((size_t)l <= n_bytes - i && memcmp(text + i, t->piece[a], (size_t)l) == 0 && (added < 0 || l > t->length[added])) added = a;
+            if ((size_t)l <= n_bytes - i && memcmp(text + i, t->piece[a], (size_t)l) == 0 &&
+                (added < 0 || l > t->length[added]))
+                added = a;
         }
-        if (added < 0 && i < n_bytes) { i += (size_t)utf8_char((const unsigned char *)text + i, n_bytes - i, &c); continue; }
+        if (added < 0 && i < n_bytes) {
+            i += (size_t)utf8_char((const unsigned char *)text + i, n_bytes - i, &c);
+            continue;
+        }
         if (i > start) n_tokens = encode_stretch(t, text + start, i - start, nfc_each, tokens, n_tokens);
         if (added < 0) break;
         tokens[n_tokens++] = added;
@@ -1843,7 +1934,8 @@ int encode(const Tokenizer *t, const char *text, int bos, int *tokens) {
     if (text_len == 0) return n_tokens;
     if (text_len >= (size_t)1 << 28) return fail("a text of %zu bytes is too long to encode", text_len);
     if (t->byte_level) return encode_byte_level(t, text, text_len, tokens, n_tokens);
-    int *id = xcalloc(text_len + 2, sizeof(int)), *len = xcalloc(text_len + 2, sizeof(int)), *prev = xcalloc(text_len + 2, sizeof(int));
+    int *id = xcalloc(text_len + 2, sizeof(int)), *len = xcalloc(text_len + 2, sizeof(int)),
+        *prev = xcalloc(text_len + 2, sizeof(int));
     MergeCandidate *heap = xcalloc(3 * text_len + 6, sizeof(MergeCandidate));
     n_tokens = encode_sentencepiece(t, text, text_len, tokens, n_tokens, id, len, prev, heap);
     free(id); free(len); free(prev); free(heap);
@@ -1872,7 +1964,9 @@ const char *decode(const Tokenizer *t, int prev, int token, int *n_bytes, char b
 
 /* Prints a piece, skipping lone bytes that are control characters (raw byte tokens can be anything). */
 static void print_piece(const char *piece, int n) {
-    if (n == 1 && !(isprint((unsigned char)piece[0]) || isspace((unsigned char)piece[0]) || (unsigned char)piece[0] >= 0x80)) return;
+    if (n == 1 &&
+        !(isprint((unsigned char)piece[0]) || isspace((unsigned char)piece[0]) || (unsigned char)piece[0] >= 0x80))
+        return;
     fwrite(piece, 1, (size_t)n, stdout);
 }
 
@@ -1967,7 +2061,11 @@ static int sample(Sampler *s, float *logits) {
 
 static void init_profile(HeadProfile *p, const Config *c) {
     memset(p, 0, sizeof *p);
-    p->n_layers = c->n_layers, p->n_kv_heads = c->n_kv_heads, p->n_heads = c->n_heads, p->head_dim = c->head_dim, p->dim = c->dim;
+    p->n_layers = c->n_layers;
+    p->n_kv_heads = c->n_kv_heads;
+    p->n_heads = c->n_heads;
+    p->head_dim = c->head_dim;
+    p->dim = c->dim;
     size_t n = (size_t)c->n_layers * c->n_kv_heads;
     p->echo = xcalloc(n, sizeof(float));
     p->induction = xcalloc(n, sizeof(float));
@@ -2023,7 +2121,10 @@ static void probe_task(void *arg, int thread, int n_threads) {
 
 static void probe_hook(void *arg, const RunState *s, int layer, int pos, int T) {
     Probe *p = arg;
-    p->s = s, p->layer = layer, p->pos = pos, p->T = T;
+    p->s = s;
+    p->layer = layer;
+    p->pos = pos;
+    p->T = T;
     pool_run(probe_task, p);
     if (layer == p->c->n_layers - 1) fprintf(stderr, "\rprofiling heads: %d/%d probe tokens", pos + T, 4 * p->K + 1);
 }
@@ -2036,7 +2137,8 @@ static int ordinary_tokens(const Tokenizer *t, int *out) {
     for (int bytes_too = 0; bytes_too <= 1 && n == 0; bytes_too++)
         for (int i = 0; i < t->vocab_size; i++)
             if (i != 0 && i != t->bos_id && i != t->eos_id && t->length[i] > 0 &&
-                (t->byte_level ? t->type[i] == IN_VOCAB : bytes_too || !is_byte_piece(t->piece[i], t->length[i], &byte)))
+                (t->byte_level ? t->type[i] == IN_VOCAB
+                               : bytes_too || !is_byte_piece(t->piece[i], t->length[i], &byte)))
                 out[n++] = i;
     return n;
 }
@@ -2061,7 +2163,8 @@ void select_retrieval_heads(HeadProfile *p) {
     mark_top(p->retrieval, p->echo, n, p->echo_fraction);
 }
 
-int profile_heads(const Model *m, const Tokenizer *tok, HeadProfile *p, uint64_t seed, float induction_fraction, float echo_fraction) {
+int profile_heads(const Model *m, const Tokenizer *tok, HeadProfile *p, uint64_t seed, float induction_fraction,
+                  float echo_fraction) {
     const Config *c = &m->config;
     int *ordinary = xcalloc((size_t)c->vocab_size, sizeof(int));
     int n_ordinary = ordinary_tokens(tok, ordinary), K = (c->seq_len - 1) / 4;
@@ -2079,19 +2182,30 @@ int profile_heads(const Model *m, const Tokenizer *tok, HeadProfile *p, uint64_t
     free(ordinary);
     RunState s;
     if (build_runstate(&s, m, n, DEFAULT_BLOCK, NULL) != 0) { free(probe_tokens); return -1; }
-    Probe probe = {c, K, xcalloc((size_t)c->n_layers * c->n_heads, sizeof(double)), xcalloc((size_t)c->n_layers * c->n_heads, sizeof(double)),
-                   xcalloc((size_t)pool_threads * n, sizeof(float)), NULL, 0, 0, 0};
+    Probe probe = {c,
+                   K,
+                   xcalloc((size_t)c->n_layers * c->n_heads, sizeof(double)),
+                   xcalloc((size_t)c->n_layers * c->n_heads, sizeof(double)),
+                   xcalloc((size_t)pool_threads * n, sizeof(float)),
+                   NULL,
+                   0,
+                   0,
+                   0};
     s.probe = probe_hook;
     s.probe_arg = &probe;
     forward(m, &s, probe_tokens, n, NULL, NULL);
     fprintf(stderr, "\n");
     init_profile(p, c);
-    p->K = K, p->seed = seed, p->induction_fraction = induction_fraction, p->echo_fraction = echo_fraction;
+    p->K = K;
+    p->seed = seed;
+    p->induction_fraction = induction_fraction;
+    p->echo_fraction = echo_fraction;
     int group = c->n_heads / c->n_kv_heads, rows = 3 * K; /* the rows of repeats 2..4 */
     for (int l = 0; l < c->n_layers; l++)
         for (int h = 0; h < c->n_heads; h++) {
             int g = l * c->n_kv_heads + h / group;
-            float echo = (float)(probe.echo_sum[l * c->n_heads + h] / rows), induction = (float)(probe.induction_sum[l * c->n_heads + h] / rows);
+            float echo = (float)(probe.echo_sum[l * c->n_heads + h] / rows),
+                  induction = (float)(probe.induction_sum[l * c->n_heads + h] / rows);
             if (echo > p->echo[g]) p->echo[g] = echo; /* a KV head: the max over its query heads */
             if (induction > p->induction[g]) p->induction[g] = induction;
         }
@@ -2111,15 +2225,17 @@ static int ends_with(const char *s, const char *suffix) {
 static void write_profile(const HeadProfile *p, FILE *f, int tsv) {
     if (tsv) {
         for (int l = 0; l < p->n_layers; l++)
-            for (int g = 0; g < p->n_kv_heads; g++) fprintf(f, "%d%c", p->retrieval[l * p->n_kv_heads + g], g + 1 < p->n_kv_heads ? '\t' : '\n');
+            for (int g = 0; g < p->n_kv_heads; g++)
+                fprintf(f, "%d%c", p->retrieval[l * p->n_kv_heads + g], g + 1 < p->n_kv_heads ? '\t' : '\n');
     } else {
         fprintf(f, "# razor head profile (RazorAttention, arXiv 2407.15891, section 3.2)\n"
                    "# Each layer line: for every KV head, its echo score, its induction score, and its cache:\n"
                    "# FULL (a retrieval head: keeps every token) or RAZOR (sinks + window + compensation token).\n"
                    "# Edit FULL/RAZOR by hand if you like; razor refuses a profile whose shape is not the model's.\n");
-        fprintf(f, "shape layers %d kv_heads %d heads %d head_dim %d dim %d\n", p->n_layers, p->n_kv_heads, p->n_heads, p->head_dim, p->dim);
-        fprintf(f, "probe K %d repeats 4 seed %llu induction_fraction %g echo_fraction %g\n", p->K, (unsigned long long)p->seed,
-                p->induction_fraction, p->echo_fraction);
+        fprintf(f, "shape layers %d kv_heads %d heads %d head_dim %d dim %d\n", p->n_layers, p->n_kv_heads, p->n_heads,
+                p->head_dim, p->dim);
+        fprintf(f, "probe K %d repeats 4 seed %llu induction_fraction %g echo_fraction %g\n", p->K,
+                (unsigned long long)p->seed, p->induction_fraction, p->echo_fraction);
         for (int l = 0; l < p->n_layers; l++) {
             fprintf(f, "%d", l);
             for (int g = 0; g < p->n_kv_heads; g++) {
@@ -2167,19 +2283,22 @@ int load_profile(HeadProfile *p, const char *path, const Config *c) {
         if (sscanf(line, "shape layers %d kv_heads %d heads %d head_dim %d dim %d", &a, &b, &h, &hd, &d) == 5) {
             if (a != c->n_layers || b != c->n_kv_heads || h != c->n_heads || hd != c->head_dim || d != c->dim) {
                 free(text); free_profile(p);
-                return fail("%s: profile for a model with %d layers x %d KV heads (%d heads, head_dim %d, dim %d), this model has %d x %d (%d, %d, %d)",
+                return fail("%s: profile for a model with %d layers x %d KV heads (%d heads, head_dim %d, dim %d), "
+                            "this model has %d x %d (%d, %d, %d)",
                             path, a, b, h, hd, d, c->n_layers, c->n_kv_heads, c->n_heads, c->head_dim, c->dim);
             }
             shape_seen = 1;
             continue;
         }
         unsigned long long seed;
-        if (sscanf(line, "probe K %d repeats 4 seed %llu induction_fraction %f echo_fraction %f", &p->K, &seed, &p->induction_fraction, &p->echo_fraction) == 4) {
+        if (sscanf(line, "probe K %d repeats 4 seed %llu induction_fraction %f echo_fraction %f", &p->K, &seed,
+                   &p->induction_fraction, &p->echo_fraction) == 4) {
             p->seed = seed;
             continue;
         }
         int layer, used;
-        if (!shape_seen || sscanf(line, "%d%n", &layer, &used) != 1 || layer != layers_seen || layer >= c->n_layers) goto syntax_error;
+        if (!shape_seen || sscanf(line, "%d%n", &layer, &used) != 1 || layer != layers_seen || layer >= c->n_layers)
+            goto syntax_error;
         char *at = line + used;
         for (int g = 0; g < c->n_kv_heads; g++) {
             char flag[8];
@@ -2193,14 +2312,19 @@ int load_profile(HeadProfile *p, const char *path, const Config *c) {
         layers_seen++;
     }
     free(text);
-    if (layers_seen != c->n_layers) { free_profile(p); return fail("%s: %d layer lines, the model has %d layers", path, layers_seen, c->n_layers); }
+    if (layers_seen != c->n_layers) {
+        free_profile(p);
+        return fail("%s: %d layer lines, the model has %d layers", path, layers_seen, c->n_layers);
+    }
     return 0;
 syntax_error:
     free(text); free_profile(p);
-    return fail("%s: line %d: expected '<layer> | <echo> <induction> FULL|RAZOR' for each of %d KV heads", path, line_no, c->n_kv_heads);
+    return fail("%s: line %d: expected '<layer> | <echo> <induction> FULL|RAZOR' for each of %d KV heads", path,
+                line_no, c->n_kv_heads);
 shape_error:
     free(text); free_profile(p);
-    return fail("%s: line %d: a DuoAttention TSV needs %d rows of %d values for this model", path, line_no, c->n_layers, c->n_kv_heads);
+    return fail("%s: line %d: a DuoAttention TSV needs %d rows of %d values for this model", path, line_no, c->n_layers,
+                c->n_kv_heads);
 }
 
 /* Both scores as a layers x heads map in the terminal: darker = higher, [ ] = retrieval head. */
@@ -2249,8 +2373,8 @@ void write_profile_svg(const HeadProfile *p, FILE *f) {
     int width = left + (grid_w > 440 ? grid_w : 440) + 24, bar_y = 40 + 2 * panel_h + 10;
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
                "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", width, bar_y + 110);
-    fprintf(f, "<text x=\"%d\" y=\"22\" font-size=\"14\">Head profile: %d layers x %d KV heads (columns)</text>\n", left,
-            p->n_layers, p->n_kv_heads);
+    fprintf(f, "<text x=\"%d\" y=\"22\" font-size=\"14\">Head profile: %d layers x %d KV heads (columns)</text>\n",
+            left, p->n_layers, p->n_kv_heads);
     const char *titles[2] = {"echo score: attention to earlier copies of the token itself",
                              "induction score: attention to the token after an earlier copy"};
     const float *scores[2] = {p->echo, p->induction};
@@ -2273,10 +2397,13 @@ void write_profile_svg(const HeadProfile *p, FILE *f) {
                         left + g * cell, y, cell - 2, cell - 2, rgb[0], rgb[1], rgb[2]);
                 if (!p->retrieval[i]) continue;
                 const char *letter = by_induction[i] ? "I" : by_echo[i] ? "E" : "F";
-                const char *dash = by_induction[i] ? "" : by_echo[i] ? " stroke-dasharray=\"4 2\"" : " stroke-dasharray=\"1 2\"";
+                const char *dash = by_induction[i] ? ""
+                                   : by_echo[i]    ? " stroke-dasharray=\"4 2\""
+                                                   : " stroke-dasharray=\"1 2\"";
                 fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#d62\" "
                            "stroke-width=\"2.5\"%s/>\n", left + g * cell + 1, y + 1, cell - 4, cell - 4, dash);
-                fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" font-weight=\"bold\" fill=\"%s\">%s</text>\n",
+                fprintf(f,
+                        "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" font-weight=\"bold\" fill=\"%s\">%s</text>\n",
                         left + g * cell + cell / 2 - 1, y + cell / 2 + 4, t > 0.5f ? "white" : "black",
                         by_induction[i] && by_echo[i] ? "IE" : letter);
             }
@@ -2287,10 +2414,11 @@ void write_profile_svg(const HeadProfile *p, FILE *f) {
     for (int k = 0; k < 50; k++) { /* 50 steps, as plain rectangles (every SVG renderer draws those) */
         int rgb[3];
         scale_rgb((k + 0.5f) / 50, rgb);
-        fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"14\" fill=\"rgb(%d,%d,%d)\"/>\n", left + k * bar_w / 50, bar_y,
-                bar_w / 50 + 1, rgb[0], rgb[1], rgb[2]);
+        fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"14\" fill=\"rgb(%d,%d,%d)\"/>\n",
+                left + k * bar_w / 50, bar_y, bar_w / 50 + 1, rgb[0], rgb[1], rgb[2]);
     }
-    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"14\" fill=\"none\" stroke=\"#888\"/>\n", left, bar_y, bar_w);
+    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"14\" fill=\"none\" stroke=\"#888\"/>\n", left, bar_y,
+            bar_w);
     const float ticks[] = {0, 0.001f, 0.01f, 0.1f, 1};
     for (int k = 0; k < 5; k++) {
         float v = k == 0 ? floor : ticks[k];
@@ -2333,7 +2461,8 @@ typedef struct {
 static void print_kv_line(const RunState *s, const Config *c) {
     size_t kept, full;
     cache_bytes(s, c, &kept, &full);
-    fprintf(stderr, "kv cache: %.2f MB (%.1f%% of %.2f MB full)\n", kept / 1e6, full ? 100.0 * kept / full : 100.0, full / 1e6);
+    fprintf(stderr, "kv cache: %.2f MB (%.1f%% of %.2f MB full)\n", kept / 1e6, full ? 100.0 * kept / full : 100.0,
+            full / 1e6);
 }
 
 /* Generates up to max_new tokens after the cache's current content, starting from `logits`;
@@ -2400,7 +2529,11 @@ int run_generate(const Model *m, const Tokenizer *tok, Sampler *sampler, const O
     if (!tokens) return 2;
     int capacity = o->steps < m->config.seq_len - n ? n + o->steps : m->config.seq_len;
     RunState s;
-    if (build_runstate(&s, m, capacity, DEFAULT_BLOCK, &o->cache) != 0) { free(tokens); fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
+    if (build_runstate(&s, m, capacity, DEFAULT_BLOCK, &o->cache) != 0) {
+        free(tokens);
+        fprintf(stderr, "razor: %s\n", razor_error());
+        return 1;
+    }
     for (int i = 1; i < n; i++) { /* echo the prompt as llama2.c does */
         int n_bytes;
         char byte_buf[2];
@@ -2428,7 +2561,10 @@ int run_generate(const Model *m, const Tokenizer *tok, Sampler *sampler, const O
  * kept of earlier turns), compressed, and the reply generated after it. */
 int run_chat(const Model *m, const Tokenizer *tok, Sampler *sampler, const Options *o) {
     RunState s;
-    if (build_runstate(&s, m, m->config.seq_len, DEFAULT_BLOCK, &o->cache) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
+    if (build_runstate(&s, m, m->config.seq_len, DEFAULT_BLOCK, &o->cache) != 0) {
+        fprintf(stderr, "razor: %s\n", razor_error());
+        return 1;
+    }
     char line[8192];
     int status = 0;
     for (int turn = 0;; turn++) {
@@ -2438,7 +2574,10 @@ int run_chat(const Model *m, const Tokenizer *tok, Sampler *sampler, const Optio
         } else {
             printf("User: ");
             fflush(stdout);
-            if (!fgets(line, sizeof line, stdin)) { printf("\n"); break; } /* end of input: the stats on a line of their own */
+            if (!fgets(line, sizeof line, stdin)) {
+                printf("\n");
+                break;
+            } /* end of input: the stats on a line of their own */
             line[strcspn(line, "\r\n")] = 0;
             if (line[strspn(line, " \t")] == 0) { turn--; continue; } /* an empty line is not a turn */
             user = line;
@@ -2528,12 +2667,13 @@ int run_compare(const Model *m, const Tokenizer *tok, const Options *o) {
     int n, V = c->vocab_size;
     int *tokens = encode_prompt(m, tok, o->prompt ? o->prompt : "", &n);
     if (!tokens) return 2;
-    int steps = o->steps < c->seq_len - n ? o->steps : c->seq_len - n;
+    int steps = min_int(o->steps, c->seq_len - n);
     int capacity = n + steps;
     RunState full, pol;
     CacheConfig full_cache = o->cache;
     full_cache.policy = POLICY_FULL;
-    if (build_runstate(&full, m, capacity, DEFAULT_BLOCK, &full_cache) != 0 || build_runstate(&pol, m, capacity, DEFAULT_BLOCK, &o->cache) != 0) {
+    if (build_runstate(&full, m, capacity, DEFAULT_BLOCK, &full_cache) != 0 ||
+        build_runstate(&pol, m, capacity, DEFAULT_BLOCK, &o->cache) != 0) {
         fprintf(stderr, "razor: %s\n", razor_error());
         free(tokens);
         return 1;
@@ -2584,10 +2724,13 @@ int run_compare(const Model *m, const Tokenizer *tok, const Options *o) {
     print_text(tok, gen, n_gen, tokens[n - 1]);
     printf("%-6s (top-1): ", policy_names[o->cache.policy]);
     print_text(tok, pol_gen, n_gen, tokens[n - 1]);
-    printf("kv bytes: full %zu, %s %zu (%.1f%%)\n", kept_full, policy_names[o->cache.policy], kept_pol, kept_full ? 100.0 * kept_pol / kept_full : 100.0);
-    printf("{\"policy\": \"%s\", \"prompt_tokens\": %d, \"steps\": %d, \"top1_agreement\": %.4f, \"mean_kl\": %.6f, \"max_kl\": %.6f, "
+    printf("kv bytes: full %zu, %s %zu (%.1f%%)\n", kept_full, policy_names[o->cache.policy], kept_pol,
+           kept_full ? 100.0 * kept_pol / kept_full : 100.0);
+    printf("{\"policy\": \"%s\", \"prompt_tokens\": %d, \"steps\": %d, \"top1_agreement\": %.4f, \"mean_kl\": %.6f, "
+           "\"max_kl\": %.6f, "
            "\"first_divergence\": %d, \"kv_bytes_full\": %zu, \"kv_bytes_policy\": %zu, \"full_text\": ",
-           policy_names[o->cache.policy], n, n_gen, n_gen ? (double)agree / n_gen : 1.0, mean_kl, kl_max, first_divergence, kept_full, kept_pol);
+           policy_names[o->cache.policy], n, n_gen, n_gen ? (double)agree / n_gen : 1.0, mean_kl, kl_max,
+           first_divergence, kept_full, kept_pol);
     print_json_string(tok, gen, n_gen, tokens[n - 1]);
     printf(", \"policy_text\": ");
     print_json_string(tok, pol_gen, n_gen, tokens[n - 1]);
@@ -2625,15 +2768,16 @@ static void fill_template(char *out, size_t size, const char *template, long key
 
 /* One case: BOS, filler tokens with the needle planted at `depth` of them, the question; `length`
  * tokens in all. Returns the count, or -1 (razor_error says why). */
-static int needle_prompt(const Tokenizer *tok, const Options *o, const int *filler, int n_filler, int length, float depth,
-                         long key, int *prompt) {
+static int needle_prompt(const Tokenizer *tok, const Options *o, const int *filler, int n_filler, int length,
+                         float depth, long key, int *prompt) {
     char text[1024];
     int needle[512], question[512];
     fill_template(text, sizeof text, o->needle, key);
     int n_needle = strlen(text) < 400 ? encode(tok, text, 0, needle) : -1;
     fill_template(text, sizeof text, o->question, key);
     int n_question = strlen(text) < 400 ? encode(tok, text, 0, question) : -1;
-    if (n_needle <= 0 || n_question <= 0) return fail("the needle and the question must each be 1 to 400 bytes the tokenizer takes");
+    if (n_needle <= 0 || n_question <= 0)
+        return fail("the needle and the question must each be 1 to 400 bytes the tokenizer takes");
     int body = length - 1 - n_needle - n_question;
     if (body < 1) return fail("a prompt of %d tokens is too short for the needle and the question", length);
     int at = (int)(depth * body), n = 0;
@@ -2648,8 +2792,8 @@ static int needle_prompt(const Tokenizer *tok, const Options *o, const int *fill
 
 /* The greedy answer under this cache policy: its first number goes to *said (-1: none). Returns 1 if
  * that is the key, 0 if not, -1 on error. kv_ratio: bytes kept / full. */
-static int needle_found(const Model *m, const Tokenizer *tok, const CacheConfig *cache, const int *prompt, int n, long key,
-                        long *said, double *kv_ratio) {
+static int needle_found(const Model *m, const Tokenizer *tok, const CacheConfig *cache, const int *prompt, int n,
+                        long key, long *said, double *kv_ratio) {
     RunState s;
     if (build_runstate(&s, m, n + NEEDLE_ANSWER, DEFAULT_BLOCK, cache) != 0) return -1;
     float *logits = prefill(m, &s, prompt, n);
@@ -2685,7 +2829,8 @@ static int write_needle_svg(const char *path, const char *policy, int n_lengths,
     if (width < 520) width = 520;
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
                "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", width, height);
-    fprintf(f, "<text x=\"8\" y=\"18\" font-size=\"14\">%s: %.0f%% found, KV cache %.0f%% of full at %d tokens</text>\n",
+    fprintf(f,
+            "<text x=\"8\" y=\"18\" font-size=\"14\">%s: %.0f%% found, KV cache %.0f%% of full at %d tokens</text>\n",
             policy, 100 * accuracy, 100 * kv_ratio, lengths[n_lengths - 1]);
     fprintf(f, "<text x=\"%d\" y=\"38\">depth of the pass key in the prompt</text>\n", left);
     for (int di = 0; di < n_depths; di++)
@@ -2693,17 +2838,19 @@ static int write_needle_svg(const char *path, const char *policy, int n_lengths,
                 depths[di] * 100);
     for (int li = 0; li < n_lengths; li++) {
         int y = top + li * ch;
-        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%d tokens</text>\n", left - 8, y + ch / 2 + 4, lengths[li]);
+        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%d tokens</text>\n", left - 8, y + ch / 2 + 4,
+                lengths[li]);
         for (int di = 0; di < n_depths; di++) {
             int k = li * n_depths + di;
             char answer[32];
             if (said[k] < 0) snprintf(answer, sizeof answer, "none");
             else snprintf(answer, sizeof answer, "%ld", said[k]);
-            fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"%s/>\n", left + di * cw + 1, y + 1,
-                    cw - 4, ch - 4, ok[k] ? "#2166ac" : "#fddbc7",
+            fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"%s/>\n", left + di * cw + 1,
+                    y + 1, cw - 4, ch - 4, ok[k] ? "#2166ac" : "#fddbc7",
                     ok[k] ? "" : " stroke=\"#b2182b\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"");
-            fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" fill=\"%s\"%s>%s</text>\n", left + di * cw + cw / 2 - 1,
-                    y + ch / 2 + 3, ok[k] ? "white" : "#67001f", ok[k] ? " font-weight=\"bold\"" : "", answer);
+            fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" fill=\"%s\"%s>%s</text>\n",
+                    left + di * cw + cw / 2 - 1, y + ch / 2 + 3, ok[k] ? "white" : "#67001f",
+                    ok[k] ? " font-weight=\"bold\"" : "", answer);
         }
     }
     fprintf(f, "<text x=\"8\" y=\"%d\">dark blue, bold: found (the key); pale, dashed border: missed (what the "
@@ -2732,8 +2879,8 @@ int run_needle(const Model *m, const Tokenizer *tok, const Options *o, const uns
     }
     for (int li = 0; li < n_lengths; li++)
         if (lengths[li] + NEEDLE_ANSWER > c->seq_len) {
-            fprintf(stderr, "razor: -L: %d tokens + a %d-token answer do not fit the context (%d)\n", lengths[li], NEEDLE_ANSWER,
-                    c->seq_len);
+            fprintf(stderr, "razor: -L: %d tokens + a %d-token answer do not fit the context (%d)\n", lengths[li],
+                    NEEDLE_ANSWER, c->seq_len);
             return 2;
         }
     char prefix[4096], path[4200], partial[4300];
@@ -2749,13 +2896,17 @@ int run_needle(const Model *m, const Tokenizer *tok, const Options *o, const uns
     long *said = xcalloc((size_t)4 * cases, sizeof(long));
     double kv_ratio[4] = {0}, accuracy[4] = {0};
     uint64_t rng = o->seed_given ? o->seed : 42;
-    if (n_filler < 8) { fprintf(stderr, "razor: %s\n", n_filler < 0 ? razor_error() : "the filler text is too short"); status = 2; }
+    if (n_filler < 8) {
+        fprintf(stderr, "razor: %s\n", n_filler < 0 ? razor_error() : "the filler text is too short");
+        status = 2;
+    }
     for (int k = 0; k < cases && status == 0; k++) {
         int li = k / n_depths, di = k % n_depths;
         long key = 10000 + (long)(random_f32(&rng) * 89999);
         int n = needle_prompt(tok, o, filler, n_filler, lengths[li], depths[di], key, prompt);
         if (n < 0) { fprintf(stderr, "razor: %s\n", razor_error()); status = 2; break; }
-        fprintf(stderr, "needle: case %d/%d, %d tokens, depth %.0f%%, key %ld:", k + 1, cases, lengths[li], 100 * depths[di], key);
+        fprintf(stderr, "needle: case %d/%d, %d tokens, depth %.0f%%, key %ld:", k + 1, cases, lengths[li],
+                100 * depths[di], key);
         fprintf(log, "{\"length\": %d, \"depth\": %g, \"key\": %ld", lengths[li], depths[di], key);
         for (int pi = 0; pi < 4 && status == 0; pi++) {
             CacheConfig cache = o->cache;
@@ -2767,8 +2918,8 @@ int run_needle(const Model *m, const Tokenizer *tok, const Options *o, const uns
             if (*hit < 0) { fprintf(stderr, "\nrazor: %s\n", razor_error()); status = 2; break; }
             if (li == n_lengths - 1) kv_ratio[pi] += ratio / n_depths;
             fprintf(stderr, " %s %s", policy_names[pi], *hit ? "found" : "missed");
-            fprintf(log, ", \"%s\": {\"found\": %s, \"said\": %ld, \"kv_ratio\": %.4f}", policy_names[pi], *hit ? "true" : "false",
-                    said[pi * cases + k], ratio);
+            fprintf(log, ", \"%s\": {\"found\": %s, \"said\": %ld, \"kv_ratio\": %.4f}", policy_names[pi],
+                    *hit ? "true" : "false", said[pi * cases + k], ratio);
         }
         fprintf(stderr, "\n");
         fprintf(log, "}\n");
@@ -2805,8 +2956,8 @@ int run_needle(const Model *m, const Tokenizer *tok, const Options *o, const uns
                100 * kv_ratio[pi]);
         char svg[4200];
         snprintf(svg, sizeof svg, "%s_%s.svg", prefix, policy_names[pi]);
-        if (write_needle_svg(svg, policy_names[pi], n_lengths, n_depths, lengths, depths, ok + pi * cases, said + pi * cases,
-                             accuracy[pi], kv_ratio[pi]) != 0) {
+        if (write_needle_svg(svg, policy_names[pi], n_lengths, n_depths, lengths, depths, ok + pi * cases,
+                             said + pi * cases, accuracy[pi], kv_ratio[pi]) != 0) {
             fprintf(stderr, "razor: %s\n", razor_error());
             status = 2;
         }
@@ -2814,7 +2965,8 @@ int run_needle(const Model *m, const Tokenizer *tok, const Options *o, const uns
     if (status == 0) {
         printf("{");
         for (int pi = 0; pi < 4; pi++)
-            printf("%s\"%s\": {\"accuracy\": %.4f, \"kv_ratio\": %.4f}", pi ? ", " : "", policy_names[pi], accuracy[pi], kv_ratio[pi]);
+            printf("%s\"%s\": {\"accuracy\": %.4f, \"kv_ratio\": %.4f}", pi ? ", " : "", policy_names[pi], accuracy[pi],
+                   kv_ratio[pi]);
         printf("}\n");
         fprintf(stderr, "wrote %s and %s_{full,razor,streaming,nocomp}.svg\n", path, prefix);
     }
@@ -2843,8 +2995,16 @@ int read_ids(const char *path, int vocab_size, int max_ids, int **ids_out, int *
             free(text); free(ids);
             return fail("%s: byte %d: not a token id", path, at);
         }
-        if (v < 0 || v >= vocab_size) { free(text); free(ids); return fail("%s: token id %ld is outside the vocabulary (0..%d)", path, v, vocab_size - 1); }
-        if (n == max_ids) { free(text); free(ids); return fail("%s: more than %d ids, the model's context", path, max_ids); }
+        if (v < 0 || v >= vocab_size) {
+            free(text);
+            free(ids);
+            return fail("%s: token id %ld is outside the vocabulary (0..%d)", path, v, vocab_size - 1);
+        }
+        if (n == max_ids) {
+            free(text);
+            free(ids);
+            return fail("%s: more than %d ids, the model's context", path, max_ids);
+        }
         ids[n++] = (int)v;
         p = end;
     }
@@ -2880,7 +3040,8 @@ int run_logits(const Model *m, const int *ids, int n, const char *out_path) {
     double secs = now_seconds() - t0;
     free_runstate(&s);
     if (close_output(&out, ok) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
-    fprintf(stderr, "wrote %d x %d logits to %s (%.1f tok/s)\n", n, m->config.vocab_size, out_path, secs > 0 ? n / secs : 0.0);
+    fprintf(stderr, "wrote %d x %d logits to %s (%.1f tok/s)\n", n, m->config.vocab_size, out_path,
+            secs > 0 ? n / secs : 0.0);
     return 0;
 }
 
@@ -2938,13 +3099,17 @@ static int parse_number(const char *flag, const char *s, double lo, double hi, i
 
 /* Parses argv into o; returns 0, or the exit code on error (2) or help (after printing usage). */
 /* A comma-separated list of at most `max` numbers in [lo, hi] (integers if `integer`), for -L and -D. */
-static int parse_list(const char *flag, const char *s, double lo, double hi, int integer, int max, double *out, int *n) {
+static int parse_list(const char *flag, const char *s, double lo, double hi, int integer, int max, double *out,
+                      int *n) {
     char item[64];
     *n = 0;
     for (const char *p = s;; p++) {
         size_t len = strcspn(p, ",");
         if (*n == max) { fprintf(stderr, "razor: %s takes at most %d values\n", flag, max); return 2; }
-        if (len == 0 || len >= sizeof item) { fprintf(stderr, "razor: %s: '%s' is not a list of numbers\n", flag, s); return 2; }
+        if (len == 0 || len >= sizeof item) {
+            fprintf(stderr, "razor: %s: '%s' is not a list of numbers\n", flag, s);
+            return 2;
+        }
         memcpy(item, p, len);
         item[len] = 0;
         if (parse_number(flag, item, lo, hi, integer, &out[(*n)++])) return 2;
@@ -2982,7 +3147,8 @@ static int parse_args(int argc, char **argv, Options *o) {
             errno = 0;
             o->seed = strtoull(val, &end, 10);
             if (end == val || *end || errno || val[0] == '-') {
-                fprintf(stderr, "razor: -s %s: expected an integer in [0, %llu]\n", val, (unsigned long long)UINT64_MAX);
+                fprintf(stderr, "razor: -s %s: expected an integer in [0, %llu]\n", val,
+                        (unsigned long long)UINT64_MAX);
                 return 2;
             }
             o->seed_given = 1;
@@ -3019,7 +3185,10 @@ static int parse_args(int argc, char **argv, Options *o) {
             break;
         }
         case 'w':
-            if (strcmp(val, "f32") && strcmp(val, "bf16")) { fprintf(stderr, "razor: -w takes f32 or bf16, not '%s'\n", val); return 2; }
+            if (strcmp(val, "f32") && strcmp(val, "bf16")) {
+                fprintf(stderr, "razor: -w takes f32 or bf16, not '%s'\n", val);
+                return 2;
+            }
             o->bf16 = !strcmp(val, "bf16");
             break;
         }
@@ -3027,15 +3196,25 @@ static int parse_args(int argc, char **argv, Options *o) {
     const char *modes[] = {"generate", "chat", "tokenize", "logits", "profile", "compare", "needle"};
     int known = 0;
     for (size_t k = 0; k < sizeof modes / sizeof *modes; k++) known |= !strcmp(o->mode, modes[k]);
-    if (!known) { fprintf(stderr, "razor: unknown mode '%s' (generate, chat, tokenize, logits, profile, compare, needle)\n", o->mode); return 2; }
+    if (!known) {
+        fprintf(stderr, "razor: unknown mode '%s' (generate, chat, tokenize, logits, profile, compare, needle)\n",
+                o->mode);
+        return 2;
+    }
     int policy = -1;
     for (int k = 0; k < 4; k++) if (!strcmp(o->policy_name, policy_names[k])) policy = k;
-    if (policy < 0) { fprintf(stderr, "razor: unknown cache policy '%s' (razor, full, streaming, nocomp)\n", o->policy_name); return 2; }
+    if (policy < 0) {
+        fprintf(stderr, "razor: unknown cache policy '%s' (razor, full, streaming, nocomp)\n", o->policy_name);
+        return 2;
+    }
     o->cache.policy = (Policy)policy;
     if (o->prompt && o->prompt_file) { fprintf(stderr, "razor: give the prompt with -i or -f, not both\n"); return 2; }
     if (!strcmp(o->mode, "logits")) {
         if (!o->out_path) { fprintf(stderr, "razor: -m logits needs -o FILE\n"); return 2; }
-        if (!o->ids_file && !o->prompt && !o->prompt_file) { fprintf(stderr, "razor: -m logits needs -I ids_file, -i or -f\n"); return 2; }
+        if (!o->ids_file && !o->prompt && !o->prompt_file) {
+            fprintf(stderr, "razor: -m logits needs -I ids_file, -i or -f\n");
+            return 2;
+        }
     } else if (o->ids_file) {
         fprintf(stderr, "razor: -I is for -m logits\n");
         return 2;
@@ -3111,8 +3290,17 @@ int main(int argc, char **argv) {
     char *prompt = NULL;
     size_t prompt_len;
     if (o.prompt_file) {
-        if (read_file(o.prompt_file, MAX_PROMPT_BYTES, &prompt, &prompt_len) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); free_model(&model); return 1; }
-        if (strlen(prompt) != prompt_len) { fprintf(stderr, "razor: %s: contains a NUL byte\n", o.prompt_file); free(prompt); free_model(&model); return 1; }
+        if (read_file(o.prompt_file, MAX_PROMPT_BYTES, &prompt, &prompt_len) != 0) {
+            fprintf(stderr, "razor: %s\n", razor_error());
+            free_model(&model);
+            return 1;
+        }
+        if (strlen(prompt) != prompt_len) {
+            fprintf(stderr, "razor: %s: contains a NUL byte\n", o.prompt_file);
+            free(prompt);
+            free_model(&model);
+            return 1;
+        }
         o.prompt = prompt;
     }
     if (o.prompt) { /* one final newline (a text file's last line end) is not part of the prompt, for -f and -i alike */
@@ -3126,18 +3314,24 @@ int main(int argc, char **argv) {
     }
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (cores > 0 && o.threads > cores)
-        fprintf(stderr, "razor: warning: -T %d is more threads than the %ld online cores; expect it to be much slower\n", o.threads,
-                cores);
+        fprintf(stderr,
+                "razor: warning: -T %d is more threads than the %ld online cores; expect it to be much slower\n",
+                o.threads, cores);
     if (o.cache.policy != POLICY_FULL && o.cache.n_sink >= o.cache.window_min)
-        fprintf(stderr, "razor: warning: -S %d sinks are not fewer than -W %d: a compressed head's window can be no longer than "
-                        "its sinks\n", o.cache.n_sink, o.cache.window_min);
+        fprintf(
+            stderr,
+            "razor: warning: -S %d sinks are not fewer than -W %d: a compressed head's window can be no longer than "
+            "its sinks\n",
+            o.cache.n_sink, o.cache.window_min);
     if (o.threads > 1) pool_start(o.threads);
 
     Tokenizer tok = {0};
     HeadProfile profile = {0};
     int need_tokenizer = !(o.ids_file && !strcmp(o.mode, "logits"));
-    int uses_cache = !strcmp(o.mode, "generate") || !strcmp(o.mode, "chat") || !strcmp(o.mode, "compare") || !strcmp(o.mode, "needle");
-    int need_profile = (uses_cache && (o.cache.policy == POLICY_RAZOR || o.cache.policy == POLICY_NOCOMP)) || !strcmp(o.mode, "needle");
+    int uses_cache = !strcmp(o.mode, "generate") || !strcmp(o.mode, "chat") || !strcmp(o.mode, "compare") ||
+                     !strcmp(o.mode, "needle");
+    int need_profile = (uses_cache && (o.cache.policy == POLICY_RAZOR || o.cache.policy == POLICY_NOCOMP)) ||
+                       !strcmp(o.mode, "needle");
     char path_buf[4096];
     const char *tok_path = need_tokenizer ? tokenizer_path(&o, path_buf, sizeof path_buf) : NULL;
     if (need_tokenizer && !o.tokenizer_path && access(tok_path, F_OK) != 0) {
@@ -3148,7 +3342,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "razor: %s\n", razor_error());
         status = 1;
     } else if (!strcmp(o.mode, "profile")) {
-        status = make_profile(&model, &tok, &o, &profile, o.out_path ? o.out_path : default_profile_path(&o, path_buf, sizeof path_buf)) != 0;
+        status = make_profile(&model, &tok, &o, &profile,
+                              o.out_path ? o.out_path : default_profile_path(&o, path_buf, sizeof path_buf)) != 0;
         if (status) fprintf(stderr, "razor: %s\n", razor_error());
     } else if (need_profile && get_profile(&model, &tok, &o, &profile) != 0) {
         fprintf(stderr, "razor: %s\n", razor_error());
@@ -3171,12 +3366,18 @@ int main(int argc, char **argv) {
     } else if (!strcmp(o.mode, "logits")) {
         int *ids = NULL, n = 0;
         if (o.ids_file) {
-            if (read_ids(o.ids_file, c->vocab_size, c->seq_len, &ids, &n) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); status = 1; }
+            if (read_ids(o.ids_file, c->vocab_size, c->seq_len, &ids, &n) != 0) {
+                fprintf(stderr, "razor: %s\n", razor_error());
+                status = 1;
+            }
         } else {
             ids = xcalloc(encode_room(o.prompt), sizeof(int));
             n = encode(&tok, o.prompt, 1, ids);
             if (n < 0) { fprintf(stderr, "razor: %s\n", razor_error()); status = 2; }
-            if (n > c->seq_len) { fprintf(stderr, "razor: the prompt is %d tokens, the model's context is %d\n", n, c->seq_len); status = 2; }
+            if (n > c->seq_len) {
+                fprintf(stderr, "razor: the prompt is %d tokens, the model's context is %d\n", n, c->seq_len);
+                status = 2;
+            }
         }
         if (status == 0) status = run_logits(&model, ids, n, o.out_path);
         free(ids);
@@ -3188,8 +3389,8 @@ int main(int argc, char **argv) {
             clock_gettime(CLOCK_REALTIME, &ts);
             o.seed = ((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec) ^ ((uint64_t)getpid() << 40);
             if (o.temperature > 0 && (!strcmp(o.mode, "generate") || !strcmp(o.mode, "chat")))
-                fprintf(stderr, "razor: seed %llu (from the clock; -s %llu repeats this run)\n", (unsigned long long)o.seed,
-                        (unsigned long long)o.seed);
+                fprintf(stderr, "razor: seed %llu (from the clock; -s %llu repeats this run)\n",
+                        (unsigned long long)o.seed, (unsigned long long)o.seed);
         }
         build_sampler(&sampler, c->vocab_size, o.temperature, o.topp, o.seed);
         if (!strcmp(o.mode, "chat")) status = run_chat(&model, &tok, &sampler, &o);
