@@ -9,7 +9,7 @@ options:
     --tokenizer T.model  also write a sentencepiece tokenizer as llama2.c's tokenizer.bin
                          (next to OUT, or at --tokenizer-out PATH; see train/tokenizer.py)
     --tokenizer tokenizer.json   or a Hugging Face byte-level BPE (Llama 3, GPT-2, Qwen2) as razor's
-                         RZTK tokenizer file (see train/tokenizer_bbpe.py)
+                         RZTK tokenizer file (see tokenizer_bbpe.py)
     --seq-len N          override the maximum context written in the header
 
 Safetensors are read with numpy alone (F32, F16, BF16, F64); torch is imported only for .pth/.bin/.pt.
@@ -439,20 +439,44 @@ def write(model, out, legacy=False):
                                               'head_dim', 'vocab_size', 'seq_len', 'shared_classifier')))
 
 
+def write_tokenizer_bin(path, pieces):
+    """llama2.c's tokenizer.bin: uint32 max piece length, then for each id (float32 score, int32 byte
+    length, the piece's bytes). pieces: (score, bytes) in id order."""
+    with open(path, 'wb') as f:
+        f.write(struct.pack('<I', max(len(b) for _, b in pieces)))
+        for score, b in pieces:
+            f.write(struct.pack('<fi', score, len(b)) + b)
+    return len(pieces)
+
+
+def sentencepiece_to_bin(model_path, bin_path):
+    """A sentencepiece .model -> tokenizer.bin as llama2.c writes it: '\u2581' becomes ' ', BOS is
+    "\n<s>\n" and EOS "\n</s>\n", byte pieces stay as the text "<0xNN>"."""
+    import sentencepiece as spm
+    sp = spm.SentencePieceProcessor(model_file=model_path)
+    pieces = []
+    for i in range(sp.get_piece_size()):
+        t = sp.id_to_piece(i)
+        if i == sp.bos_id():
+            t = '\n<s>\n'
+        elif i == sp.eos_id():
+            t = '\n</s>\n'
+        pieces.append((sp.get_score(i), t.replace('\u2581', ' ').encode('utf-8')))
+    return write_tokenizer_bin(bin_path, pieces)
+
+
 def export_tokenizer(path, out):
-    """A sentencepiece .model -> llama2.c's tokenizer.bin (train/tokenizer.py's exporter), or a
-    Hugging Face tokenizer.json with a byte-level BPE -> razor's RZTK file (train/tokenizer_bbpe.py)."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    """A sentencepiece .model -> llama2.c's tokenizer.bin, or a Hugging Face tokenizer.json with a
+    byte-level BPE -> razor's RZTK file (tokenizer_bbpe.py)."""
     if path.endswith('.json'):
-        from train.tokenizer_bbpe import BbpeError, export_bbpe
+        from tokenizer_bbpe import BbpeError, export_bbpe
         try:
             info = export_bbpe(path, out)
         except BbpeError as e:
             raise ExportError(str(e))
         print(f'wrote {out} (byte-level BPE, {info["vocab_size"]} tokens)')
     else:
-        from train.tokenizer import export
-        print(f'wrote {out} ({export(path, out)} tokens)')
+        print(f'wrote {out} ({sentencepiece_to_bin(path, out)} tokens)')
 
 
 def main(argv=None):

@@ -182,7 +182,7 @@ async function encodeAll(tj, texts) {
   for (const [name, [file, tj]] of Object.entries(variants)) {
     const jsonPath = name === 'llama3' ? T('bbpe_tokenizer.json') : `/tmp/make_bbpe_vectors_${name}.json`;
     fs.writeFileSync(jsonPath, JSON.stringify(tj));
-    execFileSync('python3', [path.join(TOP, 'train', 'tokenizer_bbpe.py'), jsonPath, T(file + '.bin')], { stdio: 'inherit' });
+    execFileSync('python3', [path.join(TOP, 'tokenizer_bbpe.py'), jsonPath, T(file + '.bin')], { stdio: 'inherit' });
     if (name !== 'llama3') fs.unlinkSync(jsonPath);
     results[name] = (await encodeAll(tj, TEXTS)).map(ids => ids ? ids.split(' ').map(Number) : []);
   }

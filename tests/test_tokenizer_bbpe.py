@@ -1,5 +1,5 @@
 """
-tests/test_tokenizer_bbpe.py: tests for train/tokenizer_bbpe.py (plain python 3).
+tests/test_tokenizer_bbpe.py: tests for tokenizer_bbpe.py (plain python 3).
 
 tests/bbpe_tokenizer.json must export to tests/bbpe_tokenizer.bin byte for byte, and its GPT-2 and
 Qwen2 variants (made as tests/make_bbpe_vectors.js makes them) to tests/bbpe_tokenizer_gpt2.bin and
@@ -18,7 +18,7 @@ import unicodedata
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from train.tokenizer_bbpe import QWEN2, BbpeError, export_bbpe  # noqa: E402
+from tokenizer_bbpe import QWEN2, BbpeError, export_bbpe  # noqa: E402
 
 passed = failed = 0
 

@@ -16,36 +16,16 @@ NUL). '\u2581' becomes ' ', BOS is written as "\\n<s>\\n" and EOS as
 "\\n</s>\\n", byte pieces stay as the text "<0xNN>" (as in the
 tokenizer.bin that ships with llama2.c).
 """
-import argparse, io, os, struct
+import argparse, io, os, sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
-
-def export(model_path, bin_path):
-    import sentencepiece as spm
-    sp = spm.SentencePieceProcessor(model_file=model_path)
-    pieces = []
-    for i in range(sp.get_piece_size()):
-        t = sp.id_to_piece(i)
-        if i == sp.bos_id():
-            t = '\n<s>\n'
-        elif i == sp.eos_id():
-            t = '\n</s>\n'
-        pieces.append((sp.get_score(i), t.replace('\u2581', ' ').encode('utf-8')))
-    with open(bin_path, 'wb') as f:
-        f.write(struct.pack('<I', max(len(b) for _, b in pieces)))
-        for score, b in pieces:
-            f.write(struct.pack('<fi', score, len(b)))
-            f.write(b)
-    return len(pieces)
+sys.path.insert(0, TOP)
+from export import sentencepiece_to_bin as export, write_tokenizer_bin  # noqa: E402 (the format lives with export.py)
 
 def write_bytes(bin_path):
     pieces = [b'<unk>', b'\n<s>\n', b'\n</s>\n'] + [b'<0x%02X>' % b for b in range(256)]
-    with open(bin_path, 'wb') as f:
-        f.write(struct.pack('<I', max(map(len, pieces))))
-        for p in pieces:
-            f.write(struct.pack('<fi', 0.0, len(p)) + p)
-    return len(pieces)
+    return write_tokenizer_bin(bin_path, [(0.0, p) for p in pieces])
 
 def train(files, model_path, vocab, threads, coverage):
     # sentencepiece takes one "sentence" per line; our paragraphs are lines.
