@@ -1484,12 +1484,13 @@ static void free_nfc_tables(NfcTables *t) {
     memset(t, 0, sizeof *t);
 }
 
-static int nfc_ccc(const NfcTables *t, int c) {
-    for (int lo = 0, hi = t->n_ccc - 1; lo <= hi;) {
+/* The value of the range of r[0..n) (sorted, disjoint) that holds code point c, else 0. */
+static int range_value(const CodeRange *r, int n, int c) {
+    for (int lo = 0, hi = n - 1; lo <= hi;) {
         int mid = (lo + hi) / 2;
-        if (c < t->ccc[mid].first) hi = mid - 1;
-        else if (c > t->ccc[mid].last) lo = mid + 1;
-        else return t->ccc[mid].value;
+        if (c < r[mid].first) hi = mid - 1;
+        else if (c > r[mid].last) lo = mid + 1;
+        else return r[mid].value;
     }
     return 0;
 }
@@ -1544,7 +1545,7 @@ static char *nfc_normalize(const NfcTables *t, const char *text, size_t n, size_
     /* canonical order: a stable sort of each run of non-starters by class; keys class << 32 | index */
     uint64_t *key = xcalloc((size_t)m + 1, sizeof(uint64_t));
     unsigned char *cls = xcalloc((size_t)m + 1, 1);
-    for (int i = 0; i < m; i++) cls[i] = (unsigned char)(d[i] >= 0 ? nfc_ccc(t, d[i]) : 0);
+    for (int i = 0; i < m; i++) cls[i] = (unsigned char)(d[i] >= 0 ? range_value(t->ccc, t->n_ccc, d[i]) : 0);
     for (int i = 0, j; i < m; i = j + 1) {
         for (j = i; j < m && cls[j]; j++) key[j - i] = (uint64_t)cls[j] << 32 | (uint32_t)j;
         if (j - i < 2) continue;
@@ -1820,15 +1821,6 @@ static void bpe_merge(const Tokenizer *t, const char *s, int m, int *id, int *le
 }
 
 /* The value of the range holding code point c, or 0. */
-static int range_value(const CodeRange *r, int n, int c) {
-    for (int lo = 0, hi = n - 1; lo <= hi;) {
-        int mid = (lo + hi) / 2;
-        if (c < r[mid].first) hi = mid - 1;
-        else if (c > r[mid].last) lo = mid + 1;
-        else return r[mid].value;
-    }
-    return 0;
-}
 
 /* sentencepiece: the dummy-prefix space, then the text, in which U+2581 (sentencepiece's space
  * symbol, which tokenizer.bin spells ' ') is a space too; one symbol per UTF-8 character. */
@@ -2099,19 +2091,17 @@ static void probe_task(void *arg, int thread, int n_threads) {
             int i = p->pos + t; /* position; the random block starts at 1 */
             if (i < 1 + p->K) continue;
             const float *q = p->s->q + (size_t)t * c->n_heads * hd + (size_t)h * hd;
-            float max = -INFINITY, sum = 0;
-            for (int j = 0; j <= i; j++) {
+            for (int j = 0; j <= i; j++) { /* the whole attention row of this query: exact, causal */
                 get_key(hc, j, key, hd);
                 float score = 0;
                 for (int d = 0; d < hd; d++) score += q[d] * key[d];
                 row[j] = score / sqrtf((float)hd);
-                if (row[j] > max) max = row[j];
             }
-            for (int j = 0; j <= i; j++) sum += row[j] = expf(row[j] - max);
+            softmax(row, i + 1);
             double echo = 0, induction = 0;
             for (int j = i - p->K; j >= 1; j -= p->K) {
-                echo += row[j] / sum;
-                induction += row[j + 1] / sum;
+                echo += row[j];
+                induction += row[j + 1];
             }
             p->echo_sum[p->layer * c->n_heads + h] += echo;
             p->induction_sum[p->layer * c->n_heads + h] += induction;
