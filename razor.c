@@ -174,34 +174,51 @@ static int close_output(Output *out, int ok) {
 #define MAX_VOCAB      (1 << 22)
 #define MAX_SEQ_LEN    (1 << 24)
 
+/* A header field razor refuses: "PATH: bad header: WHY". */
+static int bad_header(const char *path, const char *fmt, ...) {
+    char why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    return fail("%s: bad header: %s", path, why);
+}
+
 static int check_config(const Config *c, const char *path) {
-#define REQUIRE(cond, ...) do { if (!(cond)) { char why[256]; snprintf(why, sizeof why, __VA_ARGS__); \
-        return fail("%s: bad header: %s", path, why); } } while (0)
-    REQUIRE(c->dim > 0 && c->dim <= MAX_DIM, "dim = %d (must be 1..%d)", c->dim, MAX_DIM);
-    REQUIRE(c->hidden_dim > 0 && c->hidden_dim <= MAX_HIDDEN, "hidden_dim = %d (must be 1..%d)", c->hidden_dim,
-            MAX_HIDDEN);
-    REQUIRE(c->n_layers > 0 && c->n_layers <= MAX_LAYERS, "n_layers = %d (must be 1..%d)", c->n_layers, MAX_LAYERS);
-    REQUIRE(c->n_heads > 0 && c->n_heads <= MAX_HEADS, "n_heads = %d (must be 1..%d)", c->n_heads, MAX_HEADS);
-    REQUIRE(c->n_kv_heads > 0 && c->n_kv_heads <= c->n_heads && c->n_heads % c->n_kv_heads == 0,
-            "n_kv_heads = %d (must divide n_heads = %d)", c->n_kv_heads, c->n_heads);
-    REQUIRE(c->head_dim > 0 && c->head_dim <= MAX_HEAD_DIM && c->head_dim % 2 == 0,
-            "head_dim = %d (must be even, 2..%d)", c->head_dim, MAX_HEAD_DIM);
-    REQUIRE(c->vocab_size > 0 && c->vocab_size <= MAX_VOCAB, "vocab_size = %d (must be 1..%d)", c->vocab_size,
-            MAX_VOCAB);
-    REQUIRE(c->seq_len > 0 && c->seq_len <= MAX_SEQ_LEN, "seq_len = %d (must be 1..%d)", c->seq_len, MAX_SEQ_LEN);
-    REQUIRE(c->bos_id >= 0 && c->bos_id < c->vocab_size, "bos_id = %d (vocab_size %d)", c->bos_id, c->vocab_size);
-    REQUIRE(c->eos_id >= 0 && c->eos_id < c->vocab_size, "eos_id = %d (vocab_size %d)", c->eos_id, c->vocab_size);
-    REQUIRE(isfinite(c->norm_eps) && c->norm_eps > 0 && c->norm_eps < 1, "norm_eps = %g", c->norm_eps);
-    REQUIRE(isfinite(c->rope_theta) && c->rope_theta >= 1, "rope_theta = %g", c->rope_theta);
-    REQUIRE(c->rope_scaling == 0 || c->rope_scaling == 1, "rope_scaling = %d (0 none, 1 llama3)", c->rope_scaling);
+    if (!(c->dim > 0 && c->dim <= MAX_DIM)) return bad_header(path, "dim = %d (must be 1..%d)", c->dim, MAX_DIM);
+    if (!(c->hidden_dim > 0 && c->hidden_dim <= MAX_HIDDEN))
+        return bad_header(path, "hidden_dim = %d (must be 1..%d)", c->hidden_dim, MAX_HIDDEN);
+    if (!(c->n_layers > 0 && c->n_layers <= MAX_LAYERS))
+        return bad_header(path, "n_layers = %d (must be 1..%d)", c->n_layers, MAX_LAYERS);
+    if (!(c->n_heads > 0 && c->n_heads <= MAX_HEADS))
+        return bad_header(path, "n_heads = %d (must be 1..%d)", c->n_heads, MAX_HEADS);
+    if (!(c->n_kv_heads > 0 && c->n_kv_heads <= c->n_heads && c->n_heads % c->n_kv_heads == 0))
+        return bad_header(path, "n_kv_heads = %d (must divide n_heads = %d)", c->n_kv_heads, c->n_heads);
+    if (!(c->head_dim > 0 && c->head_dim <= MAX_HEAD_DIM && c->head_dim % 2 == 0))
+        return bad_header(path, "head_dim = %d (must be even, 2..%d)", c->head_dim, MAX_HEAD_DIM);
+    if (!(c->vocab_size > 0 && c->vocab_size <= MAX_VOCAB))
+        return bad_header(path, "vocab_size = %d (must be 1..%d)", c->vocab_size, MAX_VOCAB);
+    if (!(c->seq_len > 0 && c->seq_len <= MAX_SEQ_LEN))
+        return bad_header(path, "seq_len = %d (must be 1..%d)", c->seq_len, MAX_SEQ_LEN);
+    if (!(c->bos_id >= 0 && c->bos_id < c->vocab_size))
+        return bad_header(path, "bos_id = %d (vocab_size %d)", c->bos_id, c->vocab_size);
+    if (!(c->eos_id >= 0 && c->eos_id < c->vocab_size))
+        return bad_header(path, "eos_id = %d (vocab_size %d)", c->eos_id, c->vocab_size);
+    if (!(isfinite(c->norm_eps) && c->norm_eps > 0 && c->norm_eps < 1))
+        return bad_header(path, "norm_eps = %g", c->norm_eps);
+    if (!(isfinite(c->rope_theta) && c->rope_theta >= 1)) return bad_header(path, "rope_theta = %g", c->rope_theta);
+    if (!(c->rope_scaling == 0 || c->rope_scaling == 1))
+        return bad_header(path, "rope_scaling = %d (0 none, 1 llama3)", c->rope_scaling);
     if (c->rope_scaling == 1) {
-        REQUIRE(isfinite(c->rope_factor) && c->rope_factor >= 1, "rope_factor = %g", c->rope_factor);
-        REQUIRE(isfinite(c->rope_low_freq_factor) && isfinite(c->rope_high_freq_factor) &&
-                    c->rope_low_freq_factor > 0 && c->rope_high_freq_factor > c->rope_low_freq_factor,
-                "rope low/high freq factors = %g/%g", c->rope_low_freq_factor, c->rope_high_freq_factor);
-        REQUIRE(c->rope_original_context > 0, "rope_original_context = %d", c->rope_original_context);
+        if (!(isfinite(c->rope_factor) && c->rope_factor >= 1))
+            return bad_header(path, "rope_factor = %g", c->rope_factor);
+        if (!(isfinite(c->rope_low_freq_factor) && isfinite(c->rope_high_freq_factor) && c->rope_low_freq_factor > 0 &&
+              c->rope_high_freq_factor > c->rope_low_freq_factor))
+            return bad_header(path, "rope low/high freq factors = %g/%g", c->rope_low_freq_factor,
+                              c->rope_high_freq_factor);
+        if (!(c->rope_original_context > 0))
+            return bad_header(path, "rope_original_context = %d", c->rope_original_context);
     }
-#undef REQUIRE
     return 0;
 }
 
@@ -1593,7 +1610,16 @@ void free_tokenizer(Tokenizer *t) {
     memset(t, 0, sizeof *t);
 }
 
-#define BAD(...) do { fail(__VA_ARGS__); free_tokenizer(t); return -1; } while (0)
+
+/* A tokenizer file razor refuses: frees what was read and leaves the message. Returns -1. */
+static int refuse_tokenizer(Tokenizer *t, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(error_message, sizeof error_message, fmt, ap);
+    va_end(ap);
+    free_tokenizer(t);
+    return -1;
+}
 
 static int load_rztk(Tokenizer *t, const char *path, size_t size) {
     const char *d = t->data;
@@ -1604,12 +1630,13 @@ static int load_rztk(Tokenizer *t, const char *path, size_t size) {
     t->n_classes = read_i32((const unsigned char *)d + 32);
     t->n_nfc = read_i32((const unsigned char *)d + 36);
     if (read_i32((const unsigned char *)d + 4) != 1)
-        BAD("%s: RZTK version %d, this build reads 1", path, read_i32((const unsigned char *)d + 4));
+        return refuse_tokenizer(t, "%s: RZTK version %d, this build reads 1", path,
+                                read_i32((const unsigned char *)d + 4));
     if (file_vocab < 256 || file_vocab > t->vocab_size)
-        BAD("%s: has %d tokens, the model's vocabulary has %d", path, file_vocab, t->vocab_size);
+        return refuse_tokenizer(t, "%s: has %d tokens, the model's vocabulary has %d", path, file_vocab, t->vocab_size);
     if (t->regex < REGEX_LLAMA3 || t->regex > REGEX_QWEN2 || (t->flags & ~7) || n_merges < 0 || t->n_classes < 0 ||
         t->n_nfc < 0 || (!(t->flags & NFC) && t->n_nfc != 0))
-        BAD("%s: bad header", path);
+        return refuse_tokenizer(t, "%s: bad header", path);
     t->type = xcalloc((size_t)t->vocab_size, 1);
     t->added = xcalloc((size_t)t->vocab_size, sizeof(int));
     for (int i = 0; i < file_vocab; i++) { /* ids past the file's vocabulary (a padded model) stay empty */
@@ -1617,7 +1644,7 @@ static int load_rztk(Tokenizer *t, const char *path, size_t size) {
         t->type[i] = size - at >= 5 ? (unsigned char)d[at + 4] : 0;
         at += 5;
         if (len < 0 || (size_t)len > size - at || t->type[i] > 7 || (len == 0 && (t->type[i] & SPLIT_OUT)))
-            BAD("%s: token %d: bad length %d or type %d", path, i, (int)len, t->type[i]);
+            return refuse_tokenizer(t, "%s: token %d: bad length %d or type %d", path, i, (int)len, t->type[i]);
         t->piece[i] = d + at;
         t->length[i] = len;
         at += (size_t)len;
@@ -1626,10 +1653,11 @@ static int load_rztk(Tokenizer *t, const char *path, size_t size) {
         if (len == 1 && t->byte_token[(unsigned char)d[at - 1]] < 0) t->byte_token[(unsigned char)d[at - 1]] = i;
         add_piece(t, i);
     }
-    for (int b = 0; b < 256; b++) if (t->byte_token[b] < 0) BAD("%s: no token for byte 0x%02x", path, b);
+    for (int b = 0; b < 256; b++)
+        if (t->byte_token[b] < 0) return refuse_tokenizer(t, "%s: no token for byte 0x%02x", path, b);
     if (size - at != 12 * ((size_t)n_merges + (size_t)t->n_classes) + 4 * (size_t)t->n_nfc)
-        BAD("%s: %zu bytes after the tokens, not %d merges, %d ranges and %d NFC words", path, size - at, n_merges,
-            t->n_classes, t->n_nfc);
+        return refuse_tokenizer(t, "%s: %zu bytes after the tokens, not %d merges, %d ranges and %d NFC words", path,
+                                size - at, n_merges, t->n_classes, t->n_nfc);
     t->merge_mask = table_size(n_merges) - 1;
     t->merges = xcalloc(t->merge_mask + 1, sizeof(Merge));
     for (size_t s = 0; s <= t->merge_mask; s++) t->merges[s].left = -1;
@@ -1638,7 +1666,7 @@ static int load_rztk(Tokenizer *t, const char *path, size_t size) {
         Merge m = {read_i32(p), read_i32(p + 4), r, read_i32(p + 8)};
         if ((unsigned)m.left >= (unsigned)file_vocab || (unsigned)m.right >= (unsigned)file_vocab ||
             (unsigned)m.result >= (unsigned)file_vocab)
-            BAD("%s: merge %d has an id outside the vocabulary", path, r);
+            return refuse_tokenizer(t, "%s: merge %d has an id outside the vocabulary", path, r);
         t->merges[merge_slot(t, m.left, m.right)] = m; /* a repeated pair keeps its last rank, as in the library */
     }
     t->classes = xcalloc((size_t)t->n_classes + 1, sizeof(CodeRange));
@@ -1647,13 +1675,13 @@ static int load_rztk(Tokenizer *t, const char *path, size_t size) {
         CodeRange r = {read_i32(p), read_i32(p + 4), read_i32(p + 8)};
         if (r.first < 0 || r.last < r.first || r.last > 0x10FFFF || (i != 0 && r.first <= t->classes[i - 1].last) ||
             r.value < LETTER || r.value > SPACE)
-            BAD("%s: code point range %d is bad, out of order, or of an unknown class", path, i);
+            return refuse_tokenizer(t, "%s: code point range %d is bad, out of order, or of an unknown class", path, i);
         t->classes[i] = r;
     }
     if ((t->flags & NFC) && load_nfc_tables(&t->nfc, d, size, &at, t->n_nfc) != 0) {
         char why[sizeof error_message];
         snprintf(why, sizeof why, "%s", error_message);
-        BAD("%s: %s", path, why);
+        return refuse_tokenizer(t, "%s: %s", path, why);
     }
     t->byte_level = 1;
     return 0;
@@ -1664,17 +1692,21 @@ static int load_sentencepiece(Tokenizer *t, const char *path, size_t size) {
     size_t at = 4;
     t->score = xcalloc((size_t)t->vocab_size, sizeof(float));
     for (int i = 0; i < t->vocab_size; i++) {
-        if (at + 8 > size) BAD("%s: has %d pieces, the model's vocabulary has %d", path, i, t->vocab_size);
+        if (at + 8 > size)
+            return refuse_tokenizer(t, "%s: has %d pieces, the model's vocabulary has %d", path, i, t->vocab_size);
         memcpy(&t->score[i], d + at, 4);
         int32_t len = read_i32((const unsigned char *)d + at + 4);
         at += 8;
-        if (len < 0 || (size_t)len > size - at) BAD("%s: piece %d: bad length %d", path, i, (int)len);
-        if (!isfinite(t->score[i])) BAD("%s: piece %d: score is not finite", path, i);
+        if (len < 0 || (size_t)len > size - at)
+            return refuse_tokenizer(t, "%s: piece %d: bad length %d", path, i, (int)len);
+        if (!isfinite(t->score[i])) return refuse_tokenizer(t, "%s: piece %d: score is not finite", path, i);
         t->piece[i] = d + at;
         t->length[i] = len;
         at += (size_t)len;
     }
-    if (at != size) BAD("%s: has more than the model's %d pieces (%zu trailing bytes)", path, t->vocab_size, size - at);
+    if (at != size)
+        return refuse_tokenizer(t, "%s: has more than the model's %d pieces (%zu trailing bytes)", path, t->vocab_size,
+                                size - at);
     for (int i = 0; i < t->vocab_size; i++) {
         int byte;
         if (is_byte_piece(t->piece[i], t->length[i], &byte)) {
@@ -1685,7 +1717,6 @@ static int load_sentencepiece(Tokenizer *t, const char *path, size_t size) {
     }
     return 0;
 }
-#undef BAD
 
 /* Loads tokenizer.bin (llama2.c's) or an RZTK file, for a model of vocab_size tokens. */
 int load_tokenizer(Tokenizer *t, const char *path, int vocab_size, int bos_id, int eos_id) {
