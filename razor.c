@@ -2,13 +2,17 @@
  * (Tang et al., arXiv 2407.15891): retrieval heads keep their whole KV cache; every other head keeps
  * a few sink tokens, a recent window, and one compensation token standing for all it dropped.
  *
- * Read top to bottom, it tells the story in order:
- *   1. errors and small helpers           6. the tokenizer (sentencepiece-exact BPE, n log n)
- *   2. the model file                     7. the sampler
- *   3. threads                            8. the head profiler: which heads are retrieval heads
- *   4. the neural-net blocks, with THE    9. the loops: generate, chat, compare, needle, logits
- *      tiled attention loop              10. the command line
- *   5. the KV cache (THE per-head policy switch, THE compensation token) and the forward pass
+ * Read top to bottom, it tells the story in order, the method first and the speed last:
+ *   1. errors and small helpers            6. the tokenizer (sentencepiece-exact BPE, n log n)
+ *   2. the model file                      7. the sampler
+ *   3. the neural-net blocks, plainly,     8. the head profiler: which heads are retrieval heads
+ *      attention_reference() included      9. the loops: generate, chat, compare, needle, logits
+ *   4. the KV cache and RazorAttention:   10. the command line
+ *      THE per-head policy switch         11. the fast kernels (skippable on a first read): the
+ *      (choose_policy), THE compensation      vectors, matmul, THE tiled attention loop
+ *      token (fold_token and the lines        (attention, attend_tile), bfloat16 weights, threads
+ *      after it)
+ *   5. the forward pass, narrated stage by stage
  * libc + libm; pthreads unless built with -DRAZOR_NO_THREADS.
  */
 #define _DEFAULT_SOURCE
@@ -383,27 +387,6 @@ int load_model(Model *m, const char *path) {
     return 0;
 }
 
-/* -w bf16: a bfloat16 copy of every float in the file (rounded to nearest, ties to even), which matmul
- * reads instead of the fp32 weights: half the bytes per generated token. It has the file's offsets,
- * so a weight pointer into the file finds its twin at m->bf16 + (pointer - m->weights_start). */
-int model_to_bf16(Model *m) {
-    size_t huge = 2u << 20, bytes = (m->n_weights * sizeof(uint16_t) + huge - 1) / huge * huge;
-    m->bf16 = aligned_alloc(huge, bytes);
-    if (!m->bf16) return fail("no memory for a bfloat16 copy of the weights (%zu MB)", bytes >> 20);
-#ifdef MADV_HUGEPAGE
-    madvise(m->bf16, bytes, MADV_HUGEPAGE); /* 2 MB pages where Linux allows: far fewer TLB misses while
-                                               streaming the copy (generation +15-20% here) */
-#endif
-    for (size_t i = 0; i < m->n_weights; i++) {
-        uint32_t u;
-        memcpy(&u, m->weights_start + i, 4);
-        if ((u & 0x7f800000) == 0x7f800000)
-            m->bf16[i] = (uint16_t)((u >> 16) | ((u & 0xffff) ? 0x40 : 0)); /* inf, NaN stay so */
-        else m->bf16[i] = (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
-    }
-    return 0;
-}
-
 void free_model(Model *m) {
     if (m->map) munmap(m->map, m->map_size);
     free(m->bf16);
@@ -412,104 +395,9 @@ void free_model(Model *m) {
 }
 
 /* ------------------------------------------------------------------------------------------------
- * 3. Threads. One pool for the whole program: pool_run(task, arg) runs task(arg, i, n) on all n
- * threads (the caller is thread 0) and returns when all are done. Workers spin briefly between jobs
- * (a forward pass is a burst of them), then yield the core, then sleep. Each task splits its own
- * work by thread index. */
-
-typedef void (*Task)(void *arg, int thread, int n_threads);
-
-#ifdef RAZOR_NO_THREADS
-static int pool_threads = 1;
-void pool_start(int n) { (void)n; }
-void pool_stop(void) {}
-static void pool_run(Task task, void *arg) { task(arg, 0, 1); }
-#else
-static struct {
-    int n;                 /* threads, the caller included */
-    pthread_t *threads;
-    Task task;
-    void *arg;
-    atomic_int generation; /* bumped once per job */
-    atomic_int busy;       /* workers still on the current job */
-    atomic_int stop;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    int sleepers;
-} pool = {.n = 1, .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
-static int pool_threads = 1;
-
-#define SPINS 2000 /* polls before a waiting thread yields its core; workers sleep after 64 rounds */
-
-static void *pool_worker(void *p) {
-    int id = (int)(intptr_t)p, seen = 0;
-    for (;;) {
-        for (int spins = 0; atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop);) {
-            if (++spins < SPINS) continue;
-            if (spins < 64 * SPINS) { sched_yield(); continue; } /* on a busy machine, let others run */
-            pthread_mutex_lock(&pool.lock);
-            pool.sleepers++;
-            while (atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop))
-                pthread_cond_wait(&pool.wake, &pool.lock);
-            pool.sleepers--;
-            pthread_mutex_unlock(&pool.lock);
-        }
-        if (atomic_load(&pool.stop)) return NULL;
-        seen = atomic_load(&pool.generation);
-        pool.task(pool.arg, id, pool.n);
-        atomic_fetch_sub(&pool.busy, 1);
-    }
-}
-
-void pool_start(int n) {
-    pool.n = n;
-    pool_threads = n;
-    pool.threads = xcalloc((size_t)n, sizeof(pthread_t));
-    for (int i = 1; i < n; i++)
-        if (pthread_create(&pool.threads[i], NULL, pool_worker, (void *)(intptr_t)i) != 0) {
-            pool.n = pool_threads = i; /* run with the threads we got */
-            break;
-        }
-}
-
-void pool_stop(void) {
-    atomic_store(&pool.stop, 1);
-    pthread_mutex_lock(&pool.lock);
-    pthread_cond_broadcast(&pool.wake);
-    pthread_mutex_unlock(&pool.lock);
-    for (int i = 1; i < pool.n; i++) pthread_join(pool.threads[i], NULL);
-    free(pool.threads);
-    pool.threads = NULL;
-    pool.n = pool_threads = 1;
-    atomic_store(&pool.stop, 0);
-}
-
-static void pool_run(Task task, void *arg) {
-    if (pool.n == 1) { task(arg, 0, 1); return; }
-    pool.task = task;
-    pool.arg = arg;
-    atomic_store(&pool.busy, pool.n - 1);
-    atomic_fetch_add(&pool.generation, 1);
-    pthread_mutex_lock(&pool.lock);
-    if (pool.sleepers) pthread_cond_broadcast(&pool.wake);
-    pthread_mutex_unlock(&pool.lock);
-    task(arg, 0, pool.n);
-    for (int spins = 0; atomic_load(&pool.busy) > 0;)
-        if (++spins > SPINS) sched_yield();
-}
-#endif
-
-/* The slice [begin, end) of n items that thread i of n_threads takes, in multiples of `align`. */
-static void split(size_t n, size_t align, int i, int n_threads, size_t *begin, size_t *end) {
-    size_t units = (n + align - 1) / align;
-    *begin = units * i / n_threads * align;
-    *end = units * (i + 1) / n_threads * align;
-    if (*begin > n) *begin = n;
-    if (*end > n) *end = n;
-}
-
-/* ------------------------------------------------------------------------------------------------
- * 4. Neural-net blocks */
+ * 3. Neural-net blocks, plainly. The vectorised kernels these lean on (matmul, the tiled attention
+ * loop, SwiGLU) and the thread pool are in section 11, which a first reading can skip: what they
+ * compute is said here. */
 
 void rmsnorm(float *out, const float *x, const float *weight, int n, float eps) {
     float ss = 0;
@@ -518,260 +406,18 @@ void rmsnorm(float *out, const float *x, const float *weight, int n, float eps) 
     for (int j = 0; j < n; j++) out[j] = weight[j] * (ss * x[j]);
 }
 
-/* Vectors of VEC floats (GCC/clang vector extension; VEC and the tiles below come from the compile
- * target, see model.h). vload reads unaligned memory. */
-typedef float vecf __attribute__((vector_size(VEC * sizeof(float))));
-static inline vecf vload(const float *p) { vecf v; memcpy(&v, p, sizeof v); return v; }
-static inline float vsum(vecf v) { /* a tree of adds, log2(VEC) deep, not a VEC-long chain */
-    float a[VEC];
-    memcpy(a, &v, sizeof a);
-    for (int width = VEC / 2; width > 0; width /= 2)
-        for (int k = 0; k < width; k++) a[k] += a[k + width];
-    return a[0];
-}
+/* out (T, d) = x (T, n) @ w (d, n)^T, for up to 3 products that share x (q, k and v; w1 and w3), in
+ * one trip through the thread pool. xt: x transposed tile by tile (transpose_block), for blocks of
+ * tokens. Declared in model.h; section 11. */
 
-/* Weights as matmul reads them: the file's fp32, or (-w bf16) a bfloat16 copy, which halves the bytes
- * every generated token must stream through the cores. bfloat16 is the top half of a float32, so
- * widening is a shift. The kernels below take a constant BF16 flag, like their tile sizes, and
- * compile once for each kind. */
-typedef uint16_t vech __attribute__((vector_size(VEC * sizeof(uint16_t))));
-typedef uint32_t vecu __attribute__((vector_size(VEC * sizeof(uint32_t))));
-static inline float bf16_to_f32(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
-static inline vecf wload(const void *w, size_t i, int BF16) {
-    if (!BF16) return vload((const float *)w + i);
-    vech h;
-    memcpy(&h, (const uint16_t *)w + i, sizeof h);
-    vecu u = __builtin_convertvector(h, vecu) << 16;
-    vecf f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-static inline float wget(const void *w, size_t i, int BF16) {
-    return BF16 ? bf16_to_f32(((const uint16_t *)w)[i]) : ((const float *)w)[i];
-}
+/* SwiGLU: hb = silu(hb) * hb2, silu(v) = v / (1 + e^-v); section 11. */
+static void swiglu(float *hb, const float *hb2, size_t n);
 
-/* Three matmul kernels: dot_row for one token, dot_tile for a few, block_tile for a block. Weights are
- * row-major (d, n), as the file stores them.
- *
- * dot_tile, for a few tokens (2 to 15: a short chat turn, a prompt's last block):
- * out[c * out_stride + r] = dot(w row r, x row c) for R weight rows and C tokens (R, C <= DOT_TILE),
- * vectorised along n, so that with R, C > 1 every value loaded is used several times. Called with
- * constant R and C, it compiles to an unrolled block of accumulators. */
-static inline __attribute__((always_inline)) void dot_tile(float *out, size_t out_stride, const float *x,
-                                                           const void *w, int n, int R, int C, int BF16) {
-    vecf acc[DOT_TILE][DOT_TILE];
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++) acc[r][c] = (vecf){0};
-    int j = 0;
-    for (; j + VEC <= n; j += VEC) {
-        vecf xv[DOT_TILE];
-        for (int c = 0; c < C; c++) xv[c] = vload(x + (size_t)c * n + j);
-        for (int r = 0; r < R; r++) {
-            vecf wv = wload(w, (size_t)r * n + j, BF16);
-            for (int c = 0; c < C; c++) acc[r][c] += wv * xv[c];
-        }
-    }
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++) {
-            float s = vsum(acc[r][c]);
-            for (int k = j; k < n; k++) s += wget(w, (size_t)r * n + k, BF16) * x[(size_t)c * n + k];
-            out[(size_t)c * out_stride + r] = s;
-        }
-}
-
-/* dot_row, for one token (generation): one weight row . x, over four independent sums, so that each
- * multiply-add need not wait for the one before it (a single chain of them is latency-bound, well
- * below what the caches deliver). bf16 weights come 2 * VEC at a time as VEC uint32 pairs: the low
- * halves (even inputs, on a little-endian machine, as razor assumes throughout) widen with a shift, the
- * high halves (odd inputs) with a mask, with no shuffles (which would cost more than the bytes saved);
- * x_pairs is x reordered to match (pair_inputs). Each
- * round also asks for the weights PREFETCH_AHEAD bytes on (measured: +15-20% for bf16 here, where the
- * hardware prefetcher alone falls behind). */
-static inline vecf pair_dot(const uint16_t *w, const float *x_pairs, vecf acc) {
-    vecu pair, lo, hi;
-    memcpy(&pair, w, sizeof pair);
-    lo = pair << 16;
-    hi = pair & 0xffff0000u;
-    vecf even, odd;
-    memcpy(&even, &lo, sizeof even), memcpy(&odd, &hi, sizeof odd);
-    return acc + even * vload(x_pairs) + odd * vload(x_pairs + VEC);
-}
-
-#define PREFETCH_AHEAD 2048 /* bytes: the weights are one stream; ask for them this far ahead */
-static inline void prefetch_ahead(const void *p) { /* the 4 cache lines PREFETCH_AHEAD bytes past p */
-    for (int k = 0; k < 4; k++) __builtin_prefetch((const char *)p + PREFETCH_AHEAD + 64 * k);
-}
-
-static inline __attribute__((always_inline)) float dot_row(const float *x, const float *x_pairs, const void *w, int n,
-                                                           int BF16) {
-    vecf acc[4] = {{0}, {0}, {0}, {0}};
-    int j = 0;
-    if (BF16) { /* 256 bytes of weights per round, as below */
-        const uint16_t *w16 = w;
-        for (; j + 8 * VEC <= n; j += 8 * VEC) {
-            prefetch_ahead(w16 + j);
-            for (int u = 0; u < 4; u++) acc[u] = pair_dot(w16 + j + u * 2 * VEC, x_pairs + j + u * 2 * VEC, acc[u]);
-        }
-        for (; j + 2 * VEC <= n; j += 2 * VEC) acc[0] = pair_dot(w16 + j, x_pairs + j, acc[0]);
-    } else {
-        for (; j + 4 * VEC <= n; j += 4 * VEC) {
-            prefetch_ahead((const float *)w + j);
-            for (int u = 0; u < 4; u++) acc[u] += wload(w, (size_t)j + u * VEC, 0) * vload(x + j + u * VEC);
-        }
-        for (; j + VEC <= n; j += VEC) acc[0] += wload(w, (size_t)j, 0) * vload(x + j);
-    }
-    float s = vsum((acc[0] + acc[1]) + (acc[2] + acc[3]));
-    for (; j < n; j++) s += wget(w, (size_t)j, BF16) * x[j];
-    return s;
-}
-
-/* x_pairs for dot_row: each run of 2 * VEC inputs as its even ones, then its odd ones:
- * [0 2 .. 30 | 1 3 .. 31 | 32 34 .. 62 | 33 ..]. The tail (n % (2 * VEC)) is not needed. */
-static void pair_inputs(float *x_pairs, const float *x, int n) {
-    for (int j = 0; j + 2 * VEC <= n; j += 2 * VEC)
-        for (int k = 0; k < VEC; k++) x_pairs[j + k] = x[j + 2 * k], x_pairs[j + VEC + k] = x[j + 2 * k + 1];
-}
-
-/* block_tile, for blocks of tokens (the prompt): R weight rows x BLOCK_TILE_T tokens over inputs
- * [j0, j1), vectorised along the tokens, so no horizontal sums at all: each weight is broadcast and
- * multiplied into BLOCK_TILE_T tokens at once (BLOCK_TILE_V vectors x BLOCK_TILE_R rows of
- * accumulators, in registers). The accumulators continue from acc (R x BLOCK_TILE_V vectors) unless
- * j0 = 0, and are stored back there. xt is one token tile of the transposed block, (n, BLOCK_TILE_T). */
-#define BLOCK_TILE_T (BLOCK_TILE_V * VEC)
-static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const float *xt, const void *w, int n,
-                                                             int i0, int j0, int j1, int R, int BF16) {
-    vecf acc[BLOCK_TILE_R][BLOCK_TILE_V];
-    for (int r = 0; r < R; r++)
-        for (int v = 0; v < BLOCK_TILE_V; v++) acc[r][v] = j0 ? acc_io[r * BLOCK_TILE_V + v] : (vecf){0};
-    for (int j = j0; j < j1; j++) {
-        vecf x[BLOCK_TILE_V];
-        for (int v = 0; v < BLOCK_TILE_V; v++) x[v] = vload(xt + (size_t)j * BLOCK_TILE_T + v * VEC);
-        for (int r = 0; r < R; r++) {
-            float wr = wget(w, (size_t)(i0 + r) * n + j, BF16);
-            for (int v = 0; v < BLOCK_TILE_V; v++) acc[r][v] += wr * x[v];
-        }
-    }
-    for (int r = 0; r < R; r++)
-        for (int v = 0; v < BLOCK_TILE_V; v++) acc_io[r * BLOCK_TILE_V + v] = acc[r][v];
-}
-
-/* A chunk of rows [i0, i1) (at most BLOCK_ROWS) for the token tile starting at t0: the inputs go in
- * slices of BLOCK_J, so that the slice of the tile (BLOCK_J x BLOCK_TILE_T floats, contiguous) stays
- * in L1 while every row of the chunk uses it. */
-#define BLOCK_ROWS (16 * BLOCK_TILE_R)
-#define BLOCK_J 64
-static inline __attribute__((always_inline)) void block_rows(float *out, const float *xt, const void *w, int n, int d,
-                                                             int T, int i0, int i1, int t0, int BF16) {
-    vecf acc[BLOCK_ROWS * BLOCK_TILE_V];
-    const float *tile = xt + (size_t)t0 * n;
-    for (int j0 = 0; j0 < n; j0 += BLOCK_J) {
-        int j1 = min_int(j0 + BLOCK_J, n), i = i0;
-        for (; i + BLOCK_TILE_R <= i1; i += BLOCK_TILE_R)
-            block_tile(acc + (i - i0) * BLOCK_TILE_V, tile, w, n, i, j0, j1, BLOCK_TILE_R, BF16);
-        for (; i < i1; i++) block_tile(acc + (i - i0) * BLOCK_TILE_V, tile, w, n, i, j0, j1, 1, BF16);
-    }
-    for (int i = i0; i < i1; i++)
-        for (int k = 0; k < BLOCK_TILE_T && t0 + k < T; k++)
-            out[(size_t)(t0 + k) * d + i] = acc[(i - i0) * BLOCK_TILE_V + k / VEC][k % VEC];
-}
-
-#define BLOCK_MIN_TOKENS 16 /* from this many tokens on, matmul uses block_tile */
-
-typedef struct {
-    float *out;       /* (T, d) */
-    const float *x;   /* (T, n) */
-    const float *xt;  /* x transposed tile by tile, for block_tile (see transpose_block); one token
-                         with bf16 weights: x reordered for dot_row (pair_inputs) */
-    const void *w;    /* (d, n), float or (bf16) uint16_t */
-    int T, n, d, bf16;
-} Matmul;
-
-/* Row r of the weights, whichever kind they are. */
-static inline const void *weight_row(const Matmul *a, size_t r, int BF16) {
-    return BF16 ? (const void *)((const uint16_t *)a->w + r * a->n) : (const void *)((const float *)a->w + r * a->n);
-}
-
-static inline __attribute__((always_inline)) void matmul_part(const Matmul *a, int thread, int n_threads, int BF16) {
-    size_t begin, end, i;
-    if (a->T >= BLOCK_MIN_TOKENS) {
-        split((size_t)a->d, BLOCK_TILE_R, thread, n_threads, &begin, &end);
-        for (int t0 = 0; t0 < a->T; t0 += BLOCK_TILE_T)
-            for (i = begin; i < end; i += BLOCK_ROWS)
-                block_rows(a->out, a->xt, a->w, a->n, a->d, a->T, (int)i,
-                           (int)(i + BLOCK_ROWS < end ? i + BLOCK_ROWS : end), t0, BF16);
-        return;
-    }
-    split((size_t)a->d, DOT_TILE, thread, n_threads, &begin, &end);
-    if (a->T == 1) { /* generation: one row at a time (one stream of weights is what prefetches best) */
-        for (i = begin; i < end; i++) a->out[i] = dot_row(a->x, a->xt, weight_row(a, i, BF16), a->n, BF16);
-        return;
-    }
-    for (i = begin; i + DOT_TILE <= end; i += DOT_TILE) { /* a few tokens: DOT_TILE rows x DOT_TILE tokens at a time */
-        const void *w = weight_row(a, i, BF16);
-        int t = 0;
-        for (; t + DOT_TILE <= a->T; t += DOT_TILE)
-            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, w, a->n, DOT_TILE, DOT_TILE, BF16);
-        for (; t < a->T; t++)
-            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, w, a->n, DOT_TILE, 1, BF16);
-    }
-    for (; i < end; i++)
-        for (int t = 0; t < a->T; t++)
-            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, weight_row(a, i, BF16), a->n, 1, 1,
-                     BF16);
-}
-
-typedef struct { Matmul mat[3]; int n; } Matmuls;
-
-static void matmul_task(void *arg, int thread, int n_threads) {
-    const Matmuls *a = arg;
-    for (int k = 0; k < a->n; k++) {
-        if (a->mat[k].bf16) matmul_part(&a->mat[k], thread, n_threads, 1);
-        else matmul_part(&a->mat[k], thread, n_threads, 0);
-    }
-}
-
-static int matmul_padded(int T) { return (T + BLOCK_TILE_T - 1) / BLOCK_TILE_T * BLOCK_TILE_T; }
-
-typedef struct { float *xt; const float *x; int T, n; } Transpose;
-
-static void transpose_task(void *arg, int thread, int n_threads) {
-    const Transpose *a = arg;
-    size_t begin, end, n = (size_t)a->n;
-    split((size_t)matmul_padded(a->T) / BLOCK_TILE_T, 1, thread, n_threads, &begin, &end);
-    for (size_t tile = begin; tile < end; tile++) {
-        float *xt = a->xt + tile * BLOCK_TILE_T * n;
-        for (size_t j0 = 0; j0 < n; j0 += 16) /* 16 inputs at a time: whole cache lines in and out */
-            for (size_t k = 0; k < BLOCK_TILE_T; k++) {
-                size_t t = tile * BLOCK_TILE_T + k;
-                for (size_t j = j0; j < j0 + 16 && j < n; j++)
-                    xt[j * BLOCK_TILE_T + k] = t < (size_t)a->T ? a->x[t * n + j] : 0;
-            }
-    }
-}
-
-/* Before matmuls of a block: x (T, n) transposed tile by tile for block_tile, token t, input j at
- * xt[t / BLOCK_TILE_T][j][t % BLOCK_TILE_T], i.e. (matmul_padded(T) / BLOCK_TILE_T, n, BLOCK_TILE_T),
- * the padding tokens zero. Each tile is contiguous, so a slice of it fills L1 without set conflicts.
- * Below BLOCK_MIN_TOKENS tokens matmul reads x itself and this does nothing. */
-void transpose_block(float *xt, const float *x, int T, int n) {
-    Transpose a = {xt, x, T, n};
-    if (T >= BLOCK_MIN_TOKENS) pool_run(transpose_task, &a);
-}
-
-/* For each of the n products (at most 3): out (T, d) = x (T, n) @ w (d, n)^T. Every weight row is read
- * once for the whole block of T tokens; the products share x and one trip through the thread pool.
- * xt: x as transpose_block left it. w points into the model file; with -w bf16 matmul reads its
- * bfloat16 twin, at the same offset in m->bf16. */
-void matmul(const Model *m, const float *x, float *xt, int T, int n, const Product *products, int n_products) {
-    Matmuls a = {.n = n_products};
-    for (int k = 0; k < n_products; k++) {
-        const float *w = products[k].w;
-        a.mat[k] = (Matmul){products[k].out, x, xt, w, T, n, products[k].d, m->bf16 != NULL};
-        if (m->bf16) a.mat[k].w = m->bf16 + (w - m->weights_start);
-    }
-    if (m->bf16 && T == 1) pair_inputs(xt, x, n);
-    pool_run(matmul_task, &a);
-}
+/* The thread pool (section 11): pool_run(task, arg) runs task(arg, i, n) on all n threads. */
+typedef void (*Task)(void *arg, int thread, int n_threads);
+static void pool_run(Task task, void *arg);
+static int pool_threads;
+static int matmul_padded(int T); /* rows of xt that transpose_block fills for T tokens */
 
 /* Rotates the (2i, 2i+1) pairs of each head of vec (n_heads, head_dim) by the angles of one position. */
 static void rope(float *vec, int n_heads, int head_dim, const float *cos_row, const float *sin_row) {
@@ -785,127 +431,8 @@ static void rope(float *vec, int n_heads, int head_dim, const float *cos_row, co
     }
 }
 
-typedef int32_t veci __attribute__((vector_size(VEC * sizeof(int32_t))));
-static inline vecf vmax(vecf a, vecf b) {
-    veci a_wins = a > b;
-    return (vecf)(((veci)a & a_wins) | ((veci)b & ~a_wins));
-}
-static inline float hmax(vecf v) { /* the largest lane, by a tree like vsum's */
-    float a[VEC];
-    memcpy(a, &v, sizeof a);
-    for (int width = VEC / 2; width > 0; width /= 2)
-        for (int k = 0; k < width; k++) a[k] = a[k] > a[k + width] ? a[k] : a[k + width];
-    return a[0];
-}
-
-/* exp of each lane: exp(x) = 2^k * e^r with k = round(x / ln 2), a degree-6 polynomial for e^r
- * (Cephes' expf, ~1e-7 relative error). Lanes below -87.3 (e^x under FLT_MIN), -inf included, give 0. */
-static inline vecf vexp(vecf x) {
-    veci live = x >= -87.3f;
-    x = (vecf)(((veci)x & live) | ((veci)((vecf){0} - 87.3f) & ~live));
-    vecf k = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest */
-    vecf r = x - k * 0.693359375f + k * 2.12194440e-4f;
-    vecf p = 1.9875691500e-4f + (vecf){0};
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    vecf y = p * r * r + r + 1.0f;
-    veci two_k = (__builtin_convertvector(k, veci) + 127) << 23;
-    return (vecf)((veci)(y * (vecf)two_k) & live);
-}
-
-/* SwiGLU: hb = silu(hb) * hb2, silu(v) = v / (1 + e^-v), VEC at a time. */
-static void swiglu(float *hb, const float *hb2, size_t n) {
-    size_t i = 0;
-    for (; i + VEC <= n; i += VEC) {
-        vecf v = vload(hb + i), e = vexp(-vmax(v, (vecf){0} - 87.0f)); /* e^-v, kept finite */
-        vecf out = v / (1.0f + e) * vload(hb2 + i);
-        memcpy(hb + i, &out, sizeof out);
-    }
-    for (; i < n; i++) hb[i] = hb[i] / (1.0f + expf(-hb[i])) * hb2[i];
-}
-
-/* One step of THE attention loop below: NB queries (NB <= ATT_QUERIES; called with a constant, so
- * their arrays live in registers) meet one tile of keys together, so that every key and value loaded
- * serves NB queries. Query b sees the first n_seen[b] keys of the tile (0: none). Its running max
- * m[b], running sum l[b] and accumulator acc (NB, head_dim) are updated online: scores, a rescale of
- * what was summed under the old max if this tile holds a larger score, then exp and the weighted sum
- * of the values. comp_at: the compensation slot's place in this tile (outside [0, ATT_TILE_K): not
- * here); its score gets + comp_bias = ln(N_d). */
-static inline __attribute__((always_inline)) void attend_tile(const float *const *q, const int *n_seen, float *m,
-                                                              float *l, float *acc, const float *kt, const float *vt,
-                                                              int head_dim, float scale, int comp_at, float comp_bias,
-                                                              int NB) {
-    enum { KV = ATT_TILE_K / VEC };
-    vecf sv[ATT_QUERIES][KV];
-    for (int b = 0; b < NB; b++)
-        for (int c = 0; c < KV; c++) sv[b][c] = (vecf){0};
-    for (int d = 0; d < head_dim; d++) { /* scores: q . k for the whole tile, head_dim vector FMAs */
-        vecf k[KV];
-        for (int c = 0; c < KV; c++) k[c] = vload(kt + (size_t)d * ATT_TILE_K + c * VEC);
-        for (int b = 0; b < NB; b++) {
-            float qd = q[b][d] * scale;
-            for (int c = 0; c < KV; c++) sv[b][c] += qd * k[c];
-        }
-    }
-    float p[ATT_QUERIES][ATT_TILE_K]; /* scores, then exp(score - max) */
-    int n_max = 0;
-    for (int b = 0; b < NB; b++) {
-        int n = n_seen[b];
-        if (n <= 0) { memset(p[b], 0, sizeof p[b]); continue; }
-        memcpy(p[b], sv[b], sizeof p[b]);
-        if (comp_at >= 0 && comp_at < n) p[b][comp_at] += comp_bias; /* + ln(N_d) */
-        for (int j = n; j < ATT_TILE_K; j++) p[b][j] = -INFINITY;  /* keys it may not see */
-        vecf mv = vload(p[b]);
-        for (int c = 1; c < KV; c++) mv = vmax(mv, vload(p[b] + c * VEC));
-        float tile_max = hmax(mv);
-        float *ab = acc + (size_t)b * head_dim;
-        if (tile_max > m[b]) { /* rescale what was summed under the old max */
-            float correction = expf(m[b] - tile_max);
-            l[b] *= correction;
-            for (int d = 0; d < head_dim; d++) ab[d] *= correction;
-            m[b] = tile_max;
-        }
-        for (int c = 0; c < KV; c++) {
-            vecf e = vexp(vload(p[b] + c * VEC) - m[b]);
-            l[b] += vsum(e);
-            memcpy(p[b] + c * VEC, &e, sizeof e);
-        }
-        if (n > n_max) n_max = n;
-    }
-    /* acc += p @ values, VEC dims at a time; ATT_SUMS sums per query over interleaved keys (one add
-     * chain would wait on each multiply-add's latency) */
-    int d = 0;
-    for (; d + VEC <= head_dim; d += VEC) {
-        vecf a[ATT_QUERIES][ATT_SUMS];
-        for (int b = 0; b < NB; b++)
-            for (int u = 0; u < ATT_SUMS; u++) a[b][u] = (vecf){0};
-        int j = 0;
-        for (; j + ATT_SUMS <= n_max; j += ATT_SUMS)
-            for (int u = 0; u < ATT_SUMS; u++) {
-                vecf v = vload(vt + (size_t)(j + u) * head_dim + d);
-                for (int b = 0; b < NB; b++) a[b][u] += p[b][j + u] * v;
-            }
-        for (; j < n_max; j++) {
-            vecf v = vload(vt + (size_t)j * head_dim + d);
-            for (int b = 0; b < NB; b++) a[b][0] += p[b][j] * v;
-        }
-        for (int b = 0; b < NB; b++) {
-            vecf sum = a[b][0];
-            for (int u = 1; u < ATT_SUMS; u++) sum += a[b][u];
-            sum += vload(acc + (size_t)b * head_dim + d);
-            memcpy(acc + (size_t)b * head_dim + d, &sum, sizeof sum);
-        }
-    }
-    for (; d < head_dim; d++)
-        for (int b = 0; b < NB; b++)
-            for (int j = 0; j < n_max; j++) acc[(size_t)b * head_dim + d] += p[b][j] * vt[(size_t)j * head_dim + d];
-}
-
 /* What attention computes over one head's cache, written plainly (the definition; the tests hold
- * attention() below to it). For query i, which may see keys [0, first_visible + i + 1) (the causal
+ * attention(), section 11's tiled loop, to it). For query i, which may see keys [0, first_visible + i + 1) (the causal
  * mask, capped at n_keys): the score of key j is q . k_j / sqrt(head_dim), plus ln(N_d) for the
  * compensation slot (see compensation_bias); out = softmax(scores) . values. Keys are in the cache's
  * tiled layout, values (n_keys, head_dim). */
@@ -938,62 +465,9 @@ void attention_reference(float *out, size_t out_stride, const float *q, size_t q
     free(score);
 }
 
-/* THE attention loop: attention_reference, tiled and vectorised. Flash-attention style: for each
- * query, walk the keys in tiles of ATT_TILE_K, keeping a running max m, a running sum l of
- * exp(score - m) and an accumulator of the weighted values, rescaled whenever m grows (attend_tile).
- * No score row of length seq_len ever exists. A tile of ATT_TILE_Q queries shares each tile of keys
- * while it sits in L1, ATT_QUERIES of them at a time. Used for the prompt and for generation alike.
- *   q          (n_q, q_stride): query i at q + i * q_stride, head_dim floats
- *   key_tiles  (n_keys / ATT_TILE_K rounded up, head_dim, ATT_TILE_K): one head's keys, stored
- *              transposed tile by tile, so a query meets a whole tile with head_dim vector FMAs
- *   values     (n_keys, head_dim)
- *   query i may see keys [0, first_visible + i + 1), capped at n_keys (the causal mask)
- *   out        (n_q, out_stride): like q
- *   scratch    ATT_TILE_Q * (head_dim + 2) floats
- *   comp_slot  the compensation token's slot (-1: none); its logit gets + comp_bias, which is ln(N_d)
- *              (compensation_bias says why), -INFINITY when N_d = 0 */
-void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *key_tiles,
-               const float *values, int n_keys, int first_visible, int head_dim, float *scratch, int comp_slot,
-               float comp_bias) {
-    const float scale = 1.0f / sqrtf((float)head_dim);
-    for (int q0 = 0; q0 < n_q; q0 += ATT_TILE_Q) {
-        int nq = min_int(n_q - q0, ATT_TILE_Q);
-        float *m = scratch, *l = scratch + ATT_TILE_Q, *acc = scratch + 2 * ATT_TILE_Q; /* acc (nq, head_dim) */
-        for (int i = 0; i < nq; i++) m[i] = -INFINITY, l[i] = 0;
-        memset(acc, 0, (size_t)nq * head_dim * sizeof(float));
-        int last_visible = min_int(first_visible + q0 + nq, n_keys);
-        for (int k0 = 0; k0 < last_visible; k0 += ATT_TILE_K) {
-            const float *kt = key_tiles + (size_t)(k0 / ATT_TILE_K) * head_dim * ATT_TILE_K,
-                        *vt = values + (size_t)k0 * head_dim;
-            for (int i = 0; i < nq; i += ATT_QUERIES) {
-                int nb = min_int(nq - i, ATT_QUERIES), n_seen[ATT_QUERIES];
-                const float *qb[ATT_QUERIES];
-                for (int b = 0; b < nb; b++) {
-                    int visible = min_int(first_visible + q0 + i + b + 1, n_keys);
-                    n_seen[b] = min_int(visible - k0, ATT_TILE_K);
-                    qb[b] = q + (size_t)(q0 + i + b) * q_stride;
-                }
-                if (n_seen[nb - 1] <= 0) continue; /* (the last query of the group sees the most) */
-                if (nb == ATT_QUERIES)
-                    attend_tile(qb, n_seen, m + i, l + i, acc + (size_t)i * head_dim, kt, vt, head_dim, scale,
-                                comp_slot - k0, comp_bias, ATT_QUERIES);
-                else
-                    for (int b = 0; b < nb; b++)
-                        attend_tile(qb + b, n_seen + b, m + i + b, l + i + b, acc + (size_t)(i + b) * head_dim, kt, vt,
-                                    head_dim, scale, comp_slot - k0, comp_bias, 1);
-            }
-        }
-        for (int i = 0; i < nq; i++) {
-            float *o = out + (size_t)(q0 + i) * out_stride, inv = l[i] > 0 ? 1.0f / l[i] : 0.0f;
-            for (int d = 0; d < head_dim; d++) o[d] = acc[(size_t)i * head_dim + d] * inv;
-        }
-    }
-}
-
 /* ------------------------------------------------------------------------------------------------
- * 5. The KV cache and the forward pass. A block of T tokens goes through each layer together: the
- * matmuls read each weight once per block, and attention runs over the block's queries against the
- * cache. */
+ * 4. The KV cache and RazorAttention: where each head's cache policy is chosen, what happens to a
+ * token that leaves a compressed head's window, and the compensation token. */
 
 /* The KV cache: one HeadCache per (layer, KV head). A full head keeps every token in order. A
  * compressed head keeps [sinks | compensation | window]: the first n_sink tokens, one slot holding
@@ -1224,6 +698,10 @@ void cache_bytes(const RunState *s, const Config *c, size_t *kept, size_t *full)
     for (int i = 0; i < s->n_heads; i++) *kept += head_bytes(&s->heads[i], c->head_dim);
     *full = (size_t)s->n_tokens * s->n_heads * c->head_dim * 2 * sizeof(float);
 }
+
+/* ------------------------------------------------------------------------------------------------
+ * 5. The forward pass. A block of T tokens goes through each layer together: the matmuls read each
+ * weight once per block, and attention runs over the block's queries against the cache. */
 
 typedef struct { const Model *m; RunState *s; int layer, T; } AttentionJob;
 
@@ -2075,8 +1553,8 @@ static int sample(Sampler *s, float *logits) {
 }
 
 /* ------------------------------------------------------------------------------------------------
- * 8. The head profiler (the paper's section 3.2): one forward pass over BOS + K distinct random ordinary tokens
- * repeated 4 times, with exact causal attention. For every query head, the echo score is the
+ * 8. The head profiler (the paper's section 3.2): one forward pass over BOS + K distinct random ordinary
+ * tokens repeated 4 times, with exact causal attention. For every query head, the echo score is the
  * attention a token pays to its own earlier copies, the induction score the attention it pays to the
  * tokens that followed them, averaged over the rows of repeats 2..4. A KV head takes the max over its
  * query heads; the top induction_fraction of KV heads by induction plus the top echo_fraction by
@@ -3428,3 +2906,552 @@ int main(int argc, char **argv) {
     return status;
 }
 #endif
+
+/* ------------------------------------------------------------------------------------------------
+ * 11. The fast kernels: vectors, matmul, THE tiled attention loop, bfloat16 weights, the thread
+ * pool. Skippable on a first read: sections 3-5 say what each computes; this is how it is made fast.
+ * The vector width and tile sizes come from the compile target (model.h). */
+
+/* Threads. One pool for the whole program: pool_run(task, arg) runs task(arg, i, n) on all n
+ * threads (the caller is thread 0) and returns when all are done. Workers spin briefly between jobs
+ * (a forward pass is a burst of them), then yield the core, then sleep. Each task splits its own
+ * work by thread index. */
+
+typedef void (*Task)(void *arg, int thread, int n_threads);
+
+#ifdef RAZOR_NO_THREADS
+static int pool_threads = 1;
+void pool_start(int n) { (void)n; }
+void pool_stop(void) {}
+static void pool_run(Task task, void *arg) { task(arg, 0, 1); }
+#else
+static struct {
+    int n;                 /* threads, the caller included */
+    pthread_t *threads;
+    Task task;
+    void *arg;
+    atomic_int generation; /* bumped once per job */
+    atomic_int busy;       /* workers still on the current job */
+    atomic_int stop;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int sleepers;
+} pool = {.n = 1, .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+static int pool_threads = 1;
+
+#define SPINS 2000 /* polls before a waiting thread yields its core; workers sleep after 64 rounds */
+
+static void *pool_worker(void *p) {
+    int id = (int)(intptr_t)p, seen = 0;
+    for (;;) {
+        for (int spins = 0; atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop);) {
+            if (++spins < SPINS) continue;
+            if (spins < 64 * SPINS) { sched_yield(); continue; } /* on a busy machine, let others run */
+            pthread_mutex_lock(&pool.lock);
+            pool.sleepers++;
+            while (atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop))
+                pthread_cond_wait(&pool.wake, &pool.lock);
+            pool.sleepers--;
+            pthread_mutex_unlock(&pool.lock);
+        }
+        if (atomic_load(&pool.stop)) return NULL;
+        seen = atomic_load(&pool.generation);
+        pool.task(pool.arg, id, pool.n);
+        atomic_fetch_sub(&pool.busy, 1);
+    }
+}
+
+void pool_start(int n) {
+    pool.n = n;
+    pool_threads = n;
+    pool.threads = xcalloc((size_t)n, sizeof(pthread_t));
+    for (int i = 1; i < n; i++)
+        if (pthread_create(&pool.threads[i], NULL, pool_worker, (void *)(intptr_t)i) != 0) {
+            pool.n = pool_threads = i; /* run with the threads we got */
+            break;
+        }
+}
+
+void pool_stop(void) {
+    atomic_store(&pool.stop, 1);
+    pthread_mutex_lock(&pool.lock);
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+    for (int i = 1; i < pool.n; i++) pthread_join(pool.threads[i], NULL);
+    free(pool.threads);
+    pool.threads = NULL;
+    pool.n = pool_threads = 1;
+    atomic_store(&pool.stop, 0);
+}
+
+static void pool_run(Task task, void *arg) {
+    if (pool.n == 1) { task(arg, 0, 1); return; }
+    pool.task = task;
+    pool.arg = arg;
+    atomic_store(&pool.busy, pool.n - 1);
+    atomic_fetch_add(&pool.generation, 1);
+    pthread_mutex_lock(&pool.lock);
+    if (pool.sleepers) pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+    task(arg, 0, pool.n);
+    for (int spins = 0; atomic_load(&pool.busy) > 0;)
+        if (++spins > SPINS) sched_yield();
+}
+#endif
+
+/* The slice [begin, end) of n items that thread i of n_threads takes, in multiples of `align`. */
+static void split(size_t n, size_t align, int i, int n_threads, size_t *begin, size_t *end) {
+    size_t units = (n + align - 1) / align;
+    *begin = units * i / n_threads * align;
+    *end = units * (i + 1) / n_threads * align;
+    if (*begin > n) *begin = n;
+    if (*end > n) *end = n;
+}
+
+
+/* Vectors of VEC floats (GCC/clang vector extension; VEC and the tiles below come from the compile
+ * target, see model.h). vload reads unaligned memory. */
+typedef float vecf __attribute__((vector_size(VEC * sizeof(float))));
+static inline vecf vload(const float *p) { vecf v; memcpy(&v, p, sizeof v); return v; }
+static inline float vsum(vecf v) { /* a tree of adds, log2(VEC) deep, not a VEC-long chain */
+    float a[VEC];
+    memcpy(a, &v, sizeof a);
+    for (int width = VEC / 2; width > 0; width /= 2)
+        for (int k = 0; k < width; k++) a[k] += a[k + width];
+    return a[0];
+}
+
+/* Weights as matmul reads them: the file's fp32, or (-w bf16) a bfloat16 copy, which halves the bytes
+ * every generated token must stream through the cores. bfloat16 is the top half of a float32, so
+ * widening is a shift. The kernels below take a constant BF16 flag, like their tile sizes, and
+ * compile once for each kind. */
+typedef uint16_t vech __attribute__((vector_size(VEC * sizeof(uint16_t))));
+typedef uint32_t vecu __attribute__((vector_size(VEC * sizeof(uint32_t))));
+static inline float bf16_to_f32(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
+static inline vecf wload(const void *w, size_t i, int BF16) {
+    if (!BF16) return vload((const float *)w + i);
+    vech h;
+    memcpy(&h, (const uint16_t *)w + i, sizeof h);
+    vecu u = __builtin_convertvector(h, vecu) << 16;
+    vecf f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+static inline float wget(const void *w, size_t i, int BF16) {
+    return BF16 ? bf16_to_f32(((const uint16_t *)w)[i]) : ((const float *)w)[i];
+}
+
+/* Three matmul kernels: dot_row for one token, dot_tile for a few, block_tile for a block. Weights are
+ * row-major (d, n), as the file stores them.
+ *
+ * dot_tile, for a few tokens (2 to 15: a short chat turn, a prompt's last block):
+ * out[c * out_stride + r] = dot(w row r, x row c) for R weight rows and C tokens (R, C <= DOT_TILE),
+ * vectorised along n, so that with R, C > 1 every value loaded is used several times. Called with
+ * constant R and C, it compiles to an unrolled block of accumulators. */
+static inline __attribute__((always_inline)) void dot_tile(float *out, size_t out_stride, const float *x,
+                                                           const void *w, int n, int R, int C, int BF16) {
+    vecf acc[DOT_TILE][DOT_TILE];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) acc[r][c] = (vecf){0};
+    int j = 0;
+    for (; j + VEC <= n; j += VEC) {
+        vecf xv[DOT_TILE];
+        for (int c = 0; c < C; c++) xv[c] = vload(x + (size_t)c * n + j);
+        for (int r = 0; r < R; r++) {
+            vecf wv = wload(w, (size_t)r * n + j, BF16);
+            for (int c = 0; c < C; c++) acc[r][c] += wv * xv[c];
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) {
+            float s = vsum(acc[r][c]);
+            for (int k = j; k < n; k++) s += wget(w, (size_t)r * n + k, BF16) * x[(size_t)c * n + k];
+            out[(size_t)c * out_stride + r] = s;
+        }
+}
+
+/* dot_row, for one token (generation): one weight row . x, over four independent sums, so that each
+ * multiply-add need not wait for the one before it (a single chain of them is latency-bound, well
+ * below what the caches deliver). bf16 weights come 2 * VEC at a time as VEC uint32 pairs: the low
+ * halves (even inputs, on a little-endian machine, as razor assumes throughout) widen with a shift, the
+ * high halves (odd inputs) with a mask, with no shuffles (which would cost more than the bytes saved);
+ * x_pairs is x reordered to match (pair_inputs). Each
+ * round also asks for the weights PREFETCH_AHEAD bytes on (measured: +15-20% for bf16 here, where the
+ * hardware prefetcher alone falls behind). */
+static inline vecf pair_dot(const uint16_t *w, const float *x_pairs, vecf acc) {
+    vecu pair, lo, hi;
+    memcpy(&pair, w, sizeof pair);
+    lo = pair << 16;
+    hi = pair & 0xffff0000u;
+    vecf even, odd;
+    memcpy(&even, &lo, sizeof even), memcpy(&odd, &hi, sizeof odd);
+    return acc + even * vload(x_pairs) + odd * vload(x_pairs + VEC);
+}
+
+#define PREFETCH_AHEAD 2048 /* bytes: the weights are one stream; ask for them this far ahead */
+static inline void prefetch_ahead(const void *p) { /* the 4 cache lines PREFETCH_AHEAD bytes past p */
+    for (int k = 0; k < 4; k++) __builtin_prefetch((const char *)p + PREFETCH_AHEAD + 64 * k);
+}
+
+static inline __attribute__((always_inline)) float dot_row(const float *x, const float *x_pairs, const void *w, int n,
+                                                           int BF16) {
+    vecf acc[4] = {{0}, {0}, {0}, {0}};
+    int j = 0;
+    if (BF16) { /* 256 bytes of weights per round, as below */
+        const uint16_t *w16 = w;
+        for (; j + 8 * VEC <= n; j += 8 * VEC) {
+            prefetch_ahead(w16 + j);
+            for (int u = 0; u < 4; u++) acc[u] = pair_dot(w16 + j + u * 2 * VEC, x_pairs + j + u * 2 * VEC, acc[u]);
+        }
+        for (; j + 2 * VEC <= n; j += 2 * VEC) acc[0] = pair_dot(w16 + j, x_pairs + j, acc[0]);
+    } else {
+        for (; j + 4 * VEC <= n; j += 4 * VEC) {
+            prefetch_ahead((const float *)w + j);
+            for (int u = 0; u < 4; u++) acc[u] += wload(w, (size_t)j + u * VEC, 0) * vload(x + j + u * VEC);
+        }
+        for (; j + VEC <= n; j += VEC) acc[0] += wload(w, (size_t)j, 0) * vload(x + j);
+    }
+    float s = vsum((acc[0] + acc[1]) + (acc[2] + acc[3]));
+    for (; j < n; j++) s += wget(w, (size_t)j, BF16) * x[j];
+    return s;
+}
+
+/* x_pairs for dot_row: each run of 2 * VEC inputs as its even ones, then its odd ones:
+ * [0 2 .. 30 | 1 3 .. 31 | 32 34 .. 62 | 33 ..]. The tail (n % (2 * VEC)) is not needed. */
+static void pair_inputs(float *x_pairs, const float *x, int n) {
+    for (int j = 0; j + 2 * VEC <= n; j += 2 * VEC)
+        for (int k = 0; k < VEC; k++) x_pairs[j + k] = x[j + 2 * k], x_pairs[j + VEC + k] = x[j + 2 * k + 1];
+}
+
+/* block_tile, for blocks of tokens (the prompt): R weight rows x BLOCK_TILE_T tokens over inputs
+ * [j0, j1), vectorised along the tokens, so no horizontal sums at all: each weight is broadcast and
+ * multiplied into BLOCK_TILE_T tokens at once (BLOCK_TILE_V vectors x BLOCK_TILE_R rows of
+ * accumulators, in registers). The accumulators continue from acc (R x BLOCK_TILE_V vectors) unless
+ * j0 = 0, and are stored back there. xt is one token tile of the transposed block, (n, BLOCK_TILE_T). */
+#define BLOCK_TILE_T (BLOCK_TILE_V * VEC)
+static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const float *xt, const void *w, int n,
+                                                             int i0, int j0, int j1, int R, int BF16) {
+    vecf acc[BLOCK_TILE_R][BLOCK_TILE_V];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < BLOCK_TILE_V; v++) acc[r][v] = j0 ? acc_io[r * BLOCK_TILE_V + v] : (vecf){0};
+    for (int j = j0; j < j1; j++) {
+        vecf x[BLOCK_TILE_V];
+        for (int v = 0; v < BLOCK_TILE_V; v++) x[v] = vload(xt + (size_t)j * BLOCK_TILE_T + v * VEC);
+        for (int r = 0; r < R; r++) {
+            float wr = wget(w, (size_t)(i0 + r) * n + j, BF16);
+            for (int v = 0; v < BLOCK_TILE_V; v++) acc[r][v] += wr * x[v];
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < BLOCK_TILE_V; v++) acc_io[r * BLOCK_TILE_V + v] = acc[r][v];
+}
+
+/* A chunk of rows [i0, i1) (at most BLOCK_ROWS) for the token tile starting at t0: the inputs go in
+ * slices of BLOCK_J, so that the slice of the tile (BLOCK_J x BLOCK_TILE_T floats, contiguous) stays
+ * in L1 while every row of the chunk uses it. */
+#define BLOCK_ROWS (16 * BLOCK_TILE_R)
+#define BLOCK_J 64
+static inline __attribute__((always_inline)) void block_rows(float *out, const float *xt, const void *w, int n, int d,
+                                                             int T, int i0, int i1, int t0, int BF16) {
+    vecf acc[BLOCK_ROWS * BLOCK_TILE_V];
+    const float *tile = xt + (size_t)t0 * n;
+    for (int j0 = 0; j0 < n; j0 += BLOCK_J) {
+        int j1 = min_int(j0 + BLOCK_J, n), i = i0;
+        for (; i + BLOCK_TILE_R <= i1; i += BLOCK_TILE_R)
+            block_tile(acc + (i - i0) * BLOCK_TILE_V, tile, w, n, i, j0, j1, BLOCK_TILE_R, BF16);
+        for (; i < i1; i++) block_tile(acc + (i - i0) * BLOCK_TILE_V, tile, w, n, i, j0, j1, 1, BF16);
+    }
+    for (int i = i0; i < i1; i++)
+        for (int k = 0; k < BLOCK_TILE_T && t0 + k < T; k++)
+            out[(size_t)(t0 + k) * d + i] = acc[(i - i0) * BLOCK_TILE_V + k / VEC][k % VEC];
+}
+
+#define BLOCK_MIN_TOKENS 16 /* from this many tokens on, matmul uses block_tile */
+
+typedef struct {
+    float *out;       /* (T, d) */
+    const float *x;   /* (T, n) */
+    const float *xt;  /* x transposed tile by tile, for block_tile (see transpose_block); one token
+                         with bf16 weights: x reordered for dot_row (pair_inputs) */
+    const void *w;    /* (d, n), float or (bf16) uint16_t */
+    int T, n, d, bf16;
+} Matmul;
+
+/* Row r of the weights, whichever kind they are. */
+static inline const void *weight_row(const Matmul *a, size_t r, int BF16) {
+    return BF16 ? (const void *)((const uint16_t *)a->w + r * a->n) : (const void *)((const float *)a->w + r * a->n);
+}
+
+static inline __attribute__((always_inline)) void matmul_part(const Matmul *a, int thread, int n_threads, int BF16) {
+    size_t begin, end, i;
+    if (a->T >= BLOCK_MIN_TOKENS) {
+        split((size_t)a->d, BLOCK_TILE_R, thread, n_threads, &begin, &end);
+        for (int t0 = 0; t0 < a->T; t0 += BLOCK_TILE_T)
+            for (i = begin; i < end; i += BLOCK_ROWS)
+                block_rows(a->out, a->xt, a->w, a->n, a->d, a->T, (int)i,
+                           (int)(i + BLOCK_ROWS < end ? i + BLOCK_ROWS : end), t0, BF16);
+        return;
+    }
+    split((size_t)a->d, DOT_TILE, thread, n_threads, &begin, &end);
+    if (a->T == 1) { /* generation: one row at a time (one stream of weights is what prefetches best) */
+        for (i = begin; i < end; i++) a->out[i] = dot_row(a->x, a->xt, weight_row(a, i, BF16), a->n, BF16);
+        return;
+    }
+    for (i = begin; i + DOT_TILE <= end; i += DOT_TILE) { /* a few tokens: DOT_TILE rows x DOT_TILE tokens at a time */
+        const void *w = weight_row(a, i, BF16);
+        int t = 0;
+        for (; t + DOT_TILE <= a->T; t += DOT_TILE)
+            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, w, a->n, DOT_TILE, DOT_TILE, BF16);
+        for (; t < a->T; t++)
+            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, w, a->n, DOT_TILE, 1, BF16);
+    }
+    for (; i < end; i++)
+        for (int t = 0; t < a->T; t++)
+            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, weight_row(a, i, BF16), a->n, 1, 1,
+                     BF16);
+}
+
+typedef struct { Matmul mat[3]; int n; } Matmuls;
+
+static void matmul_task(void *arg, int thread, int n_threads) {
+    const Matmuls *a = arg;
+    for (int k = 0; k < a->n; k++) {
+        if (a->mat[k].bf16) matmul_part(&a->mat[k], thread, n_threads, 1);
+        else matmul_part(&a->mat[k], thread, n_threads, 0);
+    }
+}
+
+static int matmul_padded(int T) { return (T + BLOCK_TILE_T - 1) / BLOCK_TILE_T * BLOCK_TILE_T; }
+
+typedef struct { float *xt; const float *x; int T, n; } Transpose;
+
+static void transpose_task(void *arg, int thread, int n_threads) {
+    const Transpose *a = arg;
+    size_t begin, end, n = (size_t)a->n;
+    split((size_t)matmul_padded(a->T) / BLOCK_TILE_T, 1, thread, n_threads, &begin, &end);
+    for (size_t tile = begin; tile < end; tile++) {
+        float *xt = a->xt + tile * BLOCK_TILE_T * n;
+        for (size_t j0 = 0; j0 < n; j0 += 16) /* 16 inputs at a time: whole cache lines in and out */
+            for (size_t k = 0; k < BLOCK_TILE_T; k++) {
+                size_t t = tile * BLOCK_TILE_T + k;
+                for (size_t j = j0; j < j0 + 16 && j < n; j++)
+                    xt[j * BLOCK_TILE_T + k] = t < (size_t)a->T ? a->x[t * n + j] : 0;
+            }
+    }
+}
+
+/* Before matmuls of a block: x (T, n) transposed tile by tile for block_tile, token t, input j at
+ * xt[t / BLOCK_TILE_T][j][t % BLOCK_TILE_T], i.e. (matmul_padded(T) / BLOCK_TILE_T, n, BLOCK_TILE_T),
+ * the padding tokens zero. Each tile is contiguous, so a slice of it fills L1 without set conflicts.
+ * Below BLOCK_MIN_TOKENS tokens matmul reads x itself and this does nothing. */
+void transpose_block(float *xt, const float *x, int T, int n) {
+    Transpose a = {xt, x, T, n};
+    if (T >= BLOCK_MIN_TOKENS) pool_run(transpose_task, &a);
+}
+
+/* For each of the n products (at most 3): out (T, d) = x (T, n) @ w (d, n)^T. Every weight row is read
+ * once for the whole block of T tokens; the products share x and one trip through the thread pool.
+ * xt: x as transpose_block left it. w points into the model file; with -w bf16 matmul reads its
+ * bfloat16 twin, at the same offset in m->bf16. */
+void matmul(const Model *m, const float *x, float *xt, int T, int n, const Product *products, int n_products) {
+    Matmuls a = {.n = n_products};
+    for (int k = 0; k < n_products; k++) {
+        const float *w = products[k].w;
+        a.mat[k] = (Matmul){products[k].out, x, xt, w, T, n, products[k].d, m->bf16 != NULL};
+        if (m->bf16) a.mat[k].w = m->bf16 + (w - m->weights_start);
+    }
+    if (m->bf16 && T == 1) pair_inputs(xt, x, n);
+    pool_run(matmul_task, &a);
+}
+
+typedef int32_t veci __attribute__((vector_size(VEC * sizeof(int32_t))));
+static inline vecf vmax(vecf a, vecf b) {
+    veci a_wins = a > b;
+    return (vecf)(((veci)a & a_wins) | ((veci)b & ~a_wins));
+}
+static inline float hmax(vecf v) { /* the largest lane, by a tree like vsum's */
+    float a[VEC];
+    memcpy(a, &v, sizeof a);
+    for (int width = VEC / 2; width > 0; width /= 2)
+        for (int k = 0; k < width; k++) a[k] = a[k] > a[k + width] ? a[k] : a[k + width];
+    return a[0];
+}
+
+/* exp of each lane: exp(x) = 2^k * e^r with k = round(x / ln 2), a degree-6 polynomial for e^r
+ * (Cephes' expf, ~1e-7 relative error). Lanes below -87.3 (e^x under FLT_MIN), -inf included, give 0. */
+static inline vecf vexp(vecf x) {
+    veci live = x >= -87.3f;
+    x = (vecf)(((veci)x & live) | ((veci)((vecf){0} - 87.3f) & ~live));
+    vecf k = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    vecf r = x - k * 0.693359375f + k * 2.12194440e-4f;
+    vecf p = 1.9875691500e-4f + (vecf){0};
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    vecf y = p * r * r + r + 1.0f;
+    veci two_k = (__builtin_convertvector(k, veci) + 127) << 23;
+    return (vecf)((veci)(y * (vecf)two_k) & live);
+}
+
+/* SwiGLU: hb = silu(hb) * hb2, silu(v) = v / (1 + e^-v), VEC at a time. */
+static void swiglu(float *hb, const float *hb2, size_t n) {
+    size_t i = 0;
+    for (; i + VEC <= n; i += VEC) {
+        vecf v = vload(hb + i), e = vexp(-vmax(v, (vecf){0} - 87.0f)); /* e^-v, kept finite */
+        vecf out = v / (1.0f + e) * vload(hb2 + i);
+        memcpy(hb + i, &out, sizeof out);
+    }
+    for (; i < n; i++) hb[i] = hb[i] / (1.0f + expf(-hb[i])) * hb2[i];
+}
+
+/* One step of THE attention loop below: NB queries (NB <= ATT_QUERIES; called with a constant, so
+ * their arrays live in registers) meet one tile of keys together, so that every key and value loaded
+ * serves NB queries. Query b sees the first n_seen[b] keys of the tile (0: none). Its running max
+ * m[b], running sum l[b] and accumulator acc (NB, head_dim) are updated online: scores, a rescale of
+ * what was summed under the old max if this tile holds a larger score, then exp and the weighted sum
+ * of the values. comp_at: the compensation slot's place in this tile (outside [0, ATT_TILE_K): not
+ * here); its score gets + comp_bias = ln(N_d). */
+static inline __attribute__((always_inline)) void attend_tile(const float *const *q, const int *n_seen, float *m,
+                                                              float *l, float *acc, const float *kt, const float *vt,
+                                                              int head_dim, float scale, int comp_at, float comp_bias,
+                                                              int NB) {
+    enum { KV = ATT_TILE_K / VEC };
+    vecf sv[ATT_QUERIES][KV];
+    for (int b = 0; b < NB; b++)
+        for (int c = 0; c < KV; c++) sv[b][c] = (vecf){0};
+    for (int d = 0; d < head_dim; d++) { /* scores: q . k for the whole tile, head_dim vector FMAs */
+        vecf k[KV];
+        for (int c = 0; c < KV; c++) k[c] = vload(kt + (size_t)d * ATT_TILE_K + c * VEC);
+        for (int b = 0; b < NB; b++) {
+            float qd = q[b][d] * scale;
+            for (int c = 0; c < KV; c++) sv[b][c] += qd * k[c];
+        }
+    }
+    float p[ATT_QUERIES][ATT_TILE_K]; /* scores, then exp(score - max) */
+    int n_max = 0;
+    for (int b = 0; b < NB; b++) {
+        int n = n_seen[b];
+        if (n <= 0) { memset(p[b], 0, sizeof p[b]); continue; }
+        memcpy(p[b], sv[b], sizeof p[b]);
+        if (comp_at >= 0 && comp_at < n) p[b][comp_at] += comp_bias; /* + ln(N_d) */
+        for (int j = n; j < ATT_TILE_K; j++) p[b][j] = -INFINITY;  /* keys it may not see */
+        vecf mv = vload(p[b]);
+        for (int c = 1; c < KV; c++) mv = vmax(mv, vload(p[b] + c * VEC));
+        float tile_max = hmax(mv);
+        float *ab = acc + (size_t)b * head_dim;
+        if (tile_max > m[b]) { /* rescale what was summed under the old max */
+            float correction = expf(m[b] - tile_max);
+            l[b] *= correction;
+            for (int d = 0; d < head_dim; d++) ab[d] *= correction;
+            m[b] = tile_max;
+        }
+        for (int c = 0; c < KV; c++) {
+            vecf e = vexp(vload(p[b] + c * VEC) - m[b]);
+            l[b] += vsum(e);
+            memcpy(p[b] + c * VEC, &e, sizeof e);
+        }
+        if (n > n_max) n_max = n;
+    }
+    /* acc += p @ values, VEC dims at a time; ATT_SUMS sums per query over interleaved keys (one add
+     * chain would wait on each multiply-add's latency) */
+    int d = 0;
+    for (; d + VEC <= head_dim; d += VEC) {
+        vecf a[ATT_QUERIES][ATT_SUMS];
+        for (int b = 0; b < NB; b++)
+            for (int u = 0; u < ATT_SUMS; u++) a[b][u] = (vecf){0};
+        int j = 0;
+        for (; j + ATT_SUMS <= n_max; j += ATT_SUMS)
+            for (int u = 0; u < ATT_SUMS; u++) {
+                vecf v = vload(vt + (size_t)(j + u) * head_dim + d);
+                for (int b = 0; b < NB; b++) a[b][u] += p[b][j + u] * v;
+            }
+        for (; j < n_max; j++) {
+            vecf v = vload(vt + (size_t)j * head_dim + d);
+            for (int b = 0; b < NB; b++) a[b][0] += p[b][j] * v;
+        }
+        for (int b = 0; b < NB; b++) {
+            vecf sum = a[b][0];
+            for (int u = 1; u < ATT_SUMS; u++) sum += a[b][u];
+            sum += vload(acc + (size_t)b * head_dim + d);
+            memcpy(acc + (size_t)b * head_dim + d, &sum, sizeof sum);
+        }
+    }
+    for (; d < head_dim; d++)
+        for (int b = 0; b < NB; b++)
+            for (int j = 0; j < n_max; j++) acc[(size_t)b * head_dim + d] += p[b][j] * vt[(size_t)j * head_dim + d];
+}
+
+/* THE attention loop: attention_reference, tiled and vectorised. Flash-attention style: for each
+ * query, walk the keys in tiles of ATT_TILE_K, keeping a running max m, a running sum l of
+ * exp(score - m) and an accumulator of the weighted values, rescaled whenever m grows (attend_tile).
+ * No score row of length seq_len ever exists. A tile of ATT_TILE_Q queries shares each tile of keys
+ * while it sits in L1, ATT_QUERIES of them at a time. Used for the prompt and for generation alike.
+ *   q          (n_q, q_stride): query i at q + i * q_stride, head_dim floats
+ *   key_tiles  (n_keys / ATT_TILE_K rounded up, head_dim, ATT_TILE_K): one head's keys, stored
+ *              transposed tile by tile, so a query meets a whole tile with head_dim vector FMAs
+ *   values     (n_keys, head_dim)
+ *   query i may see keys [0, first_visible + i + 1), capped at n_keys (the causal mask)
+ *   out        (n_q, out_stride): like q
+ *   scratch    ATT_TILE_Q * (head_dim + 2) floats
+ *   comp_slot  the compensation token's slot (-1: none); its logit gets + comp_bias, which is ln(N_d)
+ *              (compensation_bias says why), -INFINITY when N_d = 0 */
+void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *key_tiles,
+               const float *values, int n_keys, int first_visible, int head_dim, float *scratch, int comp_slot,
+               float comp_bias) {
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    for (int q0 = 0; q0 < n_q; q0 += ATT_TILE_Q) {
+        int nq = min_int(n_q - q0, ATT_TILE_Q);
+        float *m = scratch, *l = scratch + ATT_TILE_Q, *acc = scratch + 2 * ATT_TILE_Q; /* acc (nq, head_dim) */
+        for (int i = 0; i < nq; i++) m[i] = -INFINITY, l[i] = 0;
+        memset(acc, 0, (size_t)nq * head_dim * sizeof(float));
+        int last_visible = min_int(first_visible + q0 + nq, n_keys);
+        for (int k0 = 0; k0 < last_visible; k0 += ATT_TILE_K) {
+            const float *kt = key_tiles + (size_t)(k0 / ATT_TILE_K) * head_dim * ATT_TILE_K,
+                        *vt = values + (size_t)k0 * head_dim;
+            for (int i = 0; i < nq; i += ATT_QUERIES) {
+                int nb = min_int(nq - i, ATT_QUERIES), n_seen[ATT_QUERIES];
+                const float *qb[ATT_QUERIES];
+                for (int b = 0; b < nb; b++) {
+                    int visible = min_int(first_visible + q0 + i + b + 1, n_keys);
+                    n_seen[b] = min_int(visible - k0, ATT_TILE_K);
+                    qb[b] = q + (size_t)(q0 + i + b) * q_stride;
+                }
+                if (n_seen[nb - 1] <= 0) continue; /* (the last query of the group sees the most) */
+                if (nb == ATT_QUERIES)
+                    attend_tile(qb, n_seen, m + i, l + i, acc + (size_t)i * head_dim, kt, vt, head_dim, scale,
+                                comp_slot - k0, comp_bias, ATT_QUERIES);
+                else
+                    for (int b = 0; b < nb; b++)
+                        attend_tile(qb + b, n_seen + b, m + i + b, l + i + b, acc + (size_t)(i + b) * head_dim, kt, vt,
+                                    head_dim, scale, comp_slot - k0, comp_bias, 1);
+            }
+        }
+        for (int i = 0; i < nq; i++) {
+            float *o = out + (size_t)(q0 + i) * out_stride, inv = l[i] > 0 ? 1.0f / l[i] : 0.0f;
+            for (int d = 0; d < head_dim; d++) o[d] = acc[(size_t)i * head_dim + d] * inv;
+        }
+    }
+}
+
+/* -w bf16: a bfloat16 copy of every float in the file (rounded to nearest, ties to even), which matmul
+ * reads instead of the fp32 weights: half the bytes per generated token. It has the file's offsets,
+ * so a weight pointer into the file finds its twin at m->bf16 + (pointer - m->weights_start). */
+int model_to_bf16(Model *m) {
+    size_t huge = 2u << 20, bytes = (m->n_weights * sizeof(uint16_t) + huge - 1) / huge * huge;
+    m->bf16 = aligned_alloc(huge, bytes);
+    if (!m->bf16) return fail("no memory for a bfloat16 copy of the weights (%zu MB)", bytes >> 20);
+#ifdef MADV_HUGEPAGE
+    madvise(m->bf16, bytes, MADV_HUGEPAGE); /* 2 MB pages where Linux allows: far fewer TLB misses while
+                                               streaming the copy (generation +15-20% here) */
+#endif
+    for (size_t i = 0; i < m->n_weights; i++) {
+        uint32_t u;
+        memcpy(&u, m->weights_start + i, 4);
+        if ((u & 0x7f800000) == 0x7f800000)
+            m->bf16[i] = (uint16_t)((u >> 16) | ((u & 0xffff) ? 0x40 : 0)); /* inf, NaN stay so */
+        else m->bf16[i] = (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+    }
+    return 0;
+}
