@@ -23,14 +23,14 @@ razor-nothreads: razor.c model.h
 razor-san: razor.c model.h
 	$(CC) $(SAN) -march=native $(WARN) -o $@ razor.c -lm -lpthread
 test_razor: test_razor.c razor.c model.h tests/tokenizer_vectors.h
-	$(CC) $(SAN) -march=native $(WARN) -DRAZOR_NO_MAIN -o $@ test_razor.c razor.c -lm -lpthread
+	$(CC) $(SAN) -march=native $(WARN) -DRAZOR_NO_MAIN -o $@ test_razor.c -lm -lpthread
 # the same three for another target: make test_razor-x86-64-v3 razor-san-x86-64-v3 razor-nothreads-x86-64-v3
 razor-san-%: razor.c model.h
 	$(CC) $(SAN) -march=$* $(WARN) -o $@ razor.c -lm -lpthread
 razor-nothreads-%: razor.c model.h
 	$(CC) -O3 -march=$* $(WARN) -DRAZOR_NO_THREADS -o $@ razor.c -lm
 test_razor-%: test_razor.c razor.c model.h tests/tokenizer_vectors.h
-	$(CC) $(SAN) -march=$* $(WARN) -DRAZOR_NO_MAIN -o $@ test_razor.c razor.c -lm -lpthread
+	$(CC) $(SAN) -march=$* $(WARN) -DRAZOR_NO_MAIN -o $@ test_razor.c -lm -lpthread
 
 .PHONY: test bench clean valgrind fuzz fuzz-smoke test-aarch64
 test: razor razor-san razor-nothreads test_razor $(foreach i,$(NARROW_ISAS),test_razor-$(i) razor-san-$(i) razor-nothreads-$(i))
@@ -65,7 +65,7 @@ test-aarch64:
 	d=$$(mktemp -d) && \
 	$(AARCH64_CC) -O2 $(WARN) -o $$d/razor razor.c -lm -lpthread && \
 	$(AARCH64_CC) -O2 $(WARN) -DRAZOR_NO_THREADS -o $$d/razor-nothreads razor.c -lm && \
-	$(AARCH64_CC) -O2 $(WARN) -DRAZOR_NO_MAIN -o $$d/test_razor test_razor.c razor.c -lm -lpthread && \
+	$(AARCH64_CC) -O2 $(WARN) -DRAZOR_NO_MAIN -o $$d/test_razor test_razor.c -lm -lpthread && \
 	export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu && \
 	{ qemu-aarch64 $$d/test_razor "qemu-aarch64 $$d/razor" "qemu-aarch64 $$d/razor-nothreads" > $$d/log 2>&1 \
 	  || { cat $$d/log; rm -rf $$d; exit 1; }; } && \

@@ -1,4 +1,7 @@
-/* model.h: razor's on-disk formats and the structs razor.c and test_razor.c share.
+/* model.h: razor's on-disk formats (model files, and the structs they load into), the vector width
+ * and tile sizes for the compile target, and the tokenizer and head-profile structs. The KV cache and
+ * the method (HeadCache, the policies) live in razor.c itself, section 4; test_razor.c and the fuzz
+ * harnesses #include razor.c.
  *
  * razor reads three kinds of model file. All numbers are little-endian; all weights are float32,
  * stored row-major, one tensor after another with no padding, right after the header.
@@ -155,59 +158,6 @@ typedef struct {
 #define ATT_QUERIES 4        /* queries that meet a tile of keys together (attend_tile) */
 #define ATT_TILE_Q 64        /* queries that share a tile of keys in the attention loop */
 
-/* The cache policies (RazorAttention and its baselines). */
-typedef enum { POLICY_FULL, POLICY_RAZOR, POLICY_STREAMING, POLICY_NOCOMP } Policy;
-
-typedef struct {
-    Policy policy;
-    int n_sink;              /* first tokens every compressed head keeps (N0) */
-    int window_min;          /* S0: the window is L = max(S0, N / C) for a prompt of N tokens */
-    float compression;       /* C */
-    const unsigned char *retrieval; /* (layer, kv_head): 1 for a retrieval head; NULL: none */
-} CacheConfig;
-
-/* One (layer, KV head)'s cache. Slots hold keys and values; keys (post-RoPE) are stored transposed
- * tile by tile for the attention loop: slot p, dimension d is key_tiles[p / ATT_TILE_K][d][p % ATT_TILE_K].
- * A full head: slot i = token i. A compressed head: [n_sink sinks | compensation slot (razor only) |
- * window ring of up to `window` tokens, the oldest at ring_start]. */
-typedef struct {
-    int full;                /* keeps every token */
-    int compensate;          /* keeps a compensation slot for the dropped tokens */
-    int n_sink, window;
-    int compressed;          /* 0 until the first compression: tokens in order */
-    int n;                   /* slots in use */
-    int ring_start;
-    int n_dropped;           /* N_d */
-    float *key_sum, *value_sum; /* (head_dim) sums of the dropped keys and values */
-    float *key_tiles;        /* (slots / ATT_TILE_K, head_dim, ATT_TILE_K) */
-    float *values;           /* (slots, head_dim) */
-    int slots;               /* allocated, a multiple of ATT_TILE_K */
-} HeadCache;
-
-/* Activations for a block of up to max_block tokens, and the KV cache. */
-typedef struct RunState {
-    int max_block;
-    float *x;                /* (block, dim) residual stream */
-    float *xb;               /* (block, max(dim, q_dim)) normed input, then attention output */
-    float *xb2;              /* (block, dim) */
-    float *hb, *hb2;         /* (block, hidden_dim) */
-    float *q;                /* (block, q_dim) */
-    float *k, *v;            /* (block, kv_dim) */
-    float *rope_cos, *rope_sin; /* (block, head_dim / 2) */
-    float *att_scratch;      /* (threads, ATT_TILE_Q, head_dim + 2) */
-    float *logits;           /* (block, vocab_size) */
-    float *xt;               /* (widest input x padded block) the block transposed tile by tile for matmul
-                                (transpose_block); one token with bf16 weights: its input reordered (pair_inputs) */
-    HeadCache *heads;        /* (layer, kv_head): the KV cache */
-    int n_heads;             /* n_layers * n_kv_heads */
-    CacheConfig cache;
-    int capacity;            /* positions the cache may reach */
-    int n_tokens;            /* positions filled: the next token's position */
-    /* if set, called after each layer's attention with the block's queries in q (the profiler) */
-    void (*probe)(void *arg, const struct RunState *s, int layer, int pos, int T);
-    void *probe_arg;
-} RunState;
-
 typedef struct { int first, last, value; } CodeRange;
 
 /* NFC normalization tables of a byte-level tokenizer (razor.c section 6). */
@@ -252,46 +202,5 @@ typedef struct {
     float *echo, *induction;  /* (layer, kv_head) */
     unsigned char *retrieval; /* (layer, kv_head) */
 } HeadProfile;
-
-typedef int (*LogitsSink)(void *arg, const float *logits, int n_tokens, int vocab_size);
-
-/* What test_razor.c calls. Functions returning int give 0, or -1 with razor_error() set. */
-const char *razor_error(void);
-void pool_start(int n_threads); /* a no-op when built without pthreads */
-void pool_stop(void);
-int load_model(Model *m, const char *path);
-void free_model(Model *m);
-int build_runstate(RunState *s, const Model *m, int capacity, int max_block, const CacheConfig *cache); /* cache NULL: full */
-void free_runstate(RunState *s);
-float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int all_logits);
-float *forward(const Model *m, RunState *s, const int *tokens, int n, LogitsSink sink, void *sink_arg);
-void rmsnorm(float *out, const float *x, const float *weight, int n, float eps);
-void transpose_block(float *xt, const float *x, int T, int n);
-typedef struct { float *out; const float *w; int d; } Product; /* out (T, d) = x @ w (d, n)^T, for matmul */
-void matmul(const Model *m, const float *x, float *xt, int T, int n, const Product *products, int n_products);
-int model_to_bf16(Model *m);
-void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *key_tiles,
-               const float *values, int n_keys, int first_visible, int head_dim, float *scratch, int comp_slot,
-               float comp_bias);
-void attention_reference(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *key_tiles,
-                         const float *values, int n_keys, int first_visible, int head_dim, int comp_slot, float comp_bias);
-void move_slots(HeadCache *h, int to, int from, int n, int hd);
-void head_append(HeadCache *h, const float *key, const float *value, int hd, int T);
-void head_compress(HeadCache *h, int window, int hd);
-size_t head_bytes(const HeadCache *h, int hd);
-void compress_cache(RunState *s, const Config *c);
-void cache_bytes(const RunState *s, const Config *c, size_t *kept, size_t *full);
-int load_tokenizer(Tokenizer *t, const char *path, int vocab_size, int bos_id, int eos_id);
-void free_tokenizer(Tokenizer *t);
-size_t encode_room(const char *text);
-int encode(const Tokenizer *t, const char *text, int bos, int *tokens);
-const char *decode(const Tokenizer *t, int prev, int token, int *n_bytes, char byte_buf[2]);
-int argmax(const float *v, int n);
-int profile_heads(const Model *m, const Tokenizer *tok, HeadProfile *p, uint64_t seed, float induction_fraction, float echo_fraction);
-void select_retrieval_heads(HeadProfile *p);
-int save_profile(const HeadProfile *p, const char *path);
-int load_profile(HeadProfile *p, const char *path, const Config *c);
-void free_profile(HeadProfile *p);
-int read_ids(const char *path, int vocab_size, int max_ids, int **ids, int *n);
 
 #endif

@@ -387,6 +387,9 @@ int load_model(Model *m, const char *path) {
     return 0;
 }
 
+/* -w bf16: a bfloat16 copy of the weights that matmul reads instead (section 11). */
+int model_to_bf16(Model *m);
+
 void free_model(Model *m) {
     if (m->map) munmap(m->map, m->map_size);
     free(m->bf16);
@@ -408,13 +411,18 @@ void rmsnorm(float *out, const float *x, const float *weight, int n, float eps) 
 
 /* out (T, d) = x (T, n) @ w (d, n)^T, for up to 3 products that share x (q, k and v; w1 and w3), in
  * one trip through the thread pool. xt: x transposed tile by tile (transpose_block), for blocks of
- * tokens. Declared in model.h; section 11. */
+ * tokens. Section 11. */
+typedef struct { float *out; const float *w; int d; } Product;
+void matmul(const Model *m, const float *x, float *xt, int T, int n, const Product *products, int n_products);
+void transpose_block(float *xt, const float *x, int T, int n);
 
 /* SwiGLU: hb = silu(hb) * hb2, silu(v) = v / (1 + e^-v); section 11. */
 static void swiglu(float *hb, const float *hb2, size_t n);
 
 /* The thread pool (section 11): pool_run(task, arg) runs task(arg, i, n) on all n threads. */
 typedef void (*Task)(void *arg, int thread, int n_threads);
+void pool_start(int n_threads); /* a no-op when built without pthreads */
+void pool_stop(void);
 static void pool_run(Task task, void *arg);
 static int pool_threads;
 static int matmul_padded(int T); /* rows of xt that transpose_block fills for T tokens */
@@ -465,9 +473,68 @@ void attention_reference(float *out, size_t out_stride, const float *q, size_t q
     free(score);
 }
 
+/* The same, tiled and vectorised: THE tiled attention loop (section 11). scratch: ATT_TILE_Q *
+ * (head_dim + 2) floats. */
+void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *key_tiles,
+               const float *values, int n_keys, int first_visible, int head_dim, float *scratch, int comp_slot,
+               float comp_bias);
+
 /* ------------------------------------------------------------------------------------------------
  * 4. The KV cache and RazorAttention: where each head's cache policy is chosen, what happens to a
  * token that leaves a compressed head's window, and the compensation token. */
+
+/* The cache policies (RazorAttention and its baselines). */
+typedef enum { POLICY_FULL, POLICY_RAZOR, POLICY_STREAMING, POLICY_NOCOMP } Policy;
+
+typedef struct {
+    Policy policy;
+    int n_sink;              /* first tokens every compressed head keeps (N0) */
+    int window_min;          /* S0: the window is L = max(S0, N / C) for a prompt of N tokens */
+    float compression;       /* C */
+    const unsigned char *retrieval; /* (layer, kv_head): 1 for a retrieval head; NULL: none */
+} CacheConfig;
+
+/* One (layer, KV head)'s cache. Slots hold keys and values; keys (post-RoPE) are stored transposed
+ * tile by tile for the attention loop: slot p, dimension d is key_tiles[p / ATT_TILE_K][d][p % ATT_TILE_K].
+ * A full head: slot i = token i. A compressed head: [n_sink sinks | compensation slot (razor only) |
+ * window ring of up to `window` tokens, the oldest at ring_start]. */
+typedef struct {
+    int full;                /* keeps every token */
+    int compensate;          /* keeps a compensation slot for the dropped tokens */
+    int n_sink, window;
+    int compressed;          /* 0 until the first compression: tokens in order */
+    int n;                   /* slots in use */
+    int ring_start;
+    int n_dropped;           /* N_d */
+    float *key_sum, *value_sum; /* (head_dim) sums of the dropped keys and values */
+    float *key_tiles;        /* (slots / ATT_TILE_K, head_dim, ATT_TILE_K) */
+    float *values;           /* (slots, head_dim) */
+    int slots;               /* allocated, a multiple of ATT_TILE_K */
+} HeadCache;
+
+/* Activations for a block of up to max_block tokens, and the KV cache. */
+typedef struct RunState {
+    int max_block;
+    float *x;                /* (block, dim) residual stream */
+    float *xb;               /* (block, max(dim, q_dim)) normed input, then attention output */
+    float *xb2;              /* (block, dim) */
+    float *hb, *hb2;         /* (block, hidden_dim) */
+    float *q;                /* (block, q_dim) */
+    float *k, *v;            /* (block, kv_dim) */
+    float *rope_cos, *rope_sin; /* (block, head_dim / 2) */
+    float *att_scratch;      /* (threads, ATT_TILE_Q, head_dim + 2) */
+    float *logits;           /* (block, vocab_size) */
+    float *xt;               /* (widest input x padded block) the block transposed tile by tile for matmul
+                                (transpose_block); one token with bf16 weights: its input reordered (pair_inputs) */
+    HeadCache *heads;        /* (layer, kv_head): the KV cache */
+    int n_heads;             /* n_layers * n_kv_heads */
+    CacheConfig cache;
+    int capacity;            /* positions the cache may reach */
+    int n_tokens;            /* positions filled: the next token's position */
+    /* if set, called after each layer's attention with the block's queries in q (the profiler) */
+    void (*probe)(void *arg, const struct RunState *s, int layer, int pos, int T);
+    void *probe_arg;
+} RunState;
 
 /* The KV cache: one HeadCache per (layer, KV head). A full head keeps every token in order. A
  * compressed head keeps [sinks | compensation | window]: the first n_sink tokens, one slot holding
@@ -549,7 +616,7 @@ static float compensation_bias(const HeadCache *h) { return h->n_dropped > 0 ? l
 /* Moves n slots from `from` to `to`. The ranges may overlap (the window shifts by a slot or two when
  * a head is compressed), so like memmove it copies in the direction that reads each slot before it
  * is overwritten: front to back when moving left, back to front when moving right. */
-void move_slots(HeadCache *h, int to, int from, int n, int hd) {
+static void move_slots(HeadCache *h, int to, int from, int n, int hd) {
     float key[MAX_HEAD_DIM];
     int step = to <= from ? 1 : -1;
     for (int k = 0; k < n; k++) {
@@ -576,27 +643,6 @@ static void unroll_ring(HeadCache *h, int hd) {
     h->ring_start = 0;
 }
 
-/* Adds one token's key and value, the token being one of a block of T. While generating (T = 1) a
- * compressed head whose window is full folds its oldest window token into the compensation token and
- * puts the new one in its slot: the window slides. A block (a prompt, a chat turn) appends in order,
- * with full attention; compress_cache settles the heads after it. */
-void head_append(HeadCache *h, const float *key, const float *value, int hd, int T) {
-    int generating = T == 1;
-    if (!h->full && !h->compressed && h->window > 0 && generating && h->n - h->n_sink >= h->window)
-        head_compress(h, h->window, hd); /* the window is full: from now on it slides */
-    if (h->compressed && generating && h->n - window_start(h) >= h->window) {
-        int slot = window_start(h) + h->ring_start;
-        fold_token(h, slot, hd);
-        update_compensation(h, hd);
-        put_slot(h, slot, key, value, hd);
-        h->ring_start = (h->ring_start + 1) % h->window;
-        return;
-    }
-    if (h->compressed) unroll_ring(h, hd); /* a block appends in order; head_compress settles it */
-    if (h->n == h->slots) reserve_slots(h, h->n + 1, hd);
-    put_slot(h, h->n++, key, value, hd);
-}
-
 /* Compresses a head to sinks + compensation + the last `window` tokens (after a prompt was processed
  * with full attention): every token in between is folded into the compensation token. Works on a
  * fresh head (all tokens in order) and on a compressed one that a block of tokens has grown. A head
@@ -619,6 +665,27 @@ void head_compress(HeadCache *h, int window, int hd) {
     reserve_slots(h, ws + window, hd); /* physically sinks + compensation + window, in whole key tiles */
 }
 
+/* Adds one token's key and value, the token being one of a block of T. While generating (T = 1) a
+ * compressed head whose window is full folds its oldest window token into the compensation token and
+ * puts the new one in its slot: the window slides. A block (a prompt, a chat turn) appends in order,
+ * with full attention; compress_cache settles the heads after it. */
+void head_append(HeadCache *h, const float *key, const float *value, int hd, int T) {
+    int generating = T == 1;
+    if (!h->full && !h->compressed && h->window > 0 && generating && h->n - h->n_sink >= h->window)
+        head_compress(h, h->window, hd); /* the window is full: from now on it slides */
+    if (h->compressed && generating && h->n - window_start(h) >= h->window) {
+        int slot = window_start(h) + h->ring_start;
+        fold_token(h, slot, hd);
+        update_compensation(h, hd);
+        put_slot(h, slot, key, value, hd);
+        h->ring_start = (h->ring_start + 1) % h->window;
+        return;
+    }
+    if (h->compressed) unroll_ring(h, hd); /* a block appends in order; head_compress settles it */
+    if (h->n == h->slots) reserve_slots(h, h->n + 1, hd);
+    put_slot(h, h->n++, key, value, hd);
+}
+
 /* The bytes of keys and values a head holds. */
 size_t head_bytes(const HeadCache *h, int hd) {
     int slots =
@@ -626,6 +693,10 @@ size_t head_bytes(const HeadCache *h, int hd) {
     return (size_t)slots * hd * 2 * sizeof(float);
 }
 
+void free_runstate(RunState *s);
+
+/* The activations for blocks of up to max_block tokens, and a KV cache for `capacity` positions under
+ * the given policy (NULL: full). */
 int build_runstate(RunState *s, const Model *m, int capacity, int max_block, const CacheConfig *cache) {
     const Config *c = &m->config;
     memset(s, 0, sizeof *s);
@@ -804,6 +875,9 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
     matmul(m, s->xb, s->xt, T - first, dim, classifier, 1);
     return s->logits;
 }
+
+/* Receives the logits of a block of tokens (n_tokens, vocab_size); non-zero stops the run. */
+typedef int (*LogitsSink)(void *arg, const float *logits, int n_tokens, int vocab_size);
 
 /* Runs n tokens through the model in blocks of max_block; returns the last token's logits.
  * If sink is given, it receives the logits of every token, one block at a time. */

@@ -4,18 +4,10 @@
  * three formats to a temporary directory and checks razor against a plain reference written here:
  * a token-by-token forward pass with full score rows, a naive attention loop and a naive (quadratic)
  * BPE encoder, plus sentencepiece's own ids (tests/tokenizer_vectors.h). Ends with "N passed, N failed". */
-#define _DEFAULT_SOURCE
-#include <math.h>
-#include <stdarg.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "razor.c" /* the whole program, its main left out (built with -DRAZOR_NO_MAIN): the tests see
+                      * every function and struct, the static ones included */
 #include <dirent.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
-#include <unistd.h>
-#include "model.h"
 #include "tests/tokenizer_vectors.h"
 #include "tests/bbpe_vectors.h"
 

@@ -1,12 +1,6 @@
-/* fuzz/common.h: what the harnesses share. Each input is written to a file under /dev/shm (the
- * readers take paths), one file per harness and process. */
-#include <fcntl.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-#include "../model.h"
+/* fuzz/common.h: what the harnesses share: all of razor.c (built with -DRAZOR_NO_MAIN), and a file
+ * for each input under /dev/shm (the readers take paths), one per harness and process. */
+#include "../razor.c"
 
 static const char *fuzz_path(const char *suffix) {
     static char path[256];
@@ -20,7 +14,8 @@ static void fuzz_write(const char *path, const uint8_t *data, size_t size) {
     while (size > 0) {
         ssize_t n = write(fd, data, size);
         if (n <= 0) { perror(path); abort(); }
-        data += n, size -= (size_t)n;
+        data += n;
+        size -= (size_t)n;
     }
     close(fd);
 }
