@@ -1702,17 +1702,22 @@ static void probe_hook(void *arg, const RunState *s, int layer, int pos, int T) 
     if (layer == p->c->n_layers - 1) fprintf(stderr, "\rprofiling heads: %d/%d probe tokens", pos + T, 4 * p->K + 1);
 }
 
-/* The tokens a probe may use: not BOS, EOS, <unk> or a byte piece. */
 /* The probe's candidates: every token but BOS, EOS, unk and byte-fallback pieces. A vocabulary of
- * bytes alone (a byte-level model) has nothing else: then its byte tokens are the ordinary ones. */
+ * bytes alone (a byte-level model) has nothing else: then the printable ASCII bytes (! to ~) are its
+ * ordinary tokens, the text such a model reads. A byte above 0x7F is never a character on its own and
+ * a control byte is not text: a random run of those is nothing a model has learned to read, let alone
+ * to copy, and probing with them understates every head's induction. */
 static int ordinary_tokens(const Tokenizer *t, int *out) {
     int n = 0, byte;
     for (int bytes_too = 0; bytes_too <= 1 && n == 0; bytes_too++)
-        for (int i = 0; i < t->vocab_size; i++)
-            if (i != 0 && i != t->bos_id && i != t->eos_id && t->length[i] > 0 &&
-                (t->byte_level ? t->type[i] == IN_VOCAB
-                               : bytes_too || !is_byte_piece(t->piece[i], t->length[i], &byte)))
-                out[n++] = i;
+        for (int i = 0; i < t->vocab_size; i++) {
+            if (i == 0 || i == t->bos_id || i == t->eos_id || t->length[i] == 0) continue;
+            int ordinary;
+            if (t->byte_level) ordinary = t->type[i] == IN_VOCAB;
+            else if (!is_byte_piece(t->piece[i], t->length[i], &byte)) ordinary = 1;
+            else ordinary = bytes_too && byte > 0x20 && byte < 0x7F;
+            if (ordinary) out[n++] = i;
+        }
     return n;
 }
 

@@ -7,4 +7,4 @@ cd "$(dirname "$0")"
 make -s razor
 prompt=${1:-"It is a truth universally acknowledged"}
 [ $# -gt 0 ] && shift
-exec ./razor model.bin -z tokenizer.bin -t 0.8 -p 0.9 -n 200 -i "$prompt" "$@"
+exec ./razor model.bin -z tokenizer.bin -t 0.8 -p 0.9 -n 300 -i "$prompt" "$@"
