@@ -2403,7 +2403,7 @@ static int write_needle_svg(const char *path, const char *policy, int n_lengths,
     Output out;
     if (open_output(&out, path) != 0) return -1;
     FILE *f = out.f;
-    int cw = 64, ch = 30, left = 92, top = 62, width = left + n_depths * cw + 12, height = top + n_lengths * ch + 34;
+    int cw = 64, ch = 30, left = 104, top = 62, width = left + n_depths * cw + 12, height = top + n_lengths * ch + 34;
     if (width < 520) width = 520;
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
                "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", width, height);
@@ -2423,6 +2423,7 @@ static int write_needle_svg(const char *path, const char *policy, int n_lengths,
             char answer[32];
             if (said[k] < 0) snprintf(answer, sizeof answer, "none");
             else snprintf(answer, sizeof answer, "%ld", said[k]);
+            if (strlen(answer) > 7) memcpy(answer + 5, "..", 3); /* a long run of digits: its start */
             fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"%s/>\n", left + di * cw + 1,
                     y + 1, cw - 4, ch - 4, ok[k] ? "#2166ac" : "#fddbc7",
                     ok[k] ? "" : " stroke=\"#b2182b\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"");
