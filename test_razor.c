@@ -77,7 +77,8 @@ static Config small_config(int dim, int hidden, int layers, int heads, int kv_he
 static TestModel make_model(Config c, uint64_t seed) {
     TestModel m = {.c = c};
     rng = seed;
-    size_t dim = c.dim, L = c.n_layers, q_dim = (size_t)c.n_heads * c.head_dim, kv_dim = (size_t)c.n_kv_heads * c.head_dim;
+    size_t dim = c.dim, L = c.n_layers, q_dim = (size_t)c.n_heads * c.head_dim,
+           kv_dim = (size_t)c.n_kv_heads * c.head_dim;
     m.emb = random_tensor(c.vocab_size * dim, 1.0f, 0);
     m.rms_att = random_tensor(L * dim, 0.3f, 1.0f);
     m.wq = random_tensor(L * q_dim * dim, 0.5f, 0); /* large q/k: peaked attention, so mistakes show */
@@ -103,7 +104,8 @@ static void put(FILE *f, const float *t, size_t n) { fwrite(t, sizeof(float), n,
 
 static void write_model(const TestModel *m, const char *path, int format) {
     const Config *c = &m->c;
-    size_t dim = c->dim, L = c->n_layers, q_dim = (size_t)c->n_heads * c->head_dim, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
+    size_t dim = c->dim, L = c->n_layers, q_dim = (size_t)c->n_heads * c->head_dim,
+           kv_dim = (size_t)c->n_kv_heads * c->head_dim;
     size_t hid = c->hidden_dim;
     FILE *f = fopen(path, "wb");
     unsigned char header[HEADER_BYTES] = {0};
@@ -130,13 +132,25 @@ static void write_model(const TestModel *m, const char *path, int format) {
         }
     }
     if (format == FORMAT_LLAMA2C_V1) {
-        put(f, m->rms_att, L * dim); put(f, m->rms_ffn, L * dim); put(f, m->rms_final, dim); put(f, m->emb, c->vocab_size * dim);
-        put(f, m->wq, L * q_dim * dim); put(f, m->wk, L * kv_dim * dim); put(f, m->wv, L * kv_dim * dim); put(f, m->wo, L * dim * q_dim);
+        put(f, m->rms_att, L * dim);
+        put(f, m->rms_ffn, L * dim);
+        put(f, m->rms_final, dim);
+        put(f, m->emb, c->vocab_size * dim);
+        put(f, m->wq, L * q_dim * dim);
+        put(f, m->wk, L * kv_dim * dim);
+        put(f, m->wv, L * kv_dim * dim);
+        put(f, m->wo, L * dim * q_dim);
         put(f, m->w1, L * hid * dim); put(f, m->w2, L * dim * hid); put(f, m->w3, L * hid * dim);
     } else {
         put(f, m->emb, c->vocab_size * dim); put(f, m->rms_att, L * dim);
-        put(f, m->wq, L * q_dim * dim); put(f, m->wk, L * kv_dim * dim); put(f, m->wv, L * kv_dim * dim); put(f, m->wo, L * dim * q_dim);
-        put(f, m->rms_ffn, L * dim); put(f, m->w1, L * hid * dim); put(f, m->w2, L * dim * hid); put(f, m->w3, L * hid * dim);
+        put(f, m->wq, L * q_dim * dim);
+        put(f, m->wk, L * kv_dim * dim);
+        put(f, m->wv, L * kv_dim * dim);
+        put(f, m->wo, L * dim * q_dim);
+        put(f, m->rms_ffn, L * dim);
+        put(f, m->w1, L * hid * dim);
+        put(f, m->w2, L * dim * hid);
+        put(f, m->w3, L * hid * dim);
         put(f, m->rms_final, dim);
         if (format == FORMAT_LLAMA2C_V0) { /* freq_cis tables, which razor must skip: garbage on purpose */
             size_t n = (size_t)c->seq_len * c->head_dim;
@@ -174,14 +188,16 @@ static double ref_freq(const Config *c, int i) { /* Llama 3 scaling as transform
     double hi = c->rope_original_context / c->rope_high_freq_factor;
     if (wavelen < hi) return freq;
     if (wavelen > lo) return freq / c->rope_factor;
-    double smooth = (c->rope_original_context / wavelen - c->rope_low_freq_factor) / (c->rope_high_freq_factor - c->rope_low_freq_factor);
+    double smooth = (c->rope_original_context / wavelen - c->rope_low_freq_factor) /
+                    (c->rope_high_freq_factor - c->rope_low_freq_factor);
     return (1 - smooth) * freq / c->rope_factor + smooth * freq;
 }
 
 static void ref_rope(double *v, int n_heads, int hd, int pos, const Config *c) {
     for (int h = 0; h < n_heads; h++)
         for (int i = 0; i < hd / 2; i++) {
-            double a = pos * (double)(float)ref_freq(c, i), *p = v + (size_t)h * hd + 2 * i; /* razor stores freq as float */
+            double a = pos * (double)(float)ref_freq(c, i),
+                   *p = v + (size_t)h * hd + 2 * i; /* razor stores freq as float */
             double x0 = p[0], x1 = p[1];
             p[0] = x0 * cos(a) - x1 * sin(a);
             p[1] = x0 * sin(a) + x1 * cos(a);
@@ -192,10 +208,13 @@ static void ref_rope(double *v, int n_heads, int hd, int pos, const Config *c) {
 static float *ref_forward(const TestModel *m, const int *ids, int n) {
     const Config *c = &m->c;
     int dim = c->dim, hd = c->head_dim, q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd, hid = c->hidden_dim;
-    double *kc = calloc((size_t)c->n_layers * n * kv_dim, sizeof(double)), *vc = calloc((size_t)c->n_layers * n * kv_dim, sizeof(double));
-    double *x = calloc(dim, sizeof(double)), *xb = calloc(dim > q_dim ? dim : q_dim, sizeof(double)), *q = calloc(q_dim, sizeof(double));
+    double *kc = calloc((size_t)c->n_layers * n * kv_dim, sizeof(double)),
+           *vc = calloc((size_t)c->n_layers * n * kv_dim, sizeof(double));
+    double *x = calloc(dim, sizeof(double)), *xb = calloc(dim > q_dim ? dim : q_dim, sizeof(double)),
+           *q = calloc(q_dim, sizeof(double));
     double *att = calloc(q_dim, sizeof(double)), *h1 = calloc(hid, sizeof(double)), *h3 = calloc(hid, sizeof(double));
-    double *tmp = calloc(dim, sizeof(double)), *scores = calloc(n, sizeof(double)), *lg = calloc(c->vocab_size, sizeof(double));
+    double *tmp = calloc(dim, sizeof(double)), *scores = calloc(n, sizeof(double)),
+           *lg = calloc(c->vocab_size, sizeof(double));
     float *logits = malloc((size_t)n * c->vocab_size * sizeof(float));
     for (int pos = 0; pos < n; pos++) {
         for (int j = 0; j < dim; j++) x[j] = m->emb[(size_t)ids[pos] * dim + j];
@@ -279,10 +298,14 @@ static void test_loaders_agree(void) {
             int ok = load_model(&m, tmp_path(names[f])) == 0;
             check(ok, "load %s (tied=%d): %s", names[f], tied, ok ? "" : razor_error());
             if (!ok) continue;
-            check(m.format == f && m.config.shared_classifier == tied && m.config.vocab_size == 97 && m.config.head_dim == 10,
-                  "%s: format %d, shared %d, vocab %d, head_dim %d", names[f], m.format, m.config.shared_classifier, m.config.vocab_size, m.config.head_dim);
-            check(memcmp(m.weights.wq, tm.wq, sizeof(float) * 40 * 40) == 0 && memcmp(m.weights.w2, tm.w2, sizeof(float) * 40 * 72) == 0 &&
-                  memcmp(m.weights.wcls, tm.wcls, sizeof(float) * 97 * 40) == 0 && memcmp(m.weights.rms_final_weight, tm.rms_final, 40 * 4) == 0,
+            check(m.format == f && m.config.shared_classifier == tied && m.config.vocab_size == 97 &&
+                      m.config.head_dim == 10,
+                  "%s: format %d, shared %d, vocab %d, head_dim %d", names[f], m.format, m.config.shared_classifier,
+                  m.config.vocab_size, m.config.head_dim);
+            check(memcmp(m.weights.wq, tm.wq, sizeof(float) * 40 * 40) == 0 &&
+                      memcmp(m.weights.w2, tm.w2, sizeof(float) * 40 * 72) == 0 &&
+                      memcmp(m.weights.wcls, tm.wcls, sizeof(float) * 97 * 40) == 0 &&
+                      memcmp(m.weights.rms_final_weight, tm.rms_final, 40 * 4) == 0,
                   "%s: weights land where the format puts them", names[f]);
             logits[f] = razor_logits(&m, ids, 8, 128);
             free_model(&m);
@@ -318,16 +341,23 @@ static void test_forward_matches_reference(void) {
         TestModel tm = make_model(cases[k].c, 100 + k);
         write_model(&tm, tmp_path("fwd.bin"), FORMAT_RAZOR);
         Model m;
-        if (load_model(&m, tmp_path("fwd.bin")) != 0) { check(0, "%s: load: %s", cases[k].name, razor_error()); continue; }
+        if (load_model(&m, tmp_path("fwd.bin")) != 0) {
+            check(0, "%s: load: %s", cases[k].name, razor_error());
+            continue;
+        }
         int n = 150;
         int *ids = random_ids(n, 97);
-        float *ref = ref_forward(&tm, ids, n), *batched = razor_logits(&m, ids, n, 128), *single = razor_logits(&m, ids, n, 1);
+        float *ref = ref_forward(&tm, ids, n), *batched = razor_logits(&m, ids, n, 128),
+              *single = razor_logits(&m, ids, n, 1);
         float *odd = razor_logits(&m, ids, n, 37);
-        float d_ref = max_abs_diff(ref, batched, (size_t)n * 97), d_single = max_abs_diff(batched, single, (size_t)n * 97);
+        float d_ref = max_abs_diff(ref, batched, (size_t)n * 97),
+              d_single = max_abs_diff(batched, single, (size_t)n * 97);
         float d_odd = max_abs_diff(batched, odd, (size_t)n * 97), scale = max_abs_diff(ref, ref + 97, 97);
         check(d_ref <= 1e-4f, "%s: razor vs reference forward: max abs diff %g", cases[k].name, d_ref);
-        check(d_single <= 1e-4f && d_odd <= 1e-4f, "%s: blocks of 128 vs 1 vs 37 tokens: %g, %g", cases[k].name, d_single, d_odd);
-        check(scale > 0.1f, "%s: logits vary between positions (%g), so the comparison means something", cases[k].name, scale);
+        check(d_single <= 1e-4f && d_odd <= 1e-4f, "%s: blocks of 128 vs 1 vs 37 tokens: %g, %g", cases[k].name,
+              d_single, d_odd);
+        check(scale > 0.1f, "%s: logits vary between positions (%g), so the comparison means something", cases[k].name,
+              scale);
         free(ref); free(batched); free(single); free(odd); free(ids);
         free_model(&m);
         free_test_model(&tm);
@@ -351,14 +381,22 @@ static float *rounded_copy(const float *w, size_t n) {
  * on the same weights rounded by ref_bf16 (the embedding lookup and the norms keep fp32, as in razor),
  * for the prompt path (blocks), the one-token path (dot_row) and a few-token block. */
 static void test_bf16_weights(void) {
-    float vals[] = {1.0f, 1.00390625f /* 1 + 2^-8: a tie, to even (down) */, 1.01171875f /* 1 + 3 * 2^-8: a tie, up */,
-                    1.0039101f /* just above the tie */, -2.5f, 3.4028235e38f /* rounds to infinity */, INFINITY, NAN, 1e-40f};
+    float vals[] = {1.0f,
+                    1.00390625f /* 1 + 2^-8: a tie, to even (down) */,
+                    1.01171875f /* 1 + 3 * 2^-8: a tie, up */,
+                    1.0039101f /* just above the tie */,
+                    -2.5f,
+                    3.4028235e38f /* rounds to infinity */,
+                    INFINITY,
+                    NAN,
+                    1e-40f};
     uint16_t want[] = {0x3f80, 0x3f80, 0x3f82, 0x3f81, 0xc020, 0x7f80, 0x7f80, 0, 0x0001};
     Model fake = {.weights_start = vals, .n_weights = sizeof vals / sizeof *vals};
     int ok = model_to_bf16(&fake) == 0;
     for (size_t i = 0; ok && i < fake.n_weights; i++)
         ok = isnan(vals[i]) ? (fake.bf16[i] & 0x7f80) == 0x7f80 && (fake.bf16[i] & 0x7f) != 0 : fake.bf16[i] == want[i];
-    check(ok, "fp32 -> bf16 rounds to nearest even; overflow to infinity; NaN stays NaN; denormals keep their top bits");
+    check(ok,
+          "fp32 -> bf16 rounds to nearest even; overflow to infinity; NaN stays NaN; denormals keep their top bits");
     free(fake.bf16);
 
     struct { const char *name; Config c; } cases[] = {
@@ -371,26 +409,34 @@ static void test_bf16_weights(void) {
         Config c = cases[k].c;
         TestModel tm = make_model(c, 200 + k);
         write_model(&tm, tmp_path("bf16.bin"), FORMAT_RAZOR);
-        size_t dim = c.dim, L = c.n_layers, q_dim = (size_t)c.n_heads * c.head_dim, kv_dim = (size_t)c.n_kv_heads * c.head_dim;
+        size_t dim = c.dim, L = c.n_layers, q_dim = (size_t)c.n_heads * c.head_dim,
+               kv_dim = (size_t)c.n_kv_heads * c.head_dim;
         size_t hid = c.hidden_dim;
         TestModel r = tm; /* the same model with every matmul weight rounded */
         r.wq = rounded_copy(tm.wq, L * q_dim * dim), r.wk = rounded_copy(tm.wk, L * kv_dim * dim);
         r.wv = rounded_copy(tm.wv, L * kv_dim * dim), r.wo = rounded_copy(tm.wo, L * dim * q_dim);
-        r.w1 = rounded_copy(tm.w1, L * hid * dim), r.w2 = rounded_copy(tm.w2, L * dim * hid), r.w3 = rounded_copy(tm.w3, L * hid * dim);
+        r.w1 = rounded_copy(tm.w1, L * hid * dim), r.w2 = rounded_copy(tm.w2, L * dim * hid),
+        r.w3 = rounded_copy(tm.w3, L * hid * dim);
         r.wcls = rounded_copy(tm.wcls, (size_t)c.vocab_size * dim);
         Model m;
-        if (load_model(&m, tmp_path("bf16.bin")) != 0 || model_to_bf16(&m) != 0) { check(0, "%s: load: %s", cases[k].name, razor_error()); continue; }
+        if (load_model(&m, tmp_path("bf16.bin")) != 0 || model_to_bf16(&m) != 0) {
+            check(0, "%s: load: %s", cases[k].name, razor_error());
+            continue;
+        }
         int n = 150, *ids = random_ids(n, 97);
         float *ref = ref_forward(&r, ids, n), *full = ref_forward(&tm, ids, n);
-        float *batched = razor_logits(&m, ids, n, 128), *single = razor_logits(&m, ids, n, 1), *odd = razor_logits(&m, ids, n, 37);
+        float *batched = razor_logits(&m, ids, n, 128), *single = razor_logits(&m, ids, n, 1),
+              *odd = razor_logits(&m, ids, n, 37);
         float d_ref = max_abs_diff(ref, batched, (size_t)n * 97), d_single = max_abs_diff(ref, single, (size_t)n * 97);
         float d_odd = max_abs_diff(ref, odd, (size_t)n * 97), d_fp32 = max_abs_diff(ref, full, (size_t)n * 97), big = 0;
         for (size_t i = 0; i < (size_t)n * 97; i++) big = fabsf(ref[i]) > big ? fabsf(ref[i]) : big;
         float tol = 1e-4f * (big > 10 ? big / 10 : 1); /* fp32 sums: the error grows with the logits (dim 160: ~60) */
         check(d_ref <= tol && d_single <= tol && d_odd <= tol,
-              "%s, bf16 weights: razor vs reference on the rounded weights, blocks of 128 / 1 / 37: %g, %g, %g (tolerance %g)",
+              "%s, bf16 weights: razor vs reference on the rounded weights, blocks of 128 / 1 / 37: %g, %g, %g "
+              "(tolerance %g)",
               cases[k].name, d_ref, d_single, d_odd, tol);
-        check(d_fp32 > 1e-3f, "%s: and rounding does change the logits (by %g vs fp32), so the test sees it", cases[k].name, d_fp32);
+        check(d_fp32 > 1e-3f, "%s: and rounding does change the logits (by %g vs fp32), so the test sees it",
+              cases[k].name, d_fp32);
         free(ref); free(full); free(batched); free(single); free(odd); free(ids);
         float *mine[] = {r.wq, r.wk, r.wv, r.wo, r.w1, r.w2, r.w3, r.wcls};
         for (size_t i = 0; i < sizeof mine / sizeof *mine; i++) free(mine[i]);
@@ -425,15 +471,18 @@ static void test_tiled_attention(void) {
     for (size_t a = 0; a < sizeof head_dims / sizeof *head_dims; a++)
         for (size_t b = 0; b < sizeof lengths / sizeof *lengths; b++) {
             int hd = head_dims[a], n_keys = lengths[b];
-            for (int n_q = 1; n_q <= n_keys; n_q = n_q < 5 ? n_q + 1 : n_q * 3) { /* the last n_q keys are the queries' own */
+            for (int n_q = 1; n_q <= n_keys;
+                 n_q = n_q < 5 ? n_q + 1 : n_q * 3) { /* the last n_q keys are the queries' own */
                 int first_visible = n_keys - n_q;
                 float *q = random_tensor((size_t)n_q * hd, 2.0f, 0), *k = random_tensor((size_t)n_keys * hd, 2.0f, 0);
                 float *v = random_tensor((size_t)n_keys * hd, 1.0f, 0), *out = calloc((size_t)n_q * hd, sizeof(float));
-                float *ref = calloc((size_t)n_q * hd, sizeof(float)), *scratch = calloc(ATT_TILE_Q * (hd + 2), sizeof(float));
+                float *ref = calloc((size_t)n_q * hd, sizeof(float)),
+                      *scratch = calloc(ATT_TILE_Q * (hd + 2), sizeof(float));
                 size_t tiles = (n_keys + ATT_TILE_K - 1) / ATT_TILE_K;
                 float *kt = calloc(tiles * hd * ATT_TILE_K, sizeof(float)); /* the cache's key layout (model.h) */
                 for (int j = 0; j < n_keys; j++)
-                    for (int d = 0; d < hd; d++) kt[(j / ATT_TILE_K) * hd * ATT_TILE_K + d * ATT_TILE_K + j % ATT_TILE_K] = k[j * hd + d];
+                    for (int d = 0; d < hd; d++)
+                        kt[(j / ATT_TILE_K) * hd * ATT_TILE_K + d * ATT_TILE_K + j % ATT_TILE_K] = k[j * hd + d];
                 attention(out, hd, q, hd, n_q, kt, v, n_keys, first_visible, hd, scratch, -1, 0);
                 free(kt);
                 for (int i = 0; i < n_q; i++) {
@@ -458,7 +507,8 @@ static void test_tiled_attention(void) {
                 free(q); free(k); free(v); free(out); free(ref); free(scratch);
             }
         }
-    check(worst <= 1e-5f, "tiled attention vs plain softmax over %d (head_dim, keys, queries) cases: max abs diff %g", cases, worst);
+    check(worst <= 1e-5f, "tiled attention vs plain softmax over %d (head_dim, keys, queries) cases: max abs diff %g",
+          cases, worst);
     /* razor.c's own scalar definition, attention_reference, against the fast loop: with and without a
      * compensation slot (in the first tile, or in a later one) */
     float worst_ref = 0;
@@ -470,9 +520,11 @@ static void test_tiled_attention(void) {
                 int comp_slot = comp < 0 ? -1 : comp == 0 ? 0 : n_keys / 2;
                 float comp_bias = comp < 0 ? 0 : logf(3.0f + n_keys);
                 size_t tiles = (n_keys + ATT_TILE_K - 1) / ATT_TILE_K;
-                float *q = random_tensor((size_t)n_q * hd, 2.0f, 0), *kt = random_tensor(tiles * hd * ATT_TILE_K, 2.0f, 0);
+                float *q = random_tensor((size_t)n_q * hd, 2.0f, 0),
+                      *kt = random_tensor(tiles * hd * ATT_TILE_K, 2.0f, 0);
                 float *v = random_tensor((size_t)n_keys * hd, 1.0f, 0), *out = calloc((size_t)n_q * hd, sizeof(float));
-                float *ref = calloc((size_t)n_q * hd, sizeof(float)), *scratch = calloc(ATT_TILE_Q * (hd + 2), sizeof(float));
+                float *ref = calloc((size_t)n_q * hd, sizeof(float)),
+                      *scratch = calloc(ATT_TILE_Q * (hd + 2), sizeof(float));
                 attention(out, hd, q, hd, n_q, kt, v, n_keys, first_visible, hd, scratch, comp_slot, comp_bias);
                 attention_reference(ref, hd, q, hd, n_q, kt, v, n_keys, first_visible, hd, comp_slot, comp_bias);
                 float d = max_abs_diff(out, ref, (size_t)n_q * hd);
@@ -480,7 +532,8 @@ static void test_tiled_attention(void) {
                 ref_cases++;
                 free(q); free(kt); free(v); free(out); free(ref); free(scratch);
             }
-    check(worst_ref <= 1e-5f, "attention() vs razor.c's attention_reference() over %d cases, compensation slot included: max abs diff %g",
+    check(worst_ref <= 1e-5f,
+          "attention() vs razor.c's attention_reference() over %d cases, compensation slot included: max abs diff %g",
           ref_cases, worst_ref);
 }
 
@@ -539,7 +592,8 @@ static int naive_encode(const Tokenizer *t, const char *text, int *out) {
             size_t la = strlen(sym[i]), lb = strlen(sym[i + 1]);
             for (int id = 3; id < t->vocab_size; id++) { /* ids 0-2 are control pieces */
                 const char *p = t->piece[id];
-                if ((size_t)t->length[id] == la + lb && memcmp(p, sym[i], la) == 0 && memcmp(p + la, sym[i + 1], lb) == 0 &&
+                if ((size_t)t->length[id] == la + lb && memcmp(p, sym[i], la) == 0 &&
+                    memcmp(p + la, sym[i + 1], lb) == 0 &&
                     !(t->length[id] == 6 && p[0] == '<' && p[1] == '0' && p[2] == 'x') && t->score[id] > best) {
                     best = t->score[id];
                     at = i;
@@ -584,21 +638,29 @@ static char *decode_all(const Tokenizer *t, const int *ids, int n) {
 
 static void test_tokenizer(void) {
     Tokenizer t;
-    if (load_tokenizer(&t, "tests/sp512/tokenizer.bin", TOKENIZER_VECTORS_VOCAB, 1, 2) != 0) { check(0, "load tokenizer.bin: %s", razor_error()); return; }
+    if (load_tokenizer(&t, "tests/sp512/tokenizer.bin", TOKENIZER_VECTORS_VOCAB, 1, 2) != 0) {
+        check(0, "load tokenizer.bin: %s", razor_error());
+        return;
+    }
     int ids[4096];
     int n_vec = sizeof tokenizer_vectors / sizeof *tokenizer_vectors, bad = 0;
     for (int v = 0; v < n_vec; v++) {
         int n = encode(&t, tokenizer_vectors[v].text, 0, ids);
         int same = n == tokenizer_vectors[v].n_ids && memcmp(ids, tokenizer_vectors[v].ids, n * sizeof(int)) == 0;
-        if (!same) { bad++; printf("  sentencepiece mismatch on \"%s\" (%d ids vs %d)\n", tokenizer_vectors[v].text, n, tokenizer_vectors[v].n_ids); }
+        if (!same) {
+            bad++;
+            printf("  sentencepiece mismatch on \"%s\" (%d ids vs %d)\n", tokenizer_vectors[v].text, n,
+                   tokenizer_vectors[v].n_ids);
+        }
     }
     check(bad == 0, "encode equals sentencepiece on %d fixed strings (%d differ)", n_vec, bad);
     int n = encode(&t, "hi", 1, ids);
     check(n >= 2 && ids[0] == 1, "BOS comes first");
 
     /* the heap encoder against the naive one, and round trips, on random text with odd bytes */
-    const char *alphabet[] = {"the ", "and ", "e", "t", "a", " ", "  ", "\n", "\t", ",", ".", "0", "42", "\xc3\xa9", "\xe2\x82\xac",
-                              "\xf0\x9f\x98\x80", "<s>", "<0x41>", "Q", "z", "ing", "Mr. ", "\xff", "\x80"};
+    const char *alphabet[] = {"the ", "and ",   "e", "t", "a",   " ",        "  ",           "\n",
+                              "\t",   ",",      ".", "0", "42",  "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+                              "<s>",  "<0x41>", "Q", "z", "ing", "Mr. ",     "\xff",         "\x80"};
     int mismatches = 0, roundtrip_bad = 0;
     for (int trial = 0; trial < 40; trial++) {
         char text[600] = {0};
@@ -630,7 +692,8 @@ static void test_tokenizer(void) {
     int *big_ids = malloc((big_len + 3) * sizeof(int));
     int nbig = encode(&t, big, 1, big_ids);
     char *back = decode_all(&t, big_ids, nbig);
-    check(strcmp(back, big) == 0 && nbig > 10000 && nbig < (int)big_len, "100 KB prompt: %d tokens, round trip exact", nbig);
+    check(strcmp(back, big) == 0 && nbig > 10000 && nbig < (int)big_len, "100 KB prompt: %d tokens, round trip exact",
+          nbig);
     free(back); free(big); free(big_ids);
     free_tokenizer(&t);
 
@@ -652,7 +715,8 @@ static void test_tokenizer(void) {
         fwrite(data, 1, bad_cases[k].len, f);
         fclose(f);
         Tokenizer bt;
-        check(load_tokenizer(&bt, tmp_path("tok.bin"), bad_cases[k].vocab, 1, 2) != 0 && strstr(razor_error(), "tok.bin"),
+        check(load_tokenizer(&bt, tmp_path("tok.bin"), bad_cases[k].vocab, 1, 2) != 0 &&
+                  strstr(razor_error(), "tok.bin"),
               "tokenizer %s is refused (%s)", bad_cases[k].what, razor_error());
     }
     int32_t neg = -5; /* the first piece's length, negative */
@@ -661,7 +725,8 @@ static void test_tokenizer(void) {
     fwrite(data, 1, size, f);
     fclose(f);
     Tokenizer bt;
-    check(load_tokenizer(&bt, tmp_path("tok.bin"), 512, 1, 2) != 0, "tokenizer with a negative piece length is refused (%s)", razor_error());
+    check(load_tokenizer(&bt, tmp_path("tok.bin"), 512, 1, 2) != 0,
+          "tokenizer with a negative piece length is refused (%s)", razor_error());
     free(data);
 }
 
@@ -681,7 +746,8 @@ static int decodes_to(const Tokenizer *t, const int *ids, int n, const char *tex
 /* Byte-level BPE (RZTK files from Hugging Face tokenizer.json) against the tokenizers library's ids
  * for three pre-tokenizers (tests/bbpe_vectors.h, made by tests/make_bbpe_vectors.js). */
 static void test_byte_level_tokenizer(void) {
-    const char *files[3] = {"tests/bbpe_tokenizer.bin", "tests/bbpe_tokenizer_gpt2.bin", "tests/bbpe_tokenizer_qwen2.bin"};
+    const char *files[3] = {"tests/bbpe_tokenizer.bin", "tests/bbpe_tokenizer_gpt2.bin",
+                            "tests/bbpe_tokenizer_qwen2.bin"};
     const BbpeVector *vectors[3] = {bbpe_vectors_llama3, bbpe_vectors_gpt2, bbpe_vectors_qwen2};
     for (int f = 0; f < 3; f++) {
         size_t size;
@@ -691,7 +757,10 @@ static void test_byte_level_tokenizer(void) {
         memcpy(&bos, head + 12, 4);
         free(head);
         Tokenizer t;
-        if (load_tokenizer(&t, files[f], vocab + 7, bos >= 0 ? bos : 0, 0) != 0) { check(0, "load %s: %s", files[f], razor_error()); continue; }
+        if (load_tokenizer(&t, files[f], vocab + 7, bos >= 0 ? bos : 0, 0) != 0) {
+            check(0, "load %s: %s", files[f], razor_error());
+            continue;
+        }
         int ids[4096], again[4096], bad = 0, roundtrip_bad = 0;
         for (int v = 0; v < BBPE_VECTORS_COUNT; v++) {
             int n = encode(&t, vectors[f][v].text, 0, ids);
@@ -715,8 +784,10 @@ static void test_byte_level_tokenizer(void) {
                 free(back);
             }
         }
-        check(bad == 0, "%s: encode equals Hugging Face tokenizers on %d strings (%d differ)", files[f], BBPE_VECTORS_COUNT, bad);
-        check(roundtrip_bad == 0, "%s: the pieces decode back to the (normalized) text (%d differ)", files[f], roundtrip_bad);
+        check(bad == 0, "%s: encode equals Hugging Face tokenizers on %d strings (%d differ)", files[f],
+              BBPE_VECTORS_COUNT, bad);
+        check(roundtrip_bad == 0, "%s: the pieces decode back to the (normalized) text (%d differ)", files[f],
+              roundtrip_bad);
         int n = encode(&t, "It is", 1, ids);
         check(n >= 2 && ids[0] == t.bos_id, "%s: BOS first", files[f]);
         char *big = malloc(100001);
@@ -724,7 +795,8 @@ static void test_byte_level_tokenizer(void) {
         for (int i = 0; i < 100000; i++) big[i] = unit[i % strlen(unit)];
         big[100000] = 0;
         int *big_ids = malloc(100003 * sizeof(int)), nbig = encode(&t, big, 0, big_ids);
-        check(nbig > 0 && decodes_to(&t, big_ids, nbig, big), "%s: 100 KB in %d tokens, decoded back exactly", files[f], nbig);
+        check(nbig > 0 && decodes_to(&t, big_ids, nbig, big), "%s: 100 KB in %d tokens, decoded back exactly", files[f],
+              nbig);
         free(big); free(big_ids);
         free_tokenizer(&t);
     }
@@ -758,7 +830,8 @@ static void expect_refused(const char *what, const void *data, size_t n, const c
     write_bytes(tmp_path("bad.bin"), data, n);
     Model m;
     int rc = load_model(&m, tmp_path("bad.bin"));
-    check(rc != 0 && strstr(razor_error(), "bad.bin") && strstr(razor_error(), must_say) && !strchr(razor_error(), '\n'),
+    check(rc != 0 && strstr(razor_error(), "bad.bin") && strstr(razor_error(), must_say) &&
+              !strchr(razor_error(), '\n'),
           "%s: refused, naming '%s' (got: %s)", what, must_say, rc ? razor_error() : "loaded!");
     if (rc == 0) free_model(&m);
 }
@@ -833,7 +906,8 @@ static void test_bad_model_files(void) {
     for (int i = 0; i < 1000; i++) junk[i] = (unsigned char)(i * 7 + 3);
     expect_refused("1000 bytes of junk", junk, sizeof junk, "not a model file");
     Model m;
-    check(load_model(&m, tmp_path("no-such-file.bin")) != 0 && strstr(razor_error(), "No such file"), "a missing file: %s", razor_error());
+    check(load_model(&m, tmp_path("no-such-file.bin")) != 0 && strstr(razor_error(), "No such file"),
+          "a missing file: %s", razor_error());
     check(load_model(&m, tmpdir) != 0 && strstr(razor_error(), "not a regular file"), "a directory: %s", razor_error());
     free_test_model(&tm);
 }
@@ -866,7 +940,8 @@ static int count_lines(const char *s) {
 
 static void expect_cli_error(const char *what, const char *args, int status, const char *must_say) {
     Run r = run(args);
-    check(r.status == status && strstr(r.err, must_say) && !strstr(r.err, "Sanitizer") && !strstr(r.err, "runtime error"),
+    check(r.status == status && strstr(r.err, must_say) && !strstr(r.err, "Sanitizer") &&
+              !strstr(r.err, "runtime error"),
           "%s: exit %d (wanted %d), stderr says '%s': %s", what, r.status, status, must_say, r.err);
     free_run(&r);
 }
@@ -884,20 +959,26 @@ static void test_cli(void) {
     Run a = run(cmd), b = run(cmd);
     snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -t 0 -n 30 -i '%s' -T 2", razor_bin, model, prompt);
     Run t2 = run(cmd);
-    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -t 0 -n 30 -i '%s'", razor_nothreads_bin, model, prompt);
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -t 0 -n 30 -i '%s'", razor_nothreads_bin, model,
+             prompt);
     Run nt = run(cmd);
     check(a.status == 0 && strncmp(a.out, prompt, strlen(prompt)) == 0 && strlen(a.out) > strlen(prompt) + 10,
           "generate prints the prompt, then text (exit %d): %s%s", a.status, a.out, a.err);
-    check(!strcmp(a.out, b.out) && !strcmp(a.out, t2.out) && !strcmp(a.out, nt.out), "greedy output is the same run to run, with -T 1, -T 2 and without pthreads");
-    check(strstr(a.err, "prompt: ") && strstr(a.err, "tok/s; generated: 30 tokens") && strstr(a.err, "kv cache: ") && !strstr(a.out, "tok/s"),
+    check(!strcmp(a.out, b.out) && !strcmp(a.out, t2.out) && !strcmp(a.out, nt.out),
+          "greedy output is the same run to run, with -T 1, -T 2 and without pthreads");
+    check(strstr(a.err, "prompt: ") && strstr(a.err, "tok/s; generated: 30 tokens") && strstr(a.err, "kv cache: ") &&
+              !strstr(a.out, "tok/s"),
           "speed and kv bytes go to stderr: %s", a.err);
     /* -w bf16: the same kind of output, the same run to run, with and without threads */
-    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -t 0 -n 30 -i '%s' -T 2 -w bf16", razor_bin, model, prompt);
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -t 0 -n 30 -i '%s' -T 2 -w bf16", razor_bin, model,
+             prompt);
     Run h = run(cmd), h2 = run(cmd);
-    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -t 0 -n 30 -i '%s' -w bf16", razor_nothreads_bin, model, prompt);
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -t 0 -n 30 -i '%s' -w bf16", razor_nothreads_bin,
+             model, prompt);
     Run hn = run(cmd);
-    check(h.status == 0 && strncmp(h.out, prompt, strlen(prompt)) == 0 && strstr(h.err, "generated: 30 tokens") && !strcmp(h.out, h2.out) &&
-          !strcmp(h.out, hn.out), "-w bf16 generates, deterministically, threads or not (exit %d): %s%s", h.status, h.out, h.err);
+    check(h.status == 0 && strncmp(h.out, prompt, strlen(prompt)) == 0 && strstr(h.err, "generated: 30 tokens") &&
+              !strcmp(h.out, h2.out) && !strcmp(h.out, hn.out),
+          "-w bf16 generates, deterministically, threads or not (exit %d): %s%s", h.status, h.out, h.err);
     free_run(&a); free_run(&b); free_run(&t2); free_run(&nt); free_run(&h); free_run(&h2); free_run(&hn);
 
     /* greedy generation picks the reference model's argmax, token after token */
@@ -913,9 +994,11 @@ static void test_cli(void) {
         n++;
     }
     char *expected = decode_all(&tok, ids, n);
-    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -t 0 -n %d -i '%s'", razor_bin, model, n - n_prompt, prompt);
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -t 0 -n %d -i '%s'", razor_bin, model, n - n_prompt,
+             prompt);
     Run g = run(cmd);
-    check(strncmp(g.out, expected, strlen(expected)) == 0, "greedy text equals the reference's argmax chain:\n  razor: %s  ref:   %s", g.out, expected);
+    check(strncmp(g.out, expected, strlen(expected)) == 0,
+          "greedy text equals the reference's argmax chain:\n  razor: %s  ref:   %s", g.out, expected);
     free(expected);
     free_run(&g);
 
@@ -931,9 +1014,13 @@ static void test_cli(void) {
     /* logits mode, from an ids file: equals the reference */
     FILE *f = fopen(tmp_path("ids.txt"), "w");
     int lids[40];
-    for (int i = 0; i < 40; i++) { lids[i] = i == 0 ? 1 : (i * 37) % 512; fprintf(f, "%d%s", lids[i], i % 7 == 6 ? "\n" : " "); }
+    for (int i = 0; i < 40; i++) {
+        lids[i] = i == 0 ? 1 : (i * 37) % 512;
+        fprintf(f, "%d%s", lids[i], i % 7 == 6 ? "\n" : " ");
+    }
     fclose(f);
-    snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s -o %s -T 2", razor_bin, model, tmp_path("ids.txt"), tmp_path("logits.f32"));
+    snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s -o %s -T 2", razor_bin, model, tmp_path("ids.txt"),
+             tmp_path("logits.f32"));
     Run lg = run(cmd);
     size_t bytes;
     float *got = slurp(tmp_path("logits.f32"), &bytes), *ref = ref_forward(&tm, lids, 40);
@@ -969,7 +1056,8 @@ static void test_cli(void) {
     fprintf(f, "1 2 3 600\n");
     fclose(f);
     remove(tmp_path("out.f32"));
-    snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s -o %s", razor_bin, model, tmp_path("badids.txt"), tmp_path("out.f32"));
+    snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s -o %s", razor_bin, model, tmp_path("badids.txt"),
+             tmp_path("out.f32"));
     expect_cli_error("an id outside the vocabulary", cmd, 1, "outside the vocabulary");
     f = fopen(tmp_path("badids.txt"), "w");
     fprintf(f, "1 2 x3\n");
@@ -977,14 +1065,16 @@ static void test_cli(void) {
     expect_cli_error("an id file with junk", cmd, 1, "not a token id");
     struct stat st;
     check(stat(tmp_path("out.f32"), &st) != 0, "no output file is left after a failed -m logits");
-    snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s -o %s/no/such/dir/out.f32", razor_bin, model, tmp_path("ids.txt"), tmpdir);
+    snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s -o %s/no/such/dir/out.f32", razor_bin, model, tmp_path("ids.txt"),
+             tmpdir);
     expect_cli_error("an unwritable output", cmd, 1, "No such file");
     snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s", razor_bin, model, tmp_path("ids.txt"));
     expect_cli_error("logits without -o", cmd, 2, "needs -o");
     f = fopen(tmp_path("junk.heads"), "w");
     fprintf(f, "not a profile\n");
     fclose(f);
-    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -k %s -i hi", razor_bin, model, tmp_path("junk.heads"));
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -k %s -i hi", razor_bin, model,
+             tmp_path("junk.heads"));
     expect_cli_error("a profile that is not one", cmd, 1, "junk.heads: line 1");
     snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -k %s -i hi", razor_bin, model, tmp_path("no.heads"));
     expect_cli_error("a missing -k profile", cmd, 1, "no.heads: No such file");
@@ -994,26 +1084,33 @@ static void test_cli(void) {
     check(count_lines(e.err) == 1, "an error is one line: %s", e.err);
     free_run(&e);
     /* the measuring modes run end to end and end with their JSON line */
-    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -m compare -n 12 -W 8 -S 2 -i '%s %s' -T 2", razor_bin, model, prompt, prompt);
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -m compare -n 12 -W 8 -S 2 -i '%s %s' -T 2",
+             razor_bin, model, prompt, prompt);
     Run cmp = run(cmd);
-    check(cmp.status == 0 && strstr(cmp.out, "{\"policy\": \"razor\"") && strstr(cmp.out, "\"top1_agreement\": ") && strstr(cmp.err, "kv cache: "),
+    check(cmp.status == 0 && strstr(cmp.out, "{\"policy\": \"razor\"") && strstr(cmp.out, "\"top1_agreement\": ") &&
+              strstr(cmp.err, "kv cache: "),
           "-m compare prints its table and JSON summary: exit %d %s", cmp.status, cmp.err);
     free_run(&cmp);
-    TestModel wide = make_model(small_config(48, 80, 2, 4, 2, 512, 400), 12); /* room for the needle at a quarter of the context */
+    TestModel wide =
+        make_model(small_config(48, 80, 2, 4, 2, 512, 400), 12); /* room for the needle at a quarter of the context */
     write_model(&wide, tmp_path("needle.bin"), FORMAT_RAZOR);
     free_test_model(&wide);
-    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -m needle -W 8 -S 2 -o %s/needle -T 2", razor_bin, tmp_path("needle.bin"), tmpdir);
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -m needle -W 8 -S 2 -o %s/needle -T 2", razor_bin,
+             tmp_path("needle.bin"), tmpdir);
     Run nd = run(cmd);
     struct stat svg;
-    check(nd.status == 0 && strstr(nd.out, "{\"full\": {\"accuracy\": ") && strstr(nd.out, "\"streaming\": ") && stat(tmp_path("needle_razor.svg"), &svg) == 0,
+    check(nd.status == 0 && strstr(nd.out, "{\"full\": {\"accuracy\": ") && strstr(nd.out, "\"streaming\": ") &&
+              stat(tmp_path("needle_razor.svg"), &svg) == 0,
           "-m needle runs every policy, writes its pictures and a JSON summary: exit %d %s", nd.status, nd.err);
     free_run(&nd);
     /* found by the fuzzer: top-p on a flat distribution with topp < 1 / vocab_size left no candidate */
     memset(tm.emb, 0, (size_t)512 * 48 * sizeof(float)); /* tied: every logit 0 */
     write_model(&tm, tmp_path("flat.bin"), FORMAT_RAZOR);
-    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -c full -t 1 -p 0.001 -n 3 -i hi", razor_bin, tmp_path("flat.bin"));
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -c full -t 1 -p 0.001 -n 3 -i hi", razor_bin,
+             tmp_path("flat.bin"));
     Run flat = run(cmd);
-    check(flat.status == 0 && !strstr(flat.err, "Sanitizer") && !strstr(flat.err, "runtime error"), "top-p on a flat distribution: exit %d %s", flat.status, flat.err);
+    check(flat.status == 0 && !strstr(flat.err, "Sanitizer") && !strstr(flat.err, "runtime error"),
+          "top-p on a flat distribution: exit %d %s", flat.status, flat.err);
     free_run(&flat);
     free_tokenizer(&tok);
     free_test_model(&tm);
@@ -1052,7 +1149,8 @@ static void test_outputs_and_stops(void) {
     snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s -o %s", razor_bin, model, ids, tmp_path("link.f32"));
     Run r = run(cmd);
     struct stat st;
-    check(r.status == 0 && lstat(tmp_path("link.f32"), &st) == 0 && S_ISLNK(st.st_mode) && file_size(tmp_path("target.f32")) == want,
+    check(r.status == 0 && lstat(tmp_path("link.f32"), &st) == 0 && S_ISLNK(st.st_mode) &&
+              file_size(tmp_path("target.f32")) == want,
           "-o through a symlink writes its target and keeps the link: exit %d, target %d bytes %s", r.status,
           file_size(tmp_path("target.f32")), r.err);
     free_run(&r);
@@ -1063,9 +1161,10 @@ static void test_outputs_and_stops(void) {
              tmp_path("fifo"), tmp_path("fifo.out"), razor_bin, model, ids, tmp_path("fifo"));
     r = run(cmd);
     for (int i = 0; i < 50 && file_size(tmp_path("fifo.out")) < want; i++) usleep(100000);
-    check(r.status == 0 && stat(tmp_path("fifo"), &st) == 0 && S_ISFIFO(st.st_mode) && file_size(tmp_path("fifo.out")) == want,
-          "-o to a FIFO writes into it and leaves it a FIFO: exit %d, read %d bytes %s", r.status, file_size(tmp_path("fifo.out")),
-          r.err);
+    check(r.status == 0 && stat(tmp_path("fifo"), &st) == 0 && S_ISFIFO(st.st_mode) &&
+              file_size(tmp_path("fifo.out")) == want,
+          "-o to a FIFO writes into it and leaves it a FIFO: exit %d, read %d bytes %s", r.status,
+          file_size(tmp_path("fifo.out")), r.err);
     free_run(&r);
     /* a path whose parent is a regular file; a directory; a failed run keeps the old content */
     write_text(tmp_path("plain"), "x");
@@ -1078,7 +1177,8 @@ static void test_outputs_and_stops(void) {
     expect_cli_error("-o a directory", cmd, 1, "is a directory");
     write_text(tmp_path("keep.f32"), "old");
     write_text(tmp_path("bad_ids.txt"), "1 2 999999\n");
-    snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s -o %s", razor_bin, model, tmp_path("bad_ids.txt"), tmp_path("keep.f32"));
+    snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s -o %s", razor_bin, model, tmp_path("bad_ids.txt"),
+             tmp_path("keep.f32"));
     r = run(cmd);
     size_t n;
     char *kept = slurp(tmp_path("keep.f32"), &n);
@@ -1095,8 +1195,8 @@ static void test_outputs_and_stops(void) {
     /* generation that reaches the context says so */
     snprintf(cmd, sizeof cmd, "%s %s %s -t 0 -n 300 -c full -i 'Once upon a time'", razor_bin, model, tok);
     r = run(cmd);
-    check(r.status == 0 && strstr(r.err, "stopped at the model's context of 96 tokens"), "generation stops at the context, and says so: %s",
-          r.err);
+    check(r.status == 0 && strstr(r.err, "stopped at the model's context of 96 tokens"),
+          "generation stops at the context, and says so: %s", r.err);
     free_run(&r);
     /* seeds: -s 0 repeats itself; a clock seed is printed and -s with it repeats the run */
     snprintf(cmd, sizeof cmd, "%s %s %s -t 1 -n 20 -s 0 -c full -i 'It was'", razor_bin, model, tok);
@@ -1110,7 +1210,8 @@ static void test_outputs_and_stops(void) {
     unsigned long long seed = seen ? strtoull(seen + 12, NULL, 10) : 0;
     snprintf(cmd, sizeof cmd, "%s %s %s -t 1 -n 20 -s %llu -c full -i 'It was'", razor_bin, model, tok, seed);
     b = run(cmd);
-    check(seen && b.status == 0 && !strcmp(a.out, b.out), "a seed from the clock is printed, and -s with it repeats the text: %s", a.err);
+    check(seen && b.status == 0 && !strcmp(a.out, b.out),
+          "a seed from the clock is printed, and -s with it repeats the text: %s", a.err);
     free_run(&a);
     free_run(&b);
     /* -f - is standard input; one final newline is not part of the prompt, for -f and -i alike */
@@ -1121,7 +1222,8 @@ static void test_outputs_and_stops(void) {
     snprintf(cmd, sizeof cmd, "%s %s %s -m tokenize -i 'hello there\n'", razor_bin, model, tok);
     Run d = run(cmd);
     check(a.status == 0 && b.status == 0 && !strcmp(a.out, b.out) && !strcmp(a.out, d.out),
-          "-f - reads standard input; a final newline is dropped from -f and -i alike: '%s' '%s' '%s'", a.out, b.out, d.out);
+          "-f - reads standard input; a final newline is dropped from -f and -i alike: '%s' '%s' '%s'", a.out, b.out,
+          d.out);
     free_run(&a);
     free_run(&b);
     free_run(&d);
@@ -1129,7 +1231,8 @@ static void test_outputs_and_stops(void) {
     expect_cli_error("a directory as -f", cmd, 1, "is a directory");
     snprintf(cmd, sizeof cmd, "%s %s -h", razor_bin, model);
     r = run(cmd);
-    check(r.status == 0 && strstr(r.out, "usage: razor") && strstr(r.out, "built for "), "razor model.bin -h prints the usage, exit 0");
+    check(r.status == 0 && strstr(r.out, "usage: razor") && strstr(r.out, "built for "),
+          "razor model.bin -h prints the usage, exit 0");
     free_run(&r);
     snprintf(cmd, sizeof cmd, "%s %s -n 2.5", razor_bin, model);
     expect_cli_error("range errors as integers", cmd, 2, "expected an integer in [0, 2147483647]");
@@ -1138,7 +1241,8 @@ static void test_outputs_and_stops(void) {
     if (getcwd(cwd, sizeof cwd)) {
         snprintf(bin, sizeof bin, "%s%s%s", razor_bin[0] == '.' ? cwd : "", razor_bin[0] == '.' ? "/" : "", razor_bin);
         snprintf(cmd, sizeof cmd, "cd %s && %s %s -i hi", tmpdir, bin, model);
-        expect_cli_error("no tokenizer anywhere", cmd, 1, "looked for tokenizer.bin next to the model and in the current directory");
+        expect_cli_error("no tokenizer anywhere", cmd, 1,
+                         "looked for tokenizer.bin next to the model and in the current directory");
         r = run(cmd);
         check(strstr(r.err, "-z FILE") != NULL, "the missing-tokenizer error mentions -z");
         free_run(&r);
@@ -1158,19 +1262,23 @@ static void test_outputs_and_stops(void) {
     int answers = 0;
     for (const char *q = r.out; (q = strstr(q, "Assistant: ")); q++) answers++;
     size_t len = strlen(r.out);
-    check(r.status == 0 && answers == 1 && len > 0 && r.out[len - 1] == '\n', "chat skips empty lines and ends its output with a newline");
+    check(r.status == 0 && answers == 1 && len > 0 && r.out[len - 1] == '\n',
+          "chat skips empty lines and ends its output with a newline");
     free_run(&r);
     char long_turn[1024] = {0};
     for (int i = 0; i < 40; i++) strcat(long_turn, "more words ");
-    snprintf(cmd, sizeof cmd, "%s %s %s -m chat -t 0 -n 3 -c full -i '%s' < /dev/null", razor_bin, model, tok, long_turn);
+    snprintf(cmd, sizeof cmd, "%s %s %s -m chat -t 0 -n 3 -c full -i '%s' < /dev/null", razor_bin, model, tok,
+             long_turn);
     expect_cli_error("a first chat turn longer than the context", cmd, 2, "the first turn is");
     /* needle: a smaller grid, per-case progress, results as JSON lines; compare's summary */
-    snprintf(cmd, sizeof cmd, "%s %s %s -m needle -L 80 -D 0,1 -W 8 -S 2 -o %s/grid", razor_bin, tmp_path("needle.bin"), tok, tmpdir);
+    snprintf(cmd, sizeof cmd, "%s %s %s -m needle -L 80 -D 0,1 -W 8 -S 2 -o %s/grid", razor_bin, tmp_path("needle.bin"),
+             tok, tmpdir);
     r = run(cmd);
     char *lines = slurp(tmp_path("grid.jsonl"), &n);
     lines[n] = 0;
-    check(r.status == 0 && count_lines(lines) == 2 && strstr(lines, "\"depth\": 1,") && strstr(r.err, "needle: case 2/2") &&
-              file_size(tmp_path("grid.jsonl.partial")) < 0 && file_size(tmp_path("grid_nocomp.svg")) > 0,
+    check(r.status == 0 && count_lines(lines) == 2 && strstr(lines, "\"depth\": 1,") &&
+              strstr(r.err, "needle: case 2/2") && file_size(tmp_path("grid.jsonl.partial")) < 0 &&
+              file_size(tmp_path("grid_nocomp.svg")) > 0,
           "-m needle -L -D: a 1 x 2 grid, progress per case, a JSON line per case: %s %s", r.err, lines);
     free(lines);
     free_run(&r);
@@ -1205,7 +1313,8 @@ static void head_attend(const HeadCache *h, const float *q, int hd, float *out) 
 }
 
 /* softmax attention over an explicit list of keys, in double */
-static void plain_attend(const float *q, const float *const *keys, const float *const *values, int n, int hd, float *out) {
+static void plain_attend(const float *q, const float *const *keys, const float *const *values, int n, int hd,
+                         float *out) {
     double *s = calloc(n, sizeof(double)), max = -INFINITY, sum = 0;
     for (int j = 0; j < n; j++) {
         for (int d = 0; d < hd; d++) s[j] += (double)q[d] * keys[j][d];
@@ -1228,13 +1337,15 @@ static void test_compensation(void) {
     float worst_formula = 0, worst_full = 0, worst_slide = 0;
     int cases = 0;
     for (int n = 5; n <= 300; n += 13) {
-        float *K = random_tensor((size_t)n * hd, 1.5f, 0), *V = random_tensor((size_t)n * hd, 1.0f, 0), *q = random_tensor(hd, 1.5f, 0);
+        float *K = random_tensor((size_t)n * hd, 1.5f, 0), *V = random_tensor((size_t)n * hd, 1.0f, 0),
+              *q = random_tensor(hd, 1.5f, 0);
         HeadCache h = new_head(hd, n_sink, 1);
         for (int t = 0; t < n; t++) head_append(&h, K + t * hd, V + t * hd, hd, n);
         head_compress(&h, window, hd);
         float out[64], ref[64], mean_k[64] = {0}, mean_v[64] = {0};
         int n_dropped = n - n_sink - window > 0 ? n - n_sink - window : 0;
-        const float **keys = malloc((n + n_dropped) * sizeof(float *)), **values = malloc((n + n_dropped) * sizeof(float *));
+        const float **keys = malloc((n + n_dropped) * sizeof(float *)),
+                    **values = malloc((n + n_dropped) * sizeof(float *));
         int m = 0;
         for (int t = 0; t < n; t++)
             if (t < n_sink || t >= n - window || n_dropped == 0) keys[m] = K + t * hd, values[m++] = V + t * hd;
@@ -1252,12 +1363,14 @@ static void test_compensation(void) {
         free_head(&h);
         cases++;
     }
-    check(worst_formula <= 1e-5f, "compensation slot with + ln(N_d) equals N_d explicit copies of the means: max diff %g", worst_formula);
+    check(worst_formula <= 1e-5f,
+          "compensation slot with + ln(N_d) equals N_d explicit copies of the means: max diff %g", worst_formula);
     check(worst_full <= 1e-5f, "N_d = 0: the head is exactly full attention: max diff %g", worst_full);
 
     /* a window that slides token by token against compressing all tokens from scratch at every step */
     int n = 260;
-    float *K = random_tensor((size_t)n * hd, 1.5f, 0), *V = random_tensor((size_t)n * hd, 1.0f, 0), *q = random_tensor(hd, 1.5f, 0);
+    float *K = random_tensor((size_t)n * hd, 1.5f, 0), *V = random_tensor((size_t)n * hd, 1.0f, 0),
+          *q = random_tensor(hd, 1.5f, 0);
     HeadCache sliding = new_head(hd, n_sink, 1);
     for (int t = 0; t < 20; t++) head_append(&sliding, K + t * hd, V + t * hd, hd, 20); /* a 20-token prompt */
     head_compress(&sliding, window, hd);
@@ -1271,10 +1384,12 @@ static void test_compensation(void) {
         head_attend(&scratch, q, hd, b);
         float d = max_abs_diff(a, b, hd);
         worst_slide = d > worst_slide ? d : worst_slide;
-        if (sliding.n_dropped != scratch.n_dropped || head_bytes(&sliding, hd) != head_bytes(&scratch, hd)) worst_slide = INFINITY;
+        if (sliding.n_dropped != scratch.n_dropped || head_bytes(&sliding, hd) != head_bytes(&scratch, hd))
+            worst_slide = INFINITY;
         free_head(&scratch);
     }
-    check(worst_slide <= 1e-5f && sliding.slots <= 128, "sliding the window step by step equals compressing from scratch (240 steps): max diff %g, %d slots",
+    check(worst_slide <= 1e-5f && sliding.slots <= 128,
+          "sliding the window step by step equals compressing from scratch (240 steps): max diff %g, %d slots",
           worst_slide, sliding.slots);
     free_head(&sliding);
     free(K); free(V); free(q);
@@ -1284,16 +1399,19 @@ static void test_compensation(void) {
      * sinks, N_d copies of the means, the window and the new tokens up to itself */
     int prompt = 150, turn = 7, n_dropped = prompt - n_sink - window;
     K = random_tensor((size_t)(prompt + turn) * hd, 1.5f, 0), V = random_tensor((size_t)(prompt + turn) * hd, 1.0f, 0);
-    float *Q = random_tensor((size_t)turn * hd, 1.5f, 0), mean_k[64] = {0}, mean_v[64] = {0}, out[7 * 64], ref[64], worst_turn = 0;
+    float *Q = random_tensor((size_t)turn * hd, 1.5f, 0), mean_k[64] = {0}, mean_v[64] = {0}, out[7 * 64], ref[64],
+          worst_turn = 0;
     HeadCache h = new_head(hd, n_sink, 1);
     for (int t = 0; t < prompt; t++) head_append(&h, K + t * hd, V + t * hd, hd, prompt);
     head_compress(&h, window, hd);
     for (int t = prompt; t < prompt + turn; t++) head_append(&h, K + t * hd, V + t * hd, hd, turn);
     float *scratch = calloc(ATT_TILE_Q * (hd + 2), sizeof(float));
-    attention(out, hd, Q, hd, turn, h.key_tiles, h.values, h.n, h.n - turn, hd, scratch, n_sink, logf((float)n_dropped));
+    attention(out, hd, Q, hd, turn, h.key_tiles, h.values, h.n, h.n - turn, hd, scratch, n_sink,
+              logf((float)n_dropped));
     for (int t = n_sink; t < prompt - window; t++)
         for (int d = 0; d < hd; d++) mean_k[d] += K[t * hd + d] / n_dropped, mean_v[d] += V[t * hd + d] / n_dropped;
-    const float **keys = malloc((prompt + turn) * sizeof(float *)), **values = malloc((prompt + turn) * sizeof(float *));
+    const float **keys = malloc((prompt + turn) * sizeof(float *)),
+                **values = malloc((prompt + turn) * sizeof(float *));
     for (int i = 0; i < turn; i++) {
         int m = 0;
         for (int t = 0; t < n_sink; t++) keys[m] = K + t * hd, values[m++] = V + t * hd;
@@ -1303,7 +1421,8 @@ static void test_compensation(void) {
         float d = max_abs_diff(out + i * hd, ref, hd);
         worst_turn = d > worst_turn || d != d ? d : worst_turn;
     }
-    check(worst_turn <= 1e-5f, "a 7-token turn on a compressed head: every query equals its explicit reference, max diff %g", worst_turn);
+    check(worst_turn <= 1e-5f,
+          "a 7-token turn on a compressed head: every query equals its explicit reference, max diff %g", worst_turn);
     free(keys); free(values); free(scratch); free(K); free(V); free(Q);
     free_head(&h);
 }
@@ -1329,16 +1448,24 @@ static void test_cache_policies(void) {
         cache_bytes(&s, &m.config, &kept, &full);
         size_t per_tok = (size_t)hd * 2 * sizeof(float), want_full = (size_t)n * 4 * per_tok;
         size_t compressed = (4 + (p == POLICY_RAZOR) + window) * per_tok;
-        size_t want = p == POLICY_FULL ? want_full : p == POLICY_STREAMING ? 4 * compressed : 3 * compressed + n * per_tok;
-        check(kept == want && full == want_full, "policy %d after a %d-token prompt: %zu bytes kept (want %zu), %zu full (want %zu)", p, n, kept, want, full, want_full);
+        size_t want = p == POLICY_FULL        ? want_full
+                      : p == POLICY_STREAMING ? 4 * compressed
+                                              : 3 * compressed + n * per_tok;
+        check(kept == want && full == want_full,
+              "policy %d after a %d-token prompt: %zu bytes kept (want %zu), %zu full (want %zu)", p, n, kept, want,
+              full, want_full);
         int tiles_ok = 1;
         for (int i = 0; i < 4; i++)
-            if (!s.heads[i].full) tiles_ok &= s.heads[i].slots == (int)((4 + (p == POLICY_RAZOR) + window + ATT_TILE_K - 1) / ATT_TILE_K * ATT_TILE_K);
+            if (!s.heads[i].full)
+                tiles_ok &= s.heads[i].slots ==
+                            (int)((4 + (p == POLICY_RAZOR) + window + ATT_TILE_K - 1) / ATT_TILE_K * ATT_TILE_K);
         check(tiles_ok, "policy %d: compressed heads physically hold sinks + compensation + window (whole tiles)", p);
         float *logits = NULL;
         for (int t = n; t < n + steps; t++) logits = forward(&m, &s, ids + t, 1, NULL, NULL);
         if (p == POLICY_FULL) full_logits = memcpy(malloc(97 * sizeof(float)), logits, 97 * sizeof(float));
-        else check(max_abs_diff(full_logits, logits, 97) > 1e-4f, "policy %d changes the logits after dropping tokens", p);
+        else
+            check(max_abs_diff(full_logits, logits, 97) > 1e-4f, "policy %d changes the logits after dropping tokens",
+                  p);
         free_runstate(&s);
     }
     /* razor whose window holds the whole prompt and generation: nothing dropped, exactly full */
@@ -1349,7 +1476,8 @@ static void test_cache_policies(void) {
     compress_cache(&s, &m.config);
     float *logits = NULL;
     for (int t = n; t < n + steps; t++) logits = forward(&m, &s, ids + t, 1, NULL, NULL);
-    check(max_abs_diff(full_logits, logits, 97) <= 1e-5f, "razor with N_d = 0 gives the full cache's logits: %g", max_abs_diff(full_logits, logits, 97));
+    check(max_abs_diff(full_logits, logits, 97) <= 1e-5f, "razor with N_d = 0 gives the full cache's logits: %g",
+          max_abs_diff(full_logits, logits, 97));
     free_runstate(&s);
     free(full_logits); free(ids);
     free_model(&m);
@@ -1374,7 +1502,8 @@ static void test_profiler(void) {
     TestModel tm = make_model(c, 5);
     size_t dim = 128, hd = 32, q_rows = 128, kv_rows = 64;
     float *all[] = {tm.wq, tm.wk, tm.wv, tm.wo, tm.w1, tm.w2, tm.w3};
-    size_t sizes[] = {2 * 128 * dim, 2 * 64 * dim, 2 * 64 * dim, 2 * dim * 128, 2 * 32 * dim, 2 * dim * 32, 2 * 32 * dim};
+    size_t sizes[] = {2 * 128 * dim, 2 * 64 * dim, 2 * 64 * dim, 2 * dim * 128,
+                      2 * 32 * dim,  2 * dim * 32, 2 * 32 * dim};
     for (int i = 0; i < 7; i++) memset(all[i], 0, sizes[i] * sizeof(float));
     for (size_t i = 0; i < 2 * dim; i++) tm.rms_att[i] = tm.rms_ffn[i] = 1;
     for (int v = 0; v < 512; v++) {
@@ -1412,7 +1541,8 @@ static void test_profiler(void) {
     check(rc == 0 && p.K == 32, "profile a 2-layer GQA model (K = %d)", rc == 0 ? p.K : -1);
     if (rc == 0) { /* KV heads in order: (0,0) (0,1) (1,0) (1,1) */
         check(p.induction[2] > 0.5f && p.induction[0] < 0.2f && p.induction[1] < 0.2f && p.induction[3] < 0.2f,
-              "the planted induction head stands out: induction %.3f %.3f %.3f %.3f", p.induction[0], p.induction[1], p.induction[2], p.induction[3]);
+              "the planted induction head stands out: induction %.3f %.3f %.3f %.3f", p.induction[0], p.induction[1],
+              p.induction[2], p.induction[3]);
         check(p.echo[3] > 0.5f && p.echo[0] < 0.2f && p.echo[1] < 0.2f && p.echo[2] < 0.2f,
               "the planted echo head stands out: echo %.3f %.3f %.3f %.3f", p.echo[0], p.echo[1], p.echo[2], p.echo[3]);
         check(p.retrieval[2] && p.retrieval[3] && !p.retrieval[0] && !p.retrieval[1],
@@ -1426,22 +1556,27 @@ static void test_profiler(void) {
               ".heads round trip: %s", ok ? "" : razor_error());
         if (ok) free_profile(&back);
         ok = load_profile(&back_tsv, tmp_path("echo.tsv"), &m.config) == 0;
-        check(ok && !memcmp(back_tsv.retrieval, p.retrieval, 4), "DuoAttention .tsv round trip: %s", ok ? "" : razor_error());
+        check(ok && !memcmp(back_tsv.retrieval, p.retrieval, 4), "DuoAttention .tsv round trip: %s",
+              ok ? "" : razor_error());
         if (ok) free_profile(&back_tsv);
         Config other = m.config;
         other.n_layers = 3;
-        check(load_profile(&back, tmp_path("echo.heads"), &other) != 0 && strstr(razor_error(), "profile for a model with 2 layers"),
+        check(load_profile(&back, tmp_path("echo.heads"), &other) != 0 &&
+                  strstr(razor_error(), "profile for a model with 2 layers"),
               "a profile for another shape is refused: %s", razor_error());
-        check(load_profile(&back, tmp_path("echo.tsv"), &other) != 0 && strstr(razor_error(), "the model has 3 layers"), "a .tsv of another shape is refused: %s", razor_error());
+        check(load_profile(&back, tmp_path("echo.tsv"), &other) != 0 && strstr(razor_error(), "the model has 3 layers"),
+              "a .tsv of another shape is refused: %s", razor_error());
         FILE *f = fopen(tmp_path("bad.heads"), "w");
         fprintf(f, "shape layers 2 kv_heads 2 heads 4 head_dim 32 dim 128\n0 | 0.1 0.2 FULL | 0.1 0.2 MAYBE\n");
         fclose(f);
-        check(load_profile(&back, tmp_path("bad.heads"), &m.config) != 0 && strstr(razor_error(), "line 2"), "a bad flag is refused: %s", razor_error());
+        check(load_profile(&back, tmp_path("bad.heads"), &m.config) != 0 && strstr(razor_error(), "line 2"),
+              "a bad flag is refused: %s", razor_error());
         f = fopen(tmp_path("bad.heads"), "w"); /* found by the fuzzer: a layer line past the model's layers */
         fprintf(f, "shape layers 2 kv_heads 2 heads 4 head_dim 32 dim 128\n");
         for (int l = 0; l < 3; l++) fprintf(f, "%d | 0 0 FULL | 0 0 FULL\n", l);
         fclose(f);
-        check(load_profile(&back, tmp_path("bad.heads"), &m.config) != 0 && strstr(razor_error(), "line 4"), "an extra layer line is refused: %s", razor_error());
+        check(load_profile(&back, tmp_path("bad.heads"), &m.config) != 0 && strstr(razor_error(), "line 4"),
+              "an extra layer line is refused: %s", razor_error());
         free_profile(&back); /* harmless after a refusal */
         free_profile(&p);
     }
@@ -1465,10 +1600,11 @@ static void test_profiler(void) {
     fclose(f);
     TestModel bm = make_model(small_config(16, 32, 1, 2, 2, 259, 1100), 9);
     write_model(&bm, tmp_path("bytes_model.bin"), FORMAT_RAZOR);
-    int ok = load_model(&m, tmp_path("bytes_model.bin")) == 0 && load_tokenizer(&tok, tmp_path("bytes.bin"), 259, 1, 2) == 0;
+    int ok =
+        load_model(&m, tmp_path("bytes_model.bin")) == 0 && load_tokenizer(&tok, tmp_path("bytes.bin"), 259, 1, 2) == 0;
     ok = ok && profile_heads(&m, &tok, &p, 3, 0.14f, 0.01f) == 0;
-    check(ok && p.K == 94, "a byte-level vocabulary profiles with its 94 printable ASCII bytes (K = %d) %s", ok ? p.K : -1,
-          ok ? "" : razor_error());
+    check(ok && p.K == 94, "a byte-level vocabulary profiles with its 94 printable ASCII bytes (K = %d) %s",
+          ok ? p.K : -1, ok ? "" : razor_error());
     if (ok) free_profile(&p);
     free_tokenizer(&tok);
     free_model(&m);
@@ -1501,7 +1637,14 @@ static void test_fuzz_regressions(void) {
         } else if (!strncmp(e->d_name, "profile-", 8) && size >= 1) { /* even first byte: .heads, odd: .tsv */
             const char *file = tmp_path(d[0] & 1 ? "regression.tsv" : "regression.heads");
             write_bytes(file, d + 1, size - 1);
-            Config c = {.dim = 32, .hidden_dim = 64, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2, .head_dim = 8, .vocab_size = 64, .seq_len = 64};
+            Config c = {.dim = 32,
+                        .hidden_dim = 64,
+                        .n_layers = 3,
+                        .n_heads = 4,
+                        .n_kv_heads = 2,
+                        .head_dim = 8,
+                        .vocab_size = 64,
+                        .seq_len = 64};
             HeadProfile p;
             if (load_profile(&p, file, &c) == 0) free_profile(&p);
             n++;
