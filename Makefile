@@ -33,7 +33,8 @@ test_razor-%: test_razor.c razor.c model.h tests/tokenizer_vectors.h
 	$(CC) $(SAN) -march=$* $(WARN) -DRAZOR_NO_MAIN -o $@ test_razor.c -lm -lpthread
 
 .PHONY: test bench clean valgrind fuzz fuzz-smoke test-aarch64
-test: razor razor-san razor-nothreads test_razor $(foreach i,$(NARROW_ISAS),test_razor-$(i) razor-san-$(i) razor-nothreads-$(i))
+NARROW_BUILDS = $(foreach i,$(NARROW_ISAS),test_razor-$(i) razor-san-$(i) razor-nothreads-$(i))
+test: razor razor-san razor-nothreads test_razor $(NARROW_BUILDS)
 	./test_razor ./razor-san ./razor-nothreads
 	@for i in $(NARROW_ISAS); do echo "== the C tests again, built for -march=$$i"; \
 	    ./test_razor-$$i ./razor-san-$$i ./razor-nothreads-$$i > test_razor-$$i.log 2>&1 \

@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 tmp=${TMPDIR:-/tmp}/razor_bench
 mkdir -p "$tmp"
 threads=${THREADS:-$(nproc)}
-echo "razor built for $(./razor -h | sed -n 's/^built for \([^:]*\):.*/\1/p'); CPU:$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+isa=$(./razor -h | sed -n 's/^built for \([^:]*\):.*/\1/p')
+echo "razor built for $isa; CPU:$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 ./test_razor --random-model "$tmp/m15.bin" 288 768 6 6 6 512 2048
 echo "== stories15M shape, $threads threads: 1000-token prompt, 256 new tokens"
 for w in f32 bf16; do

@@ -13,7 +13,8 @@ set -eu
 ll=$1 tok=$2
 shift 2
 rz=${RAZOR:-./razor}
-echo "razor ($rz) built for $("$rz" -h | sed -n 's/^built for \([^:]*\):.*/\1/p'); CPU:$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+isa=$("$rz" -h | sed -n 's/^built for \([^:]*\):.*/\1/p')
+echo "razor ($rz) built for $isa; CPU:$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 dir=${TMPDIR:-/tmp}/razor_llama2c
 mkdir -p "$dir"
 [ -f "$dir/m110.bin" ] || ${PYTHON:-/usr/bin/python3} tests/make_llama2c_models.py "$dir"

@@ -20,7 +20,8 @@ resume=
 echo "training; follow it with: tail -f $out/log.txt"
 OMP_WAIT_POLICY=PASSIVE "$py" train/train.py --bytes --curriculum --dim 128 --layers 6 --heads 4 --kv-heads 4 \
     --hidden 352 --seq-len 512 --batch 16 --steps 4000 --lr 3e-3 --seed 1 --out "$out" \
-    --eval-every 250 --log-every 50 --ckpt-every 100 $resume >> "$out/log.txt" 2>&1 || { tail -5 "$out/log.txt"; exit 1; }
+    --eval-every 250 --log-every 50 --ckpt-every 100 $resume >> "$out/log.txt" 2>&1 ||
+    { tail -5 "$out/log.txt"; exit 1; }
 grep 'val loss' "$out/log.txt" | tail -1
 "$py" export.py model.bin --hf "$out/hf"
 make -s razor

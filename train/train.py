@@ -278,9 +278,9 @@ class Mixer:
         o = int(rng.integers(0, len(self.tokens) - n))
         return self.tokens[o:o + n].astype(np.int64)
 
-    def plant(self, rng, T, needles, tail, score_needles=False):
-        """Text with needles (token lists, unscored unless score_needles) at random depths, then the
-        tail (strings, scored)."""
+    def plant(self, rng, T, needles, tail, score_needle=lambda i: False):
+        """Text with needles (token lists; the i-th in the row scored if score_needle(i)) at random
+        depths, then the tail (strings, scored)."""
         if not tail:
             tail = []
         elif rng.random() < 0.5:  # the questions follow the text, or start a new line
@@ -296,7 +296,7 @@ class Mixer:
         row, scored, prev = [BOS], [], 0
         for i, (d, nd) in enumerate(zip(depths, rng.permutation(len(needles)))):
             row += filler[prev:d] + needles[nd]
-            scored += [True] * (d - prev) + [score_needles(i) if callable(score_needles) else score_needles] * len(needles[nd])
+            scored += [True] * (d - prev) + [score_needle(i)] * len(needles[nd])
             prev = d
         row += filler[prev:] + tail
         scored += [True] * (n - prev + len(tail))
@@ -334,7 +334,7 @@ class Mixer:
             row[b:b + L] = row[a:a + L].copy()
             return row, np.ones(T, dtype=bool)
         s = ''.join(rng.choice(list(ALNUM), int(rng.integers(8, 41))))
-        return self.plant(rng, T, [self.enc(s)] * 3, [], score_needles=lambda i: i > 0)
+        return self.plant(rng, T, [self.enc(s)] * 3, [], score_needle=lambda i: i > 0)
 
     def plain(self, rng, T):
         return np.concatenate([[BOS], self.text(rng, T)]), np.ones(T, dtype=bool)
@@ -470,7 +470,8 @@ def main(argv=None):
     ap.add_argument('--stop-at', type=int, default=-1, help='checkpoint and stop at this step (resume later)')
     ap.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', choices=('cpu', 'cuda'))
     ap.add_argument('--bf16', default='auto', choices=('auto', 'on', 'off'),
-                    help='bfloat16 autocast; auto: on a GPU, or on a CPU with AMX or AVX512-BF16 (elsewhere it is slower than fp32)')
+                    help='bfloat16 autocast; auto: on a GPU, or on a CPU with AMX or AVX512-BF16 '
+                         '(elsewhere it is slower than fp32)')
     ap.add_argument('--curriculum', action='store_true', help='short rows of copy tasks first (see CURRICULUM)')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--chunk', type=int, default=256, help='attention query chunk')
@@ -484,7 +485,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     dev = args.device
-    amp = args.bf16 == 'on' or (args.bf16 == 'auto' and (dev == 'cuda' or cpu_has('amx_bf16') or cpu_has('avx512_bf16')))
+    bf16_cpu = cpu_has('amx_bf16') or cpu_has('avx512_bf16')
+    amp = args.bf16 == 'on' or (args.bf16 == 'auto' and (dev == 'cuda' or bf16_cpu))
     os.makedirs(args.out, exist_ok=True)
     ckpt_path = os.path.join(args.out, 'ckpt.pt')
     sp = Bytes() if args.bytes else load_sp()
