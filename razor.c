@@ -63,6 +63,8 @@ static void *xcalloc(size_t n, size_t size) {
     return p;
 }
 
+static char *xstrdup(const char *s) { return memcpy(xcalloc(strlen(s) + 1, 1), s, strlen(s) + 1); }
+
 static int min_int(int a, int b) { return a < b ? a : b; }
 
 static double now_seconds(void) {
@@ -123,7 +125,7 @@ static int open_output(Output *out, const char *path) {
         if (S_ISDIR(st.st_mode)) return fail("%s: is a directory", path);
         if (!S_ISREG(st.st_mode)) {
             if (!(out->f = fopen(path, "wb"))) return fail("%s: %s", path, strerror(errno));
-            out->path = strdup(path);
+            out->path = xstrdup(path);
             return 0;
         }
         out->target = realpath(path, NULL);
@@ -131,7 +133,7 @@ static int open_output(Output *out, const char *path) {
     } else if (lstat(path, &lst) == 0) {
         return fail("%s: a symbolic link to nothing", path);
     } else {
-        out->target = strdup(path);
+        out->target = xstrdup(path);
     }
     size_t n = strlen(out->target) + 32;
     out->tmp = xcalloc(n, 1);
@@ -143,7 +145,7 @@ static int open_output(Output *out, const char *path) {
         memset(out, 0, sizeof *out);
         return fail("%s: %s", path, strerror(e));
     }
-    out->path = strdup(path);
+    out->path = xstrdup(path);
     return 0;
 }
 
@@ -2885,7 +2887,7 @@ int main(int argc, char **argv) {
     if (o.prompt) { /* one final newline (a text file's last line end) is not part of the prompt, for -f and -i alike */
         size_t len = strlen(o.prompt);
         if (len && o.prompt[len - 1] == '\n') {
-            if (!prompt) prompt = strdup(o.prompt);
+            if (!prompt) prompt = xstrdup(o.prompt);
             prompt[--len] = 0;
             if (len && prompt[len - 1] == '\r') prompt[--len] = 0;
             o.prompt = prompt;
