@@ -22,14 +22,14 @@ razor-nothreads: razor.c model.h
 # the tests and a razor for the command-line tests, both under AddressSanitizer + UBSan
 razor-san: razor.c model.h
 	$(CC) $(SAN) -march=native $(WARN) -o $@ razor.c -lm -lpthread
-test_razor: test_razor.c razor.c model.h tests/tokenizer_vectors.h
+test_razor: test_razor.c razor.c model.h tests/tokenizer_vectors.h tests/bbpe_vectors.h
 	$(CC) $(SAN) -march=native $(WARN) -DRAZOR_NO_MAIN -o $@ test_razor.c -lm -lpthread
 # the same three for another target: make test_razor-x86-64-v3 razor-san-x86-64-v3 razor-nothreads-x86-64-v3
 razor-san-%: razor.c model.h
 	$(CC) $(SAN) -march=$* $(WARN) -o $@ razor.c -lm -lpthread
 razor-nothreads-%: razor.c model.h
 	$(CC) -O3 -march=$* $(WARN) -DRAZOR_NO_THREADS -o $@ razor.c -lm
-test_razor-%: test_razor.c razor.c model.h tests/tokenizer_vectors.h
+test_razor-%: test_razor.c razor.c model.h tests/tokenizer_vectors.h tests/bbpe_vectors.h
 	$(CC) $(SAN) -march=$* $(WARN) -DRAZOR_NO_MAIN -o $@ test_razor.c -lm -lpthread
 
 .PHONY: test bench clean valgrind fuzz fuzz-smoke test-aarch64

@@ -3,8 +3,9 @@
  * the method (HeadCache, the policies) live in razor.c itself, section 4; test_razor.c and the fuzz
  * harnesses #include razor.c.
  *
- * razor reads three kinds of model file. All numbers are little-endian; all weights are float32,
- * stored row-major, one tensor after another with no padding, right after the header.
+ * razor reads three kinds of model file. All numbers are little-endian; tensors are stored row-major,
+ * one after another, right after the header: float32 with no padding in llama2.c files and razor
+ * version 1, the layout below in razor version 2.
  *
  * 1. llama2.c legacy ("version 0"): a 28-byte header of 7 int32
  *        dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len
@@ -20,21 +21,43 @@
  *    Tensors: rms_att, rms_ffn, rms_final, token_embedding, wq, wk, wv, wo, w1, w2, w3,
  *             wcls (only if !shared_classifier).
  *
- * 3. razor's own format, version 1: a 256-byte header (RazorHeader below, zeros after it), then
- *    Tensors: token_embedding, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3, rms_final,
- *             wcls (only if !shared_classifier).
+ * 3. razor's own format: a 256-byte header (RazorHeader below, zeros after it), then the tensors.
  *    It carries what llama2.c's headers lack: head_dim (may differ from dim / n_heads), norm eps,
- *    rope theta, Llama 3 rope scaling, bos/eos ids.
+ *    rope theta, Llama 3 rope scaling, bos/eos ids, and (version 2) the weight type, biases, q/k
+ *    norms, ALiBi and the chat template. Version 1 files (the first 80 bytes of the header, float32,
+ *    no padding, no optional tensors) still load.
+ *    Tensors, in this order:
+ *        token_embedding, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3, rms_final,
+ *        bq, bk, bv          (only if qkv_bias)
+ *        q_norm, k_norm      (only if qk_norm)
+ *        wcls                (only if !shared_classifier)
+ *    Version 2: every tensor starts at a multiple of 64 bytes from the start of the file (zero
+ *    padding before it). The matrices (token_embedding, wq, wk, wv, wo, w1, w2, w3, wcls) are stored
+ *    in the header's weight_type; every other tensor (norm weights, biases) is float32:
+ *        WEIGHT_F32   float32
+ *        WEIGHT_BF16  bfloat16 (the top 16 bits of a float32, rounded to nearest even), as uint16
+ *        WEIGHT_Q8    int8 groups: a (rows, cols) matrix, or a stack of them, is all its int8 values
+ *                     q (row-major, like the float32 one), then, at the next multiple of 64 bytes,
+ *                     one float32 scale per group of Q8_GROUP consecutive values of a row: weight
+ *                     = q * scale (rows * cols / Q8_GROUP scales; cols is a multiple of Q8_GROUP).
+ *    pos_encoding: POS_ROPE (below) or POS_ALIBI (no rotation; the score of query i for key j gets
+ *    -slope_h * (i - j), slope_h the ALiBi paper's geometric sequence for n_heads, alibi_slope()).
+ *    chat_template: CHAT_LLAMA2 ("[INST] ... [/INST]", text; the default, and what files without the
+ *    field get), CHAT_LLAMA3 (chat_tokens = <|start_header_id|>, <|end_header_id|>, <|eot_id|>),
+ *    CHAT_CHATML (chat_tokens = <|im_start|>, <|im_end|>); unused chat_tokens are -1.
  *
  * Tensor shapes (L = n_layers, q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim):
  *    token_embedding (vocab_size, dim)     rms_att, rms_ffn (L, dim)     rms_final (dim)
  *    wq (L, q_dim, dim)   wk, wv (L, kv_dim, dim)   wo (L, dim, q_dim)
  *    w1, w3 (L, hidden_dim, dim)   w2 (L, dim, hidden_dim)   wcls (vocab_size, dim)
+ *    bq (L, q_dim)   bk, bv (L, kv_dim)   q_norm, k_norm (L, head_dim)
  * A weight matrix W (rows, cols) maps x (cols) to W x (rows), as torch's nn.Linear stores it.
  *
  * RoPE: within each head, dimensions (2i, 2i+1) form a pair rotated by pos * freq_i with
  * freq_i = theta^(-2i / head_dim) (llama2.c's interleaved layout; Hugging Face checkpoints store q/k
- * rows in the "rotate-half" layout, and export.py permutes them into this one).
+ * rows in the "rotate-half" layout, and export.py permutes them into this one, and the q/k biases
+ * and q_norm/k_norm weights with them). q_norm and k_norm (Qwen3): an RMSNorm over each head's
+ * head_dim, applied to q and k (after the biases) before RoPE.
  * Llama 3 rope scaling (rope_scaling = 1) rescales freq_i before use, as transformers does.
  */
 #ifndef RAZOR_MODEL_H
@@ -44,11 +67,11 @@
 #include <stdint.h>
 
 #define RAZOR_MAGIC   0x727a6172u   /* "razr" read as a little-endian uint32 */
-#define RAZOR_VERSION 1
+#define RAZOR_VERSION 2      /* writes 2; reads 1 and 2 */
 #define LLAMA2C_MAGIC 0x616b3432u   /* "ak42" */
 #define HEADER_BYTES  256
 
-/* razor's header, as it lies in the first bytes of the file (80 bytes, zeros up to 256). */
+/* razor's header, as it lies in the first bytes of the file (120 bytes, zeros up to 256). */
 typedef struct {
     uint32_t magic;            /* RAZOR_MAGIC */
     int32_t version;           /* RAZOR_VERSION */
@@ -67,7 +90,21 @@ typedef struct {
     int32_t rope_scaling;      /* 0: none; 1: Llama 3 (the four fields below) */
     float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     int32_t rope_original_context;
-} RazorHeader;
+    /* version 2 (zero in a version 1 header) */
+    int32_t weight_type;       /* WEIGHT_*: how the matrices are stored */
+    int32_t q8_group;          /* WEIGHT_Q8: values per scale (Q8_GROUP); else 0 */
+    int32_t pos_encoding;      /* POS_ROPE or POS_ALIBI */
+    int32_t qkv_bias;          /* 1: bq, bk, bv follow rms_final */
+    int32_t qk_norm;           /* 1: q_norm, k_norm follow (Qwen3) */
+    int32_t chat_template;     /* CHAT_* */
+    int32_t chat_tokens[4];    /* the template's special token ids, -1 where unused */
+} RazorHeader;                 /* 120 bytes */
+
+enum { WEIGHT_F32, WEIGHT_BF16, WEIGHT_Q8 };
+enum { POS_ROPE, POS_ALIBI };
+enum { CHAT_LLAMA2, CHAT_LLAMA3, CHAT_CHATML };
+#define Q8_GROUP 32            /* int8 values per float32 scale, as llama.cpp's Q8_0 */
+#define TENSOR_ALIGN 64        /* version 2: each tensor starts at a multiple of this many bytes */
 
 /* The model's shape and constants, whatever file it came from. */
 typedef struct {
@@ -78,35 +115,48 @@ typedef struct {
     int rope_scaling;
     float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     int rope_original_context;
+    int weight_type, pos_encoding, qkv_bias, qk_norm; /* version 2; llama2.c and version 1 files: all 0 */
+    int chat_template, chat_tokens[4];
 } Config;
 
 
 enum { FORMAT_LLAMA2C_V0, FORMAT_LLAMA2C_V1, FORMAT_RAZOR };
 
+/* A weight matrix, or a stack of them (one per layer), as the file stores it (WEIGHT_*). Element i
+ * is ((float *)data)[i], or bfloat16 ((uint16_t *)data)[i], or ((int8_t *)data)[i] * scale[i / Q8_GROUP]. */
+typedef struct {
+    const void *data;
+    const float *scale;      /* WEIGHT_Q8 only */
+    int type;
+} Matrix;
+
 /* Pointers into the mapped model file. Shapes as above (L = n_layers). */
 typedef struct {
-    float *token_embedding;  /* (vocab_size, dim) */
+    Matrix token_embedding;  /* (vocab_size, dim) */
     float *rms_att_weight;   /* (L, dim) */
     float *rms_ffn_weight;   /* (L, dim) */
-    float *wq;               /* (L, q_dim, dim) */
-    float *wk, *wv;          /* (L, kv_dim, dim) */
-    float *wo;               /* (L, dim, q_dim) */
-    float *w1, *w3;          /* (L, hidden_dim, dim) */
-    float *w2;               /* (L, dim, hidden_dim) */
+    Matrix wq;               /* (L, q_dim, dim) */
+    Matrix wk, wv;           /* (L, kv_dim, dim) */
+    Matrix wo;               /* (L, dim, q_dim) */
+    Matrix w1, w3;           /* (L, hidden_dim, dim) */
+    Matrix w2;               /* (L, dim, hidden_dim) */
     float *rms_final_weight; /* (dim) */
-    float *wcls;             /* (vocab_size, dim); token_embedding itself when tied */
+    float *bq, *bk, *bv;     /* (L, q_dim), (L, kv_dim), (L, kv_dim); NULL without qkv_bias */
+    float *q_norm, *k_norm;  /* (L, head_dim); NULL without qk_norm */
+    Matrix wcls;             /* (vocab_size, dim); token_embedding itself when tied */
 } TransformerWeights;
 
 typedef struct {
     Config config;
     TransformerWeights weights;
     int format;              /* FORMAT_* */
+    int version;             /* razor format version (1 or 2); 0 for llama2.c files */
     float *rope_freq;        /* (head_dim / 2) rotation frequency of each pair, scaling applied */
+    float *alibi_slope;      /* (n_heads) with ALiBi; else NULL */
     void *map;               /* the mmapped file */
     size_t map_size;
-    const float *weights_start; /* the first float after the header */
-    size_t n_weights;        /* floats from there to the end of the file */
-    uint16_t *bf16;          /* (n_weights) with -w bf16: the same floats as bfloat16 (model_to_bf16); else NULL */
+    uint16_t *bf16;          /* -w bf16 on a float32 file: the matrices rounded to bfloat16 (model_to_bf16),
+                                which weights now points into; else NULL */
 } Model;
 
 /* The vector width and the register tiles of razor.c's kernels, chosen from the compile target: the
@@ -201,6 +251,8 @@ typedef struct {
     float induction_fraction, echo_fraction;
     float *echo, *induction;  /* (layer, kv_head) */
     unsigned char *retrieval; /* (layer, kv_head) */
+    float span_eps;           /* ALiBi models: the attention mass a span may leave out; 0 for RoPE profiles */
+    int *span;                /* (layer, kv_head) ALiBi models: the span in tokens (razor.c, span_rule) */
 } HeadProfile;
 
 #endif

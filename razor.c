@@ -225,52 +225,95 @@ static int check_config(const Config *c, const char *path) {
         if (!(c->rope_original_context > 0))
             return bad_header(path, "rope_original_context = %d", c->rope_original_context);
     }
+    if (!(c->weight_type >= WEIGHT_F32 && c->weight_type <= WEIGHT_Q8))
+        return bad_header(path, "weight_type = %d (0 f32, 1 bf16, 2 q8)", c->weight_type);
+    if (c->weight_type == WEIGHT_Q8 &&
+        (c->dim % Q8_GROUP || c->hidden_dim % Q8_GROUP || (c->n_heads * c->head_dim) % Q8_GROUP))
+        return bad_header(path, "q8 weights need dim, hidden_dim and n_heads * head_dim to be multiples of %d",
+                          Q8_GROUP);
+    if (!(c->pos_encoding == POS_ROPE || c->pos_encoding == POS_ALIBI))
+        return bad_header(path, "pos_encoding = %d (0 rope, 1 alibi)", c->pos_encoding);
+    if (!(c->qkv_bias == 0 || c->qkv_bias == 1)) return bad_header(path, "qkv_bias = %d (0 or 1)", c->qkv_bias);
+    if (!(c->qk_norm == 0 || c->qk_norm == 1)) return bad_header(path, "qk_norm = %d (0 or 1)", c->qk_norm);
+    static const int tokens_needed[] = {0, 3, 2}; /* CHAT_LLAMA2, CHAT_LLAMA3, CHAT_CHATML */
+    if (!(c->chat_template >= CHAT_LLAMA2 && c->chat_template <= CHAT_CHATML))
+        return bad_header(path, "chat_template = %d (0 llama2, 1 llama3, 2 chatml)", c->chat_template);
+    for (int i = 0; i < 4; i++) {
+        int id = c->chat_tokens[i], needed = i < tokens_needed[c->chat_template];
+        if (needed ? !(id >= 0 && id < c->vocab_size) : id != -1)
+            return bad_header(path, "chat_tokens[%d] = %d (%s)", i, id,
+                              needed ? "the template needs a token id below vocab_size" : "unused: must be -1");
+    }
     return 0;
 }
 
-/* Number of floats the file holds after its header, given the config and the format. */
-static size_t weights_floats(const Config *c, int format) {
-    size_t dim = (size_t)c->dim, hidden = (size_t)c->hidden_dim, L = (size_t)c->n_layers;
-    size_t q_dim = (size_t)c->n_heads * c->head_dim, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
-    size_t per_layer = 2 * dim + q_dim * dim + 2 * kv_dim * dim + dim * q_dim + 3 * hidden * dim;
-    size_t n = (size_t)c->vocab_size * dim + L * per_layer + dim;
-    if (format == FORMAT_LLAMA2C_V0) n += (size_t)c->seq_len * c->head_dim; /* freq_cis_real + imag */
-    if (!c->shared_classifier) n += (size_t)c->vocab_size * dim;
-    return n;
+/* Walks the tensors of a file in order (model.h), from the first byte after the header: each tensor's
+ * offset and size follow from the config, the format and the weight type. With base set it points the
+ * weights into the mapped file; with base NULL it only measures (the file's expected size). */
+typedef struct {
+    char *base;              /* the mapped file, or NULL */
+    size_t at;               /* offset of the next tensor */
+    size_t align;            /* version 2: TENSOR_ALIGN; older files: 1 (no padding) */
+    int weight_type;
+} Cursor;
+
+static size_t align_up(size_t n, size_t align) { return (n + align - 1) / align * align; }
+
+static float *take_floats(Cursor *c, size_t n) {
+    c->at = align_up(c->at, c->align);
+    float *p = c->base ? (float *)(c->base + c->at) : NULL;
+    c->at += n * sizeof(float);
+    return p;
 }
 
-static float *take(char **cursor, size_t n_floats) {
-    float *w = (float *)*cursor;
-    *cursor += n_floats * sizeof(float);
-    return w;
+static Matrix take_matrix(Cursor *c, size_t n) {
+    static const size_t bytes[] = {sizeof(float), sizeof(uint16_t), sizeof(int8_t)};
+    c->at = align_up(c->at, c->align);
+    Matrix m = {c->base ? c->base + c->at : NULL, NULL, c->weight_type};
+    c->at += n * bytes[c->weight_type];
+    if (c->weight_type == WEIGHT_Q8) m.scale = take_floats(c, n / Q8_GROUP);
+    return m;
 }
 
-/* Points the weights into the mapped file, in the order each format stores them (model.h). */
-static void map_weights(Model *m, char *data) {
+/* Points the weights into the mapped file (or, base NULL, measures), in the order each format stores
+ * them (model.h). Returns the bytes from the header's end to the last tensor's. */
+static size_t map_weights(Model *m, char *base) {
     Config *c = &m->config;
     TransformerWeights *w = &m->weights;
-    size_t dim = (size_t)c->dim, L = (size_t)c->n_layers;
+    size_t dim = (size_t)c->dim, L = (size_t)c->n_layers, hidden = (size_t)c->hidden_dim, V = (size_t)c->vocab_size;
     size_t q_dim = (size_t)c->n_heads * c->head_dim, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
+    Cursor cur = {base, 0, m->version >= 2 ? TENSOR_ALIGN : 1, c->weight_type};
+    memset(w, 0, sizeof *w);
     if (m->format == FORMAT_LLAMA2C_V1) {
-        w->rms_att_weight = take(&data, L * dim);
-        w->rms_ffn_weight = take(&data, L * dim);
-        w->rms_final_weight = take(&data, dim);
-        w->token_embedding = take(&data, (size_t)c->vocab_size * dim);
+        w->rms_att_weight = take_floats(&cur, L * dim);
+        w->rms_ffn_weight = take_floats(&cur, L * dim);
+        w->rms_final_weight = take_floats(&cur, dim);
+        w->token_embedding = take_matrix(&cur, V * dim);
     } else {
-        w->token_embedding = take(&data, (size_t)c->vocab_size * dim);
-        w->rms_att_weight = take(&data, L * dim);
+        w->token_embedding = take_matrix(&cur, V * dim);
+        w->rms_att_weight = take_floats(&cur, L * dim);
     }
-    w->wq = take(&data, L * q_dim * dim);
-    w->wk = take(&data, L * kv_dim * dim);
-    w->wv = take(&data, L * kv_dim * dim);
-    w->wo = take(&data, L * dim * q_dim);
-    if (m->format != FORMAT_LLAMA2C_V1) w->rms_ffn_weight = take(&data, L * dim);
-    w->w1 = take(&data, L * (size_t)c->hidden_dim * dim);
-    w->w2 = take(&data, L * dim * (size_t)c->hidden_dim);
-    w->w3 = take(&data, L * (size_t)c->hidden_dim * dim);
-    if (m->format != FORMAT_LLAMA2C_V1) w->rms_final_weight = take(&data, dim);
-    if (m->format == FORMAT_LLAMA2C_V0) take(&data, (size_t)c->seq_len * c->head_dim); /* freq_cis: skipped */
-    w->wcls = c->shared_classifier ? w->token_embedding : take(&data, (size_t)c->vocab_size * dim);
+    w->wq = take_matrix(&cur, L * q_dim * dim);
+    w->wk = take_matrix(&cur, L * kv_dim * dim);
+    w->wv = take_matrix(&cur, L * kv_dim * dim);
+    w->wo = take_matrix(&cur, L * dim * q_dim);
+    if (m->format != FORMAT_LLAMA2C_V1) w->rms_ffn_weight = take_floats(&cur, L * dim);
+    w->w1 = take_matrix(&cur, L * hidden * dim);
+    w->w2 = take_matrix(&cur, L * dim * hidden);
+    w->w3 = take_matrix(&cur, L * hidden * dim);
+    if (m->format != FORMAT_LLAMA2C_V1) w->rms_final_weight = take_floats(&cur, dim);
+    if (m->format == FORMAT_LLAMA2C_V0) take_floats(&cur, (size_t)c->seq_len * c->head_dim); /* freq_cis: skipped */
+    if (c->qkv_bias) {
+        w->bq = take_floats(&cur, L * q_dim);
+        w->bk = take_floats(&cur, L * kv_dim);
+        w->bv = take_floats(&cur, L * kv_dim);
+    }
+    if (c->qk_norm) {
+        w->q_norm = take_floats(&cur, L * c->head_dim);
+        w->k_norm = take_floats(&cur, L * c->head_dim);
+    }
+    w->wcls = c->shared_classifier ? w->token_embedding : take_matrix(&cur, V * dim);
+    return cur.at;
 }
 
 /* RoPE frequencies freq_i = theta^(-2i/head_dim), with Llama 3 scaling if the header asks for it. */
@@ -296,6 +339,17 @@ static void compute_rope_freq(Model *m) {
     }
 }
 
+/* ALiBi (Press et al., "Train Short, Test Long"): no rotation; the score of a query at position i for
+ * the key at position j gets -slope_h * (i - j). The slopes of n heads, for n a power of two, are the
+ * geometric sequence 2^(-8/n), 2^(-16/n), ..., 2^-8; for other n, the sequence of the power of two p
+ * just below n, then every other slope of the sequence for 2p (the odd powers) until there are n. */
+void alibi_slopes(float *slope, int n) {
+    int p = 1;
+    while (p * 2 <= n) p *= 2;
+    for (int h = 0; h < n; h++)
+        slope[h] = (float)(h < p ? pow(2.0, -8.0 * (h + 1) / p) : pow(2.0, -8.0 * (2 * (h - p) + 1) / (2 * p)));
+}
+
 static int32_t read_i32(const unsigned char *p) { int32_t v; memcpy(&v, p, 4); return v; }
 
 /* Fills the config from a header; defaults are llama2.c's for the fields its headers lack. */
@@ -306,6 +360,7 @@ static int parse_header(Model *m, const unsigned char *h, size_t file_size, cons
     c->rope_theta = 10000.0f;
     c->bos_id = 1;
     c->eos_id = 2;
+    for (int i = 0; i < 4; i++) c->chat_tokens[i] = -1;
     uint32_t magic = (uint32_t)read_i32(h);
     const unsigned char *dims = h; /* the 7 llama2.c ints */
     if (magic == RAZOR_MAGIC || magic == LLAMA2C_MAGIC) {
@@ -313,16 +368,29 @@ static int parse_header(Model *m, const unsigned char *h, size_t file_size, cons
             return fail("%s: truncated: %zu bytes, shorter than its %d-byte header", path, file_size, HEADER_BYTES);
         int version = read_i32(h + 4);
         if (magic == RAZOR_MAGIC) {
-            if (version != RAZOR_VERSION)
-                return fail("%s: razor format version %d, this build reads version %d", path, version, RAZOR_VERSION);
+            if (version != 1 && version != 2)
+                return fail("%s: razor format version %d, this build reads versions 1 and 2", path, version);
             RazorHeader r;
             memcpy(&r, h, sizeof r);
             *c = (Config){r.dim, r.hidden_dim, r.n_layers, r.n_heads, r.n_kv_heads, r.head_dim, r.vocab_size, r.seq_len,
                           r.bos_id, r.eos_id, r.shared_classifier, r.norm_eps, r.rope_theta, r.rope_scaling,
-                          r.rope_factor, r.rope_low_freq_factor, r.rope_high_freq_factor, r.rope_original_context};
+                          r.rope_factor, r.rope_low_freq_factor, r.rope_high_freq_factor, r.rope_original_context,
+                          .chat_tokens = {-1, -1, -1, -1}};
             if (r.shared_classifier != 0 && r.shared_classifier != 1)
                 return fail("%s: bad header: shared_classifier = %d (must be 0 or 1)", path, r.shared_classifier);
             m->format = FORMAT_RAZOR;
+            m->version = version;
+            if (version == 2) {
+                c->weight_type = r.weight_type;
+                c->pos_encoding = r.pos_encoding;
+                c->qkv_bias = r.qkv_bias;
+                c->qk_norm = r.qk_norm;
+                c->chat_template = r.chat_template;
+                memcpy(c->chat_tokens, r.chat_tokens, sizeof c->chat_tokens);
+                if (r.q8_group != (r.weight_type == WEIGHT_Q8 ? Q8_GROUP : 0))
+                    return bad_header(path, "q8_group = %d (must be %d for q8 weights, else 0)", r.q8_group,
+                                      r.weight_type == WEIGHT_Q8 ? Q8_GROUP : 0);
+            }
             return check_config(c, path);
         }
         if (version != 1)
@@ -374,7 +442,7 @@ int load_model(Model *m, const char *path) {
     if (map == MAP_FAILED) return fail("%s: mmap failed: %s", path, strerror(errno));
     if (parse_header(m, map, file_size, path) != 0) { munmap(map, file_size); return -1; }
     size_t header = m->format == FORMAT_LLAMA2C_V0 ? 28 : HEADER_BYTES;
-    size_t expected = header + weights_floats(&m->config, m->format) * sizeof(float);
+    size_t expected = header + map_weights(m, NULL);
     if (file_size != expected) {
         munmap(map, file_size);
         return fail("%s: %s: the header implies %zu bytes, the file has %zu", path,
@@ -382,20 +450,24 @@ int load_model(Model *m, const char *path) {
     }
     m->map = map;
     m->map_size = file_size;
-    m->weights_start = (const float *)((char *)map + header);
-    m->n_weights = weights_floats(&m->config, m->format);
     map_weights(m, (char *)map + header);
-    compute_rope_freq(m);
+    if (m->config.pos_encoding == POS_ALIBI) {
+        m->alibi_slope = xcalloc((size_t)m->config.n_heads, sizeof(float));
+        alibi_slopes(m->alibi_slope, m->config.n_heads);
+    } else {
+        compute_rope_freq(m);
+    }
     return 0;
 }
 
-/* -w bf16: a bfloat16 copy of the weights that matmul reads instead (section 11). */
+/* -w bf16: a bfloat16 copy of the matrices that the weights then point into (section 11). */
 int model_to_bf16(Model *m);
 
 void free_model(Model *m) {
     if (m->map) munmap(m->map, m->map_size);
     free(m->bf16);
     free(m->rope_freq);
+    free(m->alibi_slope);
     memset(m, 0, sizeof *m);
 }
 
@@ -414,8 +486,8 @@ void rmsnorm(float *out, const float *x, const float *weight, int n, float eps) 
 /* out (T, d) = x (T, n) @ w (d, n)^T, for up to 3 products that share x (q, k and v; w1 and w3), in
  * one trip through the thread pool. xt: x transposed tile by tile (transpose_block), for blocks of
  * tokens. Section 11. */
-typedef struct { float *out; const float *w; int d; } Product;
-void matmul(const Model *m, const float *x, float *xt, int T, int n, const Product *products, int n_products);
+typedef struct { float *out; Matrix w; int d; } Product;
+void matmul(const float *x, float *xt, int T, int n, const Product *products, int n_products);
 void transpose_block(float *xt, const float *x, int T, int n);
 
 /* SwiGLU: hb = silu(hb) * hb2, silu(v) = v / (1 + e^-v); section 11. */
@@ -429,6 +501,23 @@ static void pool_run(Task task, void *arg);
 static int pool_threads;
 static int matmul_padded(int T); /* rows of xt that transpose_block fills for T tokens */
 
+/* Element i of a weight matrix, whatever its type (model.h): the plain definition; the kernels of
+ * section 11 widen a vector of them at a time. */
+static float bf16_to_f32(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
+static float matrix_value(Matrix w, size_t i) {
+    if (w.type == WEIGHT_BF16) return bf16_to_f32(((const uint16_t *)w.data)[i]);
+    if (w.type == WEIGHT_Q8) return (float)((const int8_t *)w.data)[i] * w.scale[i / Q8_GROUP];
+    return ((const float *)w.data)[i];
+}
+
+/* The part of a stacked matrix from element `offset` on (one layer's). */
+static Matrix matrix_at(Matrix w, size_t offset) {
+    static const size_t bytes[] = {sizeof(float), sizeof(uint16_t), sizeof(int8_t)};
+    w.data = (const char *)w.data + offset * bytes[w.type];
+    if (w.type == WEIGHT_Q8) w.scale += offset / Q8_GROUP;
+    return w;
+}
+
 /* Rotates the (2i, 2i+1) pairs of each head of vec (n_heads, head_dim) by the angles of one position. */
 static void rope(float *vec, int n_heads, int head_dim, const float *cos_row, const float *sin_row) {
     for (int h = 0; h < n_heads; h++) {
@@ -441,46 +530,6 @@ static void rope(float *vec, int n_heads, int head_dim, const float *cos_row, co
     }
 }
 
-/* What attention computes over one head's cache, written plainly (the definition; the tests hold
- * attention(), section 11's tiled loop, to it). For query i, which may see keys [0, first_visible + i + 1) (the causal
- * mask, capped at n_keys): the score of key j is q . k_j / sqrt(head_dim), plus ln(N_d) for the
- * compensation slot (see compensation_bias); out = softmax(scores) . values. Keys are in the cache's
- * tiled layout, values (n_keys, head_dim). */
-void attention_reference(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q,
-                         const float *key_tiles, const float *values, int n_keys, int first_visible, int head_dim,
-                         int comp_slot, float comp_bias) {
-    float *score = xcalloc((size_t)n_keys, sizeof(float));
-    for (int i = 0; i < n_q; i++) {
-        const float *qi = q + (size_t)i * q_stride;
-        float *o = out + (size_t)i * out_stride, max = -INFINITY, sum = 0;
-        int visible = min_int(first_visible + i + 1, n_keys);
-        for (int j = 0; j < visible; j++) {
-            const float *tile = key_tiles + (size_t)(j / ATT_TILE_K) * head_dim * ATT_TILE_K;
-            float dot = 0;
-            for (int d = 0; d < head_dim; d++) dot += qi[d] * tile[(size_t)d * ATT_TILE_K + j % ATT_TILE_K];
-            score[j] = dot / sqrtf((float)head_dim);
-            if (j == comp_slot) score[j] += comp_bias;
-            if (score[j] > max) max = score[j];
-        }
-        for (int j = 0; j < visible; j++) {
-            score[j] = max == -INFINITY ? 0 : expf(score[j] - max);
-            sum += score[j];
-        }
-        for (int d = 0; d < head_dim; d++) {
-            float acc = 0;
-            for (int j = 0; j < visible; j++) acc += score[j] * values[(size_t)j * head_dim + d];
-            o[d] = sum > 0 ? acc / sum : 0;
-        }
-    }
-    free(score);
-}
-
-/* The same, tiled and vectorised: THE tiled attention loop (section 11). scratch: ATT_TILE_Q *
- * (head_dim + 2) floats. */
-void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *key_tiles,
-               const float *values, int n_keys, int first_visible, int head_dim, float *scratch, int comp_slot,
-               float comp_bias);
-
 /* ------------------------------------------------------------------------------------------------
  * 4. The KV cache and RazorAttention: where each head's cache policy is chosen, what happens to a
  * token that leaves a compressed head's window, and the compensation token. */
@@ -488,19 +537,26 @@ void attention(float *out, size_t out_stride, const float *q, size_t q_stride, i
 /* The cache policies (RazorAttention and its baselines). */
 typedef enum { POLICY_FULL, POLICY_RAZOR, POLICY_STREAMING, POLICY_NOCOMP } Policy;
 
+/* How keys and values are stored (-K): float32, or 16 bits, bfloat16 or IEEE half. */
+typedef enum { KV_F32, KV_BF16, KV_F16 } KVType;
+
 typedef struct {
     Policy policy;
+    KVType kv_type;
     int n_sink;              /* first tokens every compressed head keeps (N0) */
     int window_min;          /* S0: the window is L = max(S0, N / C) for a prompt of N tokens */
     float compression;       /* C */
     const unsigned char *retrieval; /* (layer, kv_head): 1 for a retrieval head; NULL: none */
+    const int *span;         /* (layer, kv_head) ALiBi models: each head's span in tokens; NULL: RoPE */
 } CacheConfig;
 
-/* One (layer, KV head)'s cache. Slots hold keys and values; keys (post-RoPE) are stored transposed
- * tile by tile for the attention loop: slot p, dimension d is key_tiles[p / ATT_TILE_K][d][p % ATT_TILE_K].
- * A full head: slot i = token i. A compressed head: [n_sink sinks | compensation slot (razor only) |
- * window ring of up to `window` tokens, the oldest at ring_start]. */
+/* One (layer, KV head)'s cache. Slots hold keys and values, in kv_type; keys (post-RoPE) are stored
+ * transposed tile by tile for the attention loop: slot p, dimension d is key_tiles[p / ATT_TILE_K][d]
+ * [p % ATT_TILE_K]. Each slot also has the position of its token (ALiBi's distances need it). A full
+ * head: slot i = token i. A compressed head: [n_sink sinks | compensation slot (razor only) | window
+ * ring of up to `window` tokens, the oldest at ring_start]. */
 typedef struct {
+    KVType kv_type;
     int full;                /* keeps every token */
     int compensate;          /* keeps a compensation slot for the dropped tokens */
     int n_sink, window;
@@ -508,11 +564,66 @@ typedef struct {
     int n;                   /* slots in use */
     int ring_start;
     int n_dropped;           /* N_d */
-    float *key_sum, *value_sum; /* (head_dim) sums of the dropped keys and values */
-    float *key_tiles;        /* (slots / ATT_TILE_K, head_dim, ATT_TILE_K) */
-    float *values;           /* (slots, head_dim) */
+    float *key_sum, *value_sum; /* (head_dim) float32 sums of the dropped keys and values */
+    double position_sum;     /* and of their positions */
+    void *key_tiles;         /* (slots / ATT_TILE_K, head_dim, ATT_TILE_K) of kv_type */
+    void *values;            /* (slots, head_dim) of kv_type */
+    float *position;         /* (slots) the position of each slot's token; the compensation slot: their mean */
     int slots;               /* allocated, a multiple of ATT_TILE_K */
 } HeadCache;
+
+/* One key or value number as the cache stores it, and back. bfloat16 keeps float32's range with 8
+ * bits of precision; IEEE half has 11 bits and a range of +-65504 (beyond it: inf). Both round to
+ * nearest, ties to even. */
+static size_t kv_size(KVType type) { return type == KV_F32 ? sizeof(float) : sizeof(uint16_t); }
+
+static uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7f800000) == 0x7f800000) return (uint16_t)((u >> 16) | ((u & 0xffff) ? 0x40 : 0)); /* inf, NaN */
+    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+
+static uint16_t f32_to_f16(float f) {
+    uint32_t u, sign, abs;
+    memcpy(&u, &f, 4);
+    sign = (u >> 16) & 0x8000;
+    abs = u & 0x7fffffff;
+    if (abs >= 0x7f800000) return (uint16_t)(sign | 0x7c00 | (abs > 0x7f800000 ? 0x200 : 0)); /* inf, NaN */
+    if (abs >= 0x477ff000) return (uint16_t)(sign | 0x7c00); /* rounds to 65520 or more: inf */
+    if (abs < 0x38800000) { /* below 2^-14: a subnormal half, in units of 2^-24 */
+        float a;
+        memcpy(&a, &abs, 4);
+        return (uint16_t)(sign | (uint32_t)lrintf(a * 0x1p24f));
+    }
+    uint32_t h = (abs - 0x38000000) >> 13, rest = abs & 0x1fff; /* exponent rebiased from 127 to 15 */
+    h += rest > 0x1000 || (rest == 0x1000 && (h & 1));
+    return (uint16_t)(sign | h);
+}
+
+static float f16_to_f32(uint16_t h) {
+    uint32_t magnitude = (uint32_t)(h & 0x7fff) << 13, u;
+    float f;
+    memcpy(&f, &magnitude, 4);
+    f *= 0x1p112f; /* rebias the exponent from 15 to 127; subnormal halves come out right too */
+    memcpy(&u, &f, 4);
+    if ((h & 0x7c00) == 0x7c00) u |= 0x7f800000; /* inf, NaN */
+    u |= (uint32_t)(h & 0x8000) << 16;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static float kv_get(const void *p, size_t i, KVType type) {
+    if (type == KV_BF16) return bf16_to_f32(((const uint16_t *)p)[i]);
+    if (type == KV_F16) return f16_to_f32(((const uint16_t *)p)[i]);
+    return ((const float *)p)[i];
+}
+
+static void kv_put(void *p, size_t i, float v, KVType type) {
+    if (type == KV_BF16) ((uint16_t *)p)[i] = f32_to_bf16(v);
+    else if (type == KV_F16) ((uint16_t *)p)[i] = f32_to_f16(v);
+    else ((float *)p)[i] = v;
+}
 
 /* Activations for a block of up to max_block tokens, and the KV cache. */
 typedef struct RunState {
@@ -552,30 +663,51 @@ static void choose_policy(HeadCache *h, Policy policy, int is_retrieval_head, in
     h->n_sink = n_sink;
 }
 
-static void reserve_slots(HeadCache *h, int slots, int hd) {
+/* Sets the head's storage to `slots` slots (rounded up to whole key tiles); new slots are zero. */
+static int reserve_slots(HeadCache *h, int slots, int hd) {
     slots = round_to_tile(slots);
-    if (slots == h->slots) return;
-    float *k = realloc(h->key_tiles, (size_t)slots * hd * sizeof(float)),
-          *v = k ? realloc(h->values, (size_t)slots * hd * sizeof(float)) : NULL;
-    if (!k || !v) { fprintf(stderr, "razor: out of memory for the KV cache\n"); exit(1); }
-    h->key_tiles = k;
-    h->values = v;
+    if (slots == h->slots && h->key_tiles) return 0;
+    size_t bytes = (size_t)slots * hd * kv_size(h->kv_type), old = (size_t)h->slots * hd * kv_size(h->kv_type);
+    void *k = realloc(h->key_tiles, bytes);
+    if (k) h->key_tiles = k;
+    void *v = k ? realloc(h->values, bytes) : NULL;
+    if (v) h->values = v;
+    float *p = v ? realloc(h->position, (size_t)slots * sizeof(float)) : NULL;
+    if (p) h->position = p;
+    if (!p) return -1;
     if (slots > h->slots) {
-        memset(k + (size_t)h->slots * hd, 0, (size_t)(slots - h->slots) * hd * sizeof(float));
-        memset(v + (size_t)h->slots * hd, 0, (size_t)(slots - h->slots) * hd * sizeof(float));
+        memset((char *)k + old, 0, bytes - old);
+        memset((char *)v + old, 0, bytes - old);
+        memset(p + h->slots, 0, (size_t)(slots - h->slots) * sizeof(float));
     }
     h->slots = slots;
+    return 0;
 }
 
-static void put_slot(HeadCache *h, int slot, const float *key, const float *value, int hd) {
-    float *tile = h->key_tiles + (size_t)(slot / ATT_TILE_K) * hd * ATT_TILE_K;
-    for (int d = 0; d < hd; d++) tile[(size_t)d * ATT_TILE_K + slot % ATT_TILE_K] = key[d];
-    memcpy(h->values + (size_t)slot * hd, value, hd * sizeof(float));
+static void grow_slots(HeadCache *h, int slots, int hd) {
+    if (reserve_slots(h, slots, hd) != 0) { fprintf(stderr, "razor: out of memory for the KV cache\n"); exit(1); }
+}
+
+/* Key dimension d of a slot is element [slot / ATT_TILE_K][d][slot % ATT_TILE_K] of key_tiles. */
+static size_t key_index(int slot, int d, int hd) {
+    return (size_t)(slot / ATT_TILE_K) * hd * ATT_TILE_K + (size_t)d * ATT_TILE_K + slot % ATT_TILE_K;
+}
+
+static void put_slot(HeadCache *h, int slot, const float *key, const float *value, float position, int hd) {
+    for (int d = 0; d < hd; d++) {
+        kv_put(h->key_tiles, key_index(slot, d, hd), key[d], h->kv_type);
+        kv_put(h->values, (size_t)slot * hd + d, value[d], h->kv_type);
+    }
+    h->position[slot] = position;
 }
 
 static void get_key(const HeadCache *h, int slot, float *key, int hd) {
-    const float *tile = h->key_tiles + (size_t)(slot / ATT_TILE_K) * hd * ATT_TILE_K;
-    for (int d = 0; d < hd; d++) key[d] = tile[(size_t)d * ATT_TILE_K + slot % ATT_TILE_K];
+    for (int d = 0; d < hd; d++) key[d] = kv_get(h->key_tiles, key_index(slot, d, hd), h->kv_type);
+}
+
+static void get_slot(const HeadCache *h, int slot, float *key, float *value, int hd) {
+    get_key(h, slot, key, hd);
+    for (int d = 0; d < hd; d++) value[d] = kv_get(h->values, (size_t)slot * hd + d, h->kv_type);
 }
 
 static int window_start(const HeadCache *h) { return h->n_sink + h->compensate; }
@@ -591,15 +723,17 @@ static int window_start(const HeadCache *h) { return h->n_sink + h->compensate; 
 static void fold_token(HeadCache *h, int slot, int hd) {
     h->n_dropped++;
     if (!h->compensate) return;
-    float key[MAX_HEAD_DIM];
-    get_key(h, slot, key, hd);
+    float key[MAX_HEAD_DIM], value[MAX_HEAD_DIM];
+    get_slot(h, slot, key, value, hd);
     for (int d = 0; d < hd; d++) {
         h->key_sum[d] += key[d];
-        h->value_sum[d] += h->values[(size_t)slot * hd + d];
+        h->value_sum[d] += value[d];
     }
+    h->position_sum += h->position[slot];
 }
 
-/* The compensation slot holds k^ = mean of the dropped keys and v^ = mean of their values. */
+/* The compensation slot holds k^ = mean of the dropped keys and v^ = mean of their values, at the mean
+ * of their positions: with ALiBi its distance to any query is then the mean of theirs. */
 static void update_compensation(HeadCache *h, int hd) {
     if (!h->compensate) return;
     float key[MAX_HEAD_DIM] = {0}, value[MAX_HEAD_DIM] = {0}; /* N_d = 0: zeros, and its logit gets -inf */
@@ -607,7 +741,7 @@ static void update_compensation(HeadCache *h, int hd) {
         key[d] = h->key_sum[d] / h->n_dropped;
         value[d] = h->value_sum[d] / h->n_dropped;
     }
-    put_slot(h, h->n_sink, key, value, hd);
+    put_slot(h, h->n_sink, key, value, h->n_dropped ? (float)(h->position_sum / h->n_dropped) : 0, hd);
 }
 
 /* Where the compensation slot is in the head's slots (-1: none), and what its score gets: ln(N_d),
@@ -615,16 +749,56 @@ static void update_compensation(HeadCache *h, int hd) {
 static int compensation_slot(const HeadCache *h) { return h->compensate && h->compressed ? h->n_sink : -1; }
 static float compensation_bias(const HeadCache *h) { return h->n_dropped > 0 ? logf((float)h->n_dropped) : -INFINITY; }
 
+/* What attention computes over one head's cache, written plainly (the definition; the tests hold
+ * attention(), section 11's tiled loop, to it). Query i sits at position q_position + i and may see
+ * slots [0, first_visible + i + 1) (the causal mask, capped at the h->n slots in use). The score of slot
+ * j is q . k_j / sqrt(head_dim), plus -slope * (distance from the query to the slot's position) with
+ * ALiBi (slope 0 without), plus ln(N_d) for the compensation slot (compensation_bias);
+ * out = softmax(scores) . values. */
+void attention_reference(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const HeadCache *h,
+                         int first_visible, int head_dim, float slope, float q_position) {
+    float *score = xcalloc((size_t)h->n, sizeof(float));
+    int comp_slot = compensation_slot(h);
+    for (int i = 0; i < n_q; i++) {
+        const float *qi = q + (size_t)i * q_stride;
+        float *o = out + (size_t)i * out_stride, max = -INFINITY, sum = 0;
+        int visible = min_int(first_visible + i + 1, h->n);
+        for (int j = 0; j < visible; j++) {
+            float dot = 0;
+            for (int d = 0; d < head_dim; d++)
+                dot += qi[d] * kv_get(h->key_tiles, key_index(j, d, head_dim), h->kv_type);
+            score[j] = dot / sqrtf((float)head_dim) - slope * (q_position + (float)i - h->position[j]);
+            if (j == comp_slot) score[j] += compensation_bias(h);
+            if (score[j] > max) max = score[j];
+        }
+        for (int j = 0; j < visible; j++) {
+            score[j] = max == -INFINITY ? 0 : expf(score[j] - max);
+            sum += score[j];
+        }
+        for (int d = 0; d < head_dim; d++) {
+            float acc = 0;
+            for (int j = 0; j < visible; j++) acc += score[j] * kv_get(h->values, (size_t)j * head_dim + d, h->kv_type);
+            o[d] = sum > 0 ? acc / sum : 0;
+        }
+    }
+    free(score);
+}
+
+/* The same, tiled and vectorised: THE tiled attention loop (section 11). scratch: ATT_TILE_Q *
+ * (head_dim + 2) floats. */
+void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const HeadCache *h,
+               int first_visible, int head_dim, float slope, float q_position, float *scratch);
+
 /* Moves n slots from `from` to `to`. The ranges may overlap (the window shifts by a slot or two when
  * a head is compressed), so like memmove it copies in the direction that reads each slot before it
  * is overwritten: front to back when moving left, back to front when moving right. */
 static void move_slots(HeadCache *h, int to, int from, int n, int hd) {
-    float key[MAX_HEAD_DIM];
+    float key[MAX_HEAD_DIM], value[MAX_HEAD_DIM];
     int step = to <= from ? 1 : -1;
     for (int k = 0; k < n; k++) {
         int i = step > 0 ? k : n - 1 - k;
-        get_key(h, from + i, key, hd);
-        put_slot(h, to + i, key, h->values + (size_t)(from + i) * hd, hd);
+        get_slot(h, from + i, key, value, hd);
+        put_slot(h, to + i, key, value, h->position[from + i], hd);
     }
 }
 
@@ -633,15 +807,18 @@ static void unroll_ring(HeadCache *h, int hd) {
     if (h->ring_start == 0) return;
     int ws = window_start(h), n_window = h->n - ws;
     float *keys = xcalloc((size_t)n_window * hd, sizeof(float)),
-          *values = xcalloc((size_t)n_window * hd, sizeof(float));
+          *values = xcalloc((size_t)n_window * hd, sizeof(float)),
+          *positions = xcalloc((size_t)n_window, sizeof(float));
     for (int i = 0; i < n_window; i++) {
         int slot = ws + (h->ring_start + i) % n_window;
-        get_key(h, slot, keys + (size_t)i * hd, hd);
-        memcpy(values + (size_t)i * hd, h->values + (size_t)slot * hd, hd * sizeof(float));
+        get_slot(h, slot, keys + (size_t)i * hd, values + (size_t)i * hd, hd);
+        positions[i] = h->position[slot];
     }
-    for (int i = 0; i < n_window; i++) put_slot(h, ws + i, keys + (size_t)i * hd, values + (size_t)i * hd, hd);
+    for (int i = 0; i < n_window; i++)
+        put_slot(h, ws + i, keys + (size_t)i * hd, values + (size_t)i * hd, positions[i], hd);
     free(keys);
     free(values);
+    free(positions);
     h->ring_start = 0;
 }
 
@@ -659,19 +836,19 @@ void head_compress(HeadCache *h, int window, int hd) {
     int n_window = min_int(h->n - body, window);
     int keep_from = h->n - n_window;
     for (int slot = body; slot < keep_from; slot++) fold_token(h, slot, hd);
-    if (ws + n_window > h->slots) reserve_slots(h, ws + n_window, hd);
+    if (ws + n_window > h->slots) grow_slots(h, ws + n_window, hd);
     move_slots(h, ws, keep_from, n_window, hd); /* right after the sinks and the compensation slot */
     h->n = ws + n_window;
     h->compressed = 1;
     update_compensation(h, hd);
-    reserve_slots(h, ws + window, hd); /* physically sinks + compensation + window, in whole key tiles */
+    grow_slots(h, ws + window, hd); /* physically sinks + compensation + window, in whole key tiles */
 }
 
 /* Adds one token's key and value, the token being one of a block of T. While generating (T = 1) a
  * compressed head whose window is full folds its oldest window token into the compensation token and
  * puts the new one in its slot: the window slides. A block (a prompt, a chat turn) appends in order,
  * with full attention; compress_cache settles the heads after it. */
-void head_append(HeadCache *h, const float *key, const float *value, int hd, int T) {
+void head_append(HeadCache *h, const float *key, const float *value, float position, int hd, int T) {
     int generating = T == 1;
     if (!h->full && !h->compressed && h->window > 0 && generating && h->n - h->n_sink >= h->window)
         head_compress(h, h->window, hd); /* the window is full: from now on it slides */
@@ -679,20 +856,20 @@ void head_append(HeadCache *h, const float *key, const float *value, int hd, int
         int slot = window_start(h) + h->ring_start;
         fold_token(h, slot, hd);
         update_compensation(h, hd);
-        put_slot(h, slot, key, value, hd);
+        put_slot(h, slot, key, value, position, hd);
         h->ring_start = (h->ring_start + 1) % h->window;
         return;
     }
     if (h->compressed) unroll_ring(h, hd); /* a block appends in order; head_compress settles it */
-    if (h->n == h->slots) reserve_slots(h, h->n + 1, hd);
-    put_slot(h, h->n++, key, value, hd);
+    if (h->n == h->slots) grow_slots(h, h->n + 1, hd);
+    put_slot(h, h->n++, key, value, position, hd);
 }
 
-/* The bytes of keys and values a head holds. */
+/* The bytes of keys and values a head holds, in its kv_type. */
 size_t head_bytes(const HeadCache *h, int hd) {
     int slots =
         h->n - (h->compensate && h->compressed && h->n_dropped == 0); /* an unused compensation slot does not count */
-    return (size_t)slots * hd * 2 * sizeof(float);
+    return (size_t)slots * hd * 2 * kv_size(h->kv_type);
 }
 
 void free_runstate(RunState *s);
@@ -730,16 +907,14 @@ int build_runstate(RunState *s, const Model *m, int capacity, int max_block, con
     for (int i = 0; i < n_heads; i++) {
         HeadCache *h = &s->heads[i];
         choose_policy(h, s->cache.policy, s->cache.retrieval && s->cache.retrieval[i], s->cache.n_sink);
+        h->kv_type = s->cache.kv_type;
         h->key_sum = xcalloc((size_t)c->head_dim, sizeof(float));
         h->value_sum = xcalloc((size_t)c->head_dim, sizeof(float));
-        h->key_tiles = calloc((size_t)round_to_tile(capacity) * c->head_dim, sizeof(float));
-        h->values = calloc((size_t)round_to_tile(capacity) * c->head_dim, sizeof(float));
-        h->slots = round_to_tile(capacity);
-        if (!h->key_tiles || !h->values) {
+        if (reserve_slots(h, capacity, c->head_dim) != 0) {
             s->n_heads = i + 1;
             free_runstate(s);
             return fail("cannot allocate %.1f MB for the KV cache (%d tokens)",
-                        2.0 * n_heads * capacity * c->head_dim * sizeof(float) / 1e6, capacity);
+                        2.0 * n_heads * capacity * c->head_dim * kv_size(s->cache.kv_type) / 1e6, capacity);
         }
     }
     s->n_heads = n_heads;
@@ -751,25 +926,30 @@ void free_runstate(RunState *s) {
     free(s->q); free(s->k); free(s->v); free(s->rope_cos); free(s->rope_sin);
     free(s->att_scratch); free(s->logits); free(s->xt);
     for (int i = 0; i < s->n_heads; i++) {
-        free(s->heads[i].key_tiles); free(s->heads[i].values); free(s->heads[i].key_sum); free(s->heads[i].value_sum);
+        free(s->heads[i].key_tiles); free(s->heads[i].values); free(s->heads[i].position);
+        free(s->heads[i].key_sum); free(s->heads[i].value_sum);
     }
     free(s->heads);
     memset(s, 0, sizeof *s);
 }
 
-/* After a prompt: compress every non-retrieval head to a window of L = max(S0, N / C) tokens. */
+/* After a prompt: compress every non-retrieval head to a window of L = max(S0, N / C) tokens; under
+ * razor and nocomp, a head of an ALiBi model to its span instead (section 8: the distance beyond which
+ * its attention weights are below eps). */
 void compress_cache(RunState *s, const Config *c) {
     if (s->cache.policy == POLICY_FULL) return;
     int window = (int)(s->n_tokens / s->cache.compression);
     if (window < s->cache.window_min) window = s->cache.window_min;
-    for (int i = 0; i < s->n_heads; i++) head_compress(&s->heads[i], window, c->head_dim);
+    int by_span = s->cache.span && s->cache.policy != POLICY_STREAMING;
+    for (int i = 0; i < s->n_heads; i++)
+        head_compress(&s->heads[i], by_span ? s->cache.span[i] : window, c->head_dim);
 }
 
 /* kv cache bytes held now, and what the full cache would hold for the same tokens */
 void cache_bytes(const RunState *s, const Config *c, size_t *kept, size_t *full) {
     *kept = 0;
     for (int i = 0; i < s->n_heads; i++) *kept += head_bytes(&s->heads[i], c->head_dim);
-    *full = (size_t)s->n_tokens * s->n_heads * c->head_dim * 2 * sizeof(float);
+    *full = (size_t)s->n_tokens * s->n_heads * c->head_dim * 2 * kv_size(s->cache.kv_type);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -790,11 +970,9 @@ static void attention_task(void *arg, int thread, int n_threads) {
     for (int job = thread; job < c->n_heads * tiles; job += n_threads) {
         int h = job / tiles, q0 = (job % tiles) * ATT_TILE_Q, nq = min_int(a->T - q0, ATT_TILE_Q);
         const HeadCache *hc = &s->heads[a->layer * c->n_kv_heads + h / group];
-        int comp_slot = compensation_slot(hc);
-        float comp_bias = compensation_bias(hc);
+        float slope = a->m->alibi_slope ? a->m->alibi_slope[h] : 0;
         attention(s->xb + q0 * q_dim + (size_t)h * c->head_dim, q_dim, s->q + q0 * q_dim + (size_t)h * c->head_dim,
-                  q_dim, nq, hc->key_tiles, hc->values, hc->n, hc->n - a->T + q0, c->head_dim, scratch, comp_slot,
-                  comp_bias);
+                  q_dim, nq, hc, hc->n - a->T + q0, c->head_dim, slope, (float)(s->n_tokens + q0), scratch);
     }
 }
 
@@ -811,8 +989,9 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
 
     /* the tokens' embeddings, and the RoPE angles of their positions */
     for (int t = 0; t < T; t++) {
-        memcpy(s->x + (size_t)t * dim, w->token_embedding + (size_t)tokens[t] * dim, dim * sizeof(float));
-        for (int i = 0; i < half; i++) {
+        for (int i = 0; i < dim; i++)
+            s->x[(size_t)t * dim + i] = matrix_value(w->token_embedding, (size_t)tokens[t] * dim + i);
+        for (int i = 0; i < half && m->rope_freq; i++) {
             float angle = (float)(pos + (size_t)t) * m->rope_freq[i];
             s->rope_cos[(size_t)t * half + i] = cosf(angle);
             s->rope_sin[(size_t)t * half + i] = sinf(angle);
@@ -820,9 +999,10 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
     }
     for (int l = 0; l < c->n_layers; l++) {
         size_t L = (size_t)l;
-        const float *wq = w->wq + L * q_dim * dim, *wk = w->wk + L * kv_dim * dim, *wv = w->wv + L * kv_dim * dim;
-        const float *wo = w->wo + L * dim * q_dim;
-        const float *w1 = w->w1 + L * hidden * dim, *w2 = w->w2 + L * dim * hidden, *w3 = w->w3 + L * hidden * dim;
+        Matrix wq = matrix_at(w->wq, L * q_dim * dim), wk = matrix_at(w->wk, L * kv_dim * dim),
+               wv = matrix_at(w->wv, L * kv_dim * dim), wo = matrix_at(w->wo, L * dim * q_dim);
+        Matrix w1 = matrix_at(w->w1, L * hidden * dim), w2 = matrix_at(w->w2, L * dim * hidden),
+               w3 = matrix_at(w->w3, L * hidden * dim);
 
         /* attention rmsnorm */
         for (int t = 0; t < T; t++)
@@ -830,17 +1010,27 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
         /* q, k, v for every token of the block: one pass over the three weight matrices */
         transpose_block(s->xt, s->xb, T, dim);
         Product qkv[3] = {{s->q, wq, q_dim}, {s->k, wk, kv_dim}, {s->v, wv, kv_dim}};
-        matmul(m, s->xb, s->xt, T, dim, qkv, 3);
+        matmul(s->xb, s->xt, T, dim, qkv, 3);
         for (int t = 0; t < T; t++) {
             const float *cos_t = s->rope_cos + (size_t)t * half, *sin_t = s->rope_sin + (size_t)t * half;
             float *q_t = s->q + (size_t)t * q_dim, *k_t = s->k + (size_t)t * kv_dim, *v_t = s->v + (size_t)t * kv_dim;
-            /* RoPE on the queries and keys */
-            rope(q_t, c->n_heads, hd, cos_t, sin_t);
-            rope(k_t, c->n_kv_heads, hd, cos_t, sin_t);
+            /* biases (Qwen2), then each head's q and k RMSNorm (Qwen3) */
+            for (int i = 0; w->bq && i < q_dim; i++) q_t[i] += w->bq[L * q_dim + i];
+            for (int i = 0; w->bk && i < kv_dim; i++) k_t[i] += w->bk[L * kv_dim + i];
+            for (int i = 0; w->bv && i < kv_dim; i++) v_t[i] += w->bv[L * kv_dim + i];
+            for (int h = 0; w->q_norm && h < c->n_heads; h++)
+                rmsnorm(q_t + (size_t)h * hd, q_t + (size_t)h * hd, w->q_norm + L * hd, hd, c->norm_eps);
+            for (int h = 0; w->k_norm && h < c->n_kv_heads; h++)
+                rmsnorm(k_t + (size_t)h * hd, k_t + (size_t)h * hd, w->k_norm + L * hd, hd, c->norm_eps);
+            /* RoPE on the queries and keys (ALiBi models have none: their bias is in attention) */
+            if (c->pos_encoding == POS_ROPE) {
+                rope(q_t, c->n_heads, hd, cos_t, sin_t);
+                rope(k_t, c->n_kv_heads, hd, cos_t, sin_t);
+            }
             /* each KV head's key and value join its cache, as its policy says (head_append) */
             for (int g = 0; g < c->n_kv_heads; g++) {
                 HeadCache *head = &s->heads[l * c->n_kv_heads + g];
-                head_append(head, k_t + (size_t)g * hd, v_t + (size_t)g * hd, hd, T);
+                head_append(head, k_t + (size_t)g * hd, v_t + (size_t)g * hd, (float)(pos + (size_t)t), hd, T);
             }
         }
         /* attention: every query head against what its KV head's cache holds, output into xb */
@@ -850,7 +1040,7 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
         /* the output projection, and the residual */
         transpose_block(s->xt, s->xb, T, q_dim);
         Product out[1] = {{s->xb2, wo, dim}};
-        matmul(m, s->xb, s->xt, T, q_dim, out, 1);
+        matmul(s->xb, s->xt, T, q_dim, out, 1);
         for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
 
         /* ffn rmsnorm */
@@ -859,11 +1049,11 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
         /* the SwiGLU ffn: w2(silu(w1(x)) * w3(x)), then the residual */
         transpose_block(s->xt, s->xb, T, dim);
         Product up[2] = {{s->hb, w1, hidden}, {s->hb2, w3, hidden}};
-        matmul(m, s->xb, s->xt, T, dim, up, 2);
+        matmul(s->xb, s->xt, T, dim, up, 2);
         swiglu(s->hb, s->hb2, (size_t)T * hidden);
         transpose_block(s->xt, s->hb, T, hidden);
         Product down[1] = {{s->xb2, w2, dim}};
-        matmul(m, s->hb, s->xt, T, hidden, down, 1);
+        matmul(s->hb, s->xt, T, hidden, down, 1);
         for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
     }
     s->n_tokens += T;
@@ -874,7 +1064,7 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
         rmsnorm(s->xb + (size_t)(t - first) * dim, s->x + (size_t)t * dim, w->rms_final_weight, dim, c->norm_eps);
     transpose_block(s->xt, s->xb, T - first, dim);
     Product classifier[1] = {{s->logits, w->wcls, c->vocab_size}};
-    matmul(m, s->xb, s->xt, T - first, dim, classifier, 1);
+    matmul(s->xb, s->xt, T - first, dim, classifier, 1);
     return s->logits;
 }
 
@@ -1650,7 +1840,7 @@ static void init_profile(HeadProfile *p, const Config *c) {
 }
 
 void free_profile(HeadProfile *p) {
-    free(p->echo); free(p->induction); free(p->retrieval);
+    free(p->echo); free(p->induction); free(p->retrieval); free(p->span);
     memset(p, 0, sizeof *p);
 }
 
@@ -1795,6 +1985,90 @@ int profile_heads(const Model *m, const Tokenizer *tok, HeadProfile *p, uint64_t
     return 0;
 }
 
+/* ALiBi models (the paper's section 3.3): no probe. A head's span is the distance beyond which all of
+ * its attention together is below eps, bounded from its weights and its slope:
+ *   the layer's RMSNorm output x = gamma * x / rms(x) has |x| <= max|gamma| sqrt(dim), so every score
+ *   q . k / sqrt(head_dim) = x_i^T W_Q,h^T W_K,h x_j / sqrt(head_dim) lies within +-B, where
+ *   B = ||W_Q,h^T W_K,h||_2 max|gamma|^2 dim / sqrt(head_dim) (the spectral norm by power iteration);
+ *   the query's own key (distance 0) scores at least -B, a key at distance d at most B - slope d, so its
+ *   weight is below e^(2B - slope d), and all keys at distance L or more weigh together less than
+ *   e^(2B - slope L) / (1 - e^-slope). That is below eps from
+ *       L_h = (2B - ln eps - ln(1 - e^-slope)) / slope
+ *   on: the head keeps its last L_h + 1 tokens (distances 0 .. L_h), and drops less than eps of its
+ *   attention, so its output moves by less than 2 eps max|v|. A KV head takes the longest span of its
+ *   query heads; one whose span covers the context keeps everything (FULL). */
+#define SPAN_EPS 1e-3f /* below bfloat16's relative precision (2^-8): less than rounding the weights moves */
+
+/* ||A^T B||_2 for A, B (hd, dim) row-major (a query head's rows of W_Q, its KV head's of W_K): power
+ * iteration on (A^T B)^T (A^T B) = B^T A A^T B, to a relative change below 1e-6 (at most 500 rounds). */
+static double spectral_norm_qk(Matrix A, Matrix B, int hd, int dim) {
+    double *v = xcalloc((size_t)dim, sizeof(double)), *w = xcalloc((size_t)dim, sizeof(double));
+    double *u = xcalloc((size_t)hd, sizeof(double)), sigma = 0;
+    for (int j = 0; j < dim; j++) v[j] = 1.0 + 0.01 * (j % 7); /* not orthogonal to the top direction, in practice */
+    for (int round = 0; round < 500; round++) {
+        double norm = 0;
+        for (int j = 0; j < dim; j++) norm += v[j] * v[j];
+        norm = sqrt(norm);
+        if (norm == 0) break;
+        for (int j = 0; j < dim; j++) v[j] /= norm;
+        for (int r = 0; r < hd; r++) { /* u = B v, then w = A^T u: w = (A^T B) v */
+            u[r] = 0;
+            for (int j = 0; j < dim; j++) u[r] += matrix_value(B, (size_t)r * dim + j) * v[j];
+        }
+        double len = 0;
+        for (int j = 0; j < dim; j++) {
+            w[j] = 0;
+            for (int r = 0; r < hd; r++) w[j] += matrix_value(A, (size_t)r * dim + j) * u[r];
+            len += w[j] * w[j];
+        }
+        double next = sqrt(len); /* |(A^T B) v|, v a unit vector */
+        for (int r = 0; r < hd; r++) { /* v = (A^T B)^T w = B^T (A w) */
+            u[r] = 0;
+            for (int j = 0; j < dim; j++) u[r] += matrix_value(A, (size_t)r * dim + j) * w[j];
+        }
+        for (int j = 0; j < dim; j++) {
+            v[j] = 0;
+            for (int r = 0; r < hd; r++) v[j] += matrix_value(B, (size_t)r * dim + j) * u[r];
+        }
+        int done = fabs(next - sigma) <= 1e-6 * next;
+        sigma = next;
+        if (done) break;
+    }
+    free(v); free(w); free(u);
+    return sigma;
+}
+
+/* The span rule for every head of an ALiBi model (above). Spans are at least 1 token and at most the
+ * context; retrieval marks the heads whose span covers the context. */
+int span_rule(const Model *m, HeadProfile *p, float eps) {
+    const Config *c = &m->config;
+    if (c->pos_encoding != POS_ALIBI) return fail("the span rule is for ALiBi models");
+    if (c->qkv_bias || c->qk_norm) return fail("the span rule is derived for ALiBi models without q/k biases or norms");
+    init_profile(p, c);
+    p->span_eps = eps;
+    p->span = xcalloc((size_t)c->n_layers * c->n_kv_heads, sizeof(int));
+    int hd = c->head_dim, dim = c->dim, group = c->n_heads / c->n_kv_heads;
+    size_t q_dim = (size_t)c->n_heads * hd, kv_dim = (size_t)c->n_kv_heads * hd;
+    for (int l = 0; l < c->n_layers; l++) {
+        float gamma = 0;
+        for (int j = 0; j < dim; j++) gamma = fmaxf(gamma, fabsf(m->weights.rms_att_weight[(size_t)l * dim + j]));
+        for (int h = 0; h < c->n_heads; h++) {
+            int g = h / group;
+            Matrix A = matrix_at(m->weights.wq, (size_t)l * q_dim * dim + (size_t)h * hd * dim),
+                   B = matrix_at(m->weights.wk, (size_t)l * kv_dim * dim + (size_t)g * hd * dim);
+            double bound = spectral_norm_qk(A, B, hd, dim) * gamma * gamma * dim / sqrt((double)hd);
+            double slope = m->alibi_slope[h];
+            double L = (2 * bound - log(eps) - log(1 - exp(-slope))) / slope;
+            int span = !(L + 1 < c->seq_len) ? c->seq_len : (int)ceil(L) + 1; /* NaN weights: keep everything */
+            if (span < 1) span = 1;
+            int *kv = &p->span[l * c->n_kv_heads + g];
+            if (span > *kv) *kv = span;
+        }
+    }
+    for (int i = 0; i < c->n_layers * c->n_kv_heads; i++) p->retrieval[i] = p->span[i] >= c->seq_len;
+    return 0;
+}
+
 static int ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && strcmp(s + a - b, suffix) == 0;
@@ -1807,6 +2081,22 @@ static void write_profile(const HeadProfile *p, FILE *f, int tsv) {
         for (int l = 0; l < p->n_layers; l++)
             for (int g = 0; g < p->n_kv_heads; g++)
                 fprintf(f, "%d%c", p->retrieval[l * p->n_kv_heads + g], g + 1 < p->n_kv_heads ? '\t' : '\n');
+    } else if (p->span) {
+        fprintf(f, "# razor head profile of an ALiBi model (RazorAttention, arXiv 2407.15891, section 3.3)\n"
+                   "# Each layer line: for every KV head, its span in tokens (the distance beyond which all its\n"
+                   "# attention together is below eps, from its weights and slope) and its cache: FULL (the span\n"
+                   "# covers the context) or RAZOR (sinks + the last span tokens + compensation token).\n");
+        fprintf(f, "shape layers %d kv_heads %d heads %d head_dim %d dim %d\n", p->n_layers, p->n_kv_heads, p->n_heads,
+                p->head_dim, p->dim);
+        fprintf(f, "alibi span eps %g\n", p->span_eps);
+        for (int l = 0; l < p->n_layers; l++) {
+            fprintf(f, "%d", l);
+            for (int g = 0; g < p->n_kv_heads; g++) {
+                int i = l * p->n_kv_heads + g;
+                fprintf(f, " | span %d %s", p->span[i], p->retrieval[i] ? "FULL" : "RAZOR");
+            }
+            fprintf(f, "\n");
+        }
     } else {
         fprintf(f, "# razor head profile (RazorAttention, arXiv 2407.15891, section 3.2)\n"
                    "# Each layer line: for every KV head, its echo score, its induction score, and its cache:\n"
@@ -1870,6 +2160,10 @@ int load_profile(HeadProfile *p, const char *path, const Config *c) {
             shape_seen = 1;
             continue;
         }
+        if (sscanf(line, "alibi span eps %f", &p->span_eps) == 1 && !p->span && layers_seen == 0) {
+            p->span = xcalloc((size_t)c->n_layers * c->n_kv_heads, sizeof(int));
+            continue;
+        }
         unsigned long long seed;
         if (sscanf(line, "probe K %d repeats 4 seed %llu induction_fraction %f echo_fraction %f", &p->K, &seed,
                    &p->induction_fraction, &p->echo_fraction) == 4) {
@@ -1883,7 +2177,9 @@ int load_profile(HeadProfile *p, const char *path, const Config *c) {
         for (int g = 0; g < c->n_kv_heads; g++) {
             char flag[8];
             int i = layer * c->n_kv_heads + g;
-            if (sscanf(at, " | %f %f %7s%n", &p->echo[i], &p->induction[i], flag, &used) != 3) goto syntax_error;
+            if (p->span ? sscanf(at, " | span %d %7s%n", &p->span[i], flag, &used) != 2 || p->span[i] < 1
+                        : sscanf(at, " | %f %f %7s%n", &p->echo[i], &p->induction[i], flag, &used) != 3)
+                goto syntax_error;
             if (strcmp(flag, "FULL") && strcmp(flag, "RAZOR")) goto syntax_error;
             p->retrieval[i] = !strcmp(flag, "FULL");
             at += used;
@@ -1896,19 +2192,41 @@ int load_profile(HeadProfile *p, const char *path, const Config *c) {
         free_profile(p);
         return fail("%s: %d layer lines, the model has %d layers", path, layers_seen, c->n_layers);
     }
+    if ((c->pos_encoding == POS_ALIBI) != (p->span != NULL)) {
+        free_profile(p);
+        return fail("%s: %s", path,
+                    c->pos_encoding == POS_ALIBI ? "this ALiBi model needs a profile of spans (-m profile)"
+                                                 : "a profile of ALiBi spans, this model uses RoPE");
+    }
     return 0;
-syntax_error:
+syntax_error: {
+    const char *entry = p->span ? "span <tokens>" : "<echo> <induction>";
     free(text); free_profile(p);
-    return fail("%s: line %d: expected '<layer> | <echo> <induction> FULL|RAZOR' for each of %d KV heads", path,
-                line_no, c->n_kv_heads);
+    return fail("%s: line %d: expected '<layer> | %s FULL|RAZOR' for each of %d KV heads", path, line_no, entry,
+                c->n_kv_heads);
+}
 shape_error:
     free(text); free_profile(p);
     return fail("%s: line %d: a DuoAttention TSV needs %d rows of %d values for this model", path, line_no, c->n_layers,
                 c->n_kv_heads);
 }
 
-/* Both scores as a layers x heads map in the terminal: darker = higher, [ ] = retrieval head. */
+/* Both scores as a layers x heads map in the terminal: darker = higher, [ ] = retrieval head. An
+ * ALiBi model's profile: the spans. */
 void print_heatmap(const HeadProfile *p) {
+    if (p->span) {
+        fprintf(stderr, "span of each KV head in tokens (ALiBi; attention beyond it < %g in all; [x] = FULL)\n",
+                p->span_eps);
+        for (int l = 0; l < p->n_layers; l++) {
+            fprintf(stderr, "  layer %2d ", l);
+            for (int g = 0; g < p->n_kv_heads; g++) {
+                int i = l * p->n_kv_heads + g;
+                fprintf(stderr, p->retrieval[i] ? "[%6d]" : " %6d ", p->span[i]);
+            }
+            fprintf(stderr, "\n");
+        }
+        return;
+    }
     const char *shades = " .:-=+*#%@";
     const char *titles[2] = {"echo", "induction"};
     const float *scores[2] = {p->echo, p->induction};
@@ -1939,11 +2257,43 @@ static void scale_rgb(float t, int rgb[3]) {
     for (int k = 0; k < 3; k++) rgb[k] = (int)lroundf(light[k] + t * (dark[k] - light[k]));
 }
 
+/* An ALiBi model's spans as an SVG picture: one cell per KV head, its span written in it and coloured
+ * on a logarithmic scale from 1 token to the whole context (FULL heads outlined). */
+static void write_span_svg(const HeadProfile *p, FILE *f) {
+    int context = 1, cell_w = 52, cell_h = 24, left = 56, top = 40;
+    for (int i = 0; i < p->n_layers * p->n_kv_heads; i++) if (p->span[i] > context) context = p->span[i];
+    int width = left + (p->n_kv_heads * cell_w > 440 ? p->n_kv_heads * cell_w : 440) + 24,
+        height = top + p->n_layers * cell_h + 60;
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
+               "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", width, height);
+    fprintf(f, "<text x=\"%d\" y=\"22\" font-size=\"14\">ALiBi spans in tokens: %d layers x %d KV heads (columns)"
+               "</text>\n", left, p->n_layers, p->n_kv_heads);
+    for (int l = 0; l < p->n_layers; l++) {
+        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">layer %d</text>\n", left - 6,
+                top + l * cell_h + 16, l);
+        for (int g = 0; g < p->n_kv_heads; g++) {
+            int i = l * p->n_kv_heads + g, rgb[3], x = left + g * cell_w, y = top + l * cell_h;
+            float t = context > 1 ? logf((float)p->span[i]) / logf((float)context) : 1;
+            scale_rgb(t, rgb);
+            fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"rgb(%d,%d,%d)\"%s/>\n", x, y,
+                    cell_w - 2, cell_h - 2, rgb[0], rgb[1], rgb[2],
+                    p->retrieval[i] ? " stroke=\"#d62728\" stroke-width=\"2\"" : "");
+            fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" fill=\"%s\">%d</text>\n", x + cell_w / 2 - 1,
+                    y + 16, t > 0.5f ? "white" : "black", p->span[i]);
+        }
+    }
+    fprintf(f, "<text x=\"%d\" y=\"%d\">darker: longer span (log scale, 1 to %d tokens); outlined: FULL, the span "
+               "covers the context</text>\n<text x=\"%d\" y=\"%d\">span: beyond it, all of the head's attention "
+               "together is below %g</text>\n</svg>\n", left, top + p->n_layers * cell_h + 22, context, left,
+            top + p->n_layers * cell_h + 40, p->span_eps);
+}
+
 /* The same two maps as an SVG picture: echo above, induction below, on one logarithmic colour scale
  * from 1/N (N probe tokens: what uniform attention gives) to 1, with a colour bar. Retrieval heads are
  * outlined and lettered: I chosen by induction (solid outline), E by echo (dashed), F marked FULL by
  * the profile file but by neither score (dotted). */
 void write_profile_svg(const HeadProfile *p, FILE *f) {
+    if (p->span) { write_span_svg(p, f); return; }
     int n = p->n_layers * p->n_kv_heads;
     unsigned char *by_induction = xcalloc((size_t)n, 1), *by_echo = xcalloc((size_t)n, 1);
     mark_top(by_induction, p->induction, n, p->induction_fraction);
@@ -2033,6 +2383,7 @@ typedef struct {
     CacheConfig cache;
     float induction_fraction, echo_fraction;
     int bf16;                /* -w bf16 */
+    int block;               /* -B: prompt tokens per forward block */
     int needle_lengths[MAX_NEEDLE_LENGTHS], n_needle_lengths; /* -L; 0: the default grid */
     float needle_depths[MAX_NEEDLE_DEPTHS];                   /* -D */
     int n_needle_depths;
@@ -2048,13 +2399,19 @@ static void print_kv_line(const RunState *s, const Config *c) {
 /* Generates up to max_new tokens after the cache's current content, starting from `logits`;
  * prints them unless out_tokens is given (then it stores them); stops at EOS, BOS or the end of the
  * cache. Returns the number generated. */
+/* Generation ends at EOS, at BOS, and at the chat template's end of a turn (<|eot_id|>, <|im_end|>). */
+static int is_stop_token(const Config *c, int id) {
+    return id == c->eos_id || id == c->bos_id || (c->chat_template == CHAT_LLAMA3 && id == c->chat_tokens[2]) ||
+           (c->chat_template == CHAT_CHATML && id == c->chat_tokens[1]);
+}
+
 static int generate_tokens(const Model *m, RunState *s, const Tokenizer *tok, Sampler *sampler, float *logits,
                            int prev, int max_new, int *out_tokens, double *seconds) {
     double t0 = now_seconds();
     int n = 0;
     while (n < max_new) {
         int next = sample(sampler, logits);
-        if (next == m->config.eos_id || next == m->config.bos_id) break;
+        if (is_stop_token(&m->config, next)) break;
         if (out_tokens) {
             out_tokens[n] = next;
         } else {
@@ -2109,7 +2466,7 @@ int run_generate(const Model *m, const Tokenizer *tok, Sampler *sampler, const O
     if (!tokens) return 2;
     int capacity = o->steps < m->config.seq_len - n ? n + o->steps : m->config.seq_len;
     RunState s;
-    if (build_runstate(&s, m, capacity, DEFAULT_BLOCK, &o->cache) != 0) {
+    if (build_runstate(&s, m, capacity, o->block, &o->cache) != 0) {
         free(tokens);
         fprintf(stderr, "razor: %s\n", razor_error());
         return 1;
@@ -2137,11 +2494,78 @@ int run_generate(const Model *m, const Tokenizer *tok, Sampler *sampler, const O
     return 0;
 }
 
-/* Chat in Llama 2's template: each user turn is appended to the cache (attending to what the cache
- * kept of earlier turns), compressed, and the reply generated after it. */
+/* The tokens of one chat turn in the model's template (model.h: chat_template): the end of the reply
+ * before it (turn > 0), the system prompt (first turn, if any), the user's message, and the header of
+ * the assistant's reply. Special tokens go in by id; only the text between them is encoded, as the
+ * tokenizers library encodes the text between the special tokens of a rendered template.
+ *   Llama 2   <s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST]   later turns: </s><s>[INST] {user} [/INST]
+ *   Llama 3   <|begin_of_text|>, then per message <|start_header_id|>{role}<|end_header_id|>\n\n{text}<|eot_id|>,
+ *             and <|start_header_id|>assistant<|end_header_id|>\n\n; later turns start with the reply's <|eot_id|>
+ *   ChatML    per message <|im_start|>{role}\n{text}<|im_end|>\n, then <|im_start|>assistant\n; later turns
+ *             start with the reply's <|im_end|>\n
+ * tokens needs room for 2 * encode_room(user) + 2 * encode_room(system) + 64. Returns the count, -1 if
+ * the tokenizer refused a text. */
+typedef struct { const Tokenizer *tok; int *tokens; int n; } Turn; /* n = -1: the tokenizer refused a text */
+
+static void put_id(Turn *t, int id) {
+    if (t->n >= 0) t->tokens[t->n++] = id;
+}
+
+/* Encodes the concatenation of the strings given (up to a NULL) and appends its tokens. */
+static void put_text(Turn *t, int bos, ...) {
+    va_list ap;
+    size_t len = 0;
+    va_start(ap, bos);
+    for (const char *part; (part = va_arg(ap, const char *));) len += strlen(part);
+    va_end(ap);
+    char *text = xcalloc(len + 1, 1);
+    va_start(ap, bos);
+    for (const char *part; (part = va_arg(ap, const char *));) strcat(text, part);
+    va_end(ap);
+    int k = t->n >= 0 ? encode(t->tok, text, bos, t->tokens + t->n) : -1;
+    t->n = k < 0 ? -1 : t->n + k;
+    free(text);
+}
+
+int chat_turn_tokens(const Config *c, const Tokenizer *tok, const char *system, const char *user, int turn,
+                     int *tokens) {
+    const int *special = c->chat_tokens;
+    const char *roles[3] = {"system", "user", "assistant"}, *texts[3] = {system ? system : "", user, ""};
+    Turn t = {tok, tokens, 0};
+    if (c->chat_template == CHAT_LLAMA2) {
+        if (turn > 0) put_id(&t, c->eos_id);
+        if (turn == 0 && system) put_text(&t, 1, "[INST] <<SYS>>\n", system, "\n<</SYS>>\n\n", user, " [/INST]", NULL);
+        else put_text(&t, 1, "[INST] ", user, " [/INST]", NULL);
+    } else if (c->chat_template == CHAT_LLAMA3) {
+        put_id(&t, turn > 0 ? special[2] : c->bos_id);
+        for (int r = turn > 0 || !system ? 1 : 0; r < 3; r++) {
+            put_id(&t, special[0]);
+            put_text(&t, 0, roles[r], NULL);
+            put_id(&t, special[1]);
+            put_text(&t, 0, "\n\n", texts[r], NULL);
+            if (r < 2) put_id(&t, special[2]);
+        }
+    } else { /* CHAT_CHATML */
+        if (turn > 0) {
+            put_id(&t, special[1]);
+            put_text(&t, 0, "\n", NULL);
+        }
+        for (int r = turn > 0 || !system ? 1 : 0; r < 3; r++) {
+            put_id(&t, special[0]);
+            put_text(&t, 0, roles[r], "\n", texts[r], NULL);
+            if (r == 2) break;
+            put_id(&t, special[1]);
+            put_text(&t, 0, "\n", NULL);
+        }
+    }
+    return t.n;
+}
+
+/* Chat in the model's template (chat_turn_tokens): each user turn is appended to the cache (attending
+ * to what the cache kept of earlier turns), compressed, and the reply generated after it. */
 int run_chat(const Model *m, const Tokenizer *tok, Sampler *sampler, const Options *o) {
     RunState s;
-    if (build_runstate(&s, m, m->config.seq_len, DEFAULT_BLOCK, &o->cache) != 0) {
+    if (build_runstate(&s, m, m->config.seq_len, o->block, &o->cache) != 0) {
         fprintf(stderr, "razor: %s\n", razor_error());
         return 1;
     }
@@ -2162,15 +2586,9 @@ int run_chat(const Model *m, const Tokenizer *tok, Sampler *sampler, const Optio
             if (line[strspn(line, " \t")] == 0) { turn--; continue; } /* an empty line is not a turn */
             user = line;
         }
-        size_t need = strlen(user) + (o->system_prompt ? strlen(o->system_prompt) : 0) + 64;
-        char *text = xcalloc(need, 1);
-        if (turn == 0 && o->system_prompt)
-            snprintf(text, need, "[INST] <<SYS>>\n%s\n<</SYS>>\n\n%s [/INST]", o->system_prompt, user);
-        else
-            snprintf(text, need, "[INST] %s [/INST]", user);
-        int *tokens = xcalloc(need + 3, sizeof(int));
-        int n = encode(tok, text, 1, tokens);
-        free(text);
+        const char *system = turn == 0 ? o->system_prompt : NULL;
+        int *tokens = xcalloc(2 * encode_room(user) + (system ? 2 * encode_room(system) : 0) + 64, sizeof(int));
+        int n = chat_turn_tokens(&m->config, tok, system, user, turn, tokens);
         if (n < 0) {
             fprintf(stderr, "razor: %s\n", razor_error());
             free(tokens);
@@ -2240,8 +2658,9 @@ static void print_text(const Tokenizer *tok, const int *tokens, int n, int prev)
     printf("\n");
 }
 
-/* -m compare: a greedy continuation under the full cache, then the same tokens teacher-forced under
- * the chosen policy; per step, each one's top-1 and KL(full || policy). */
+/* -m compare: a greedy continuation under the full cache (keys and values in float32), then the same
+ * tokens teacher-forced under the chosen policy and -K type; per step, each one's top-1 and
+ * KL(full || policy). (-c full -K f16 measures what 16-bit keys and values alone cost.) */
 int run_compare(const Model *m, const Tokenizer *tok, const Options *o) {
     const Config *c = &m->config;
     int n, V = c->vocab_size;
@@ -2250,10 +2669,11 @@ int run_compare(const Model *m, const Tokenizer *tok, const Options *o) {
     int steps = min_int(o->steps, c->seq_len - n);
     int capacity = n + steps;
     RunState full, pol;
-    CacheConfig full_cache = o->cache;
+    CacheConfig full_cache = o->cache; /* the reference: the full cache, in float32 */
     full_cache.policy = POLICY_FULL;
-    if (build_runstate(&full, m, capacity, DEFAULT_BLOCK, &full_cache) != 0 ||
-        build_runstate(&pol, m, capacity, DEFAULT_BLOCK, &o->cache) != 0) {
+    full_cache.kv_type = KV_F32;
+    if (build_runstate(&full, m, capacity, o->block, &full_cache) != 0 ||
+        build_runstate(&pol, m, capacity, o->block, &o->cache) != 0) {
         fprintf(stderr, "razor: %s\n", razor_error());
         free(tokens);
         return 1;
@@ -2372,10 +2792,10 @@ static int needle_prompt(const Tokenizer *tok, const Options *o, const int *fill
 
 /* The greedy answer under this cache policy: its first number goes to *said (-1: none). Returns 1 if
  * that is the key, 0 if not, -1 on error. kv_ratio: bytes kept / full. */
-static int needle_found(const Model *m, const Tokenizer *tok, const CacheConfig *cache, const int *prompt, int n,
-                        long key, long *said, double *kv_ratio) {
+static int needle_found(const Model *m, const Tokenizer *tok, const CacheConfig *cache, int block, const int *prompt,
+                        int n, long key, long *said, double *kv_ratio) {
     RunState s;
-    if (build_runstate(&s, m, n + NEEDLE_ANSWER, DEFAULT_BLOCK, cache) != 0) return -1;
+    if (build_runstate(&s, m, n + NEEDLE_ANSWER, block, cache) != 0) return -1;
     float *logits = prefill(m, &s, prompt, n);
     Sampler greedy = {.vocab_size = m->config.vocab_size, .temperature = 0};
     int answer[NEEDLE_ANSWER];
@@ -2495,7 +2915,7 @@ int run_needle(const Model *m, const Tokenizer *tok, const Options *o, const uns
             cache.retrieval = retrieval;
             double ratio = 0;
             int *hit = &ok[pi * cases + k];
-            *hit = needle_found(m, tok, &cache, prompt, n, key, &said[pi * cases + k], &ratio);
+            *hit = needle_found(m, tok, &cache, o->block, prompt, n, key, &said[pi * cases + k], &ratio);
             if (*hit < 0) { fprintf(stderr, "\nrazor: %s\n", razor_error()); status = 2; break; }
             if (li == n_lengths - 1) kv_ratio[pi] += ratio / n_depths;
             fprintf(stderr, " %s %s", policy_names[pi], *hit ? "found" : "missed");
@@ -2604,13 +3024,15 @@ static int write_logits(void *arg, const float *logits, int T, int vocab_size) {
     return fwrite(logits, sizeof(float), n, lf->f) == n ? 0 : -1;
 }
 
-/* Teacher-forces the ids and writes float32 logits (n_tokens, vocab_size) to out_path (open_output:
- * no half-written file on any error). */
-int run_logits(const Model *m, const int *ids, int n, const char *out_path) {
+/* Teacher-forces the ids under the full cache (keys and values in -K's type, blocks of -B tokens) and
+ * writes float32 logits (n_tokens, vocab_size) to -o (open_output: no half-written file on any error). */
+int run_logits(const Model *m, const int *ids, int n, const Options *o) {
+    const char *out_path = o->out_path;
+    CacheConfig full = {.policy = POLICY_FULL, .kv_type = o->cache.kv_type};
     Output out;
     if (open_output(&out, out_path) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
     RunState s;
-    if (build_runstate(&s, m, n, DEFAULT_BLOCK, NULL) != 0) {
+    if (build_runstate(&s, m, n, o->block, &full) != 0) {
         fprintf(stderr, "razor: %s\n", razor_error());
         close_output(&out, 0);
         return 1;
@@ -2642,6 +3064,7 @@ static void usage(FILE *f) {
             "              the profile probe and the needle keys)\n"
             "  -z file     tokenizer.bin (default: next to the model, then ./tokenizer.bin)\n"
             "  -T n        threads (default: online cores)\n"
+            "  -B n        prompt tokens per forward block (default 256; 1: one at a time, as generation runs)\n"
             "  -w type     weights in memory: f32 (default, as the file has them) | bf16 (rounded copy:\n"
             "              half the bytes to read per token, faster generation)\n"
             "  -y text     system prompt (chat)\n"
@@ -2654,6 +3077,7 @@ static void usage(FILE *f) {
             "  -S n        sink tokens every compressed head keeps (default 4)\n"
             "  -W n        S0: the window is max(S0, prompt tokens / C) (default 64)\n"
             "  -C ratio    C (default 5)\n"
+            "  -K type     keys and values in the cache: f32 (default) | bf16 | f16 (half the bytes)\n"
             "  -k file     head profile (.heads, or DuoAttention's .tsv); default model.bin.heads,\n"
             "              computed and saved when missing\n"
             "  -R frac     profile: fraction of KV heads kept full by induction score (default 0.14)\n"
@@ -2700,10 +3124,18 @@ static int parse_list(const char *flag, const char *s, double lo, double hi, int
 }
 
 static int parse_args(int argc, char **argv, Options *o) {
-    *o = (Options){.temperature = 1.0f, .topp = 0.9f, .steps = 256, .mode = "generate",
-                   .policy_name = "razor", .cache = {POLICY_RAZOR, 4, 64, 5.0f, NULL}, .induction_fraction = 0.14f,
-                   .echo_fraction = 0.01f, .needle = "The pass key is {key}. Remember it.",
-                   .question = "What is the pass key? The pass key is"}; /* as train/train.py plants them */
+    *o = (Options){
+        .temperature = 1.0f,
+        .topp = 0.9f,
+        .steps = 256,
+        .mode = "generate",
+        .policy_name = "razor",
+        .cache = {.policy = POLICY_RAZOR, .kv_type = KV_F32, .n_sink = 4, .window_min = 64, .compression = 5.0f},
+        .induction_fraction = 0.14f,
+        .echo_fraction = 0.01f,
+        .needle = "The pass key is {key}. Remember it.",
+        .question = "What is the pass key? The pass key is",
+        .block = DEFAULT_BLOCK}; /* as train/train.py plants them */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     o->threads = cores > 0 ? (int)cores : 1;
     for (int i = 1; i < argc; i++)
@@ -2712,7 +3144,7 @@ static int parse_args(int argc, char **argv, Options *o) {
     o->model_path = argv[1];
     for (int i = 2; i < argc; i += 2) {
         const char *flag = argv[i];
-        if (flag[0] != '-' || strlen(flag) != 2 || !strchr("tpsnifzmToIycSWCkREeqwLD", flag[1])) {
+        if (flag[0] != '-' || strlen(flag) != 2 || !strchr("tpsnifzmToIycSWCkREeqwLDKB", flag[1])) {
             fprintf(stderr, "razor: unknown option '%s'\n", flag);
             usage(stderr);
             return 2;
@@ -2772,6 +3204,15 @@ static int parse_args(int argc, char **argv, Options *o) {
             }
             o->bf16 = !strcmp(val, "bf16");
             break;
+        case 'K': {
+            const char *types[] = {"f32", "bf16", "f16"};
+            int k = 0;
+            while (k < 3 && strcmp(val, types[k])) k++;
+            if (k == 3) { fprintf(stderr, "razor: -K takes f32, bf16 or f16, not '%s'\n", val); return 2; }
+            o->cache.kv_type = (KVType)k;
+            break;
+        }
+        case 'B': if (parse_number(flag, val, 1, 1 << 16, 1, &v)) return 2; o->block = (int)v; break;
         }
     }
     const char *modes[] = {"generate", "chat", "tokenize", "logits", "profile", "compare", "needle"};
@@ -2826,7 +3267,11 @@ static int make_profile(const Model *m, const Tokenizer *tok, const Options *o, 
     Output heads, svg;
     if (open_output(&heads, path) != 0) return -1;
     if (open_output(&svg, svg_path) != 0) { close_output(&heads, 0); return -1; }
-    if (profile_heads(m, tok, p, o->seed_given ? o->seed : 42, o->induction_fraction, o->echo_fraction) != 0) {
+    int alibi = m->config.pos_encoding == POS_ALIBI;
+    if (alibi && ends_with(path, ".tsv")) fail("%s: a DuoAttention .tsv cannot hold an ALiBi model's spans", path);
+    if ((alibi && ends_with(path, ".tsv")) || (alibi ? span_rule(m, p, SPAN_EPS)
+                                                     : profile_heads(m, tok, p, o->seed_given ? o->seed : 42,
+                                                                     o->induction_fraction, o->echo_fraction)) != 0) {
         close_output(&heads, 0);
         close_output(&svg, 0);
         return -1;
@@ -2960,10 +3405,11 @@ int main(int argc, char **argv) {
                 status = 2;
             }
         }
-        if (status == 0) status = run_logits(&model, ids, n, o.out_path);
+        if (status == 0) status = run_logits(&model, ids, n, &o);
         free(ids);
     } else {
         o.cache.retrieval = profile.retrieval;
+        o.cache.span = profile.span;
         Sampler sampler;
         if (!o.seed_given) { /* from the clock, to the nanosecond, and the process: runs in the same second differ */
             struct timespec ts;
@@ -3103,35 +3549,49 @@ static inline float vsum(vecf v) { /* a tree of adds, log2(VEC) deep, not a VEC-
     return a[0];
 }
 
-/* Weights as matmul reads them: the file's fp32, or (-w bf16) a bfloat16 copy, which halves the bytes
- * every generated token must stream through the cores. bfloat16 is the top half of a float32, so
- * widening is a shift. The kernels below take a constant BF16 flag, like their tile sizes, and
- * compile once for each kind. */
+/* Weights as matmul reads them (model.h): float32; bfloat16 (a file's, or -w bf16's rounded copy of a
+ * float32 file: half the bytes every generated token must stream through the cores); or q8, int8 in
+ * groups with one float32 scale each (a little over a quarter of the bytes). bfloat16 is the top half
+ * of a float32, so widening is a shift; an int8 widens by conversion, times its group's scale. The
+ * kernels below take a constant TYPE, like their tile sizes, and compile once for each. A vector of
+ * VEC weights never straddles two q8 groups: VEC divides Q8_GROUP, and vectors start at multiples of
+ * VEC within rows whose length is a multiple of Q8_GROUP. */
 typedef uint16_t vech __attribute__((vector_size(VEC * sizeof(uint16_t))));
 typedef uint32_t vecu __attribute__((vector_size(VEC * sizeof(uint32_t))));
-static inline float bf16_to_f32(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
-static inline vecf wload(const void *w, size_t i, int BF16) {
-    if (!BF16) return vload((const float *)w + i);
+typedef int8_t vecb __attribute__((vector_size(VEC * sizeof(int8_t))));
+static inline vecf widen_bf16(const uint16_t *p) {
     vech h;
-    memcpy(&h, (const uint16_t *)w + i, sizeof h);
+    memcpy(&h, p, sizeof h);
     vecu u = __builtin_convertvector(h, vecu) << 16;
     vecf f;
     memcpy(&f, &u, sizeof f);
     return f;
 }
-static inline float wget(const void *w, size_t i, int BF16) {
-    return BF16 ? bf16_to_f32(((const uint16_t *)w)[i]) : ((const float *)w)[i];
+static inline vecf widen_q8(const int8_t *p) {
+    vecb b;
+    memcpy(&b, p, sizeof b);
+    return __builtin_convertvector(b, vecf);
+}
+static inline vecf wload(Matrix w, size_t i, int TYPE) { /* weights i .. i + VEC - 1 */
+    if (TYPE == WEIGHT_BF16) return widen_bf16((const uint16_t *)w.data + i);
+    if (TYPE == WEIGHT_Q8) return widen_q8((const int8_t *)w.data + i) * w.scale[i / Q8_GROUP];
+    return vload((const float *)w.data + i);
+}
+static inline float wget(Matrix w, size_t i, int TYPE) {
+    if (TYPE == WEIGHT_BF16) return bf16_to_f32(((const uint16_t *)w.data)[i]);
+    if (TYPE == WEIGHT_Q8) return (float)((const int8_t *)w.data)[i] * w.scale[i / Q8_GROUP];
+    return ((const float *)w.data)[i];
 }
 
 /* Three matmul kernels: dot_row for one token, dot_tile for a few, block_tile for a block. Weights are
- * row-major (d, n), as the file stores them.
+ * row-major (d, n), as the file stores them; w starts at the kernel's first row.
  *
  * dot_tile, for a few tokens (2 to 15: a short chat turn, a prompt's last block):
  * out[c * out_stride + r] = dot(w row r, x row c) for R weight rows and C tokens (R, C <= DOT_TILE),
  * vectorised along n, so that with R, C > 1 every value loaded is used several times. Called with
  * constant R and C, it compiles to an unrolled block of accumulators. */
-static inline __attribute__((always_inline)) void dot_tile(float *out, size_t out_stride, const float *x,
-                                                           const void *w, int n, int R, int C, int BF16) {
+static inline __attribute__((always_inline)) void dot_tile(float *out, size_t out_stride, const float *x, Matrix w,
+                                                           int n, int R, int C, int TYPE) {
     vecf acc[DOT_TILE][DOT_TILE];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) acc[r][c] = (vecf){0};
@@ -3140,14 +3600,14 @@ static inline __attribute__((always_inline)) void dot_tile(float *out, size_t ou
         vecf xv[DOT_TILE];
         for (int c = 0; c < C; c++) xv[c] = vload(x + (size_t)c * n + j);
         for (int r = 0; r < R; r++) {
-            vecf wv = wload(w, (size_t)r * n + j, BF16);
+            vecf wv = wload(w, (size_t)r * n + j, TYPE);
             for (int c = 0; c < C; c++) acc[r][c] += wv * xv[c];
         }
     }
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) {
             float s = vsum(acc[r][c]);
-            for (int k = j; k < n; k++) s += wget(w, (size_t)r * n + k, BF16) * x[(size_t)c * n + k];
+            for (int k = j; k < n; k++) s += wget(w, (size_t)r * n + k, TYPE) * x[(size_t)c * n + k];
             out[(size_t)c * out_stride + r] = s;
         }
 }
@@ -3157,17 +3617,25 @@ static inline __attribute__((always_inline)) void dot_tile(float *out, size_t ou
  * below what the caches deliver). bf16 weights come 2 * VEC at a time as VEC uint32 pairs: the low
  * halves (even inputs, on a little-endian machine, as razor assumes throughout) widen with a shift, the
  * high halves (odd inputs) with a mask, with no shuffles (which would cost more than the bytes saved);
- * x_pairs is x reordered to match (pair_inputs). Each
- * round also asks for the weights PREFETCH_AHEAD bytes on (measured: +15-20% for bf16 here, where the
- * hardware prefetcher alone falls behind). */
+ * x_pairs is x reordered to match (pair_inputs). q8 weights come a group at a time: its int8 values
+ * widened and multiplied into x, then the sum times the group's scale. Each round also asks for the
+ * weights PREFETCH_AHEAD bytes on (measured: +15-20% for bf16 here, where the hardware prefetcher
+ * alone falls behind). */
 static inline vecf pair_dot(const uint16_t *w, const float *x_pairs, vecf acc) {
     vecu pair, lo, hi;
     memcpy(&pair, w, sizeof pair);
     lo = pair << 16;
     hi = pair & 0xffff0000u;
     vecf even, odd;
-    memcpy(&even, &lo, sizeof even), memcpy(&odd, &hi, sizeof odd);
+    memcpy(&even, &lo, sizeof even);
+    memcpy(&odd, &hi, sizeof odd);
     return acc + even * vload(x_pairs) + odd * vload(x_pairs + VEC);
+}
+
+static inline vecf q8_group_dot(const int8_t *q, const float *x, float scale) {
+    vecf g = {0};
+    for (int u = 0; u < Q8_GROUP / VEC; u++) g += widen_q8(q + u * VEC) * vload(x + u * VEC);
+    return g * scale;
 }
 
 #define PREFETCH_AHEAD 2048 /* bytes: the weights are one stream; ask for them this far ahead */
@@ -3175,26 +3643,36 @@ static inline void prefetch_ahead(const void *p) { /* the 4 cache lines PREFETCH
     for (int k = 0; k < 4; k++) __builtin_prefetch((const char *)p + PREFETCH_AHEAD + 64 * k);
 }
 
-static inline __attribute__((always_inline)) float dot_row(const float *x, const float *x_pairs, const void *w, int n,
-                                                           int BF16) {
+static inline __attribute__((always_inline)) float dot_row(const float *x, const float *x_pairs, Matrix w, int n,
+                                                           int TYPE) {
     vecf acc[4] = {{0}, {0}, {0}, {0}};
     int j = 0;
-    if (BF16) { /* 256 bytes of weights per round, as below */
-        const uint16_t *w16 = w;
+    if (TYPE == WEIGHT_BF16) { /* 256 bytes of weights per round, as below */
+        const uint16_t *w16 = w.data;
         for (; j + 8 * VEC <= n; j += 8 * VEC) {
             prefetch_ahead(w16 + j);
             for (int u = 0; u < 4; u++) acc[u] = pair_dot(w16 + j + u * 2 * VEC, x_pairs + j + u * 2 * VEC, acc[u]);
         }
         for (; j + 2 * VEC <= n; j += 2 * VEC) acc[0] = pair_dot(w16 + j, x_pairs + j, acc[0]);
+    } else if (TYPE == WEIGHT_Q8) { /* 4 groups (128 bytes) per round; n is a multiple of Q8_GROUP */
+        const int8_t *q = w.data;
+        for (; j + 4 * Q8_GROUP <= n; j += 4 * Q8_GROUP) {
+            prefetch_ahead(q + j);
+            for (int u = 0; u < 4; u++) {
+                int at = j + u * Q8_GROUP;
+                acc[u] += q8_group_dot(q + at, x + at, w.scale[at / Q8_GROUP]);
+            }
+        }
+        for (; j + Q8_GROUP <= n; j += Q8_GROUP) acc[0] += q8_group_dot(q + j, x + j, w.scale[j / Q8_GROUP]);
     } else {
         for (; j + 4 * VEC <= n; j += 4 * VEC) {
-            prefetch_ahead((const float *)w + j);
-            for (int u = 0; u < 4; u++) acc[u] += wload(w, (size_t)j + u * VEC, 0) * vload(x + j + u * VEC);
+            prefetch_ahead((const float *)w.data + j);
+            for (int u = 0; u < 4; u++) acc[u] += wload(w, (size_t)j + u * VEC, TYPE) * vload(x + j + u * VEC);
         }
-        for (; j + VEC <= n; j += VEC) acc[0] += wload(w, (size_t)j, 0) * vload(x + j);
+        for (; j + VEC <= n; j += VEC) acc[0] += wload(w, (size_t)j, TYPE) * vload(x + j);
     }
     float s = vsum((acc[0] + acc[1]) + (acc[2] + acc[3]));
-    for (; j < n; j++) s += wget(w, (size_t)j, BF16) * x[j];
+    for (; j < n; j++) s += wget(w, (size_t)j, TYPE) * x[j];
     return s;
 }
 
@@ -3202,7 +3680,10 @@ static inline __attribute__((always_inline)) float dot_row(const float *x, const
  * [0 2 .. 30 | 1 3 .. 31 | 32 34 .. 62 | 33 ..]. The tail (n % (2 * VEC)) is not needed. */
 static void pair_inputs(float *x_pairs, const float *x, int n) {
     for (int j = 0; j + 2 * VEC <= n; j += 2 * VEC)
-        for (int k = 0; k < VEC; k++) x_pairs[j + k] = x[j + 2 * k], x_pairs[j + VEC + k] = x[j + 2 * k + 1];
+        for (int k = 0; k < VEC; k++) {
+            x_pairs[j + k] = x[j + 2 * k];
+            x_pairs[j + VEC + k] = x[j + 2 * k + 1];
+        }
 }
 
 /* block_tile, for blocks of tokens (the prompt): R weight rows x BLOCK_TILE_T tokens over inputs
@@ -3211,8 +3692,8 @@ static void pair_inputs(float *x_pairs, const float *x, int n) {
  * accumulators, in registers). The accumulators continue from acc (R x BLOCK_TILE_V vectors) unless
  * j0 = 0, and are stored back there. xt is one token tile of the transposed block, (n, BLOCK_TILE_T). */
 #define BLOCK_TILE_T (BLOCK_TILE_V * VEC)
-static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const float *xt, const void *w, int n,
-                                                             int i0, int j0, int j1, int R, int BF16) {
+static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const float *xt, Matrix w, int n, int i0,
+                                                             int j0, int j1, int R, int TYPE) {
     vecf acc[BLOCK_TILE_R][BLOCK_TILE_V];
     for (int r = 0; r < R; r++)
         for (int v = 0; v < BLOCK_TILE_V; v++) acc[r][v] = j0 ? acc_io[r * BLOCK_TILE_V + v] : (vecf){0};
@@ -3220,7 +3701,7 @@ static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const
         vecf x[BLOCK_TILE_V];
         for (int v = 0; v < BLOCK_TILE_V; v++) x[v] = vload(xt + (size_t)j * BLOCK_TILE_T + v * VEC);
         for (int r = 0; r < R; r++) {
-            float wr = wget(w, (size_t)(i0 + r) * n + j, BF16);
+            float wr = wget(w, (size_t)(i0 + r) * n + j, TYPE);
             for (int v = 0; v < BLOCK_TILE_V; v++) acc[r][v] += wr * x[v];
         }
     }
@@ -3233,15 +3714,15 @@ static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const
  * in L1 while every row of the chunk uses it. */
 #define BLOCK_ROWS (16 * BLOCK_TILE_R)
 #define BLOCK_J 64
-static inline __attribute__((always_inline)) void block_rows(float *out, const float *xt, const void *w, int n, int d,
-                                                             int T, int i0, int i1, int t0, int BF16) {
+static inline __attribute__((always_inline)) void block_rows(float *out, const float *xt, Matrix w, int n, int d,
+                                                             int T, int i0, int i1, int t0, int TYPE) {
     vecf acc[BLOCK_ROWS * BLOCK_TILE_V];
     const float *tile = xt + (size_t)t0 * n;
     for (int j0 = 0; j0 < n; j0 += BLOCK_J) {
         int j1 = min_int(j0 + BLOCK_J, n), i = i0;
         for (; i + BLOCK_TILE_R <= i1; i += BLOCK_TILE_R)
-            block_tile(acc + (i - i0) * BLOCK_TILE_V, tile, w, n, i, j0, j1, BLOCK_TILE_R, BF16);
-        for (; i < i1; i++) block_tile(acc + (i - i0) * BLOCK_TILE_V, tile, w, n, i, j0, j1, 1, BF16);
+            block_tile(acc + (i - i0) * BLOCK_TILE_V, tile, w, n, i, j0, j1, BLOCK_TILE_R, TYPE);
+        for (; i < i1; i++) block_tile(acc + (i - i0) * BLOCK_TILE_V, tile, w, n, i, j0, j1, 1, TYPE);
     }
     for (int i = i0; i < i1; i++)
         for (int k = 0; k < BLOCK_TILE_T && t0 + k < T; k++)
@@ -3255,42 +3736,37 @@ typedef struct {
     const float *x;   /* (T, n) */
     const float *xt;  /* x transposed tile by tile, for block_tile (see transpose_block); one token
                          with bf16 weights: x reordered for dot_row (pair_inputs) */
-    const void *w;    /* (d, n), float or (bf16) uint16_t */
-    int T, n, d, bf16;
+    Matrix w;         /* (d, n) */
+    int T, n, d;
 } Matmul;
 
-/* Row r of the weights, whichever kind they are. */
-static inline const void *weight_row(const Matmul *a, size_t r, int BF16) {
-    return BF16 ? (const void *)((const uint16_t *)a->w + r * a->n) : (const void *)((const float *)a->w + r * a->n);
-}
-
-static inline __attribute__((always_inline)) void matmul_part(const Matmul *a, int thread, int n_threads, int BF16) {
-    size_t begin, end, i;
+static inline __attribute__((always_inline)) void matmul_part(const Matmul *a, int thread, int n_threads, int TYPE) {
+    size_t begin, end, i, n = (size_t)a->n;
     if (a->T >= BLOCK_MIN_TOKENS) {
         split((size_t)a->d, BLOCK_TILE_R, thread, n_threads, &begin, &end);
         for (int t0 = 0; t0 < a->T; t0 += BLOCK_TILE_T)
             for (i = begin; i < end; i += BLOCK_ROWS)
                 block_rows(a->out, a->xt, a->w, a->n, a->d, a->T, (int)i,
-                           (int)(i + BLOCK_ROWS < end ? i + BLOCK_ROWS : end), t0, BF16);
+                           (int)(i + BLOCK_ROWS < end ? i + BLOCK_ROWS : end), t0, TYPE);
         return;
     }
     split((size_t)a->d, DOT_TILE, thread, n_threads, &begin, &end);
     if (a->T == 1) { /* generation: one row at a time (one stream of weights is what prefetches best) */
-        for (i = begin; i < end; i++) a->out[i] = dot_row(a->x, a->xt, weight_row(a, i, BF16), a->n, BF16);
+        for (i = begin; i < end; i++) a->out[i] = dot_row(a->x, a->xt, matrix_at(a->w, i * n), a->n, TYPE);
         return;
     }
     for (i = begin; i + DOT_TILE <= end; i += DOT_TILE) { /* a few tokens: DOT_TILE rows x DOT_TILE tokens at a time */
-        const void *w = weight_row(a, i, BF16);
+        Matrix w = matrix_at(a->w, i * n);
         int t = 0;
         for (; t + DOT_TILE <= a->T; t += DOT_TILE)
-            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, w, a->n, DOT_TILE, DOT_TILE, BF16);
+            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * n, w, a->n, DOT_TILE, DOT_TILE, TYPE);
         for (; t < a->T; t++)
-            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, w, a->n, DOT_TILE, 1, BF16);
+            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * n, w, a->n, DOT_TILE, 1, TYPE);
     }
     for (; i < end; i++)
         for (int t = 0; t < a->T; t++)
-            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * a->n, weight_row(a, i, BF16), a->n, 1, 1,
-                     BF16);
+            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * n, matrix_at(a->w, i * n), a->n, 1, 1,
+                     TYPE);
 }
 
 typedef struct { Matmul mat[3]; int n; } Matmuls;
@@ -3298,8 +3774,9 @@ typedef struct { Matmul mat[3]; int n; } Matmuls;
 static void matmul_task(void *arg, int thread, int n_threads) {
     const Matmuls *a = arg;
     for (int k = 0; k < a->n; k++) {
-        if (a->mat[k].bf16) matmul_part(&a->mat[k], thread, n_threads, 1);
-        else matmul_part(&a->mat[k], thread, n_threads, 0);
+        if (a->mat[k].w.type == WEIGHT_BF16) matmul_part(&a->mat[k], thread, n_threads, WEIGHT_BF16);
+        else if (a->mat[k].w.type == WEIGHT_Q8) matmul_part(&a->mat[k], thread, n_threads, WEIGHT_Q8);
+        else matmul_part(&a->mat[k], thread, n_threads, WEIGHT_F32);
     }
 }
 
@@ -3333,16 +3810,15 @@ void transpose_block(float *xt, const float *x, int T, int n) {
 
 /* For each of the n products (at most 3): out (T, d) = x (T, n) @ w (d, n)^T. Every weight row is read
  * once for the whole block of T tokens; the products share x and one trip through the thread pool.
- * xt: x as transpose_block left it. w points into the model file; with -w bf16 matmul reads its
- * bfloat16 twin, at the same offset in m->bf16. */
-void matmul(const Model *m, const float *x, float *xt, int T, int n, const Product *products, int n_products) {
+ * xt: x as transpose_block left it (for one token with bf16 weights, x as pair_inputs orders it). */
+void matmul(const float *x, float *xt, int T, int n, const Product *products, int n_products) {
     Matmuls a = {.n = n_products};
+    int pairs = 0;
     for (int k = 0; k < n_products; k++) {
-        const float *w = products[k].w;
-        a.mat[k] = (Matmul){products[k].out, x, xt, w, T, n, products[k].d, m->bf16 != NULL};
-        if (m->bf16) a.mat[k].w = m->bf16 + (w - m->weights_start);
+        a.mat[k] = (Matmul){products[k].out, x, xt, products[k].w, T, n, products[k].d};
+        pairs |= products[k].w.type == WEIGHT_BF16;
     }
-    if (m->bf16 && T == 1) pair_inputs(xt, x, n);
+    if (pairs && T == 1) pair_inputs(xt, x, n);
     pool_run(matmul_task, &a);
 }
 
@@ -3388,24 +3864,50 @@ static void swiglu(float *hb, const float *hb2, size_t n) {
     for (; i < n; i++) hb[i] = hb[i] / (1.0f + expf(-hb[i])) * hb2[i];
 }
 
+/* Keys and values as the attention loop reads them: float32, or 16-bit (-K) widened VEC at a time.
+ * bfloat16 widens with a shift (widen_bf16); an IEEE half by moving its exponent and mantissa into
+ * place and multiplying by 2^112, which rebiases the exponent from 15 to 127 and gets subnormal
+ * halves right too; the sign is put back, and inf/NaN get float32's all-ones exponent. */
+static inline vecf widen_f16(const uint16_t *p) {
+    vech h;
+    memcpy(&h, p, sizeof h);
+    vecu u = __builtin_convertvector(h, vecu), magnitude = (u & 0x7fff) << 13, bits;
+    vecf f;
+    memcpy(&f, &magnitude, sizeof f);
+    f *= 0x1p112f;
+    memcpy(&bits, &f, sizeof bits);
+    bits |= (vecu)((u & 0x7c00) == 0x7c00) & 0x7f800000u;
+    bits |= (u & 0x8000) << 16;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+static inline vecf kvload(const void *p, size_t i, int KVT) { /* numbers i .. i + VEC - 1 */
+    if (KVT == KV_BF16) return widen_bf16((const uint16_t *)p + i);
+    if (KVT == KV_F16) return widen_f16((const uint16_t *)p + i);
+    return vload((const float *)p + i);
+}
+
 /* One step of THE attention loop below: NB queries (NB <= ATT_QUERIES; called with a constant, so
  * their arrays live in registers) meet one tile of keys together, so that every key and value loaded
- * serves NB queries. Query b sees the first n_seen[b] keys of the tile (0: none). Its running max
- * m[b], running sum l[b] and accumulator acc (NB, head_dim) are updated online: scores, a rescale of
- * what was summed under the old max if this tile holds a larger score, then exp and the weighted sum
- * of the values. comp_at: the compensation slot's place in this tile (outside [0, ATT_TILE_K): not
- * here); its score gets + comp_bias = ln(N_d). */
-static inline __attribute__((always_inline)) void attend_tile(const float *const *q, const int *n_seen, float *m,
-                                                              float *l, float *acc, const float *kt, const float *vt,
-                                                              int head_dim, float scale, int comp_at, float comp_bias,
-                                                              int NB) {
+ * serves NB queries. Query b, at position qpos[b], sees the first n_seen[b] keys of the tile (0: none).
+ * Its running max m[b], running sum l[b] and accumulator acc (NB, head_dim) are updated online: scores
+ * (with ALiBi, + slope * (key position - query position)), a rescale of what was summed under the old
+ * max if this tile holds a larger score, then exp and the weighted sum of the values. comp_at: the
+ * compensation slot's place in this tile (outside [0, ATT_TILE_K): not here); its score gets
+ * + comp_bias = ln(N_d). kt, vt: the tile's keys (head_dim, ATT_TILE_K) and values (ATT_TILE_K,
+ * head_dim) in the cache's type KVT; kpos: their positions. */
+static inline __attribute__((always_inline)) void attend_tile(const float *const *q, const float *qpos,
+                                                              const int *n_seen, float *m, float *l, float *acc,
+                                                              const void *kt, const void *vt, const float *kpos,
+                                                              int head_dim, float scale, float slope, int comp_at,
+                                                              float comp_bias, int NB, int KVT) {
     enum { KV = ATT_TILE_K / VEC };
     vecf sv[ATT_QUERIES][KV];
     for (int b = 0; b < NB; b++)
         for (int c = 0; c < KV; c++) sv[b][c] = (vecf){0};
     for (int d = 0; d < head_dim; d++) { /* scores: q . k for the whole tile, head_dim vector FMAs */
         vecf k[KV];
-        for (int c = 0; c < KV; c++) k[c] = vload(kt + (size_t)d * ATT_TILE_K + c * VEC);
+        for (int c = 0; c < KV; c++) k[c] = kvload(kt, (size_t)d * ATT_TILE_K + c * VEC, KVT);
         for (int b = 0; b < NB; b++) {
             float qd = q[b][d] * scale;
             for (int c = 0; c < KV; c++) sv[b][c] += qd * k[c];
@@ -3416,6 +3918,7 @@ static inline __attribute__((always_inline)) void attend_tile(const float *const
     for (int b = 0; b < NB; b++) {
         int n = n_seen[b];
         if (n <= 0) { memset(p[b], 0, sizeof p[b]); continue; }
+        for (int c = 0; c < KV && slope != 0; c++) sv[b][c] += (vload(kpos + c * VEC) - qpos[b]) * slope; /* ALiBi */
         memcpy(p[b], sv[b], sizeof p[b]);
         if (comp_at >= 0 && comp_at < n) p[b][comp_at] += comp_bias; /* + ln(N_d) */
         for (int j = n; j < ATT_TILE_K; j++) p[b][j] = -INFINITY;  /* keys it may not see */
@@ -3446,11 +3949,11 @@ static inline __attribute__((always_inline)) void attend_tile(const float *const
         int j = 0;
         for (; j + ATT_SUMS <= n_max; j += ATT_SUMS)
             for (int u = 0; u < ATT_SUMS; u++) {
-                vecf v = vload(vt + (size_t)(j + u) * head_dim + d);
+                vecf v = kvload(vt, (size_t)(j + u) * head_dim + d, KVT);
                 for (int b = 0; b < NB; b++) a[b][u] += p[b][j + u] * v;
             }
         for (; j < n_max; j++) {
-            vecf v = vload(vt + (size_t)j * head_dim + d);
+            vecf v = kvload(vt, (size_t)j * head_dim + d, KVT);
             for (int b = 0; b < NB; b++) a[b][0] += p[b][j] * v;
         }
         for (int b = 0; b < NB; b++) {
@@ -3462,52 +3965,64 @@ static inline __attribute__((always_inline)) void attend_tile(const float *const
     }
     for (; d < head_dim; d++)
         for (int b = 0; b < NB; b++)
-            for (int j = 0; j < n_max; j++) acc[(size_t)b * head_dim + d] += p[b][j] * vt[(size_t)j * head_dim + d];
+            for (int j = 0; j < n_max; j++)
+                acc[(size_t)b * head_dim + d] += p[b][j] * kv_get(vt, (size_t)j * head_dim + d, (KVType)KVT);
 }
 
 /* THE attention loop: attention_reference, tiled and vectorised. Flash-attention style: for each
  * query, walk the keys in tiles of ATT_TILE_K, keeping a running max m, a running sum l of
  * exp(score - m) and an accumulator of the weighted values, rescaled whenever m grows (attend_tile).
  * No score row of length seq_len ever exists. A tile of ATT_TILE_Q queries shares each tile of keys
- * while it sits in L1, ATT_QUERIES of them at a time. Used for the prompt and for generation alike.
- *   q          (n_q, q_stride): query i at q + i * q_stride, head_dim floats
- *   key_tiles  (n_keys / ATT_TILE_K rounded up, head_dim, ATT_TILE_K): one head's keys, stored
- *              transposed tile by tile, so a query meets a whole tile with head_dim vector FMAs
- *   values     (n_keys, head_dim)
- *   query i may see keys [0, first_visible + i + 1), capped at n_keys (the causal mask)
+ * while it sits in L1, ATT_QUERIES of them at a time. Used for the prompt and for generation alike,
+ * compiled once per KV type (KVT).
+ *   q          (n_q, q_stride): query i at q + i * q_stride, head_dim floats, at position q_position + i
+ *   h          the head's cache: key_tiles (slots / ATT_TILE_K, head_dim, ATT_TILE_K), keys stored
+ *              transposed tile by tile, so a query meets a whole tile with head_dim vector FMAs;
+ *              values (slots, head_dim); position (slots); the compensation slot, if any, whose logit
+ *              gets + ln(N_d) (compensation_bias says why)
+ *   query i may see slots [0, first_visible + i + 1), capped at h->n (the causal mask)
+ *   slope      ALiBi's slope of this query head; 0 for RoPE models
  *   out        (n_q, out_stride): like q
- *   scratch    ATT_TILE_Q * (head_dim + 2) floats
- *   comp_slot  the compensation token's slot (-1: none); its logit gets + comp_bias, which is ln(N_d)
- *              (compensation_bias says why), -INFINITY when N_d = 0 */
-void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const float *key_tiles,
-               const float *values, int n_keys, int first_visible, int head_dim, float *scratch, int comp_slot,
-               float comp_bias) {
+ *   scratch    ATT_TILE_Q * (head_dim + 2) floats */
+static inline __attribute__((always_inline)) void attention_typed(float *out, size_t out_stride, const float *q,
+                                                                  size_t q_stride, int n_q, const HeadCache *h,
+                                                                  int first_visible, int head_dim, float slope,
+                                                                  float q_position, float *scratch, int KVT) {
     const float scale = 1.0f / sqrtf((float)head_dim);
+    const int n_keys = h->n, comp_slot = compensation_slot(h);
+    const float comp_bias = compensation_bias(h);
+    const size_t tile_bytes = (size_t)head_dim * ATT_TILE_K * kv_size((KVType)KVT);
     for (int q0 = 0; q0 < n_q; q0 += ATT_TILE_Q) {
         int nq = min_int(n_q - q0, ATT_TILE_Q);
         float *m = scratch, *l = scratch + ATT_TILE_Q, *acc = scratch + 2 * ATT_TILE_Q; /* acc (nq, head_dim) */
-        for (int i = 0; i < nq; i++) m[i] = -INFINITY, l[i] = 0;
+        for (int i = 0; i < nq; i++) {
+            m[i] = -INFINITY;
+            l[i] = 0;
+        }
         memset(acc, 0, (size_t)nq * head_dim * sizeof(float));
         int last_visible = min_int(first_visible + q0 + nq, n_keys);
         for (int k0 = 0; k0 < last_visible; k0 += ATT_TILE_K) {
-            const float *kt = key_tiles + (size_t)(k0 / ATT_TILE_K) * head_dim * ATT_TILE_K,
-                        *vt = values + (size_t)k0 * head_dim;
+            const void *kt = (const char *)h->key_tiles + (size_t)(k0 / ATT_TILE_K) * tile_bytes,
+                       *vt = (const char *)h->values + (size_t)k0 * head_dim * kv_size((KVType)KVT);
             for (int i = 0; i < nq; i += ATT_QUERIES) {
                 int nb = min_int(nq - i, ATT_QUERIES), n_seen[ATT_QUERIES];
                 const float *qb[ATT_QUERIES];
+                float qpos[ATT_QUERIES];
                 for (int b = 0; b < nb; b++) {
                     int visible = min_int(first_visible + q0 + i + b + 1, n_keys);
                     n_seen[b] = min_int(visible - k0, ATT_TILE_K);
                     qb[b] = q + (size_t)(q0 + i + b) * q_stride;
+                    qpos[b] = q_position + (float)(q0 + i + b);
                 }
                 if (n_seen[nb - 1] <= 0) continue; /* (the last query of the group sees the most) */
                 if (nb == ATT_QUERIES)
-                    attend_tile(qb, n_seen, m + i, l + i, acc + (size_t)i * head_dim, kt, vt, head_dim, scale,
-                                comp_slot - k0, comp_bias, ATT_QUERIES);
+                    attend_tile(qb, qpos, n_seen, m + i, l + i, acc + (size_t)i * head_dim, kt, vt, h->position + k0,
+                                head_dim, scale, slope, comp_slot - k0, comp_bias, ATT_QUERIES, KVT);
                 else
                     for (int b = 0; b < nb; b++)
-                        attend_tile(qb + b, n_seen + b, m + i + b, l + i + b, acc + (size_t)(i + b) * head_dim, kt, vt,
-                                    head_dim, scale, comp_slot - k0, comp_bias, 1);
+                        attend_tile(qb + b, qpos + b, n_seen + b, m + i + b, l + i + b,
+                                    acc + (size_t)(i + b) * head_dim, kt, vt, h->position + k0, head_dim, scale, slope,
+                                    comp_slot - k0, comp_bias, 1, KVT);
             }
         }
         for (int i = 0; i < nq; i++) {
@@ -3517,23 +4032,46 @@ void attention(float *out, size_t out_stride, const float *q, size_t q_stride, i
     }
 }
 
-/* -w bf16: a bfloat16 copy of every float in the file (rounded to nearest, ties to even), which matmul
- * reads instead of the fp32 weights: half the bytes per generated token. It has the file's offsets,
- * so a weight pointer into the file finds its twin at m->bf16 + (pointer - m->weights_start). */
+void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const HeadCache *h,
+               int first_visible, int head_dim, float slope, float q_position, float *scratch) {
+    if (h->kv_type == KV_BF16)
+        attention_typed(out, out_stride, q, q_stride, n_q, h, first_visible, head_dim, slope, q_position, scratch,
+                        KV_BF16);
+    else if (h->kv_type == KV_F16)
+        attention_typed(out, out_stride, q, q_stride, n_q, h, first_visible, head_dim, slope, q_position, scratch,
+                        KV_F16);
+    else
+        attention_typed(out, out_stride, q, q_stride, n_q, h, first_visible, head_dim, slope, q_position, scratch,
+                        KV_F32);
+}
+
+/* -w bf16 on a float32 file: the matrices (exactly those a bfloat16 file stores, model.h) rounded to
+ * bfloat16 in one allocation, and the weights pointed at it: half the bytes per generated token. */
 int model_to_bf16(Model *m) {
-    size_t huge = 2u << 20, bytes = (m->n_weights * sizeof(uint16_t) + huge - 1) / huge * huge;
+    const Config *c = &m->config;
+    TransformerWeights *w = &m->weights;
+    if (c->weight_type == WEIGHT_BF16) return 0; /* bfloat16 already */
+    if (c->weight_type == WEIGHT_Q8) return fail("-w bf16 converts a float32 file; this file's weights are q8");
+    size_t dim = (size_t)c->dim, L = (size_t)c->n_layers, hidden = (size_t)c->hidden_dim, V = (size_t)c->vocab_size;
+    size_t q_dim = (size_t)c->n_heads * c->head_dim, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
+    Matrix *matrices[] = {&w->token_embedding, &w->wq, &w->wk, &w->wv, &w->wo, &w->w1, &w->w2, &w->w3, &w->wcls};
+    size_t sizes[] = {V * dim, L * q_dim * dim, L * kv_dim * dim, L * kv_dim * dim, L * dim * q_dim,
+                      L * hidden * dim, L * dim * hidden, L * hidden * dim, c->shared_classifier ? 0 : V * dim};
+    size_t total = 0, at = 0;
+    for (int k = 0; k < 9; k++) total += sizes[k];
+    size_t huge = 2u << 20, bytes = (total * sizeof(uint16_t) + huge - 1) / huge * huge;
     m->bf16 = aligned_alloc(huge, bytes);
     if (!m->bf16) return fail("no memory for a bfloat16 copy of the weights (%zu MB)", bytes >> 20);
 #ifdef MADV_HUGEPAGE
     madvise(m->bf16, bytes, MADV_HUGEPAGE); /* 2 MB pages where Linux allows: far fewer TLB misses while
                                                streaming the copy (generation +15-20% here) */
 #endif
-    for (size_t i = 0; i < m->n_weights; i++) {
-        uint32_t u;
-        memcpy(&u, m->weights_start + i, 4);
-        if ((u & 0x7f800000) == 0x7f800000)
-            m->bf16[i] = (uint16_t)((u >> 16) | ((u & 0xffff) ? 0x40 : 0)); /* inf, NaN stay so */
-        else m->bf16[i] = (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+    for (int k = 0; k < 9; k++) {
+        const float *from = matrices[k]->data;
+        for (size_t i = 0; i < sizes[k]; i++) m->bf16[at + i] = f32_to_bf16(from[i]);
+        *matrices[k] = (Matrix){m->bf16 + at, NULL, WEIGHT_BF16};
+        at += sizes[k];
     }
+    if (c->shared_classifier) w->wcls = w->token_embedding;
     return 0;
 }

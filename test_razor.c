@@ -54,7 +54,10 @@ static char *tmp_path(const char *name) {
 typedef struct {
     Config c;
     float *emb, *rms_att, *wq, *wk, *wv, *wo, *rms_ffn, *w1, *w2, *w3, *rms_final, *wcls;
+    float *bq, *bk, *bv, *q_norm, *k_norm; /* NULL unless c.qkv_bias / c.qk_norm */
 } TestModel;
+
+enum { FORMAT_RAZOR_V1 = 3 }; /* write_model: razor's version 1 file, beside the FORMAT_* ones */
 
 static uint64_t rng = 42;
 static float urand(void) { /* uniform in [-1, 1) */
@@ -91,16 +94,105 @@ static TestModel make_model(Config c, uint64_t seed) {
     m.w3 = random_tensor(L * c.hidden_dim * dim, 0.3f, 0);
     m.rms_final = random_tensor(dim, 0.3f, 1.0f);
     m.wcls = c.shared_classifier ? m.emb : random_tensor(c.vocab_size * dim, 0.5f, 0);
+    if (c.qkv_bias) {
+        m.bq = random_tensor(L * q_dim, 0.5f, 0);
+        m.bk = random_tensor(L * kv_dim, 0.5f, 0);
+        m.bv = random_tensor(L * kv_dim, 0.5f, 0);
+    }
+    if (c.qk_norm) {
+        m.q_norm = random_tensor(L * c.head_dim, 0.5f, 1.0f);
+        m.k_norm = random_tensor(L * c.head_dim, 0.5f, 1.0f);
+    }
     return m;
 }
 
 static void free_test_model(TestModel *m) {
-    float *all[] = {m->emb, m->rms_att, m->wq, m->wk, m->wv, m->wo, m->rms_ffn, m->w1, m->w2, m->w3, m->rms_final};
+    float *all[] = {m->emb, m->rms_att, m->wq, m->wk, m->wv, m->wo, m->rms_ffn, m->w1, m->w2, m->w3, m->rms_final,
+                    m->bq, m->bk, m->bv, m->q_norm, m->k_norm};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]);
     if (!m->c.shared_classifier) free(m->wcls);
 }
 
 static void put(FILE *f, const float *t, size_t n) { fwrite(t, sizeof(float), n, f); }
+
+/* x rounded to bfloat16's 8 significant bits, nearest, ties to even: frexp and rint, not bit tricks. */
+static float ref_bf16(float x) {
+    int e;
+    double m = frexp(x, &e);
+    return (float)ldexp(rint(ldexp(m, 8)), e - 8);
+}
+
+/* One tensor of a razor version 2 file (model.h): zero padding up to a multiple of 64 bytes, then the
+ * numbers; a matrix in the file's weight type (bfloat16 by ref_bf16; q8: groups of 32 with scale
+ * max|w| / 127, values rint(w / scale), written here from model.h's description). */
+static void put_v2(FILE *f, const float *t, size_t n, int type) {
+    static const char zeros[64];
+    fwrite(zeros, 1, (size_t)(-ftell(f) & 63), f);
+    if (type == WEIGHT_BF16) {
+        for (size_t i = 0; i < n; i++) {
+            float r = ref_bf16(t[i]);
+            uint32_t u;
+            memcpy(&u, &r, 4);
+            uint16_t h = (uint16_t)(u >> 16);
+            fwrite(&h, 2, 1, f);
+        }
+    } else if (type == WEIGHT_Q8) {
+        float *scales = malloc(n / 32 * sizeof(float));
+        for (size_t g = 0; g < n / 32; g++) {
+            float max = 0;
+            for (int k = 0; k < 32; k++) max = fmaxf(max, fabsf(t[g * 32 + k]));
+            scales[g] = max / 127;
+            for (int k = 0; k < 32; k++) {
+                int8_t q = (int8_t)(max > 0 ? rintf(t[g * 32 + k] / scales[g]) : 0);
+                fwrite(&q, 1, 1, f);
+            }
+        }
+        fwrite(zeros, 1, (size_t)(-ftell(f) & 63), f);
+        put(f, scales, n / 32);
+        free(scales);
+    } else {
+        put(f, t, n);
+    }
+}
+
+/* What a weight becomes in a file of the given type (the numbers razor computes with). */
+static float *stored_copy(const float *t, size_t n, int type) {
+    float *r = malloc(n * sizeof(float));
+    for (size_t g = 0; g < n; g += 32) {
+        float max = 0;
+        for (size_t k = g; k < g + 32 && k < n; k++) max = fmaxf(max, fabsf(t[k]));
+        float scale = max / 127;
+        for (size_t k = g; k < g + 32 && k < n; k++)
+            r[k] = type == WEIGHT_BF16 ? ref_bf16(t[k])
+                   : type == WEIGHT_Q8 ? (max > 0 ? rintf(t[k] / scale) : 0) * scale
+                                       : t[k];
+    }
+    return r;
+}
+
+/* The model as a file of the given weight type stores it: every matrix as stored_copy makes it. */
+static TestModel stored_model(const TestModel *tm, int type) {
+    const Config *c = &tm->c;
+    TestModel r = *tm;
+    size_t dim = c->dim, L = c->n_layers, hid = c->hidden_dim, q_dim = (size_t)c->n_heads * c->head_dim,
+           kv_dim = (size_t)c->n_kv_heads * c->head_dim;
+    r.emb = stored_copy(tm->emb, (size_t)c->vocab_size * dim, type);
+    r.wq = stored_copy(tm->wq, L * q_dim * dim, type);
+    r.wk = stored_copy(tm->wk, L * kv_dim * dim, type);
+    r.wv = stored_copy(tm->wv, L * kv_dim * dim, type);
+    r.wo = stored_copy(tm->wo, L * dim * q_dim, type);
+    r.w1 = stored_copy(tm->w1, L * hid * dim, type);
+    r.w2 = stored_copy(tm->w2, L * dim * hid, type);
+    r.w3 = stored_copy(tm->w3, L * hid * dim, type);
+    r.wcls = c->shared_classifier ? r.emb : stored_copy(tm->wcls, (size_t)c->vocab_size * dim, type);
+    return r;
+}
+
+static void free_stored_model(TestModel *r) {
+    float *mine[] = {r->emb, r->wq, r->wk, r->wv, r->wo, r->w1, r->w2, r->w3};
+    for (size_t i = 0; i < sizeof mine / sizeof *mine; i++) free(mine[i]);
+    if (!r->c.shared_classifier) free(r->wcls);
+}
 
 static void write_model(const TestModel *m, const char *path, int format) {
     const Config *c = &m->c;
@@ -109,12 +201,26 @@ static void write_model(const TestModel *m, const char *path, int format) {
     size_t hid = c->hidden_dim;
     FILE *f = fopen(path, "wb");
     unsigned char header[HEADER_BYTES] = {0};
-    if (format == FORMAT_RAZOR) {
-        RazorHeader h = {RAZOR_MAGIC, RAZOR_VERSION, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
-                         c->head_dim, c->vocab_size, c->seq_len, c->bos_id, c->eos_id, c->shared_classifier,
-                         c->norm_eps, c->rope_theta, c->rope_scaling, c->rope_factor, c->rope_low_freq_factor,
-                         c->rope_high_freq_factor, c->rope_original_context};
-        memcpy(header, &h, sizeof h);
+    if (format == FORMAT_RAZOR || format == FORMAT_RAZOR_V1) {
+        RazorHeader h = {.magic = RAZOR_MAGIC, .version = format == FORMAT_RAZOR ? 2 : 1, .dim = c->dim,
+                         .hidden_dim = c->hidden_dim, .n_layers = c->n_layers, .n_heads = c->n_heads,
+                         .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim, .vocab_size = c->vocab_size,
+                         .seq_len = c->seq_len, .bos_id = c->bos_id, .eos_id = c->eos_id,
+                         .shared_classifier = c->shared_classifier, .norm_eps = c->norm_eps,
+                         .rope_theta = c->rope_theta, .rope_scaling = c->rope_scaling, .rope_factor = c->rope_factor,
+                         .rope_low_freq_factor = c->rope_low_freq_factor,
+                         .rope_high_freq_factor = c->rope_high_freq_factor,
+                         .rope_original_context = c->rope_original_context};
+        if (format == FORMAT_RAZOR) {
+            h.weight_type = c->weight_type;
+            h.q8_group = c->weight_type == WEIGHT_Q8 ? 32 : 0;
+            h.pos_encoding = c->pos_encoding;
+            h.qkv_bias = c->qkv_bias;
+            h.qk_norm = c->qk_norm;
+            h.chat_template = c->chat_template;
+            for (int i = 0; i < 4; i++) h.chat_tokens[i] = c->chat_template ? c->chat_tokens[i] : -1;
+        }
+        memcpy(header, &h, format == FORMAT_RAZOR ? sizeof h : 80);
         fwrite(header, 1, HEADER_BYTES, f);
     } else {
         int32_t dims[7] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->seq_len};
@@ -130,6 +236,32 @@ static void write_model(const TestModel *m, const char *path, int format) {
             header[36] = (unsigned char)c->shared_classifier;
             fwrite(header, 1, HEADER_BYTES, f);
         }
+    }
+    if (format == FORMAT_RAZOR) {
+        int wt = c->weight_type;
+        put_v2(f, m->emb, c->vocab_size * dim, wt);
+        put_v2(f, m->rms_att, L * dim, WEIGHT_F32);
+        put_v2(f, m->wq, L * q_dim * dim, wt);
+        put_v2(f, m->wk, L * kv_dim * dim, wt);
+        put_v2(f, m->wv, L * kv_dim * dim, wt);
+        put_v2(f, m->wo, L * dim * q_dim, wt);
+        put_v2(f, m->rms_ffn, L * dim, WEIGHT_F32);
+        put_v2(f, m->w1, L * hid * dim, wt);
+        put_v2(f, m->w2, L * dim * hid, wt);
+        put_v2(f, m->w3, L * hid * dim, wt);
+        put_v2(f, m->rms_final, dim, WEIGHT_F32);
+        if (c->qkv_bias) {
+            put_v2(f, m->bq, L * q_dim, WEIGHT_F32);
+            put_v2(f, m->bk, L * kv_dim, WEIGHT_F32);
+            put_v2(f, m->bv, L * kv_dim, WEIGHT_F32);
+        }
+        if (c->qk_norm) {
+            put_v2(f, m->q_norm, L * c->head_dim, WEIGHT_F32);
+            put_v2(f, m->k_norm, L * c->head_dim, WEIGHT_F32);
+        }
+        if (!c->shared_classifier) put_v2(f, m->wcls, c->vocab_size * dim, wt);
+        fclose(f);
+        return;
     }
     if (format == FORMAT_LLAMA2C_V1) {
         put(f, m->rms_att, L * dim);
@@ -204,7 +336,19 @@ static void ref_rope(double *v, int n_heads, int hd, int pos, const Config *c) {
         }
 }
 
-/* logits (n, vocab) for the ids, token by token */
+/* ALiBi's slopes as the paper states them: for n heads, a power of two, the geometric sequence that
+ * starts at 2^(-8/n) with that ratio; otherwise the first p of the sequence for the largest power of
+ * two p below n, then every other one of the sequence for 2p (its 1st, 3rd, ...). */
+static double ref_slope(int h, int n) {
+    int p = 1;
+    while (2 * p <= n) p *= 2;
+    if (h < p) return pow(pow(2.0, -8.0 / p), h + 1);
+    int k = 2 * (h - p); /* 0-based index into the sequence for 2p */
+    return pow(pow(2.0, -8.0 / (2 * p)), k + 1);
+}
+
+/* logits (n, vocab) for the ids, token by token; q/k/v biases, each head's q and k RMSNorm (before
+ * RoPE) and ALiBi if the config says so */
 static float *ref_forward(const TestModel *m, const int *ids, int n) {
     const Config *c = &m->c;
     int dim = c->dim, hd = c->head_dim, q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd, hid = c->hidden_dim;
@@ -224,8 +368,17 @@ static float *ref_forward(const TestModel *m, const int *ids, int n) {
             ref_matvec(q, xb, m->wq + (size_t)l * q_dim * dim, dim, q_dim);
             ref_matvec(k, xb, m->wk + (size_t)l * kv_dim * dim, dim, kv_dim);
             ref_matvec(v, xb, m->wv + (size_t)l * kv_dim * dim, dim, kv_dim);
-            ref_rope(q, c->n_heads, hd, pos, c);
-            ref_rope(k, c->n_kv_heads, hd, pos, c);
+            for (int j = 0; m->bq && j < q_dim; j++) q[j] += m->bq[(size_t)l * q_dim + j];
+            for (int j = 0; m->bk && j < kv_dim; j++) k[j] += m->bk[(size_t)l * kv_dim + j];
+            for (int j = 0; m->bv && j < kv_dim; j++) v[j] += m->bv[(size_t)l * kv_dim + j];
+            for (int h = 0; m->q_norm && h < c->n_heads; h++)
+                ref_rmsnorm(q + h * hd, q + h * hd, m->q_norm + (size_t)l * hd, hd, c->norm_eps);
+            for (int h = 0; m->k_norm && h < c->n_kv_heads; h++)
+                ref_rmsnorm(k + h * hd, k + h * hd, m->k_norm + (size_t)l * hd, hd, c->norm_eps);
+            if (c->pos_encoding == POS_ROPE) {
+                ref_rope(q, c->n_heads, hd, pos, c);
+                ref_rope(k, c->n_kv_heads, hd, pos, c);
+            }
             for (int h = 0; h < c->n_heads; h++) {
                 int g = h / (c->n_heads / c->n_kv_heads);
                 double max = -INFINITY, sum = 0;
@@ -233,6 +386,7 @@ static float *ref_forward(const TestModel *m, const int *ids, int n) {
                     double s = 0;
                     for (int d = 0; d < hd; d++) s += q[h * hd + d] * kc[((size_t)l * n + j) * kv_dim + g * hd + d];
                     scores[j] = s / sqrt(hd);
+                    if (c->pos_encoding == POS_ALIBI) scores[j] -= ref_slope(h, c->n_heads) * (pos - j);
                     if (scores[j] > max) max = scores[j];
                 }
                 for (int j = 0; j <= pos; j++) sum += scores[j] = exp(scores[j] - max);
@@ -259,10 +413,11 @@ static float *ref_forward(const TestModel *m, const int *ids, int n) {
     return logits;
 }
 
-/* razor's logits for all ids, processed in blocks of max_block */
-static float *razor_logits(const Model *model, const int *ids, int n, int max_block) {
+/* razor's logits for all ids, processed in blocks of max_block, keys and values stored as kv_type */
+static float *razor_logits_kv(const Model *model, const int *ids, int n, int max_block, KVType kv_type) {
     RunState s;
-    if (build_runstate(&s, model, n, max_block, NULL) != 0) return NULL;
+    CacheConfig full = {.policy = POLICY_FULL, .kv_type = kv_type};
+    if (build_runstate(&s, model, n, max_block, &full) != 0) return NULL;
     size_t V = model->config.vocab_size;
     float *all = malloc((size_t)n * V * sizeof(float));
     for (int i = 0; i < n; i += s.max_block) {
@@ -271,6 +426,10 @@ static float *razor_logits(const Model *model, const int *ids, int n, int max_bl
     }
     free_runstate(&s);
     return all;
+}
+
+static float *razor_logits(const Model *model, const int *ids, int n, int max_block) {
+    return razor_logits_kv(model, ids, n, max_block, KV_F32);
 }
 
 static int *random_ids(int n, int vocab) {
@@ -289,31 +448,33 @@ static void test_loaders_agree(void) {
     for (int tied = 0; tied <= 1; tied++) {
         c.shared_classifier = tied;
         TestModel tm = make_model(c, 7 + tied);
-        const char *names[3] = {"v0.bin", "v1.bin", "razor.bin"};
-        float *logits[3] = {0};
+        const char *names[4] = {"v0.bin", "v1.bin", "razor.bin", "razor_v1.bin"};
+        float *logits[4] = {0};
         int ids[] = {1, 5, 9, 33, 96, 0, 2, 50};
-        for (int f = 0; f < 3; f++) {
+        for (int f = 0; f < 4; f++) {
             write_model(&tm, tmp_path(names[f]), f);
             Model m;
             int ok = load_model(&m, tmp_path(names[f])) == 0;
             check(ok, "load %s (tied=%d): %s", names[f], tied, ok ? "" : razor_error());
             if (!ok) continue;
-            check(m.format == f && m.config.shared_classifier == tied && m.config.vocab_size == 97 &&
-                      m.config.head_dim == 10,
+            check(m.format == (f == FORMAT_RAZOR_V1 ? FORMAT_RAZOR : f) &&
+                      m.version == (f >= FORMAT_RAZOR ? 2 - (f == 3) : 0) && m.config.shared_classifier == tied &&
+                      m.config.vocab_size == 97 && m.config.head_dim == 10,
                   "%s: format %d, shared %d, vocab %d, head_dim %d", names[f], m.format, m.config.shared_classifier,
                   m.config.vocab_size, m.config.head_dim);
-            check(memcmp(m.weights.wq, tm.wq, sizeof(float) * 40 * 40) == 0 &&
-                      memcmp(m.weights.w2, tm.w2, sizeof(float) * 40 * 72) == 0 &&
-                      memcmp(m.weights.wcls, tm.wcls, sizeof(float) * 97 * 40) == 0 &&
+            check(memcmp(m.weights.wq.data, tm.wq, sizeof(float) * 40 * 40) == 0 &&
+                      memcmp(m.weights.w2.data, tm.w2, sizeof(float) * 40 * 72) == 0 &&
+                      memcmp(m.weights.wcls.data, tm.wcls, sizeof(float) * 97 * 40) == 0 &&
                       memcmp(m.weights.rms_final_weight, tm.rms_final, 40 * 4) == 0,
                   "%s: weights land where the format puts them", names[f]);
             logits[f] = razor_logits(&m, ids, 8, 128);
             free_model(&m);
         }
-        if (logits[0] && logits[1] && logits[2])
-            check(max_abs_diff(logits[0], logits[1], 8 * 97) == 0 && max_abs_diff(logits[0], logits[2], 8 * 97) == 0,
-                  "v0, v1 and razor files give identical logits (tied=%d)", tied);
-        for (int f = 0; f < 3; f++) free(logits[f]);
+        if (logits[0] && logits[1] && logits[2] && logits[3])
+            check(max_abs_diff(logits[0], logits[1], 8 * 97) == 0 && max_abs_diff(logits[0], logits[2], 8 * 97) == 0 &&
+                      max_abs_diff(logits[0], logits[3], 8 * 97) == 0,
+                  "llama2.c v0 and v1, razor v2 and v1 files give identical logits (tied=%d)", tied);
+        for (int f = 0; f < 4; f++) free(logits[f]);
         free_test_model(&tm);
     }
 }
@@ -321,12 +482,18 @@ static void test_loaders_agree(void) {
 /* razor against the reference forward pass, and batched against token-by-token, over shapes that
  * cover MHA/GQA/MQA, tied/untied, head_dim != dim/n_heads, theta and Llama 3 rope scaling. */
 static void test_forward_matches_reference(void) {
-    struct { const char *name; Config c; } cases[] = {
+    struct { const char *name; Config c;
+    } cases[] = {
         {"MHA tied", small_config(40, 72, 2, 4, 4, 97, 300)},
         {"GQA 4/2 untied", small_config(48, 80, 2, 4, 2, 97, 300)},
         {"MQA 6/1", small_config(48, 64, 2, 6, 1, 97, 300)},
         {"head_dim 24 != dim/heads, theta 5e5", small_config(40, 72, 2, 4, 2, 97, 300)},
         {"llama3 rope scaling", small_config(64, 96, 1, 4, 2, 97, 300)},
+        {"Qwen2-like: q/k/v biases, GQA 4/2, theta 1e6", small_config(48, 80, 2, 4, 2, 97, 300)},
+        {"Qwen3-like: q/k RMSNorm per head, head_dim 24 != dim/heads, biases too",
+         small_config(40, 72, 2, 4, 2, 97, 300)},
+        {"ALiBi, 5 heads (slopes for a count that is not a power of two)", small_config(40, 72, 2, 5, 5, 97, 300)},
+        {"ALiBi, GQA 6/2", small_config(48, 80, 2, 6, 2, 97, 300)},
     };
     cases[1].c.shared_classifier = 0;
     cases[3].c.head_dim = 24;
@@ -337,6 +504,11 @@ static void test_forward_matches_reference(void) {
     cases[4].c.rope_high_freq_factor = 4;
     cases[4].c.rope_original_context = 64;
     cases[4].c.rope_theta = 500000.0f;
+    cases[5].c.qkv_bias = 1;
+    cases[5].c.rope_theta = 1e6f;
+    cases[6].c.qk_norm = cases[6].c.qkv_bias = 1;
+    cases[6].c.head_dim = 24;
+    cases[7].c.pos_encoding = cases[8].c.pos_encoding = POS_ALIBI;
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         TestModel tm = make_model(cases[k].c, 100 + k);
         write_model(&tm, tmp_path("fwd.bin"), FORMAT_RAZOR);
@@ -358,23 +530,24 @@ static void test_forward_matches_reference(void) {
               d_single, d_odd);
         check(scale > 0.1f, "%s: logits vary between positions (%g), so the comparison means something", cases[k].name,
               scale);
+        /* 16-bit keys and values: close to the reference, not equal; the prompt and one-token paths agree */
+        for (KVType kv = KV_BF16; kv <= KV_F16; kv++) {
+            float *k16 = razor_logits_kv(&m, ids, n, 128, kv), *k16_single = razor_logits_kv(&m, ids, n, 1, kv);
+            float d16 = max_abs_diff(ref, k16, (size_t)n * 97),
+                  d16_paths = max_abs_diff(k16, k16_single, (size_t)n * 97);
+            /* these random models attend sharply (logits ~ +-30): a key rounded to 8 (bf16) or 11 (f16)
+             * significant bits moves a logit by up to ~1% or ~0.1%. The two paths may round a key differently
+             * when their fp32 sums differ in the last bit, so they agree to a tenth of that. */
+            float bound = kv == KV_F16 ? 0.1f : 1.0f;
+            check(d16 > 1e-6f && d16 < bound && d16_paths <= bound / 10,
+                  "%s, keys and values in %s: vs the reference %g (close, not equal); blocks of 128 vs 1: %g",
+                  cases[k].name, kv == KV_F16 ? "f16" : "bf16", d16, d16_paths);
+            free(k16); free(k16_single);
+        }
         free(ref); free(batched); free(single); free(odd); free(ids);
         free_model(&m);
         free_test_model(&tm);
     }
-}
-
-/* x rounded to bfloat16's 8 significant bits, nearest, ties to even: frexp and rint, not bit tricks. */
-static float ref_bf16(float x) {
-    int e;
-    double m = frexp(x, &e);
-    return (float)ldexp(rint(ldexp(m, 8)), e - 8);
-}
-
-static float *rounded_copy(const float *w, size_t n) {
-    float *r = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) r[i] = ref_bf16(w[i]);
-    return r;
 }
 
 /* -w bf16: the rounding itself, then razor with bf16 weights against the reference forward pass run
@@ -391,56 +564,65 @@ static void test_bf16_weights(void) {
                     NAN,
                     1e-40f};
     uint16_t want[] = {0x3f80, 0x3f80, 0x3f82, 0x3f81, 0xc020, 0x7f80, 0x7f80, 0, 0x0001};
-    Model fake = {.weights_start = vals, .n_weights = sizeof vals / sizeof *vals};
-    int ok = model_to_bf16(&fake) == 0;
-    for (size_t i = 0; ok && i < fake.n_weights; i++)
-        ok = isnan(vals[i]) ? (fake.bf16[i] & 0x7f80) == 0x7f80 && (fake.bf16[i] & 0x7f) != 0 : fake.bf16[i] == want[i];
+    int ok = 1;
+    for (size_t i = 0; i < sizeof vals / sizeof *vals; i++) {
+        uint16_t h = f32_to_bf16(vals[i]);
+        ok &= isnan(vals[i]) ? (h & 0x7f80) == 0x7f80 && (h & 0x7f) != 0 : h == want[i];
+    }
     check(ok,
           "fp32 -> bf16 rounds to nearest even; overflow to infinity; NaN stays NaN; denormals keep their top bits");
-    free(fake.bf16);
 
     struct { const char *name; Config c; } cases[] = {
         {"MHA tied", small_config(40, 72, 2, 4, 4, 97, 300)},
         {"GQA 4/2 untied", small_config(48, 80, 2, 4, 2, 97, 300)},
         {"dim 160, hidden 288 (every dot_row loop)", small_config(160, 288, 1, 4, 2, 97, 300)},
+        {"GQA 4/2 untied, dim 64", small_config(64, 96, 2, 4, 2, 97, 300)},
     };
     cases[1].c.shared_classifier = 0;
+    cases[3].c.shared_classifier = 0;
+    const char *how[3] = {"-w bf16 on a float32 file", "a bfloat16 file", "a q8 file"};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         Config c = cases[k].c;
         TestModel tm = make_model(c, 200 + k);
-        write_model(&tm, tmp_path("bf16.bin"), FORMAT_RAZOR);
-        size_t dim = c.dim, L = c.n_layers, q_dim = (size_t)c.n_heads * c.head_dim,
-               kv_dim = (size_t)c.n_kv_heads * c.head_dim;
-        size_t hid = c.hidden_dim;
-        TestModel r = tm; /* the same model with every matmul weight rounded */
-        r.wq = rounded_copy(tm.wq, L * q_dim * dim), r.wk = rounded_copy(tm.wk, L * kv_dim * dim);
-        r.wv = rounded_copy(tm.wv, L * kv_dim * dim), r.wo = rounded_copy(tm.wo, L * dim * q_dim);
-        r.w1 = rounded_copy(tm.w1, L * hid * dim), r.w2 = rounded_copy(tm.w2, L * dim * hid),
-        r.w3 = rounded_copy(tm.w3, L * hid * dim);
-        r.wcls = rounded_copy(tm.wcls, (size_t)c.vocab_size * dim);
-        Model m;
-        if (load_model(&m, tmp_path("bf16.bin")) != 0 || model_to_bf16(&m) != 0) {
-            check(0, "%s: load: %s", cases[k].name, razor_error());
-            continue;
+        int n = 150, *ids = random_ids(n, 97), q8_fits = c.dim % 32 == 0 && c.hidden_dim % 32 == 0;
+        float *full = ref_forward(&tm, ids, n), *from_f32 = NULL;
+        for (int way = 0; way < (q8_fits ? 3 : 2); way++) {
+            int type = way == 2 ? WEIGHT_Q8 : WEIGHT_BF16;
+            tm.c.weight_type = way == 0 ? WEIGHT_F32 : type;
+            write_model(&tm, tmp_path("typed.bin"), FORMAT_RAZOR);
+            TestModel r = stored_model(&tm, type); /* the numbers the file (or -w bf16) holds */
+            Model m;
+            if (load_model(&m, tmp_path("typed.bin")) != 0 || (way == 0 && model_to_bf16(&m) != 0)) {
+                check(0, "%s, %s: load: %s", cases[k].name, how[way], razor_error());
+                free_stored_model(&r);
+                continue;
+            }
+            float *ref = ref_forward(&r, ids, n);
+            float *batched = razor_logits(&m, ids, n, 128), *single = razor_logits(&m, ids, n, 1),
+                  *odd = razor_logits(&m, ids, n, 7);
+            float d_ref = max_abs_diff(ref, batched, (size_t)n * 97),
+                  d_single = max_abs_diff(ref, single, (size_t)n * 97);
+            float d_odd = max_abs_diff(ref, odd, (size_t)n * 97), d_fp32 = max_abs_diff(ref, full, (size_t)n * 97);
+            float big = 0;
+            for (size_t i = 0; i < (size_t)n * 97; i++) big = fabsf(ref[i]) > big ? fabsf(ref[i]) : big;
+            float tol = 1e-4f * (big > 10 ? big / 10 : 1); /* fp32 sums: the error grows with the logits */
+            if (type == WEIGHT_Q8 && way == 2) tol *= 2; /* q8 sums q * x over a group, then scales: another order */
+            check(d_ref <= tol && d_single <= tol && d_odd <= tol,
+                  "%s, %s: razor vs reference on the stored weights, blocks of 128 / 1 / 7: %g, %g, %g (tolerance %g)",
+                  cases[k].name, how[way], d_ref, d_single, d_odd, tol);
+            check(d_fp32 > 1e-3f, "%s, %s: and rounding does change the logits (by %g vs fp32), so the test sees it",
+                  cases[k].name, how[way], d_fp32);
+            if (way == 0) from_f32 = batched;
+            if (way == 1)
+                check(from_f32 && memcmp(from_f32, batched, (size_t)n * 97 * sizeof(float)) == 0,
+                      "%s: a bfloat16 file gives bit for bit the logits of -w bf16 on the float32 file", cases[k].name);
+            free(ref); free(single); free(odd);
+            if (way != 0) free(batched);
+            free_stored_model(&r);
+            free_model(&m);
         }
-        int n = 150, *ids = random_ids(n, 97);
-        float *ref = ref_forward(&r, ids, n), *full = ref_forward(&tm, ids, n);
-        float *batched = razor_logits(&m, ids, n, 128), *single = razor_logits(&m, ids, n, 1),
-              *odd = razor_logits(&m, ids, n, 37);
-        float d_ref = max_abs_diff(ref, batched, (size_t)n * 97), d_single = max_abs_diff(ref, single, (size_t)n * 97);
-        float d_odd = max_abs_diff(ref, odd, (size_t)n * 97), d_fp32 = max_abs_diff(ref, full, (size_t)n * 97), big = 0;
-        for (size_t i = 0; i < (size_t)n * 97; i++) big = fabsf(ref[i]) > big ? fabsf(ref[i]) : big;
-        float tol = 1e-4f * (big > 10 ? big / 10 : 1); /* fp32 sums: the error grows with the logits (dim 160: ~60) */
-        check(d_ref <= tol && d_single <= tol && d_odd <= tol,
-              "%s, bf16 weights: razor vs reference on the rounded weights, blocks of 128 / 1 / 37: %g, %g, %g "
-              "(tolerance %g)",
-              cases[k].name, d_ref, d_single, d_odd, tol);
-        check(d_fp32 > 1e-3f, "%s: and rounding does change the logits (by %g vs fp32), so the test sees it",
-              cases[k].name, d_fp32);
-        free(ref); free(full); free(batched); free(single); free(odd); free(ids);
-        float *mine[] = {r.wq, r.wk, r.wv, r.wo, r.w1, r.w2, r.w3, r.wcls};
-        for (size_t i = 0; i < sizeof mine / sizeof *mine; i++) free(mine[i]);
-        free_model(&m);
+        tm.c.weight_type = WEIGHT_F32;
+        free(from_f32); free(full); free(ids);
         free_test_model(&tm);
     }
 }
@@ -462,108 +644,143 @@ static void test_threads_same_numbers(void) {
     free_test_model(&tm);
 }
 
-/* The tiled attention loop against scores + softmax + weighted sum, for many lengths. */
+/* A head's cache holding keys and values (n, hd) at positions 0 .. n-1, stored as `type`. */
+static HeadCache cache_of(const float *k, const float *v, int n, int hd, KVType type) {
+    HeadCache h = {.kv_type = type};
+    reserve_slots(&h, n, hd);
+    for (int j = 0; j < n; j++) put_slot(&h, j, k + (size_t)j * hd, v + (size_t)j * hd, (float)j, hd);
+    h.n = n;
+    return h;
+}
+
+static void free_head(HeadCache *h) {
+    free(h->key_sum); free(h->value_sum); free(h->key_tiles); free(h->values); free(h->position);
+}
+
+/* The tiled attention loop against scores + softmax + weighted sum in double, for many lengths, with
+ * and without ALiBi's bias; then against razor.c's attention_reference with a compensation slot, and
+ * with 16-bit keys and values. */
 static void test_tiled_attention(void) {
     int head_dims[] = {8, 10, 48, 64};
     int lengths[] = {1, 2, 15, 16, 17, 63, 64, 65, 100, 128, 129, 200, 257};
     float worst = 0;
     int cases = 0;
     for (size_t a = 0; a < sizeof head_dims / sizeof *head_dims; a++)
-        for (size_t b = 0; b < sizeof lengths / sizeof *lengths; b++) {
-            int hd = head_dims[a], n_keys = lengths[b];
-            for (int n_q = 1; n_q <= n_keys;
-                 n_q = n_q < 5 ? n_q + 1 : n_q * 3) { /* the last n_q keys are the queries' own */
-                int first_visible = n_keys - n_q;
-                float *q = random_tensor((size_t)n_q * hd, 2.0f, 0), *k = random_tensor((size_t)n_keys * hd, 2.0f, 0);
-                float *v = random_tensor((size_t)n_keys * hd, 1.0f, 0), *out = calloc((size_t)n_q * hd, sizeof(float));
-                float *ref = calloc((size_t)n_q * hd, sizeof(float)),
-                      *scratch = calloc(ATT_TILE_Q * (hd + 2), sizeof(float));
-                size_t tiles = (n_keys + ATT_TILE_K - 1) / ATT_TILE_K;
-                float *kt = calloc(tiles * hd * ATT_TILE_K, sizeof(float)); /* the cache's key layout (model.h) */
-                for (int j = 0; j < n_keys; j++)
-                    for (int d = 0; d < hd; d++)
-                        kt[(j / ATT_TILE_K) * hd * ATT_TILE_K + d * ATT_TILE_K + j % ATT_TILE_K] = k[j * hd + d];
-                attention(out, hd, q, hd, n_q, kt, v, n_keys, first_visible, hd, scratch, -1, 0);
-                free(kt);
-                for (int i = 0; i < n_q; i++) {
-                    int visible = first_visible + i + 1;
-                    double *s = calloc(visible, sizeof(double)), max = -INFINITY, sum = 0;
-                    for (int j = 0; j < visible; j++) {
-                        for (int d = 0; d < hd; d++) s[j] += (double)q[i * hd + d] * k[j * hd + d];
-                        s[j] /= sqrt(hd);
-                        if (s[j] > max) max = s[j];
+        for (size_t b = 0; b < sizeof lengths / sizeof *lengths; b++)
+            for (int alibi = 0; alibi <= 1; alibi++) {
+                int hd = head_dims[a], n_keys = lengths[b];
+                float slope = alibi ? 0.3f : 0;
+                for (int n_q = 1; n_q <= n_keys;
+                     n_q = n_q < 5 ? n_q + 1 : n_q * 3) { /* the last n_q keys are the queries' own */
+                    int first_visible = n_keys - n_q;
+                    float *q = random_tensor((size_t)n_q * hd, 2.0f, 0),
+                          *k = random_tensor((size_t)n_keys * hd, 2.0f, 0);
+                    float *v = random_tensor((size_t)n_keys * hd, 1.0f, 0),
+                          *out = calloc((size_t)n_q * hd, sizeof(float));
+                    float *ref = calloc((size_t)n_q * hd, sizeof(float)),
+                          *scratch = calloc(ATT_TILE_Q * (hd + 2), sizeof(float));
+                    HeadCache h = cache_of(k, v, n_keys, hd, KV_F32);
+                    attention(out, hd, q, hd, n_q, &h, first_visible, hd, slope, (float)first_visible, scratch);
+                    free_head(&h);
+                    for (int i = 0; i < n_q; i++) {
+                        int visible = first_visible + i + 1;
+                        double *s = calloc(visible, sizeof(double)), max = -INFINITY, sum = 0;
+                        for (int j = 0; j < visible; j++) {
+                            for (int d = 0; d < hd; d++) s[j] += (double)q[i * hd + d] * k[j * hd + d];
+                            s[j] = s[j] / sqrt(hd) - (double)slope * (first_visible + i - j);
+                            if (s[j] > max) max = s[j];
+                        }
+                        for (int j = 0; j < visible; j++) sum += s[j] = exp(s[j] - max);
+                        for (int d = 0; d < hd; d++) {
+                            double o = 0;
+                            for (int j = 0; j < visible; j++) o += s[j] / sum * v[j * hd + d];
+                            ref[i * hd + d] = (float)o;
+                        }
+                        free(s);
                     }
-                    for (int j = 0; j < visible; j++) sum += s[j] = exp(s[j] - max);
-                    for (int d = 0; d < hd; d++) {
-                        double o = 0;
-                        for (int j = 0; j < visible; j++) o += s[j] / sum * v[j * hd + d];
-                        ref[i * hd + d] = (float)o;
-                    }
-                    free(s);
+                    float d = max_abs_diff(out, ref, (size_t)n_q * hd);
+                    if (d > worst || d != d) worst = d;
+                    cases++;
+                    free(q); free(k); free(v); free(out); free(ref); free(scratch);
                 }
-                float d = max_abs_diff(out, ref, (size_t)n_q * hd);
-                if (d > worst || d != d) worst = d;
-                cases++;
-                free(q); free(k); free(v); free(out); free(ref); free(scratch);
             }
-        }
-    check(worst <= 1e-5f, "tiled attention vs plain softmax over %d (head_dim, keys, queries) cases: max abs diff %g",
+    check(worst <= 1e-5f,
+          "tiled attention vs plain softmax over %d (head_dim, keys, queries, ALiBi or not) cases: max abs diff %g",
           cases, worst);
     /* razor.c's own scalar definition, attention_reference, against the fast loop: with and without a
-     * compensation slot (in the first tile, or in a later one) */
-    float worst_ref = 0;
-    int ref_cases = 0;
-    for (size_t a = 0; a < sizeof head_dims / sizeof *head_dims; a++)
-        for (size_t b = 0; b < sizeof lengths / sizeof *lengths; b++)
-            for (int comp = -1; comp <= 1; comp++) {
-                int hd = head_dims[a], n_keys = lengths[b], n_q = n_keys < 7 ? n_keys : 7, first_visible = n_keys - n_q;
-                int comp_slot = comp < 0 ? -1 : comp == 0 ? 0 : n_keys / 2;
-                float comp_bias = comp < 0 ? 0 : logf(3.0f + n_keys);
-                size_t tiles = (n_keys + ATT_TILE_K - 1) / ATT_TILE_K;
-                float *q = random_tensor((size_t)n_q * hd, 2.0f, 0),
-                      *kt = random_tensor(tiles * hd * ATT_TILE_K, 2.0f, 0);
-                float *v = random_tensor((size_t)n_keys * hd, 1.0f, 0), *out = calloc((size_t)n_q * hd, sizeof(float));
-                float *ref = calloc((size_t)n_q * hd, sizeof(float)),
-                      *scratch = calloc(ATT_TILE_Q * (hd + 2), sizeof(float));
-                attention(out, hd, q, hd, n_q, kt, v, n_keys, first_visible, hd, scratch, comp_slot, comp_bias);
-                attention_reference(ref, hd, q, hd, n_q, kt, v, n_keys, first_visible, hd, comp_slot, comp_bias);
-                float d = max_abs_diff(out, ref, (size_t)n_q * hd);
-                if (d > worst_ref || d != d) worst_ref = d;
-                ref_cases++;
-                free(q); free(kt); free(v); free(out); free(ref); free(scratch);
-            }
-    check(worst_ref <= 1e-5f,
-          "attention() vs razor.c's attention_reference() over %d cases, compensation slot included: max abs diff %g",
-          ref_cases, worst_ref);
+     * compensation slot (in the first tile, or in a later one), keys and values in each type */
+    const char *type_names[3] = {"f32", "bf16", "f16"};
+    for (int type = KV_F32; type <= KV_F16; type++) {
+        float worst_ref = 0, worst_f32 = 0;
+        int ref_cases = 0;
+        for (size_t a = 0; a < sizeof head_dims / sizeof *head_dims; a++)
+            for (size_t b = 0; b < sizeof lengths / sizeof *lengths; b++)
+                for (int comp = -1; comp <= 1; comp++) {
+                    int hd = head_dims[a], n_keys = lengths[b], n_q = n_keys < 7 ? n_keys : 7;
+                    int first_visible = n_keys - n_q;
+                    float slope = comp > 0 ? 0.05f : 0;
+                    float *q = random_tensor((size_t)n_q * hd, 2.0f, 0),
+                          *k = random_tensor((size_t)n_keys * hd, 2.0f, 0);
+                    float *v = random_tensor((size_t)n_keys * hd, 1.0f, 0),
+                          *out = calloc((size_t)n_q * hd, sizeof(float));
+                    float *ref = calloc((size_t)n_q * hd, sizeof(float)),
+                          *ref32 = calloc((size_t)n_q * hd, sizeof(float)),
+                          *scratch = calloc(ATT_TILE_Q * (hd + 2), sizeof(float));
+                    HeadCache h = cache_of(k, v, n_keys, hd, (KVType)type), h32 = cache_of(k, v, n_keys, hd, KV_F32);
+                    if (comp >= 0) { /* slot n_sink is a compensation slot standing for 3 + n_keys tokens */
+                        h.compensate = h.compressed = h32.compensate = h32.compressed = 1;
+                        h.n_sink = h32.n_sink = comp == 0 ? 0 : n_keys / 2;
+                        h.n_dropped = h32.n_dropped = 3 + n_keys;
+                    }
+                    attention(out, hd, q, hd, n_q, &h, first_visible, hd, slope, (float)first_visible, scratch);
+                    attention_reference(ref, hd, q, hd, n_q, &h, first_visible, hd, slope, (float)first_visible);
+                    attention_reference(ref32, hd, q, hd, n_q, &h32, first_visible, hd, slope, (float)first_visible);
+                    float d = max_abs_diff(out, ref, (size_t)n_q * hd),
+                          d32 = max_abs_diff(out, ref32, (size_t)n_q * hd);
+                    if (d > worst_ref || d != d) worst_ref = d;
+                    if (d32 > worst_f32 || d32 != d32) worst_f32 = d32;
+                    ref_cases++;
+                    free_head(&h);
+                    free_head(&h32);
+                    free(q); free(k); free(v); free(out); free(ref); free(ref32); free(scratch);
+                }
+        check(worst_ref <= 1e-5f,
+              "attention() vs razor.c's attention_reference() over %d cases (compensation slot, ALiBi), keys and "
+              "values in %s: max abs diff %g",
+              ref_cases, type_names[type], worst_ref, worst_f32);
+        float bound = type == KV_F32 ? 1e-5f : type == KV_F16 ? 2e-2f : 1e-1f;
+        check(type == KV_F32 ? worst_f32 <= bound : worst_f32 <= bound && worst_f32 > 1e-5f,
+              "keys and values in %s move attention's output by at most %g here (%g; and not by nothing)",
+              type_names[type], bound, worst_f32);
+    }
 }
 
-/* move_slots shifts a window by a slot or two within the same head: overlapping ranges, both ways. */
+/* move_slots shifts a window by a slot or two within the same head: overlapping ranges, both ways;
+ * each slot's position moves with it. */
 static void test_move_slots(void) {
-    int hd = 6, n = 40;
-    for (int shift = -3; shift <= 3; shift++) {
-        HeadCache h = {.slots = (10 + n + 3 + ATT_TILE_K - 1) / ATT_TILE_K * ATT_TILE_K}; /* room for the moves */
-        h.key_tiles = calloc((size_t)h.slots * hd, sizeof(float));
-        h.values = calloc((size_t)h.slots * hd, sizeof(float));
-        float key[6], value[6];
-        for (int i = 0; i < h.slots; i++) {
-            for (int d = 0; d < hd; d++) key[d] = (float)(1000 * i + d), value[d] = (float)(-1000 * i - d);
-            /* slot i holds key 1000 i + d and value -(1000 i + d) */
-            float *tile = h.key_tiles + (size_t)(i / ATT_TILE_K) * hd * ATT_TILE_K;
-            for (int d = 0; d < hd; d++) tile[(size_t)d * ATT_TILE_K + i % ATT_TILE_K] = key[d];
-            memcpy(h.values + (size_t)i * hd, value, sizeof value);
+    int hd = 6, n = 40, slots = 10 + n + 3;
+    float *K = malloc((size_t)slots * hd * sizeof(float)), *V = malloc((size_t)slots * hd * sizeof(float));
+    for (int i = 0; i < slots; i++) /* slot i holds key 1000 i + d and value -(1000 i + d), at position i */
+        for (int d = 0; d < hd; d++) {
+            K[i * hd + d] = (float)(1000 * i + d);
+            V[i * hd + d] = (float)(-1000 * i - d);
         }
+    for (int shift = -3; shift <= 3; shift++) {
+        HeadCache h = cache_of(K, V, slots, hd, KV_F32);
         int from = 10, to = from + shift, ok = 1;
         move_slots(&h, to, from, n, hd);
         for (int i = 0; i < n; i++) {
-            const float *tile = h.key_tiles + (size_t)((to + i) / ATT_TILE_K) * hd * ATT_TILE_K;
+            float key[6], value[6];
+            get_slot(&h, to + i, key, value, hd);
+            ok &= h.position[to + i] == (float)(from + i);
             for (int d = 0; d < hd; d++)
-                ok &= tile[(size_t)d * ATT_TILE_K + (to + i) % ATT_TILE_K] == (float)(1000 * (from + i) + d) &&
-                      h.values[(size_t)(to + i) * hd + d] == (float)(-1000 * (from + i) - d);
+                ok &= key[d] == (float)(1000 * (from + i) + d) && value[d] == (float)(-1000 * (from + i) - d);
         }
-        check(ok, "move_slots by %d slots over an overlapping range keeps every key and value", shift);
-        free(h.key_tiles);
-        free(h.values);
+        check(ok, "move_slots by %d slots over an overlapping range keeps every key, value and position", shift);
+        free_head(&h);
     }
+    free(K);
+    free(V);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -887,7 +1104,7 @@ static void test_bad_model_files(void) {
     d = slurp(tmp_path("good.bin"), &n);
     RazorHeader h;
     memcpy(&h, d, sizeof h);
-    struct { const char *what, *says; RazorHeader h; } bad[8];
+    struct { const char *what, *says; RazorHeader h; } bad[16];
     int nb = 0;
     bad[nb] = (typeof(bad[0])){"razor version 9", "version 9", h}; bad[nb++].h.version = 9;
     bad[nb] = (typeof(bad[0])){"razor NaN norm_eps", "norm_eps", h}; bad[nb++].h.norm_eps = NAN;
@@ -897,6 +1114,16 @@ static void test_bad_model_files(void) {
     bad[nb] = (typeof(bad[0])){"razor unknown rope_scaling", "rope_scaling", h}; bad[nb++].h.rope_scaling = 5;
     bad[nb] = (typeof(bad[0])){"razor shared_classifier 2", "shared_classifier", h}; bad[nb++].h.shared_classifier = 2;
     bad[nb] = (typeof(bad[0])){"razor negative seq_len", "seq_len", h}; bad[nb++].h.seq_len = -1;
+    bad[nb] = (typeof(bad[0])){"razor weight_type 3", "weight_type", h}; bad[nb++].h.weight_type = 3;
+    bad[nb] = (typeof(bad[0])){"razor q8 of 97-wide rows", "multiples of 32", h}; bad[nb].h.weight_type = WEIGHT_Q8;
+    bad[nb++].h.q8_group = 32;
+    bad[nb] = (typeof(bad[0])){"razor q8_group 16", "q8_group", h}; bad[nb++].h.q8_group = 16;
+    bad[nb] = (typeof(bad[0])){"razor pos_encoding 2", "pos_encoding", h}; bad[nb++].h.pos_encoding = 2;
+    bad[nb] = (typeof(bad[0])){"razor qkv_bias 2", "qkv_bias", h}; bad[nb++].h.qkv_bias = 2;
+    bad[nb] = (typeof(bad[0])){"razor chat_template 7", "chat_template", h}; bad[nb++].h.chat_template = 7;
+    bad[nb] = (typeof(bad[0])){"razor ChatML without its token ids", "chat_tokens[0]", h};
+    bad[nb++].h.chat_template = CHAT_CHATML;
+    bad[nb] = (typeof(bad[0])){"razor qk_norm set, its tensors missing", "truncated", h}; bad[nb++].h.qk_norm = 1;
     for (int i = 0; i < nb; i++) {
         memcpy(d, &bad[i].h, sizeof h);
         expect_refused(bad[i].what, d, n, bad[i].says);
@@ -1293,22 +1520,17 @@ static void test_outputs_and_stops(void) {
  * The RazorAttention cache */
 
 static HeadCache new_head(int hd, int n_sink, int compensate) {
-    HeadCache h = {.compensate = compensate, .n_sink = n_sink, .slots = ATT_TILE_K};
+    HeadCache h = {.compensate = compensate, .n_sink = n_sink};
     h.key_sum = calloc(hd, sizeof(float));
     h.value_sum = calloc(hd, sizeof(float));
-    h.key_tiles = calloc((size_t)ATT_TILE_K * hd, sizeof(float));
-    h.values = calloc((size_t)ATT_TILE_K * hd, sizeof(float));
+    reserve_slots(&h, ATT_TILE_K, hd);
     return h;
 }
-
-static void free_head(HeadCache *h) { free(h->key_sum); free(h->value_sum); free(h->key_tiles); free(h->values); }
 
 /* one query against a head, through the tiled loop */
 static void head_attend(const HeadCache *h, const float *q, int hd, float *out) {
     float *scratch = calloc(ATT_TILE_Q * (hd + 2), sizeof(float));
-    int comp_slot = h->compensate && h->compressed ? h->n_sink : -1;
-    attention(out, hd, q, hd, 1, h->key_tiles, h->values, h->n, h->n - 1, hd, scratch, comp_slot,
-              h->n_dropped > 0 ? logf((float)h->n_dropped) : -INFINITY);
+    attention(out, hd, q, hd, 1, h, h->n - 1, hd, 0, 0, scratch);
     free(scratch);
 }
 
@@ -1340,7 +1562,7 @@ static void test_compensation(void) {
         float *K = random_tensor((size_t)n * hd, 1.5f, 0), *V = random_tensor((size_t)n * hd, 1.0f, 0),
               *q = random_tensor(hd, 1.5f, 0);
         HeadCache h = new_head(hd, n_sink, 1);
-        for (int t = 0; t < n; t++) head_append(&h, K + t * hd, V + t * hd, hd, n);
+        for (int t = 0; t < n; t++) head_append(&h, K + t * hd, V + t * hd, (float)t, hd, n);
         head_compress(&h, window, hd);
         float out[64], ref[64], mean_k[64] = {0}, mean_v[64] = {0};
         int n_dropped = n - n_sink - window > 0 ? n - n_sink - window : 0;
@@ -1372,12 +1594,13 @@ static void test_compensation(void) {
     float *K = random_tensor((size_t)n * hd, 1.5f, 0), *V = random_tensor((size_t)n * hd, 1.0f, 0),
           *q = random_tensor(hd, 1.5f, 0);
     HeadCache sliding = new_head(hd, n_sink, 1);
-    for (int t = 0; t < 20; t++) head_append(&sliding, K + t * hd, V + t * hd, hd, 20); /* a 20-token prompt */
+    for (int t = 0; t < 20; t++)
+        head_append(&sliding, K + t * hd, V + t * hd, (float)t, hd, 20); /* a 20-token prompt */
     head_compress(&sliding, window, hd);
     for (int t = 20; t < n; t++) {
-        head_append(&sliding, K + t * hd, V + t * hd, hd, 1);
+        head_append(&sliding, K + t * hd, V + t * hd, (float)t, hd, 1);
         HeadCache scratch = new_head(hd, n_sink, 1);
-        for (int u = 0; u <= t; u++) head_append(&scratch, K + u * hd, V + u * hd, hd, t + 1);
+        for (int u = 0; u <= t; u++) head_append(&scratch, K + u * hd, V + u * hd, (float)u, hd, t + 1);
         head_compress(&scratch, window, hd);
         float a[64], b[64];
         head_attend(&sliding, q, hd, a);
@@ -1402,12 +1625,11 @@ static void test_compensation(void) {
     float *Q = random_tensor((size_t)turn * hd, 1.5f, 0), mean_k[64] = {0}, mean_v[64] = {0}, out[7 * 64], ref[64],
           worst_turn = 0;
     HeadCache h = new_head(hd, n_sink, 1);
-    for (int t = 0; t < prompt; t++) head_append(&h, K + t * hd, V + t * hd, hd, prompt);
+    for (int t = 0; t < prompt; t++) head_append(&h, K + t * hd, V + t * hd, (float)t, hd, prompt);
     head_compress(&h, window, hd);
-    for (int t = prompt; t < prompt + turn; t++) head_append(&h, K + t * hd, V + t * hd, hd, turn);
+    for (int t = prompt; t < prompt + turn; t++) head_append(&h, K + t * hd, V + t * hd, (float)t, hd, turn);
     float *scratch = calloc(ATT_TILE_Q * (hd + 2), sizeof(float));
-    attention(out, hd, Q, hd, turn, h.key_tiles, h.values, h.n, h.n - turn, hd, scratch, n_sink,
-              logf((float)n_dropped));
+    attention(out, hd, Q, hd, turn, &h, h.n - turn, hd, 0, 0, scratch);
     for (int t = n_sink; t < prompt - window; t++)
         for (int d = 0; d < hd; d++) mean_k[d] += K[t * hd + d] / n_dropped, mean_v[d] += V[t * hd + d] / n_dropped;
     const float **keys = malloc((prompt + turn) * sizeof(float *)),
@@ -1439,7 +1661,8 @@ static void test_cache_policies(void) {
     unsigned char retrieval[4] = {0, 1, 0, 0}; /* (layer 0, kv head 1) keeps everything */
     float *full_logits = NULL;
     for (int p = 0; p < 4; p++) {
-        CacheConfig cache = {(Policy)p, 4, 16, 5.0f, retrieval};
+        CacheConfig cache = {
+            .policy = (Policy)p, .n_sink = 4, .window_min = 16, .compression = 5.0f, .retrieval = retrieval};
         RunState s;
         build_runstate(&s, &m, n + steps, 64, &cache);
         forward(&m, &s, ids, n, NULL, NULL);
@@ -1469,7 +1692,8 @@ static void test_cache_policies(void) {
         free_runstate(&s);
     }
     /* razor whose window holds the whole prompt and generation: nothing dropped, exactly full */
-    CacheConfig wide = {POLICY_RAZOR, 4, n + steps, 5.0f, retrieval};
+    CacheConfig wide = {
+        .policy = POLICY_RAZOR, .n_sink = 4, .window_min = n + steps, .compression = 5.0f, .retrieval = retrieval};
     RunState s;
     build_runstate(&s, &m, n + steps, 64, &wide);
     forward(&m, &s, ids, n, NULL, NULL);
@@ -1665,6 +1889,230 @@ static void test_fuzz_regressions(void) {
     check(n >= 3, "%d inputs that once crashed razor (fuzz/regressions) are handled cleanly", n);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * 16-bit keys and values, ALiBi, chat templates */
+
+/* x rounded to IEEE half: 11 significant bits, nearest, ties to even; below 2^-14 in steps of 2^-24;
+ * from 65520 on, infinity (frexp and rint, not bit tricks). */
+static double ref_f16(float x) {
+    if (fabsf(x) >= 65520.0f) return x > 0 ? INFINITY : -INFINITY;
+    int e;
+    double m = frexp(x, &e);
+    if (e - 1 < -14) return ldexp(rint(ldexp(x, 24)), -24);
+    return ldexp(rint(ldexp(m, 11)), e - 11);
+}
+
+static void test_kv_types(void) {
+    /* every half widens to the float it stands for, and back; scalar and vector widening agree */
+    int ok = 1, back = 1, vec = 1;
+    for (uint32_t u = 0; u < 65536; u++) {
+        uint16_t h = (uint16_t)u;
+        int e = (h >> 10) & 31, frac = h & 1023;
+        double want = e == 31 ? (frac ? NAN : INFINITY) : e == 0 ? ldexp(frac, -24) : ldexp(1024 + frac, e - 25);
+        if (h & 0x8000) want = -want;
+        float got = f16_to_f32(h);
+        ok &= isnan(want) ? isnan(got) : got == (float)want;
+        back &= isnan(got) || f32_to_f16(got) == h;
+        uint16_t lanes[VEC];
+        for (int k = 0; k < VEC; k++) lanes[k] = (uint16_t)(u + (uint32_t)k * 4099u);
+        vecf w = widen_f16(lanes);
+        float wide[VEC];
+        memcpy(wide, &w, sizeof wide);
+        for (int k = 0; k < VEC; k++) {
+            float one = f16_to_f32(lanes[k]);
+            vec &= isnan(one) ? isnan(wide[k]) : wide[k] == one;
+        }
+    }
+    check(ok, "f16 -> f32: all 65536 halves, subnormals, infinities and NaN included");
+    check(back, "f32 -> f16 -> f32 gives every half back");
+    check(vec, "the vector widening (widen_f16) equals the scalar one for every half");
+    int rounding = 1;
+    for (int i = 0; i < 200000; i++) { /* random floats over the whole range of halves */
+        float x = ldexpf(urand(), (int)(urand() * 20));
+        double want = ref_f16(x);
+        rounding &= f16_to_f32(f32_to_f16(x)) == (float)want;
+    }
+    float ties[] = {1.0f + 0x1p-11f /* tie, to even: down */, 1.0f + 3 * 0x1p-11f /* tie: up */, 65504.0f, 65519.0f,
+                    65520.0f, 0x1p-24f, 0x1p-25f /* tie to zero */, 3 * 0x1p-25f /* tie: up to 2^-23 */};
+    for (size_t i = 0; i < sizeof ties / sizeof *ties; i++)
+        rounding &= f16_to_f32(f32_to_f16(ties[i])) == (float)ref_f16(ties[i]);
+    check(rounding, "f32 -> f16 rounds to nearest even (200000 random floats, ties, overflow, subnormals)");
+
+    /* the KV bytes under every policy are exactly half with 16-bit keys and values */
+    Config c = small_config(48, 80, 2, 4, 2, 97, 400);
+    TestModel tm = make_model(c, 31);
+    write_model(&tm, tmp_path("kv.bin"), FORMAT_RAZOR);
+    Model m;
+    load_model(&m, tmp_path("kv.bin"));
+    int n = 200, *ids = random_ids(n + 20, 97);
+    unsigned char retrieval[4] = {0, 1, 0, 0};
+    for (int p = 0; p < 4; p++) {
+        size_t kept[3], full[3];
+        for (int kv = KV_F32; kv <= KV_F16; kv++) {
+            CacheConfig cache = {.policy = (Policy)p, .kv_type = (KVType)kv, .n_sink = 4, .window_min = 16,
+                                 .compression = 5.0f, .retrieval = retrieval};
+            RunState s;
+            build_runstate(&s, &m, n + 20, 64, &cache);
+            forward(&m, &s, ids, n, NULL, NULL);
+            compress_cache(&s, &m.config);
+            for (int t = n; t < n + 20; t++) forward(&m, &s, ids + t, 1, NULL, NULL);
+            cache_bytes(&s, &m.config, &kept[kv], &full[kv]);
+            free_runstate(&s);
+        }
+        check(2 * kept[KV_BF16] == kept[KV_F32] && 2 * kept[KV_F16] == kept[KV_F32] && 2 * full[KV_F16] == full[KV_F32],
+              "policy %s: 16-bit keys and values hold exactly half the bytes (%zu, %zu of %zu; full %zu of %zu)",
+              policy_names[p], kept[KV_BF16], kept[KV_F16], kept[KV_F32], full[KV_F16], full[KV_F32]);
+    }
+    free(ids);
+    free_model(&m);
+    free_test_model(&tm);
+}
+
+/* ALiBi's slopes against the paper's numbers; the span rule on a model whose answer is worked out by
+ * hand; a head cut to its span moves its output by no more than the rule promises. */
+static void test_alibi(void) {
+    int counts[] = {8, 12, 40}, ok = 1;
+    for (size_t k = 0; k < 3; k++) {
+        float slope[40];
+        alibi_slopes(slope, counts[k]);
+        for (int h = 0; h < counts[k]; h++)
+            ok &= fabs(slope[h] - ref_slope(h, counts[k])) <= 1e-7 * ref_slope(h, counts[k]);
+    }
+    float s8[8], s12[12];
+    alibi_slopes(s8, 8);
+    alibi_slopes(s12, 12);
+    /* 8 heads: 1/2, 1/4, ..., 1/256; 12: those 8, then 2^-0.5, 2^-1.5, 2^-2.5, 2^-3.5 */
+    ok &= s8[0] == 0.5f && s8[7] == 0x1p-8f && s12[7] == 0x1p-8f && fabsf(s12[8] - 0.70710678f) < 1e-7f &&
+          fabsf(s12[11] - 0.08838835f) < 1e-7f;
+    check(ok, "ALiBi slopes for 8, 12 and 40 heads: the paper's sequences (12: 1/2..1/256, then 2^-0.5..2^-3.5)");
+
+    /* dim 8, 2 heads of 4, one layer: W_Q = W_K = the first 4 inputs times sqrt(1/2) (so W_Q^T W_K = diag(1/2, ..
+     * 1/2, 0 ..) and its spectral norm is 1/2), every norm weight 1/2: B = 0.5 * 0.25 * 8 / 2 = 0.5. Slopes
+     * 2^-4 and 2^-8. With eps = 1e-3:
+     *   head 0: L = (1 + 6.907755 - ln(1 - e^-0.0625)) / 0.0625 = (7.907755 + 2.803638) / 0.0625 = 171.38 -> 173
+     *   head 1: L = (7.907755 + 5.547076) / 0.00390625 = 3444.4 -> beyond the context of 1000: FULL */
+    Config c = small_config(8, 32, 1, 2, 2, 16, 1000);
+    c.pos_encoding = POS_ALIBI;
+    TestModel tm = make_model(c, 3);
+    memset(tm.wq, 0, 8 * 8 * sizeof(float));
+    memset(tm.wk, 0, 8 * 8 * sizeof(float));
+    for (int h = 0; h < 2; h++)
+        for (int r = 0; r < 4; r++) {
+            tm.wq[(h * 4 + r) * 8 + r] = sqrtf(0.5f);
+            tm.wk[(h * 4 + r) * 8 + r] = sqrtf(0.5f);
+        }
+    for (int j = 0; j < 8; j++) tm.rms_att[j] = 0.5f;
+    write_model(&tm, tmp_path("alibi.bin"), FORMAT_RAZOR);
+    Model m;
+    load_model(&m, tmp_path("alibi.bin"));
+    HeadProfile p;
+    int rc = span_rule(&m, &p, 1e-3f);
+    check(rc == 0 && p.span[0] == 173 && p.span[1] == 1000 && !p.retrieval[0] && p.retrieval[1],
+          "span rule on a hand-built model: spans %d and %d (want 173 and 1000 = the context, FULL)",
+          rc == 0 ? p.span[0] : -1, rc == 0 ? p.span[1] : -1);
+    if (rc == 0) {
+        HeadProfile back;
+        int ok_io = save_profile(&p, tmp_path("alibi.heads")) == 0 &&
+                    load_profile(&back, tmp_path("alibi.heads"), &m.config) == 0;
+        check(ok_io && back.span && back.span[0] == 173 && back.span[1] == 1000 && back.retrieval[1] &&
+                  back.span_eps == 1e-3f,
+              "an ALiBi profile (spans) round-trips through its .heads file");
+        if (ok_io) free_profile(&back);
+        Config rope = small_config(8, 32, 1, 2, 2, 16, 1000);
+        check(load_profile(&back, tmp_path("alibi.heads"), &rope) != 0 &&
+                  strstr(razor_error(), "uses RoPE"),
+              "a span profile is refused for a RoPE model: %s", razor_error());
+        free_profile(&p);
+    }
+    /* the promise: keys whose scores stay within +-B, the query's own among them; cut head 0 to its last
+     * 173 tokens; the output moves by less than 2 eps max|v| */
+    int n = 900, hd = 4;
+    float *K = random_tensor((size_t)n * hd, 0.5f, 0), *V = random_tensor((size_t)n * hd, 1.0f, 0), q[4], full[4],
+          cut[4];
+    for (int d = 0; d < hd; d++) q[d] = K[(size_t)(n - 1) * hd + d];
+    HeadCache all = cache_of(K, V, n, hd, KV_F32), last = cache_of(K + (size_t)(n - 173) * hd,
+                                                                   V + (size_t)(n - 173) * hd, 173, hd, KV_F32);
+    for (int j = 0; j < 173; j++) last.position[j] = (float)(n - 173 + j);
+    attention_reference(full, hd, q, hd, 1, &all, n - 1, hd, m.alibi_slope[0], (float)(n - 1));
+    attention_reference(cut, hd, q, hd, 1, &last, 172, hd, m.alibi_slope[0], (float)(n - 1));
+    float moved = max_abs_diff(full, cut, hd), max_v = 0;
+    for (int i = 0; i < n * hd; i++) max_v = fmaxf(max_v, fabsf(V[i]));
+    check(moved < 2 * 1e-3f * max_v && moved > 0,
+          "a head cut to its span moves its output by %g, under the rule's 2 eps max|v| = %g", moved, 2e-3f * max_v);
+    free_head(&all);
+    free_head(&last);
+    free(K); free(V);
+    free_model(&m);
+    free_test_model(&tm);
+}
+
+/* A two-turn conversation, system prompt included, in each template: the expected pieces written out
+ * from the templates' documentation (Llama 2's [INST] and <<SYS>>; Llama 3's header tokens; ChatML),
+ * special tokens by id, the text between them through the encoder (id 0: end of the list). */
+typedef struct { int id; const char *text; } Piece;
+
+static int expected_ids(const Tokenizer *tok, const Piece *pieces, int bos, int *ids) {
+    int n = 0;
+    for (int i = 0; pieces[i].id || pieces[i].text; i++) {
+        if (pieces[i].text) n += encode(tok, pieces[i].text, bos, ids + n);
+        else ids[n++] = pieces[i].id;
+        if (pieces[i].text) bos = 0; /* Llama 2: <s> before the first text of a turn */
+    }
+    return n;
+}
+
+static void test_chat_templates(void) {
+    size_t size;
+    unsigned char *head = slurp("tests/bbpe_tokenizer.bin", &size);
+    int32_t vocab;
+    memcpy(&vocab, head + 8, 4);
+    free(head);
+    Tokenizer tok;
+    if (load_tokenizer(&tok, "tests/bbpe_tokenizer.bin", vocab, vocab - 4, vocab - 3) != 0) {
+        check(0, "load tests/bbpe_tokenizer.bin: %s", razor_error());
+        return;
+    }
+    Config c = small_config(32, 32, 1, 2, 2, vocab, 64);
+    c.bos_id = vocab - 4; /* <|begin_of_text|> */
+    c.eos_id = vocab - 3;
+    int A = vocab - 2, B = vocab - 1, E = 7; /* stand-ins for the template's special tokens */
+    const Piece llama2_1[] = {{0, "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi there [/INST]"}, {0, NULL}},
+                llama2_2[] = {{c.eos_id, NULL}, {0, "[INST] And then? [/INST]"}, {0, NULL}},
+                llama3_1[] = {{c.bos_id, NULL}, {A, NULL}, {0, "system"}, {B, NULL}, {0, "\n\nBe brief."}, {E, NULL},
+                              {A, NULL}, {0, "user"}, {B, NULL}, {0, "\n\nHi there"}, {E, NULL},
+                              {A, NULL}, {0, "assistant"}, {B, NULL}, {0, "\n\n"}, {0, NULL}},
+                llama3_2[] = {{E, NULL}, {A, NULL}, {0, "user"}, {B, NULL}, {0, "\n\nAnd then?"}, {E, NULL},
+                              {A, NULL}, {0, "assistant"}, {B, NULL}, {0, "\n\n"}, {0, NULL}},
+                chatml_1[] = {{A, NULL}, {0, "system\nBe brief."}, {B, NULL}, {0, "\n"},
+                              {A, NULL}, {0, "user\nHi there"}, {B, NULL}, {0, "\n"},
+                              {A, NULL}, {0, "assistant\n"}, {0, NULL}},
+                chatml_2[] = {{B, NULL}, {0, "\n"}, {A, NULL}, {0, "user\nAnd then?"}, {B, NULL}, {0, "\n"},
+                              {A, NULL}, {0, "assistant\n"}, {0, NULL}};
+    struct { const char *name; int template; const Piece *turn[2]; } cases[] = {
+        {"Llama 2", CHAT_LLAMA2, {llama2_1, llama2_2}},
+        {"Llama 3", CHAT_LLAMA3, {llama3_1, llama3_2}},
+        {"ChatML", CHAT_CHATML, {chatml_1, chatml_2}},
+    };
+    for (int k = 0; k < 3; k++) {
+        c.chat_template = cases[k].template;
+        c.chat_tokens[0] = A;
+        c.chat_tokens[1] = B;
+        c.chat_tokens[2] = k == 1 ? E : -1;
+        for (int turn = 0; turn < 2; turn++) {
+            int want[512], got[512];
+            int n_want = expected_ids(&tok, cases[k].turn[turn], k == 0, want);
+            int n = chat_turn_tokens(&c, &tok, turn ? NULL : "Be brief.", turn ? "And then?" : "Hi there", turn, got);
+            check(n == n_want && memcmp(got, want, (size_t)n * sizeof(int)) == 0,
+                  "%s template, turn %d: the %d ids its documentation gives (got %d)", cases[k].name, turn + 1,
+                  n_want, n);
+        }
+        int end = k == 1 ? E : k == 2 ? B : -1;
+        check(k == 0 || (is_stop_token(&c, end) && !is_stop_token(&c, A)),
+              "%s: generation stops at the end of a turn, and not at its other special tokens", cases[k].name);
+    }
+    free_tokenizer(&tok);
+}
+
 int main(int argc, char **argv) {
     if (argc == 10 && !strcmp(argv[1], "--random-model")) { /* for make bench: a random razor-format model */
         int v[7];
@@ -1692,6 +2140,9 @@ int main(int argc, char **argv) {
     test_move_slots();
     test_compensation();
     test_cache_policies();
+    test_kv_types();
+    test_alibi();
+    test_chat_templates();
     test_profiler();
     test_tokenizer();
     test_byte_level_tokenizer();

@@ -1,7 +1,8 @@
-/* fuzz/fuzz_model.c: load_model on all three header formats. A tiny model that loads (< 4 MB,
- * seq_len >= 8) also runs: full cache, 3 tokens as a block then 1; razor cache (1 sink, window 2,
- * every other KV head a retrieval head), 5 tokens, compression, then 3 single tokens; then again
- * with bf16 weights (-w bf16), 3 tokens then 1. */
+/* fuzz/fuzz_model.c: load_model on all three header formats, razor's versions 1 and 2 (every weight
+ * type, biases, q/k norms, ALiBi, chat records). A tiny model that loads (< 4 MB, seq_len >= 8) also
+ * runs: full cache, 3 tokens as a block then 1; razor cache with f16 keys and values (1 sink, window 2,
+ * every other KV head a retrieval head; an ALiBi model: its spans), 5 tokens, compression, then 3
+ * single tokens; then again with bf16 weights (-w bf16; not for q8 files), 3 tokens then 1. */
 #include "common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -20,13 +21,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         free_runstate(&s);
         unsigned char retrieval[2 * 1024] = {0};
         for (int i = 0; i < c->n_layers * c->n_kv_heads && i < (int)sizeof retrieval; i += 2) retrieval[i] = 1;
-        CacheConfig cache = {POLICY_RAZOR, 1, 2, 2.0f, c->n_layers * c->n_kv_heads <= (int)sizeof retrieval ? retrieval : NULL};
+        CacheConfig cache = {.policy = POLICY_RAZOR,
+                             .kv_type = KV_F16,
+                             .n_sink = 1,
+                             .window_min = 2,
+                             .compression = 2.0f,
+                             .retrieval = c->n_layers * c->n_kv_heads <= (int)sizeof retrieval ? retrieval : NULL};
+        HeadProfile spans = {0};
+        if (c->pos_encoding == POS_ALIBI && c->dim <= 64 && span_rule(&m, &spans, 1e-3f) == 0) {
+            cache.retrieval = spans.retrieval;
+            cache.span = spans.span;
+        }
         if (build_runstate(&s, &m, 8, 4, &cache) != 0) abort();
         if (!forward(&m, &s, ids, 5, NULL, NULL)) abort();
         compress_cache(&s, c);
         for (int i = 0; i < 3; i++) if (!forward(&m, &s, ids + i, 1, NULL, NULL)) abort();
         free_runstate(&s);
-        if (model_to_bf16(&m) != 0) abort();
+        free_profile(&spans);
+        if (model_to_bf16(&m) != 0) { /* q8 weights have no -w bf16 */
+            if (c->weight_type != WEIGHT_Q8) abort();
+            free_model(&m);
+            return 0;
+        }
         if (build_runstate(&s, &m, 8, 4, NULL) != 0) abort();
         if (!forward(&m, &s, ids, 3, NULL, NULL) || !forward(&m, &s, ids + 3, 1, NULL, NULL)) abort();
         free_runstate(&s);

@@ -48,6 +48,48 @@ def model(fmt, dim, hidden, layers, heads, kv_heads, vocab, seq_len, shared=1, h
     return h + body
 
 
+def model_v2(dim, hidden, layers, heads, kv_heads, vocab, seq_len, shared=1, weight_type=0, alibi=0, bias=0,
+             qk_norm=0, chat=0, chat_tokens=(-1, -1, -1, -1)):
+    """razor version 2 (model.h): a 120-byte header, tensors at multiples of 64 bytes, matrices in
+    weight_type (0 f32, 1 bf16, 2 q8 groups of 32 with a float32 scale each)."""
+    hd = dim // heads
+    q, kv, L = heads * hd, kv_heads * hd, layers
+    h = struct.pack("<I12i2fi3fi", 0x727a6172, 2, dim, hidden, layers, heads, kv_heads, hd, vocab, seq_len,
+                    1, 2, shared, 1e-5, 10000.0, 0, 0.0, 0.0, 0.0, 0)
+    h += struct.pack("<10i", weight_type, 32 if weight_type == 2 else 0, alibi, bias, qk_norm, chat, *chat_tokens)
+    body = bytearray(h.ljust(256, b"\0"))
+
+    def put(data):
+        body.extend(b"\0" * (-len(body) % 64))
+        body.extend(data)
+
+    def matrix(n, scale=0.5):
+        if weight_type == 0:
+            put(floats(n, scale))
+        elif weight_type == 1:
+            put(struct.pack("<%dH" % n, *(rng.randrange(0x3c00, 0x3f80) | rng.choice((0, 0x8000)) for _ in range(n))))
+        else:
+            put(struct.pack("<%db" % n, *(rng.randrange(-127, 128) for _ in range(n))))
+            put(floats(n // 32, 0.01, 0.01))
+    matrix(vocab * dim, 1.0)
+    put(floats(L * dim, 0.3, 1))
+    for n in (L * q * dim, L * kv * dim, L * kv * dim, L * dim * q):
+        matrix(n)
+    put(floats(L * dim, 0.3, 1))
+    for n in (L * hidden * dim, L * dim * hidden, L * hidden * dim):
+        matrix(n, 0.3)
+    put(floats(dim, 0.3, 1))
+    if bias:
+        for n in (L * q, L * kv, L * kv):
+            put(floats(n, 0.5))
+    if qk_norm:
+        put(floats(L * hd, 0.3, 1))
+        put(floats(L * hd, 0.3, 1))
+    if not shared:
+        matrix(vocab * dim)
+    return bytes(body)
+
+
 # models: each format, tied and untied, MHA/GQA/MQA, razor's own head_dim and Llama 3 rope scaling
 out("model", "v0_tied", model("v0", 16, 24, 1, 2, 2, 16, 8))
 out("model", "v0_untied_gqa", model("v0", 16, 16, 2, 4, 2, 12, 9, shared=0))
@@ -57,6 +99,13 @@ out("model", "razor_tied", model("razor", 16, 24, 1, 2, 1, 16, 8))
 out("model", "razor_headdim_llama3", model("razor", 8, 16, 2, 4, 2, 12, 16, shared=0, head_dim=6, rope_scaling=1,
                                            theta=500000.0))
 out("model", "razor_dim32", model("razor", 32, 48, 1, 4, 4, 20, 64))
+# razor version 2: weight types, Qwen's biases and q/k norms, ALiBi (5 heads), chat template records
+out("model", "v2_f32_bias_qknorm_chatml", model_v2(32, 64, 1, 4, 2, 20, 16, shared=0, bias=1, qk_norm=1, chat=2,
+                                                   chat_tokens=(17, 18, -1, -1)))
+out("model", "v2_bf16_llama3_chat", model_v2(32, 64, 2, 4, 4, 20, 16, weight_type=1, chat=1,
+                                             chat_tokens=(16, 17, 18, -1)))
+out("model", "v2_q8_untied", model_v2(32, 64, 1, 2, 1, 12, 16, shared=0, weight_type=2))
+out("model", "v2_alibi_5_heads", model_v2(40, 64, 1, 5, 5, 12, 16, alibi=1))
 
 # tokenizers: u16 (vocab_size - 1), then the file
 def tokenizer(pieces, max_len=None):
