@@ -14,7 +14,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     for (int i = 0; i < 3; i++) {
         char path[512];
         snprintf(path, sizeof path, "%s/%s", TESTS_DIR, names[i]);
-        if (load_tokenizer(&tok[i], path, 1979, 1972, 1973) != 0 || !tok[i].byte_level) { fprintf(stderr, "%s\n", razor_error()); exit(1); }
+        if (load_tokenizer(&tok[i], path, 1998, 1972, 1973) != 0 || !tok[i].byte_level) { fprintf(stderr, "%s\n", razor_error()); exit(1); }
     }
     return 0;
 }

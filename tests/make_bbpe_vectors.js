@@ -5,12 +5,14 @@
 //   tests/bbpe_tokenizer.bin          that, exported by tokenizer_bbpe.py
 //   tests/bbpe_tokenizer_gpt2.bin     the same vocabulary and merges, GPT-2 style (ByteLevel's own regex,
 //                                     no ignore_merges)
-//   tests/bbpe_tokenizer_qwen2.bin    the same, Qwen2 style (NFC normalizer, Qwen2 regex)
+//   tests/bbpe_tokenizer_qwen2.bin    the same vocabulary and merges, Qwen2 / Qwen2.5 / Qwen3 style: NFC
+//                                     normalizer, Qwen2 regex, and Qwen's own added tokens (QWEN_ADDED)
 //   tests/bbpe_vectors.h              texts and the ids Hugging Face tokenizers (Rust, through its Node
 //                                     bindings) gives for them with each tokenizer (no BOS)
 // Special tokens are given spellings no text contains before the reference encodes: razor never
 // splits them out of text (the library's encode_special_tokens); their literal text is ordinary text.
-// The Qwen2 tokenizer normalizes to NFC: its ids are those of the NFC-normalized text.
+// The Qwen2 tokenizer normalizes to NFC: its ids are those of the NFC-normalized text; its added tokens are
+// not normalized (as Qwen's): they are split out of the raw text, then each piece between them is normalized.
 //
 // usage (the npm package `tokenizers`, e.g. installed with `npm install tokenizers` in /tmp/t):
 //   NODE_PATH=/tmp/t/node_modules node tests/make_bbpe_vectors.js
@@ -26,9 +28,30 @@ const N_MERGES = 1700, N_WHOLE = 16, CORPUS_BYTES = 300000;
 
 const LLAMA3 = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 const QWEN2 = LLAMA3.replace('\\p{N}{1,3}', '\\p{N}');
-const byteLevel = useRegex => ({ type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: useRegex });
-const splitThenBytes = re => ({ type: 'Sequence', pretokenizers: [
-  { type: 'Split', pattern: { Regex: re }, behavior: 'Isolated', invert: false }, byteLevel(false)] });
+const byteLevel = (useRegex, trim = true) => ({ type: 'ByteLevel', add_prefix_space: false, trim_offsets: trim,
+                                                 use_regex: useRegex });
+const splitThenBytes = (re, trim = true) => ({ type: 'Sequence', pretokenizers: [
+  { type: 'Split', pattern: { Regex: re }, behavior: 'Isolated', invert: false }, byteLevel(false, trim)] });
+
+// Qwen's added tokens, as Qwen3's tokenizer.json and tokenizer_config.json declare them (Qwen/Qwen3-4B's, quoted
+// in github.com/akougkas/warpio-cli warpio-docs/ai-docs/model_cards/qwen3:4b.md; Qwen2.5's ids as in
+// github.com/pytorch/torchtune torchtune/models/qwen2_5/_tokenizer.py and qwen3/_tokenizer.py, from
+// huggingface.co/Qwen/Qwen2.5-7B-Instruct's tokenizer_config.json): ids 151643 on, right after the 151643 BPE
+// tokens, every one normalized: false, lstrip / rstrip / single_word false. Special: <|endoftext|> ...
+// <|video_pad|> (151643-151656); not special: <tool_call> </tool_call> and the <|fim_*|> <|repo_name|>
+// <|file_sep|> code tokens (151657-151664). Qwen2 has the first three only, Qwen2.5 these 22, Qwen3 adds
+// <tool_response> </tool_response> <think> </think> (151665-151668, not special). Their tokenizer.json: normalizer
+// NFC; pre_tokenizer Split(the Qwen2 regex, Isolated) + ByteLevel(add_prefix_space, trim_offsets, use_regex all
+// false); post_processor and decoder ByteLevel (no BOS: bos_token null, add_bos_token false); model BPE with
+// ignore_merges false, continuing_subword_prefix and end_of_word_suffix "". tokenizer_config.json: eos_token
+// <|im_end|> (instruct models; the base models' <|endoftext|>), pad_token <|endoftext|>, split_special_tokens false
+// (transformers splits the special tokens out of text; razor never does, see above). Here the ids follow the
+// small vocabulary.
+const QWEN_SPECIAL = 14, QWEN_ADDED = ['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<|object_ref_start|>',
+  '<|object_ref_end|>', '<|box_start|>', '<|box_end|>', '<|quad_start|>', '<|quad_end|>', '<|vision_start|>',
+  '<|vision_end|>', '<|vision_pad|>', '<|image_pad|>', '<|video_pad|>', '<tool_call>', '</tool_call>',
+  '<|fim_prefix|>', '<|fim_middle|>', '<|fim_suffix|>', '<|fim_pad|>', '<|repo_name|>', '<|file_sep|>',
+  '<tool_response>', '</tool_response>', '<think>', '</think>'];
 
 // GPT-2's bytes <-> printable characters
 const bytesToChars = (() => {
@@ -131,15 +154,20 @@ const added = [['<|begin_of_text|>', true], ['<|end_of_text|>', true], ['<|eot_i
                ['<think>', false], ['</think>', false], ['<tool_call>', false], ['</tool_call>', false]]
   .map(([content, special], k) => ({ id: next + k, content, single_word: false, lstrip: false, rstrip: false,
                                      normalized: false, special }));
+const qwenAdded = QWEN_ADDED.map((content, k) => ({ id: next + k, content, single_word: false, lstrip: false,
+                                                   rstrip: false, normalized: false, special: k < QWEN_SPECIAL }));
+const qwen2 = tokenizerJson(vocab, mergeList, qwenAdded, splitThenBytes(QWEN2, false), { normalizer: { type: 'NFC' } });
+qwen2.post_processor = qwen2.decoder = byteLevel(false, false);
+Object.assign(qwen2.model, { continuing_subword_prefix: '', end_of_word_suffix: '' });
 const variants = {
   llama3: ['bbpe_tokenizer', tokenizerJson(vocab, mergeList, added, splitThenBytes(LLAMA3), { ignoreMerges: true, bos: added[0] })],
   gpt2: ['bbpe_tokenizer_gpt2', tokenizerJson(vocab, mergeList, added, byteLevel(true))],
-  qwen2: ['bbpe_tokenizer_qwen2', tokenizerJson(vocab, mergeList, added, splitThenBytes(QWEN2), { normalizer: { type: 'NFC' } })],
+  qwen2: ['bbpe_tokenizer_qwen2', qwen2],
 };
 
 const PARAGRAPH = fs.readFileSync(path.join(TOP, 'train', 'data', 'austen.txt'), 'utf8').split('\n\n')
   .find(p => p.length > 500 && p.length < 700);
-const TEXTS = [
+const BASE_TEXTS = [
   'It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife.',
   '', ' ', '   ', 'a', '\n', '\n\n\n', ' \n ', '\tTabs\tand  two  spaces', 'x\u00a0y\u3000z\u2028w\u0085v\u000b\u000c\u001cu',
   '\r\nWindows lines\r\n', '    indented', 'trailing   ', 'x\n\n\ny  \n  z',
@@ -154,6 +182,28 @@ const TEXTS = [
   '    return x\n\n  \n}\n', 'x  \n', '\n\n  \n', "Hi!\nYes.\n\nNo?\r\n...\nx'Sure y'ſtill z'sup w'DEAR", 'She was' + wholeAdded.slice(0, 6).join('').replace(/Ġ/g, ' ') + ' indeed.',
   PARAGRAPH,
 ];
+// Qwen's chat, tool, code and vision markup (special ones are text here), its added tokens next to each other,
+// cut short and nested, NFC next to them (U+0338 after '>' or '=' composes: Qwen splits them out before it
+// normalizes), CJK compatibility ideographs and Hangul jamo that NFC changes, Chinese with digits
+const QWEN_TEXTS = [
+  '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n你好，请介绍一下你自己。<|im_end|>\n' +
+    '<|im_start|>assistant\n<think>\n用户在打招呼，我应该礼貌地回答。\n</think>\n\n你好！我是通义千问。<|im_end|>\n<|endoftext|>',
+  '<tool_call>\n{"name": "get_weather", "arguments": {"city": "北京", "unit": "celsius"}}\n</tool_call><|im_end|>\n' +
+    '<|im_start|>user\n<tool_response>\n{"temperature": 21.5}\n</tool_response><|im_end|>',
+  '<|fim_prefix|>def add(a, b):\n    <|fim_suffix|>\n    return c\n<|fim_middle|>c = a + b<|fim_pad|><|fim_pad|>',
+  '<|repo_name|>razor\n<|file_sep|>razor.c\nint main(void) { return 0; }\n<|file_sep|>README.md\n# razor',
+  '<|vision_start|><|image_pad|><|image_pad|><|vision_end|>描述这张图片：<|object_ref_start|>一只猫<|object_ref_end|>' +
+    '<|box_start|>(10,20),(300,400)<|box_end|><|quad_start|><|quad_end|><|video_pad|><|vision_pad|>',
+  '<think></think><tool_call></tool_call><tool_response></tool_response><think><think></think>',
+  ' <think> x </think> \n\n<tool_call> \t</tool_call>\n',
+  '<think</think>><<think>>think> </think</think>\n<tool_call<tool_call>><tool_response</tool_response>>',
+  '<|im_start|<|im_end|>|> <|endoftext|<|fim_prefix|<|fim_prefix|>> <||> <|> |> <|endoftext|><|endoftext|>',
+  'a</think>\u0338b <tool_call>\u0338 =\u0338 <\u0338think> e<think>\u0301 \u0338<think> <think>Cafe\u0301 \u212b</think>',
+  '\uf900\uf901\ufa10 \u1112\u1161\u11ab\u1100\u1173\u11af 한글 ＡＢＣ１２３ ｶﾀｶﾅ',
+  '价格是123.45元，约合１７美元（2024年12月31日）。“引号”与《书名号》……',
+  '我用Python写了一个tokenizer，速度很快！It works 很好。\n\n第二段\t缩进',
+];
+const TEXTS = BASE_TEXTS.concat(QWEN_TEXTS);
 
 async function encodeAll(tj, texts) {
   const ref = JSON.parse(JSON.stringify(tj));
@@ -164,14 +214,15 @@ async function encodeAll(tj, texts) {
 }
 
 (async () => {
-  // repeat the first early merge whose move to the last rank changes some text's ids in every variant
+  // repeat the first early merge whose move to the last rank changes some text's ids in every variant (looking
+  // at BASE_TEXTS only: texts added later leave tests/bbpe_tokenizer.json and its ids as they were)
   for (let k = 0; k < 200 && mergeList === merges; k++) {
     const moved = merges.concat([merges[k]]);
     let changes = true;
     for (const name of Object.keys(variants)) {
-      const a = await encodeAll(variants[name][1], TEXTS), tj = JSON.parse(JSON.stringify(variants[name][1]));
+      const a = await encodeAll(variants[name][1], BASE_TEXTS), tj = JSON.parse(JSON.stringify(variants[name][1]));
       tj.model.merges = moved;
-      const b = await encodeAll(tj, TEXTS);
+      const b = await encodeAll(tj, BASE_TEXTS);
       changes = changes && a.some((ids, i) => ids !== b[i]);
     }
     if (changes) mergeList = moved;
@@ -201,7 +252,8 @@ async function encodeAll(tj, texts) {
     '/* Generated by tests/make_bbpe_vectors.js: do not edit.',
     ` * Ids from Hugging Face tokenizers ${require('tokenizers/package.json').version} (Node bindings) for tests/bbpe_tokenizer*.bin,`,
     ' * encode(text, addSpecialTokens = false) with special tokens never split out of the text.',
-    ' * Qwen2: the library normalizes the text to NFC first (razor must do the same). */',
+    ' * Qwen2: the library normalizes the text to NFC first (razor must do the same), but not Qwen\'s added tokens:',
+    ' * they are split out of the raw text, then each piece between them is normalized. */',
     '#ifndef BBPE_VECTORS_H', '#define BBPE_VECTORS_H', '',
     `#define BBPE_VECTORS_MAX_IDS ${maxIds}`, `#define BBPE_VECTORS_COUNT ${TEXTS.length}`, '',
     'typedef struct {', '    const char *text;', '    int n_ids;', '    int ids[BBPE_VECTORS_MAX_IDS];', '} BbpeVector;', ''];
@@ -216,5 +268,6 @@ async function encodeAll(tj, texts) {
   }
   out.push('#endif');
   fs.writeFileSync(T('bbpe_vectors.h'), out.join('\n') + '\n');
-  console.log(`wrote tests/bbpe_vectors.h: ${TEXTS.length} texts x ${Object.keys(variants).length} tokenizers; vocabulary ${next + added.length}`);
+  console.log(`wrote tests/bbpe_vectors.h: ${TEXTS.length} texts x ${Object.keys(variants).length} tokenizers; ` +
+              `vocabulary ${next + added.length}, Qwen2 ${next + qwenAdded.length}`);
 })();

@@ -2,9 +2,10 @@
 tests/test_tokenizer_bbpe.py: tests for tokenizer_bbpe.py (plain python 3).
 
 tests/bbpe_tokenizer.json must export to tests/bbpe_tokenizer.bin byte for byte, and its GPT-2 and
-Qwen2 variants (made as tests/make_bbpe_vectors.js makes them) to tests/bbpe_tokenizer_gpt2.bin and
-tests/bbpe_tokenizer_qwen2.bin; every tokenizer.json that razor could not reproduce exactly must be
-refused with a BbpeError naming the field, and leave no output file.
+Qwen2 variants (made as tests/make_bbpe_vectors.js makes them; the Qwen2 one with Qwen's own added
+tokens) to tests/bbpe_tokenizer_gpt2.bin and tests/bbpe_tokenizer_qwen2.bin; every tokenizer.json that
+razor could not reproduce exactly must be refused with a BbpeError naming the field, and leave no
+output file.
 
     python3 tests/test_tokenizer_bbpe.py
 """
@@ -32,17 +33,45 @@ def check(cond, what):
         print('FAIL', what)
 
 
+# Qwen3's added tokens (Qwen2.5: the first 22), in id order from 151643; the first 14 special; all normalized: false
+# (sources: tests/make_bbpe_vectors.js)
+QWEN_SPECIAL, QWEN_ADDED = 14, [
+    '<|endoftext|>', '<|im_start|>', '<|im_end|>', '<|object_ref_start|>', '<|object_ref_end|>', '<|box_start|>',
+    '<|box_end|>', '<|quad_start|>', '<|quad_end|>', '<|vision_start|>', '<|vision_end|>', '<|vision_pad|>',
+    '<|image_pad|>', '<|video_pad|>', '<tool_call>', '</tool_call>', '<|fim_prefix|>', '<|fim_middle|>',
+    '<|fim_suffix|>', '<|fim_pad|>', '<|repo_name|>', '<|file_sep|>', '<tool_response>', '</tool_response>',
+    '<think>', '</think>']
+
+
 def variants(tj):
     """The GPT-2 and Qwen2 variants of the Llama 3 style test tokenizer."""
-    byte_level = lambda use_regex: {'type': 'ByteLevel', 'add_prefix_space': False, 'trim_offsets': True, 'use_regex': use_regex}
+    byte_level = lambda use_regex, trim=True: {'type': 'ByteLevel', 'add_prefix_space': False, 'trim_offsets': trim,
+                                               'use_regex': use_regex}
     gpt2, qwen2 = copy.deepcopy(tj), copy.deepcopy(tj)
     for v in (gpt2, qwen2):
         v['model']['ignore_merges'] = False
         v['post_processor'] = byte_level(True)
     gpt2['pre_tokenizer'] = byte_level(True)
     qwen2['pre_tokenizer']['pretokenizers'][0]['pattern']['Regex'] = QWEN2
+    qwen2['pre_tokenizer']['pretokenizers'][1] = qwen2['post_processor'] = qwen2['decoder'] = byte_level(False, False)
     qwen2['normalizer'] = {'type': 'NFC'}
+    qwen2['model'].update(continuing_subword_prefix='', end_of_word_suffix='')
+    first = min(t['id'] for t in tj['added_tokens'])
+    qwen2['added_tokens'] = [{'id': first + k, 'content': c, 'single_word': False, 'lstrip': False, 'rstrip': False,
+                              'normalized': False, 'special': k < QWEN_SPECIAL} for k, c in enumerate(QWEN_ADDED)]
     return {'bbpe_tokenizer_gpt2.bin': gpt2, 'bbpe_tokenizer_qwen2.bin': qwen2}
+
+
+def token_kinds(path):
+    """An RZTK file's tokens: [(bytes, kind)]."""
+    with open(path, 'rb') as f:
+        d = f.read()
+    out, at = [], 40
+    for _ in range(struct.unpack_from('<i', d, 8)[0]):
+        n = struct.unpack_from('<i', d, at)[0]
+        out.append((d[at + 5:at + 5 + n], d[at + 4]))
+        at += 5 + n
+    return out
 
 
 def export(tj, tmp, name='t'):
@@ -103,8 +132,20 @@ def main():
             with open(out, 'rb') as a, open(os.path.join(ROOT, 'tests', name), 'rb') as b:
                 same = a.read() == b.read()
             check(same or not exact, f'{name}: the export differs from the committed file')
-        check(info['bos_id'] == 1972 and info['eos_id'] == 1973, f'bos/eos {info}')
+        # Qwen: no BOS, <|endoftext|> the EOS by its name, NFC with unnormalized added tokens (no flag 4); the
+        # special ones (type 4) are never split out of text, the others (type 2) always
+        check((info['vocab_size'], info['bos_id'], info['eos_id'], info['kind'], info['flags']) ==
+              (1998, -1, 1972, 3, 2), f'qwen2: {info}')
+        kinds = token_kinds(out)[1972:]
+        check([(p.decode(), k) for p, k in kinds] ==
+              [(c, 4 if k < QWEN_SPECIAL else 2) for k, c in enumerate(QWEN_ADDED)], f'qwen2 added tokens: {kinds}')
         check_nfc_section(out)
+        qwen2 = variants(tj)['bbpe_tokenizer_qwen2.bin']
+        os.makedirs(os.path.join(tmp, 'qwen'))
+        with open(os.path.join(tmp, 'qwen', 'tokenizer_config.json'), 'w', encoding='utf-8') as f:
+            json.dump({'bos_token': None, 'eos_token': '<|im_end|>', 'add_bos_token': False}, f)  # Qwen instruct's
+        info, _ = export(qwen2, os.path.join(tmp, 'qwen'))
+        check((info['bos_id'], info['eos_id']) == (-1, 1974), f'qwen2 with its tokenizer_config.json: {info}')
         info, _ = export(tj, tmp)
         check((info['kind'], info['flags'], info['bos_id']) == (1, 1, 1972), f'llama3 style: {info}')
         info = export_bbpe(os.path.join(tmp, 't.json'), os.path.join(tmp, 't.bin'), bos='<|end_of_text|>', eos=1974)
@@ -131,9 +172,11 @@ def main():
         bad(lambda t: t.update(post_processor={'type': 'BertProcessing'}), 'post_processor')
         bad(lambda t: t['added_tokens'][4].update(lstrip=True), 'lstrip')
         bad(lambda t: t['added_tokens'][4].update(single_word=True), 'single_word')
-        qwen2 = variants(tj)['bbpe_tokenizer_qwen2.bin']
-        bad(lambda t: t['added_tokens'][4].update(normalized=True), 'both normalized and unnormalized', qwen2)
-        bad(lambda t: t['added_tokens'].append({'id': 1979, 'content': 'e\u0301', 'special': False}), 'NFC changes it', qwen2)
+        bad(lambda t: t['added_tokens'][QWEN_ADDED.index('<think>')].update(normalized=True),
+            'both normalized and unnormalized', qwen2)
+        bad(lambda t: t['added_tokens'].append({'id': 1998, 'content': 'e\u0301', 'special': False}), 'NFC changes it',
+            qwen2)
+        bad(lambda t: t['model'].update(continuing_subword_prefix='##'), 'model.continuing_subword_prefix', qwen2)
         bad(lambda t: t['model']['vocab'].update({'\u2581the': 3000}), 'model.vocab')
         bad(lambda t: t['model']['merges'].append('Ġ zzzzz'), 'model.merges')
         bad(lambda t: t['model']['vocab'].pop('Ā'), 'byte 0x00')
