@@ -88,4 +88,4 @@ clean:
 
 # Speed on fixed configurations: see tests/bench.sh
 bench: razor test_razor
-	THREADS=$(THREADS) sh tests/bench.sh
+	THREADS=$(THREADS) PYTHON=$(PYTHON) sh tests/bench.sh

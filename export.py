@@ -4,6 +4,7 @@ export.py: convert a Llama-family checkpoint into a model file razor can load (s
     python3 export.py OUT.bin --hf DIR            # Hugging Face folder (config.json + *.safetensors)
     python3 export.py OUT.bin --meta DIR          # Meta's params.json + consolidated.*.pth (needs torch)
     python3 export.py OUT.bin --checkpoint X.pt   # a llama2.c training checkpoint (needs torch)
+    python3 export.py OUT.bin --bin MODEL.bin --dtype q8  # a llama2.c .bin or razor float32 file, re-written
 options:
     --dtype f32|bf16|q8  how the weight matrices are stored (default f32; norms and biases stay f32).
                          bf16 rounds the float32 value to nearest even, exactly as razor's -w bf16 does;
@@ -545,6 +546,69 @@ def load_checkpoint(path):
     return meta_style_model(ck['model_args'], ck['model'], path)
 
 
+def load_bin(path):
+    """A llama2.c file (version 0 or 1) or a razor float32 file (version 1, or 2 without q/k/v biases, q/k
+    norms or ALiBi): already in razor's layout, read with numpy. For re-writing one as bf16 or q8."""
+    size = os.path.getsize(path)
+    raw = np.memmap(path, dtype=np.uint8, mode='r')
+    if size < 28:
+        fail(f'{path}: {size} bytes, too small to be a model file')
+    magic, version = struct.unpack('<Ii', raw[:8].tobytes())
+    c = base_config()
+    if magic == RAZOR_MAGIC:
+        f = struct.unpack('<I12i2fi3fi', raw[:80].tobytes())
+        c.update(zip(('dim', 'hidden_dim', 'n_layers', 'n_heads', 'n_kv_heads', 'head_dim', 'vocab_size', 'seq_len',
+                      'bos_id', 'eos_id', 'shared_classifier', 'norm_eps', 'rope_theta', 'rope_scaling', 'rope_factor',
+                      'rope_low_freq_factor', 'rope_high_freq_factor', 'rope_original_context'), f[2:]))
+        extra = struct.unpack('<10i', raw[80:120].tobytes()) if version == 2 else (0,) * 6 + (-1,) * 4
+        if version not in (1, 2) or any(extra[:5]):
+            fail(f'{path}: only razor version 1 files and float32 version 2 files without biases, q/k norms or '
+                 'ALiBi can be re-written')
+        c.update(chat_template=extra[5], chat_tokens=list(extra[6:]))
+        kind, at, align = 'razor', HEADER_BYTES, 64 if version == 2 else 1
+    else:
+        if magic == 0x616B3432:
+            if version != 1:
+                fail(f'{path}: llama2.c version {version} is not a float32 file')
+            dims, at, kind = struct.unpack('<7i', raw[8:36].tobytes()), HEADER_BYTES, 'v1'
+            shared = int(raw[36])
+        else:
+            dims, at, kind = struct.unpack('<7i', raw[:28].tobytes()), 28, 'v0'
+            shared = int(dims[5] > 0)
+        c.update(zip(('dim', 'hidden_dim', 'n_layers', 'n_heads', 'n_kv_heads', 'vocab_size', 'seq_len'), dims))
+        c.update(vocab_size=abs(c['vocab_size']), shared_classifier=shared, head_dim=c['dim'] // max(c['n_heads'], 1))
+        align = 1
+    L, d, hd = c['n_layers'], c['dim'], c['head_dim']
+    shapes = expected_shapes(c)
+    per_layer = ['attention_norm', 'attention.wq', 'attention.wk', 'attention.wv', 'attention.wo', 'ffn_norm',
+                 'feed_forward.w1', 'feed_forward.w2', 'feed_forward.w3']
+    order = ['tok_embeddings', 'attention_norm', 'attention.wq', 'attention.wk', 'attention.wv', 'attention.wo',
+             'ffn_norm', 'feed_forward.w1', 'feed_forward.w2', 'feed_forward.w3', 'norm']
+    if kind == 'v1':
+        order = ['attention_norm', 'ffn_norm', 'norm', 'tok_embeddings', 'attention.wq', 'attention.wk',
+                 'attention.wv', 'attention.wo', 'feed_forward.w1', 'feed_forward.w2', 'feed_forward.w3']
+    stacks = {}
+    for name in order + (['freq_cis'] if kind == 'v0' else []) + ([] if c['shared_classifier'] else ['output']):
+        at += -at % align
+        shape = (c['seq_len'] * hd,) if name == 'freq_cis' else \
+            (L, *shapes[f'layers.0.{name}']) if name in per_layer else shapes[name]
+        n = math.prod(shape)
+        if at + 4 * n > size:
+            fail(f'{path}: truncated: {name} ends past the end of the file')
+        stacks[name] = raw[at:at + 4 * n].view('<f4').reshape(shape)
+        at += 4 * n
+    if at != size:
+        fail(f'{path}: {size - at} bytes after the last tensor')
+
+    def load(name):
+        if name.startswith('layers.'):
+            i, rest = name.split('.', 2)[1:]
+            return np.array(stacks[rest][int(i)], dtype=np.float32)
+        return np.array(stacks[name], dtype=np.float32)
+    found = {k: v for k, v in shapes.items() if k.split('.', 2)[-1] in stacks or k in stacks}
+    return Model(c, found, load)
+
+
 # ----------------------------------------------------------------------------------------------------
 # writing
 
@@ -751,6 +815,7 @@ def main(argv=None):
     src.add_argument('--hf', metavar='DIR', help='Hugging Face folder (config.json + safetensors)')
     src.add_argument('--meta', metavar='DIR', help='Meta folder (params.json + consolidated.*.pth)')
     src.add_argument('--checkpoint', metavar='FILE', help='llama2.c training checkpoint (.pt)')
+    src.add_argument('--bin', metavar='FILE', help='a llama2.c .bin or razor float32 file, to re-write (--dtype)')
     ap.add_argument('--dtype', choices=list(DTYPES), default='f32', help='how the weight matrices are stored')
     ap.add_argument('--alibi', action='store_true', help='the --hf folder is a Baichuan 13B (ALiBi) checkpoint')
     ap.add_argument('--legacy', action='store_true', help='write llama2.c version 0 instead')
@@ -764,7 +829,8 @@ def main(argv=None):
             fail(f'{a.tokenizer}: no such tokenizer file')
         if a.alibi and not a.hf:
             fail('--alibi is only for Baichuan (13B) checkpoints, given with --hf')
-        model = load_hf(a.hf, a.alibi) if a.hf else load_meta(a.meta) if a.meta else load_checkpoint(a.checkpoint)
+        model = load_hf(a.hf, a.alibi) if a.hf else load_meta(a.meta) if a.meta else \
+            load_bin(a.bin) if a.bin else load_checkpoint(a.checkpoint)
         c = model.config
         c['weight_type'] = DTYPES[a.dtype]
         if a.seq_len:

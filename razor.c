@@ -3077,7 +3077,7 @@ static void usage(FILE *f) {
             "  -S n        sink tokens every compressed head keeps (default 4)\n"
             "  -W n        S0: the window is max(S0, prompt tokens / C) (default 64)\n"
             "  -C ratio    C (default 5)\n"
-            "  -K type     keys and values in the cache: f32 (default) | bf16 | f16 (half the bytes)\n"
+            "  -K type     keys and values in the cache: bf16 (default) | f16 | f32 (twice the bytes)\n"
             "  -k file     head profile (.heads, or DuoAttention's .tsv); default model.bin.heads,\n"
             "              computed and saved when missing\n"
             "  -R frac     profile: fraction of KV heads kept full by induction score (default 0.14)\n"
@@ -3130,7 +3130,7 @@ static int parse_args(int argc, char **argv, Options *o) {
         .steps = 256,
         .mode = "generate",
         .policy_name = "razor",
-        .cache = {.policy = POLICY_RAZOR, .kv_type = KV_F32, .n_sink = 4, .window_min = 64, .compression = 5.0f},
+        .cache = {.policy = POLICY_RAZOR, .kv_type = KV_BF16, .n_sink = 4, .window_min = 64, .compression = 5.0f},
         .induction_fraction = 0.14f,
         .echo_fraction = 0.01f,
         .needle = "The pass key is {key}. Remember it.",
@@ -3559,6 +3559,8 @@ static inline float vsum(vecf v) { /* a tree of adds, log2(VEC) deep, not a VEC-
 typedef uint16_t vech __attribute__((vector_size(VEC * sizeof(uint16_t))));
 typedef uint32_t vecu __attribute__((vector_size(VEC * sizeof(uint32_t))));
 typedef int8_t vecb __attribute__((vector_size(VEC * sizeof(int8_t))));
+typedef int16_t vecs __attribute__((vector_size(VEC * sizeof(int16_t))));
+typedef int32_t veci __attribute__((vector_size(VEC * sizeof(int32_t))));
 static inline vecf widen_bf16(const uint16_t *p) {
     vech h;
     memcpy(&h, p, sizeof h);
@@ -3567,10 +3569,10 @@ static inline vecf widen_bf16(const uint16_t *p) {
     memcpy(&f, &u, sizeof f);
     return f;
 }
-static inline vecf widen_q8(const int8_t *p) {
+static inline vecf widen_q8(const int8_t *p) { /* by way of int16: GCC turns int8 -> float into scalar code */
     vecb b;
     memcpy(&b, p, sizeof b);
-    return __builtin_convertvector(b, vecf);
+    return __builtin_convertvector(__builtin_convertvector(__builtin_convertvector(b, vecs), veci), vecf);
 }
 static inline vecf wload(Matrix w, size_t i, int TYPE) { /* weights i .. i + VEC - 1 */
     if (TYPE == WEIGHT_BF16) return widen_bf16((const uint16_t *)w.data + i);
@@ -3617,10 +3619,11 @@ static inline __attribute__((always_inline)) void dot_tile(float *out, size_t ou
  * below what the caches deliver). bf16 weights come 2 * VEC at a time as VEC uint32 pairs: the low
  * halves (even inputs, on a little-endian machine, as razor assumes throughout) widen with a shift, the
  * high halves (odd inputs) with a mask, with no shuffles (which would cost more than the bytes saved);
- * x_pairs is x reordered to match (pair_inputs). q8 weights come a group at a time: its int8 values
- * widened and multiplied into x, then the sum times the group's scale. Each round also asks for the
- * weights PREFETCH_AHEAD bytes on (measured: +15-20% for bf16 here, where the hardware prefetcher
- * alone falls behind). */
+ * x_pairs is x reordered to match (pair_inputs). q8 weights come 4 * VEC at a time as VEC int32 lanes of
+ * 4 bytes: shifting each byte to the top of its lane and back down (arithmetic) widens it, again with
+ * no shuffles, and x_quads is x reordered to match (quad_inputs); each lane's sum is then multiplied
+ * by its group's scale. Each round also asks for the weights PREFETCH_AHEAD bytes on (measured:
+ * +15-20% for bf16 here, where the hardware prefetcher alone falls behind). */
 static inline vecf pair_dot(const uint16_t *w, const float *x_pairs, vecf acc) {
     vecu pair, lo, hi;
     memcpy(&pair, w, sizeof pair);
@@ -3632,10 +3635,24 @@ static inline vecf pair_dot(const uint16_t *w, const float *x_pairs, vecf acc) {
     return acc + even * vload(x_pairs) + odd * vload(x_pairs + VEC);
 }
 
-static inline vecf q8_group_dot(const int8_t *q, const float *x, float scale) {
-    vecf g = {0};
-    for (int u = 0; u < Q8_GROUP / VEC; u++) g += widen_q8(q + u * VEC) * vload(x + u * VEC);
-    return g * scale;
+static inline vecf quad_dot(const int8_t *q, const float *x_quads, const float *scale, vecf acc) {
+    vecu u;
+    memcpy(&u, q, sizeof u);
+    vecf sum = __builtin_convertvector((veci)(u << 24) >> 24, vecf) * vload(x_quads) +
+               __builtin_convertvector((veci)(u << 16) >> 24, vecf) * vload(x_quads + VEC) +
+               __builtin_convertvector((veci)(u << 8) >> 24, vecf) * vload(x_quads + 2 * VEC) +
+               __builtin_convertvector((veci)u >> 24, vecf) * vload(x_quads + 3 * VEC);
+    /* lane l holds weights 4l .. 4l + 3, of group 4l / Q8_GROUP: all lanes in one group, or (VEC 16,
+     * 64 weights) the first 8 lanes in one and the last 8 in the next */
+    vecf lane_scale = scale[0] + (vecf){0};
+    if (4 * VEC > Q8_GROUP) {
+        static const int32_t lane_id[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+        veci id, in_second;
+        memcpy(&id, lane_id, sizeof id);
+        in_second = id >= Q8_GROUP / 4;
+        lane_scale = (vecf)(((veci)lane_scale & ~in_second) | ((veci)(scale[1] + (vecf){0}) & in_second));
+    }
+    return acc + sum * lane_scale;
 }
 
 #define PREFETCH_AHEAD 2048 /* bytes: the weights are one stream; ask for them this far ahead */
@@ -3643,8 +3660,9 @@ static inline void prefetch_ahead(const void *p) { /* the 4 cache lines PREFETCH
     for (int k = 0; k < 4; k++) __builtin_prefetch((const char *)p + PREFETCH_AHEAD + 64 * k);
 }
 
-static inline __attribute__((always_inline)) float dot_row(const float *x, const float *x_pairs, Matrix w, int n,
+static inline __attribute__((always_inline)) float dot_row(const float *x, const float *x_reordered, Matrix w, int n,
                                                            int TYPE) {
+    const float *x_pairs = x_reordered, *x_quads = x_reordered;
     vecf acc[4] = {{0}, {0}, {0}, {0}};
     int j = 0;
     if (TYPE == WEIGHT_BF16) { /* 256 bytes of weights per round, as below */
@@ -3654,16 +3672,16 @@ static inline __attribute__((always_inline)) float dot_row(const float *x, const
             for (int u = 0; u < 4; u++) acc[u] = pair_dot(w16 + j + u * 2 * VEC, x_pairs + j + u * 2 * VEC, acc[u]);
         }
         for (; j + 2 * VEC <= n; j += 2 * VEC) acc[0] = pair_dot(w16 + j, x_pairs + j, acc[0]);
-    } else if (TYPE == WEIGHT_Q8) { /* 4 groups (128 bytes) per round; n is a multiple of Q8_GROUP */
+    } else if (TYPE == WEIGHT_Q8) { /* 16 * VEC bytes of weights per round */
         const int8_t *q = w.data;
-        for (; j + 4 * Q8_GROUP <= n; j += 4 * Q8_GROUP) {
+        for (; j + 16 * VEC <= n; j += 16 * VEC) {
             prefetch_ahead(q + j);
-            for (int u = 0; u < 4; u++) {
-                int at = j + u * Q8_GROUP;
-                acc[u] += q8_group_dot(q + at, x + at, w.scale[at / Q8_GROUP]);
-            }
+            for (int u = 0; u < 4; u++)
+                acc[u] = quad_dot(q + j + u * 4 * VEC, x_quads + j + u * 4 * VEC, w.scale + (j + u * 4 * VEC) / Q8_GROUP,
+                                  acc[u]);
         }
-        for (; j + Q8_GROUP <= n; j += Q8_GROUP) acc[0] += q8_group_dot(q + j, x + j, w.scale[j / Q8_GROUP]);
+        for (; j + 4 * VEC <= n; j += 4 * VEC) acc[0] = quad_dot(q + j, x_quads + j, w.scale + j / Q8_GROUP, acc[0]);
+        for (; j + VEC <= n; j += VEC) acc[1] += wload(w, (size_t)j, TYPE) * vload(x + j); /* whole groups: no tail */
     } else {
         for (; j + 4 * VEC <= n; j += 4 * VEC) {
             prefetch_ahead((const float *)w.data + j);
@@ -3684,6 +3702,14 @@ static void pair_inputs(float *x_pairs, const float *x, int n) {
             x_pairs[j + k] = x[j + 2 * k];
             x_pairs[j + VEC + k] = x[j + 2 * k + 1];
         }
+}
+
+/* x_quads, the same for q8: each run of 4 * VEC inputs as inputs 4l + k, k = 0..3 in turn, lane l:
+ * [0 4 8 .. | 1 5 9 .. | 2 6 10 .. | 3 7 11 ..]. The tail (n % (4 * VEC)) is not needed. */
+static void quad_inputs(float *x_quads, const float *x, int n) {
+    for (int j = 0; j + 4 * VEC <= n; j += 4 * VEC)
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < VEC; l++) x_quads[j + k * VEC + l] = x[j + 4 * l + k];
 }
 
 /* block_tile, for blocks of tokens (the prompt): R weight rows x BLOCK_TILE_T tokens over inputs
@@ -3735,7 +3761,7 @@ typedef struct {
     float *out;       /* (T, d) */
     const float *x;   /* (T, n) */
     const float *xt;  /* x transposed tile by tile, for block_tile (see transpose_block); one token
-                         with bf16 weights: x reordered for dot_row (pair_inputs) */
+                         with bf16 or q8 weights: x reordered for dot_row (pair_inputs, quad_inputs) */
     Matrix w;         /* (d, n) */
     int T, n, d;
 } Matmul;
@@ -3810,19 +3836,16 @@ void transpose_block(float *xt, const float *x, int T, int n) {
 
 /* For each of the n products (at most 3): out (T, d) = x (T, n) @ w (d, n)^T. Every weight row is read
  * once for the whole block of T tokens; the products share x and one trip through the thread pool.
- * xt: x as transpose_block left it (for one token with bf16 weights, x as pair_inputs orders it). */
+ * xt: x as transpose_block left it; for one token with bf16 or q8 weights (all products share the
+ * file's type), x as pair_inputs or quad_inputs orders it. */
 void matmul(const float *x, float *xt, int T, int n, const Product *products, int n_products) {
     Matmuls a = {.n = n_products};
-    int pairs = 0;
-    for (int k = 0; k < n_products; k++) {
-        a.mat[k] = (Matmul){products[k].out, x, xt, products[k].w, T, n, products[k].d};
-        pairs |= products[k].w.type == WEIGHT_BF16;
-    }
-    if (pairs && T == 1) pair_inputs(xt, x, n);
+    for (int k = 0; k < n_products; k++) a.mat[k] = (Matmul){products[k].out, x, xt, products[k].w, T, n, products[k].d};
+    if (T == 1 && products[0].w.type == WEIGHT_BF16) pair_inputs(xt, x, n);
+    if (T == 1 && products[0].w.type == WEIGHT_Q8) quad_inputs(xt, x, n);
     pool_run(matmul_task, &a);
 }
 
-typedef int32_t veci __attribute__((vector_size(VEC * sizeof(int32_t))));
 static inline vecf vmax(vecf a, vecf b) {
     veci a_wins = a > b;
     return (vecf)(((veci)a & a_wins) | ((veci)b & ~a_wins));

@@ -1208,6 +1208,34 @@ static void test_cli(void) {
           "-w bf16 generates, deterministically, threads or not (exit %d): %s%s", h.status, h.out, h.err);
     free_run(&a); free_run(&b); free_run(&t2); free_run(&nt); free_run(&h); free_run(&h2); free_run(&hn);
 
+    /* an ALiBi model: -m profile computes spans (no probe) and saves them; -c razor uses them and
+     * reports its kv cache line; -K f16 halves what -K f32 keeps */
+    Config ac = small_config(64, 96, 2, 4, 4, 512, 96);
+    ac.pos_encoding = POS_ALIBI;
+    TestModel am = make_model(ac, 12);
+    write_model(&am, tmp_path("alibi_cli.bin"), FORMAT_RAZOR);
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -m profile", razor_bin, tmp_path("alibi_cli.bin"));
+    Run ap = run(cmd);
+    size_t heads_size = 0;
+    char *heads = ap.status == 0 ? slurp(tmp_path("alibi_cli.bin.heads"), &heads_size) : NULL;
+    if (heads) heads[heads_size] = 0;
+    check(ap.status == 0 && strstr(ap.err, "span of each KV head") && heads && strstr(heads, "alibi span eps 0.001") &&
+              strstr(heads, "| span "),
+          "-m profile on an ALiBi model prints and saves spans (exit %d): %s", ap.status, ap.err);
+    free(heads);
+    Run kv[2];
+    for (int k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -t 0 -n 10 -i '%s' -c razor -K %s", razor_bin,
+                 tmp_path("alibi_cli.bin"), prompt, k ? "f16" : "f32");
+        kv[k] = run(cmd);
+    }
+    const char *line0 = strstr(kv[0].err, "kv cache: "), *line1 = strstr(kv[1].err, "kv cache: ");
+    double mb0 = line0 ? atof(line0 + 10) : 0, mb1 = line1 ? atof(line1 + 10) : 0;
+    check(kv[0].status == 0 && kv[1].status == 0 && mb0 > 0 && fabs(mb1 * 2 - mb0) < 0.011,
+          "-c razor on an ALiBi model reports its kv cache; -K f16 keeps half of -K f32 (%g and %g MB)", mb1, mb0);
+    free_run(&ap); free_run(&kv[0]); free_run(&kv[1]);
+    free_test_model(&am);
+
     /* greedy generation picks the reference model's argmax, token after token */
     Tokenizer tok;
     load_tokenizer(&tok, "tests/sp512/tokenizer.bin", 512, 1, 2);
@@ -1246,7 +1274,7 @@ static void test_cli(void) {
         fprintf(f, "%d%s", lids[i], i % 7 == 6 ? "\n" : " ");
     }
     fclose(f);
-    snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s -o %s -T 2", razor_bin, model, tmp_path("ids.txt"),
+    snprintf(cmd, sizeof cmd, "%s %s -m logits -K f32 -I %s -o %s -T 2", razor_bin, model, tmp_path("ids.txt"),
              tmp_path("logits.f32"));
     Run lg = run(cmd);
     size_t bytes;
@@ -2010,7 +2038,22 @@ static void test_alibi(void) {
     check(rc == 0 && p.span[0] == 173 && p.span[1] == 1000 && !p.retrieval[0] && p.retrieval[1],
           "span rule on a hand-built model: spans %d and %d (want 173 and 1000 = the context, FULL)",
           rc == 0 ? p.span[0] : -1, rc == 0 ? p.span[1] : -1);
-    if (rc == 0) {
+    if (rc == 0) { /* under razor, head 0 keeps 4 sinks + the compensation slot + its last 173 tokens */
+        CacheConfig cache = {.policy = POLICY_RAZOR, .kv_type = KV_F32, .n_sink = 4, .window_min = 16,
+                             .compression = 5.0f, .retrieval = p.retrieval, .span = p.span};
+        RunState s;
+        int n_prompt = 600, *ids = random_ids(n_prompt + 10, 16);
+        build_runstate(&s, &m, n_prompt + 10, 64, &cache);
+        forward(&m, &s, ids, n_prompt, NULL, NULL);
+        compress_cache(&s, &m.config);
+        for (int t = n_prompt; t < n_prompt + 10; t++) forward(&m, &s, ids + t, 1, NULL, NULL);
+        size_t kept, full, per_token = 4 * 2 * sizeof(float);
+        cache_bytes(&s, &m.config, &kept, &full);
+        check(kept == (4 + 1 + 173 + (size_t)n_prompt + 10) * per_token && full == 2 * (size_t)(n_prompt + 10) * per_token,
+              "razor on the ALiBi model: head 0 keeps sinks + compensation + its span of 173, head 1 everything "
+              "(%zu of %zu bytes)", kept, full);
+        free_runstate(&s);
+        free(ids);
         HeadProfile back;
         int ok_io = save_profile(&p, tmp_path("alibi.heads")) == 0 &&
                     load_profile(&back, tmp_path("alibi.heads"), &m.config) == 0;

@@ -499,8 +499,8 @@ def razor_run(model, ids, tmp, *flags):
         f.write(' '.join(map(str, ids)) + '\n')
     if os.path.exists(out):
         os.remove(out)
-    r = subprocess.run([razor, model, '-m', 'logits', '-I', idf, '-o', out, *flags], cwd=ROOT,
-                       capture_output=True, text=True)
+    r = subprocess.run([razor, model, '-m', 'logits', '-K', 'f32', '-I', idf, '-o', out, *flags], cwd=ROOT,
+                       capture_output=True, text=True)  # float32 keys and values: the exact numbers
     what = ' '.join(['razor', os.path.basename(model), *flags])
     lines = r.stderr.strip().splitlines()  # a usage text after the first line is left out
     assert r.returncode == 0, f'{what} exited {r.returncode}: {" / ".join(lines[:1] if len(lines) > 4 else lines)}'
@@ -699,6 +699,35 @@ def write_v1(path, c, w):
     header = struct.pack('<I12i2fi3fi', *[c[k] if k != 'version' else 1 for k in RAZOR_FIELDS])
     with open(path, 'wb') as f:
         f.write(header + bytes(256 - len(header)) + b''.join(a.astype('<f4').tobytes() for a in parts))
+
+
+def check_bin(tmp):
+    """--bin re-writes a model file: the shipped model.bin (razor v1) and a llama2.c version 0 file become
+    bf16 files whose razor logits equal -w bf16 on the original bit for bit, and q8 files near them."""
+    shipped = os.path.join(ROOT, 'model.bin')
+    spec = GOOD['mha_f32_untied']
+    cfg, w, out, ids = exported(tmp, 'good_mha_f32_untied', spec)
+    legacy = os.path.join(tmp, 'bin_v0.bin')
+    r = export(legacy, '--hf', os.path.join(tmp, 'good_mha_f32_untied'), '--legacy')
+    assert r.returncode == 0, r.stderr
+    notes = []
+    for source, ids_ in ((shipped, IDS), (legacy, ids)):
+        bf16, q8 = os.path.join(tmp, 'bin_bf16.bin'), os.path.join(tmp, 'bin_q8.bin')
+        q8_fits = source == shipped  # (the llama2.c file's hidden width, 48, is no multiple of 32)
+        for path, dtype in ((bf16, 'bf16'), (q8, 'q8'))[:2 if q8_fits else 1]:
+            r = export(path, '--bin', source, '--dtype', dtype)
+            assert r.returncode == 0, f'--bin {os.path.basename(source)} --dtype {dtype}: {r.stderr.strip()}'
+        a, b = razor_run(bf16, ids_, tmp), razor_run(source, ids_, tmp, '-w', 'bf16')
+        assert a.tobytes() == b.tobytes(), f'{os.path.basename(source)}: the bf16 file != -w bf16'
+        if not q8_fits:
+            continue
+        f32 = razor_logits(source, ids_, tmp)
+        d = maxdiff(razor_logits(q8, ids_, tmp), f32)
+        assert d <= 0.06 * float(np.max(np.abs(f32))), f'{os.path.basename(source)}: q8 vs f32 {d:.3g}'
+        notes.append(f'{os.path.basename(source)}: q8 vs f32 {d:.2g}')
+    r = export(os.path.join(tmp, 'bin_bad.bin'), '--bin', os.path.join(tmp, 'bin_q8.bin'), '--dtype', 'bf16')
+    assert r.returncode != 0 and 'float32' in r.stderr, f'a q8 file is not re-written: {r.stderr.strip()}'
+    return '; '.join(notes)
 
 
 def check_v1(tmp):
@@ -1168,7 +1197,8 @@ def main():
                       (f'good {k}: razor', lambda k=k, v=v: check_razor(tmp, 'good_' + k, v, flag_sets=prompt)),
                       (f'good {k}: razor -B 1', lambda k=k, v=v: check_razor(tmp, 'good_' + k, v, flag_sets=one))]
         tests += [('legacy tied', lambda: check_legacy(True, tmp)), ('legacy untied', lambda: check_legacy(False, tmp)),
-                  ('version 1 files', lambda: check_v1(tmp))]
+                  ('version 1 files', lambda: check_v1(tmp)),
+                  ('--bin: llama2.c and razor files re-written as bf16 and q8', lambda: check_bin(tmp))]
         for k, (v, args) in FAMILY_CASES.items():
             tests += [(f'{k}: export, tensors, read-back', lambda k=k, v=v, a=args: check_readback(tmp, k, v, *a)),
                       (f'{k}: razor', lambda k=k, v=v, a=args: check_razor(tmp, k, v, *a, flag_sets=prompt)),

@@ -68,22 +68,36 @@ def rotate_half(x):
     return torch.cat([-b, a], dim=-1)
 
 
-def causal_attention(q, k, v, chunk, window=None):
+def alibi_slopes(n):
+    """ALiBi's slopes (Press et al.): 2^(-8/n), 2^(-16/n), ... for n a power of two; otherwise those of
+    the power of two p below n, then every other one of those for 2p."""
+    p = 2 ** int(math.log2(n))
+    return [2 ** (-8 * (h + 1) / p) for h in range(p)] + [2 ** (-8 * (2 * h + 1) / (2 * p)) for h in range(n - p)]
+
+
+def causal_attention(q, k, v, chunk, window=None, slopes=None):
     """softmax(q k^T) v with a causal mask, q already scaled; (B, H, T, hd). Queries go in chunks, and
     chunk i only looks at keys up to its own end, so the masked upper half is (mostly) never computed.
     window = (sinks, recent), for evaluation only: every head sees just the first `sinks` tokens and the
-    last `recent` ones, as a sliding-window cache (razor's streaming policy) would."""
+    last `recent` ones, as a sliding-window cache (razor's streaming policy) would. slopes (H,): ALiBi,
+    the score of query i for key j gets -slope * (i - j)."""
     T = q.shape[2]
+
+    def alibi(s, i0, i1, j1):
+        if slopes is None:
+            return s
+        dist = torch.arange(i0, i1, device=q.device).view(-1, 1) - torch.arange(j1, device=q.device).view(1, -1)
+        return s - slopes.view(-1, 1, 1) * dist
     if window is not None:
         i, j = torch.arange(T).view(-1, 1), torch.arange(T).view(1, -1)
         hidden = (j > i) | ((j >= window[0]) & (j <= i - window[1]))
-        s = (q @ k.transpose(-1, -2)).masked_fill(hidden, float('-inf'))
+        s = alibi(q @ k.transpose(-1, -2), 0, T, T).masked_fill(hidden, float('-inf'))
         return torch.softmax(s.float(), dim=-1).type_as(v) @ v
     above = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).triu(1)
     out = []
     for i in range(0, T, chunk):
         j = min(i + chunk, T)
-        s = q[:, :, i:j] @ k[:, :, :j].transpose(-1, -2)
+        s = alibi(q[:, :, i:j] @ k[:, :, :j].transpose(-1, -2), i, j, j)
         s[..., i:j].masked_fill_(above[:j - i, :j - i], float('-inf'))  # only the diagonal block needs a mask
         out.append(torch.softmax(s.float(), dim=-1).type_as(v) @ v[:, :, :j])
     return torch.cat(out, dim=2)
@@ -103,6 +117,8 @@ class Block(nn.Module):
         self.down_proj = nn.Linear(c['hidden'], d, bias=False)
         self.input_layernorm = RMSNorm(d, c['norm_eps'])
         self.post_attention_layernorm = RMSNorm(d, c['norm_eps'])
+        self.alibi = c.get('alibi', False)
+        self.register_buffer('slopes', torch.tensor(alibi_slopes(self.heads)), persistent=False)
 
     def forward(self, x, cos, sin, chunk, window=None):
         B, T, _ = x.shape
@@ -110,12 +126,13 @@ class Block(nn.Module):
         q = self.q_proj(h).view(B, T, self.heads, self.hd).transpose(1, 2)
         k = self.k_proj(h).view(B, T, self.kv_heads, self.hd).transpose(1, 2)
         v = self.v_proj(h).view(B, T, self.kv_heads, self.hd).transpose(1, 2)
-        q = (q * cos + rotate_half(q) * sin) * self.hd ** -0.5
-        k = k * cos + rotate_half(k) * sin
+        if not self.alibi:
+            q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        q = q * self.hd ** -0.5
         if self.kv_heads != self.heads:
             rep = self.heads // self.kv_heads
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        a = causal_attention(q.type_as(v), k.type_as(v), v, chunk, window)
+        a = causal_attention(q.type_as(v), k.type_as(v), v, chunk, window, self.slopes if self.alibi else None)
         x = x + self.o_proj(a.transpose(1, 2).reshape(B, T, -1))
         h = self.post_attention_layernorm(x)
         return x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
@@ -145,7 +162,8 @@ class Llama(nn.Module):
         return self.norm(x) @ self.embed_tokens.weight.t().type_as(x)  # tied classifier
 
     def hf_tensors(self):
-        """Name -> float32 numpy array, under Hugging Face's names (lm_head is tied, so absent)."""
+        """Name -> float32 numpy array, under Hugging Face's names (lm_head is tied, so absent). An ALiBi
+        model in Baichuan's layout: q, k and v stacked in one W_pack, and lm_head written out."""
         out = {}
         for name, p in self.state_dict().items():
             if name.startswith('layers.'):
@@ -154,10 +172,21 @@ class Llama(nn.Module):
                     'mlp' if rest.split('.')[0] in ('gate_proj', 'up_proj', 'down_proj') else None
                 name = f'layers.{i}.{part}.{rest}' if part else f'layers.{i}.{rest}'
             out['model.' + name] = p.detach().float().cpu().numpy()
+        if self.c.get('alibi'):
+            for i in range(self.c['layers']):
+                a = f'model.layers.{i}.self_attn.'
+                out[a + 'W_pack.weight'] = np.concatenate([out.pop(a + f'{x}_proj.weight') for x in 'qkv'])
+            out['lm_head.weight'] = out['model.embed_tokens.weight']
         return out
 
 
 def hf_config(c):
+    if c.get('alibi'):  # Baichuan-13B's config: export.py --alibi
+        return {'architectures': ['BaichuanForCausalLM'], 'model_type': 'baichuan', 'hidden_act': 'silu',
+                'hidden_size': c['dim'], 'intermediate_size': c['hidden'], 'num_hidden_layers': c['layers'],
+                'num_attention_heads': c['heads'], 'vocab_size': c['vocab'], 'rms_norm_eps': c['norm_eps'],
+                'model_max_length': c['seq_len'], 'tie_word_embeddings': False, 'bos_token_id': BOS,
+                'eos_token_id': EOS, 'torch_dtype': 'float32'}
     return {'architectures': ['LlamaForCausalLM'], 'model_type': 'llama', 'hidden_act': 'silu',
             'hidden_size': c['dim'], 'intermediate_size': c['hidden'], 'num_hidden_layers': c['layers'],
             'num_attention_heads': c['heads'], 'num_key_value_heads': c['kv_heads'],
@@ -473,6 +502,7 @@ def main(argv=None):
                     help='bfloat16 autocast; auto: on a GPU, or on a CPU with AMX or AVX512-BF16 '
                          '(elsewhere it is slower than fp32)')
     ap.add_argument('--curriculum', action='store_true', help='short rows of copy tasks first (see CURRICULUM)')
+    ap.add_argument('--alibi', action='store_true', help='ALiBi instead of RoPE (no KV groups); exported as Baichuan')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--chunk', type=int, default=256, help='attention query chunk')
     ap.add_argument('--data', default=os.path.join(HERE, 'data'), help='corpus and token cache folder')
@@ -493,7 +523,7 @@ def main(argv=None):
     train, val, meta = prepare(args.data, sp)
     config = dict(dim=args.dim, layers=args.layers, heads=args.heads, kv_heads=args.kv_heads or args.heads,
                   hidden=args.hidden or -(-8 * args.dim // 3 // 32) * 32, vocab=sp.get_piece_size(),
-                  seq_len=args.seq_len, norm_eps=1e-5, rope_theta=10000.0)
+                  seq_len=args.seq_len, norm_eps=1e-5, rope_theta=10000.0, alibi=args.alibi)
     ck = None
     if args.resume:
         ck = torch.load(ckpt_path, map_location='cpu')
