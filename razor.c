@@ -2712,9 +2712,8 @@ int run_compare(const Model *m, const Tokenizer *tok, const Options *o) {
         printf("%5d  %-16s %-16s %.5f\n", t, names[0], names[1], kl);
         if (t + 1 < n_gen) logits = forward(m, &pol, &gen[t], 1, NULL, NULL);
     }
-    size_t kept_full, kept_pol, full_bytes;
-    cache_bytes(&full, c, &kept_full, &full_bytes);
-    cache_bytes(&pol, c, &kept_pol, &full_bytes);
+    size_t kept_full, kept_pol; /* the full cache's bytes counted in the policy's -K type, as the kv line does */
+    cache_bytes(&pol, c, &kept_pol, &kept_full);
     double mean_kl = n_gen ? kl_sum / n_gen : 0;
     printf("\npolicy %s vs full, %d prompt tokens, %d steps: top-1 agreement %.1f%%, KL mean %.5f max %.5f, ",
            policy_names[o->cache.policy], n, n_gen, n_gen ? 100.0 * agree / n_gen : 100.0, mean_kl, kl_max);
