@@ -2258,11 +2258,11 @@ static void scale_rgb(float t, int rgb[3]) {
 }
 
 /* An ALiBi model's spans as an SVG picture: one cell per KV head, its span written in it and coloured
- * on a logarithmic scale from 1 token to the whole context (FULL heads outlined). */
+ * by the share of the context it covers (FULL heads outlined). */
 static void write_span_svg(const HeadProfile *p, FILE *f) {
     int context = 1, cell_w = 52, cell_h = 24, left = 56, top = 40;
     for (int i = 0; i < p->n_layers * p->n_kv_heads; i++) if (p->span[i] > context) context = p->span[i];
-    int width = left + (p->n_kv_heads * cell_w > 440 ? p->n_kv_heads * cell_w : 440) + 24,
+    int width = left + (p->n_kv_heads * cell_w > 600 ? p->n_kv_heads * cell_w : 600) + 24,
         height = top + p->n_layers * cell_h + 60;
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
                "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", width, height);
@@ -2273,16 +2273,16 @@ static void write_span_svg(const HeadProfile *p, FILE *f) {
                 top + l * cell_h + 16, l);
         for (int g = 0; g < p->n_kv_heads; g++) {
             int i = l * p->n_kv_heads + g, rgb[3], x = left + g * cell_w, y = top + l * cell_h;
-            float t = context > 1 ? logf((float)p->span[i]) / logf((float)context) : 1;
+            float t = (float)p->span[i] / (float)context;
             scale_rgb(t, rgb);
             fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"rgb(%d,%d,%d)\"%s/>\n", x, y,
                     cell_w - 2, cell_h - 2, rgb[0], rgb[1], rgb[2],
                     p->retrieval[i] ? " stroke=\"#d62728\" stroke-width=\"2\"" : "");
-            fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" fill=\"%s\">%d</text>\n", x + cell_w / 2 - 1,
+            fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" stroke=\"none\" fill=\"%s\">%d</text>\n", x + cell_w / 2 - 1,
                     y + 16, t > 0.5f ? "white" : "black", p->span[i]);
         }
     }
-    fprintf(f, "<text x=\"%d\" y=\"%d\">darker: longer span (log scale, 1 to %d tokens); outlined: FULL, the span "
+    fprintf(f, "<text x=\"%d\" y=\"%d\">darker: a longer span (of at most %d tokens); outlined: FULL, the span "
                "covers the context</text>\n<text x=\"%d\" y=\"%d\">span: beyond it, all of the head's attention "
                "together is below %g</text>\n</svg>\n", left, top + p->n_layers * cell_h + 22, context, left,
             top + p->n_layers * cell_h + 40, p->span_eps);
