@@ -2278,8 +2278,8 @@ static void write_span_svg(const HeadProfile *p, FILE *f) {
             fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"rgb(%d,%d,%d)\"%s/>\n", x, y,
                     cell_w - 2, cell_h - 2, rgb[0], rgb[1], rgb[2],
                     p->retrieval[i] ? " stroke=\"#d62728\" stroke-width=\"2\"" : "");
-            fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" stroke=\"none\" fill=\"%s\">%d</text>\n", x + cell_w / 2 - 1,
-                    y + 16, t > 0.5f ? "white" : "black", p->span[i]);
+            fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" stroke=\"none\" fill=\"%s\">%d</text>\n",
+                    x + cell_w / 2 - 1, y + 16, t > 0.5f ? "white" : "black", p->span[i]);
         }
     }
     fprintf(f, "<text x=\"%d\" y=\"%d\">darker: a longer span (of at most %d tokens); outlined: FULL, the span "
@@ -3676,8 +3676,8 @@ static inline __attribute__((always_inline)) float dot_row(const float *x, const
         for (; j + 16 * VEC <= n; j += 16 * VEC) {
             prefetch_ahead(q + j);
             for (int u = 0; u < 4; u++)
-                acc[u] = quad_dot(q + j + u * 4 * VEC, x_quads + j + u * 4 * VEC, w.scale + (j + u * 4 * VEC) / Q8_GROUP,
-                                  acc[u]);
+                acc[u] = quad_dot(q + j + u * 4 * VEC, x_quads + j + u * 4 * VEC,
+                                  w.scale + (j + u * 4 * VEC) / Q8_GROUP, acc[u]);
         }
         for (; j + 4 * VEC <= n; j += 4 * VEC) acc[0] = quad_dot(q + j, x_quads + j, w.scale + j / Q8_GROUP, acc[0]);
         for (; j + VEC <= n; j += VEC) acc[1] += wload(w, (size_t)j, TYPE) * vload(x + j); /* whole groups: no tail */
@@ -3839,7 +3839,8 @@ void transpose_block(float *xt, const float *x, int T, int n) {
  * file's type), x as pair_inputs or quad_inputs orders it. */
 void matmul(const float *x, float *xt, int T, int n, const Product *products, int n_products) {
     Matmuls a = {.n = n_products};
-    for (int k = 0; k < n_products; k++) a.mat[k] = (Matmul){products[k].out, x, xt, products[k].w, T, n, products[k].d};
+    for (int k = 0; k < n_products; k++)
+        a.mat[k] = (Matmul){products[k].out, x, xt, products[k].w, T, n, products[k].d};
     if (T == 1 && products[0].w.type == WEIGHT_BF16) pair_inputs(xt, x, n);
     if (T == 1 && products[0].w.type == WEIGHT_Q8) quad_inputs(xt, x, n);
     pool_run(matmul_task, &a);

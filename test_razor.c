@@ -2049,9 +2049,11 @@ static void test_alibi(void) {
         for (int t = n_prompt; t < n_prompt + 10; t++) forward(&m, &s, ids + t, 1, NULL, NULL);
         size_t kept, full, per_token = 4 * 2 * sizeof(float);
         cache_bytes(&s, &m.config, &kept, &full);
-        check(kept == (4 + 1 + 173 + (size_t)n_prompt + 10) * per_token && full == 2 * (size_t)(n_prompt + 10) * per_token,
+        check(kept == (4 + 1 + 173 + (size_t)n_prompt + 10) * per_token &&
+                  full == 2 * (size_t)(n_prompt + 10) * per_token,
               "razor on the ALiBi model: head 0 keeps sinks + compensation + its span of 173, head 1 everything "
-              "(%zu of %zu bytes)", kept, full);
+              "(%zu of %zu bytes)",
+              kept, full);
         free_runstate(&s);
         free(ids);
         HeadProfile back;

@@ -61,7 +61,8 @@ def run_checks(tmp):
     a, b = os.path.join(tmp, 'a'), os.path.join(tmp, 'b')
     log = run_train('--steps', '6', '--out', a, '--data', data)
     losses = [float(l.split()[3]) for l in log.splitlines() if l.split()[:1] == ['step'] and l.split()[2] == 'loss']
-    check('training runs and the loss falls', len(losses) == 6 and losses[-1] < losses[0], f'{losses[0]:.3f} -> {losses[-1]:.3f}')
+    check('training runs and the loss falls', len(losses) == 6 and losses[-1] < losses[0],
+          f'{losses[0]:.3f} -> {losses[-1]:.3f}')
     run_train('--steps', '6', '--stop-at', '4', '--out', b, '--data', data)
     run_train('--steps', '6', '--out', b, '--data', data, '--resume')
     ma, ca = load(a)

@@ -150,7 +150,8 @@ class Llama(nn.Module):
         self.register_buffer('sin', sin, persistent=False)
         for name, p in self.named_parameters():  # GPT-2 style init, as llama2.c
             if p.dim() == 2:
-                std = 0.02 / math.sqrt(2 * c['layers']) if name.endswith(('o_proj.weight', 'down_proj.weight')) else 0.02
+                residual = name.endswith(('o_proj.weight', 'down_proj.weight'))
+                std = 0.02 / math.sqrt(2 * c['layers']) if residual else 0.02
                 nn.init.normal_(p, mean=0.0, std=std)
 
     def forward(self, idx, chunk=256, window=None):
@@ -534,8 +535,8 @@ def main(argv=None):
     model = Llama(config).to(dev)
     decay = [p for p in model.parameters() if p.dim() == 2]
     other = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{'params': decay, 'weight_decay': args.weight_decay}, {'params': other, 'weight_decay': 0.0}],
-                            lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
+    opt = torch.optim.AdamW([{'params': decay, 'weight_decay': args.weight_decay},
+                             {'params': other, 'weight_decay': 0.0}], lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
     step = 0
     if ck:
         model.load_state_dict(ck['model'])
