@@ -2081,36 +2081,29 @@ static void write_profile(const HeadProfile *p, FILE *f, int tsv) {
         for (int l = 0; l < p->n_layers; l++)
             for (int g = 0; g < p->n_kv_heads; g++)
                 fprintf(f, "%d%c", p->retrieval[l * p->n_kv_heads + g], g + 1 < p->n_kv_heads ? '\t' : '\n');
-    } else if (p->span) {
-        fprintf(f, "# razor head profile of an ALiBi model (RazorAttention, arXiv 2407.15891, section 3.3)\n"
-                   "# Each layer line: for every KV head, its span in tokens (the distance beyond which all its\n"
-                   "# attention together is below eps, from its weights and slope) and its cache: FULL (the span\n"
-                   "# covers the context) or RAZOR (sinks + the last span tokens + compensation token).\n");
-        fprintf(f, "shape layers %d kv_heads %d heads %d head_dim %d dim %d\n", p->n_layers, p->n_kv_heads, p->n_heads,
-                p->head_dim, p->dim);
-        fprintf(f, "alibi span eps %g\n", p->span_eps);
-        for (int l = 0; l < p->n_layers; l++) {
-            fprintf(f, "%d", l);
-            for (int g = 0; g < p->n_kv_heads; g++) {
-                int i = l * p->n_kv_heads + g;
-                fprintf(f, " | span %d %s", p->span[i], p->retrieval[i] ? "FULL" : "RAZOR");
-            }
-            fprintf(f, "\n");
-        }
     } else {
-        fprintf(f, "# razor head profile (RazorAttention, arXiv 2407.15891, section 3.2)\n"
-                   "# Each layer line: for every KV head, its echo score, its induction score, and its cache:\n"
-                   "# FULL (a retrieval head: keeps every token) or RAZOR (sinks + window + compensation token).\n"
-                   "# Edit FULL/RAZOR by hand if you like; razor refuses a profile whose shape is not the model's.\n");
+        if (p->span)
+            fprintf(f, "# razor head profile of an ALiBi model (RazorAttention, arXiv 2407.15891, section 3.3)\n"
+                       "# Each layer line: for every KV head, its span in tokens (the distance beyond which all its\n"
+                       "# attention together is below eps, from its weights and slope) and its cache: FULL (the\n"
+                       "# span covers the context) or RAZOR (sinks + the last span tokens + compensation token).\n");
+        else
+            fprintf(f, "# razor head profile (RazorAttention, arXiv 2407.15891, section 3.2)\n"
+                       "# Each layer line: for every KV head, its echo score, its induction score, and its cache:\n"
+                       "# FULL (a retrieval head: keeps every token) or RAZOR (sinks + window + compensation token).\n"
+                       "# Edit FULL/RAZOR by hand if you like; razor refuses a profile whose shape is not the model's.\n");
         fprintf(f, "shape layers %d kv_heads %d heads %d head_dim %d dim %d\n", p->n_layers, p->n_kv_heads, p->n_heads,
                 p->head_dim, p->dim);
-        fprintf(f, "probe K %d repeats 4 seed %llu induction_fraction %g echo_fraction %g\n", p->K,
-                (unsigned long long)p->seed, p->induction_fraction, p->echo_fraction);
+        if (p->span) fprintf(f, "alibi span eps %g\n", p->span_eps);
+        else
+            fprintf(f, "probe K %d repeats 4 seed %llu induction_fraction %g echo_fraction %g\n", p->K,
+                    (unsigned long long)p->seed, p->induction_fraction, p->echo_fraction);
         for (int l = 0; l < p->n_layers; l++) {
             fprintf(f, "%d", l);
             for (int g = 0; g < p->n_kv_heads; g++) {
                 int i = l * p->n_kv_heads + g;
-                fprintf(f, " | %.5f %.5f %s", p->echo[i], p->induction[i], p->retrieval[i] ? "FULL" : "RAZOR");
+                if (p->span) fprintf(f, " | span %d %s", p->span[i], p->retrieval[i] ? "FULL" : "RAZOR");
+                else fprintf(f, " | %.5f %.5f %s", p->echo[i], p->induction[i], p->retrieval[i] ? "FULL" : "RAZOR");
             }
             fprintf(f, "\n");
         }
@@ -3076,7 +3069,8 @@ static void usage(FILE *f) {
             "  -S n        sink tokens every compressed head keeps (default 4)\n"
             "  -W n        S0: the window is max(S0, prompt tokens / C) (default 64)\n"
             "  -C ratio    C (default 5)\n"
-            "  -K type     keys and values in the cache: bf16 (default) | f16 | f32 (twice the bytes)\n"
+            "  -K type     keys and values in the cache: bf16 (default) | f16 | f32 (twice the bytes);\n"
+            "              capital K, not -k, which is the head profile\n"
             "  -k file     head profile (.heads, or DuoAttention's .tsv); default model.bin.heads,\n"
             "              computed and saved when missing\n"
             "  -R frac     profile: fraction of KV heads kept full by induction score (default 0.14)\n"
