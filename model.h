@@ -67,7 +67,7 @@
 #include <stdint.h>
 
 #define RAZOR_MAGIC   0x727a6172u   /* "razr" read as a little-endian uint32 */
-#define RAZOR_VERSION 2      /* writes 2; reads 1 and 2 */
+#define RAZOR_VERSION 2             /* the version export.py writes; razor reads 1 and 2 */
 #define LLAMA2C_MAGIC 0x616b3432u   /* "ak42" */
 #define HEADER_BYTES  256
 
