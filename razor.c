@@ -1987,9 +1987,9 @@ int profile_heads(const Model *m, const Tokenizer *tok, HeadProfile *p, uint64_t
 
 /* ALiBi models (the paper's section 3.3): no probe. A head's span is the distance beyond which all of
  * its attention together is below eps, bounded from its weights and its slope:
- *   the layer's RMSNorm output x = gamma * x / rms(x) has |x| <= max|gamma| sqrt(dim), so every score
- *   q . k / sqrt(head_dim) = x_i^T W_Q,h^T W_K,h x_j / sqrt(head_dim) lies within +-B, where
- *   B = ||W_Q,h^T W_K,h||_2 max|gamma|^2 dim / sqrt(head_dim) (the spectral norm by power iteration);
+ *   the layer's RMSNorm output is G u with G = diag(gamma) and |u| <= sqrt(dim) (u = x / rms(x)), so
+ *   every score q . k / sqrt(head_dim) = u_i^T G W_Q,h^T W_K,h G u_j / sqrt(head_dim) lies within +-B,
+ *   B = ||G W_Q,h^T W_K,h G||_2 dim / sqrt(head_dim) (the spectral norm by power iteration);
  *   the query's own key (distance 0) scores at least -B, a key at distance d at most B - slope d, so its
  *   weight is below e^(2B - slope d), and all keys at distance L or more weigh together less than
  *   e^(2B - slope L) / (1 - e^-slope). That is below eps from
@@ -1999,9 +1999,10 @@ int profile_heads(const Model *m, const Tokenizer *tok, HeadProfile *p, uint64_t
  *   query heads; one whose span covers the context keeps everything (FULL). */
 #define SPAN_EPS 1e-3f /* below bfloat16's relative precision (2^-8): less than rounding the weights moves */
 
-/* ||A^T B||_2 for A, B (hd, dim) row-major (a query head's rows of W_Q, its KV head's of W_K): power
- * iteration on (A^T B)^T (A^T B) = B^T A A^T B, to a relative change below 1e-6 (at most 500 rounds). */
-static double spectral_norm_qk(Matrix A, Matrix B, int hd, int dim) {
+/* ||G A^T B G||_2 for A, B (hd, dim) row-major (a query head's rows of W_Q, its KV head's of W_K) and
+ * G = diag(gamma): power iteration on M^T M, M = G A^T B G, to a relative change below 1e-6 (at most
+ * 500 rounds). */
+static double spectral_norm_qk(Matrix A, Matrix B, const float *gamma, int hd, int dim) {
     double *v = xcalloc((size_t)dim, sizeof(double)), *w = xcalloc((size_t)dim, sizeof(double));
     double *u = xcalloc((size_t)hd, sizeof(double)), sigma = 0;
     for (int j = 0; j < dim; j++) v[j] = 1.0 + 0.01 * (j % 7); /* not orthogonal to the top direction, in practice */
@@ -2011,24 +2012,26 @@ static double spectral_norm_qk(Matrix A, Matrix B, int hd, int dim) {
         norm = sqrt(norm);
         if (norm == 0) break;
         for (int j = 0; j < dim; j++) v[j] /= norm;
-        for (int r = 0; r < hd; r++) { /* u = B v, then w = A^T u: w = (A^T B) v */
+        for (int r = 0; r < hd; r++) { /* u = B G v, then w = G A^T u: w = M v */
             u[r] = 0;
-            for (int j = 0; j < dim; j++) u[r] += matrix_value(B, (size_t)r * dim + j) * v[j];
+            for (int j = 0; j < dim; j++) u[r] += matrix_value(B, (size_t)r * dim + j) * gamma[j] * v[j];
         }
         double len = 0;
         for (int j = 0; j < dim; j++) {
             w[j] = 0;
             for (int r = 0; r < hd; r++) w[j] += matrix_value(A, (size_t)r * dim + j) * u[r];
+            w[j] *= gamma[j];
             len += w[j] * w[j];
         }
-        double next = sqrt(len); /* |(A^T B) v|, v a unit vector */
-        for (int r = 0; r < hd; r++) { /* v = (A^T B)^T w = B^T (A w) */
+        double next = sqrt(len); /* |M v|, v a unit vector */
+        for (int r = 0; r < hd; r++) { /* v = M^T w = G B^T (A G w) */
             u[r] = 0;
-            for (int j = 0; j < dim; j++) u[r] += matrix_value(A, (size_t)r * dim + j) * w[j];
+            for (int j = 0; j < dim; j++) u[r] += matrix_value(A, (size_t)r * dim + j) * gamma[j] * w[j];
         }
         for (int j = 0; j < dim; j++) {
             v[j] = 0;
             for (int r = 0; r < hd; r++) v[j] += matrix_value(B, (size_t)r * dim + j) * u[r];
+            v[j] *= gamma[j];
         }
         int done = fabs(next - sigma) <= 1e-6 * next;
         sigma = next;
@@ -2050,13 +2053,12 @@ int span_rule(const Model *m, HeadProfile *p, float eps) {
     int hd = c->head_dim, dim = c->dim, group = c->n_heads / c->n_kv_heads;
     size_t q_dim = (size_t)c->n_heads * hd, kv_dim = (size_t)c->n_kv_heads * hd;
     for (int l = 0; l < c->n_layers; l++) {
-        float gamma = 0;
-        for (int j = 0; j < dim; j++) gamma = fmaxf(gamma, fabsf(m->weights.rms_att_weight[(size_t)l * dim + j]));
+        const float *gamma = m->weights.rms_att_weight + (size_t)l * dim;
         for (int h = 0; h < c->n_heads; h++) {
             int g = h / group;
             Matrix A = matrix_at(m->weights.wq, (size_t)l * q_dim * dim + (size_t)h * hd * dim),
                    B = matrix_at(m->weights.wk, (size_t)l * kv_dim * dim + (size_t)g * hd * dim);
-            double bound = spectral_norm_qk(A, B, hd, dim) * gamma * gamma * dim / sqrt((double)hd);
+            double bound = spectral_norm_qk(A, B, gamma, hd, dim) * dim / sqrt((double)hd);
             double slope = m->alibi_slope[h];
             double L = (2 * bound - log(eps) - log(1 - exp(-slope))) / slope;
             int span = !(L + 1 < c->seq_len) ? c->seq_len : (int)ceil(L) + 1; /* NaN weights: keep everything */

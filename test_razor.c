@@ -2069,6 +2069,20 @@ static void test_alibi(void) {
               "a span profile is refused for a RoPE model: %s", razor_error());
         free_profile(&p);
     }
+    /* the norm weights weigh each input: gamma = (0.5, 0.9, 0.3, 0.2, 5, 5, 5, 5) leaves W_Q^T W_K's
+     * diagonal 1/2 on the first 4 inputs, so ||G W_Q^T W_K G|| = 0.5 * 0.9^2 = 0.405 (the 5s meet only
+     * zeros), B = 0.405 * 8 / 2 = 1.62, L = (3.24 + 6.907755 + 2.803638) / 0.0625 = 207.2 -> 209 */
+    float gammas[8] = {0.5f, 0.9f, 0.3f, 0.2f, 5, 5, 5, 5};
+    memcpy(tm.rms_att, gammas, sizeof gammas);
+    write_model(&tm, tmp_path("alibi_gamma.bin"), FORMAT_RAZOR);
+    Model mg;
+    HeadProfile pg;
+    rc = load_model(&mg, tmp_path("alibi_gamma.bin")) == 0 ? span_rule(&mg, &pg, 1e-3f) : -1;
+    check(rc == 0 && pg.span[0] == 209 && pg.span[1] == 1000,
+          "span rule with uneven norm weights: %d (want 209: only the weights on the head's inputs count)",
+          rc == 0 ? pg.span[0] : -1);
+    if (rc == 0) free_profile(&pg);
+    free_model(&mg);
     /* the promise: keys whose scores stay within +-B, the query's own among them; cut head 0 to its last
      * 173 tokens; the output moves by less than 2 eps max|v| */
     int n = 900, hd = 4;
