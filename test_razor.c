@@ -1235,6 +1235,16 @@ static void test_cli(void) {
           "-c razor on an ALiBi model reports its kv cache; -K f16 keeps half of -K f32 (%g and %g MB)", mb1, mb0);
     free_run(&ap); free_run(&kv[0]); free_run(&kv[1]);
     free_test_model(&am);
+    /* the trained ALiBi model (docs/alibi, its spans as -m profile wrote them): razor keeps the pass key
+     * at 500 tokens where a sliding window loses it */
+    snprintf(cmd, sizeof cmd, "%s docs/alibi/model.bin -z tokenizer.bin -m needle -L 500 -D 0,0.5 -o %s",
+             razor_bin, tmp_path("alibi_needle"));
+    Run an = run(cmd);
+    check(an.status == 0 && strstr(an.out, "\"razor\": {\"accuracy\": 1.0000") &&
+              strstr(an.out, "\"streaming\": {\"accuracy\": 0.0000"),
+          "docs/alibi/model.bin: razor finds the pass key at 500 tokens (depths 0 and 50%%), streaming does not: %s",
+          an.out);
+    free_run(&an);
 
     /* greedy generation picks the reference model's argmax, token after token */
     Tokenizer tok;
