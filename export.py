@@ -580,18 +580,15 @@ def load_bin(path):
         align = 1
     L, d, hd = c['n_layers'], c['dim'], c['head_dim']
     shapes = expected_shapes(c)
-    per_layer = ['attention_norm', 'attention.wq', 'attention.wk', 'attention.wv', 'attention.wo', 'ffn_norm',
-                 'feed_forward.w1', 'feed_forward.w2', 'feed_forward.w3']
-    order = ['tok_embeddings', 'attention_norm', 'attention.wq', 'attention.wk', 'attention.wv', 'attention.wo',
-             'ffn_norm', 'feed_forward.w1', 'feed_forward.w2', 'feed_forward.w3', 'norm']
+    order = ['tok_embeddings', *LAYER_TENSORS, 'norm']  # each per-layer tensor stacked over the layers
     if kind == 'v1':
-        order = ['attention_norm', 'ffn_norm', 'norm', 'tok_embeddings', 'attention.wq', 'attention.wk',
-                 'attention.wv', 'attention.wo', 'feed_forward.w1', 'feed_forward.w2', 'feed_forward.w3']
+        order = ['attention_norm', 'ffn_norm', 'norm', 'tok_embeddings',
+                 *[k for k in LAYER_TENSORS if k not in ('attention_norm', 'ffn_norm')]]
     stacks = {}
     for name in order + (['freq_cis'] if kind == 'v0' else []) + ([] if c['shared_classifier'] else ['output']):
         at += -at % align
         shape = (c['seq_len'] * hd,) if name == 'freq_cis' else \
-            (L, *shapes[f'layers.0.{name}']) if name in per_layer else shapes[name]
+            (L, *shapes[f'layers.0.{name}']) if name in LAYER_TENSORS else shapes[name]
         n = math.prod(shape)
         if at + 4 * n > size:
             fail(f'{path}: truncated: {name} ends past the end of the file')

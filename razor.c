@@ -259,6 +259,9 @@ typedef struct {
 
 static size_t align_up(size_t n, size_t align) { return (n + align - 1) / align * align; }
 
+/* Bytes per element of a matrix of each WEIGHT_* type (q8: the int8 values; the scales come after). */
+static size_t weight_bytes(int type) { return type == WEIGHT_F32 ? sizeof(float) : type == WEIGHT_BF16 ? 2 : 1; }
+
 static float *take_floats(Cursor *c, size_t n) {
     c->at = align_up(c->at, c->align);
     float *p = c->base ? (float *)(c->base + c->at) : NULL;
@@ -267,10 +270,9 @@ static float *take_floats(Cursor *c, size_t n) {
 }
 
 static Matrix take_matrix(Cursor *c, size_t n) {
-    static const size_t bytes[] = {sizeof(float), sizeof(uint16_t), sizeof(int8_t)};
     c->at = align_up(c->at, c->align);
     Matrix m = {c->base ? c->base + c->at : NULL, NULL, c->weight_type};
-    c->at += n * bytes[c->weight_type];
+    c->at += n * weight_bytes(c->weight_type);
     if (c->weight_type == WEIGHT_Q8) m.scale = take_floats(c, n / Q8_GROUP);
     return m;
 }
@@ -504,7 +506,7 @@ static int matmul_padded(int T); /* rows of xt that transpose_block fills for T 
 /* Element i of a weight matrix, whatever its type (model.h): the plain definition; the kernels of
  * section 11 widen a vector of them at a time. */
 static float bf16_to_f32(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
-static float matrix_value(Matrix w, size_t i) {
+static inline float matrix_value(Matrix w, size_t i) {
     if (w.type == WEIGHT_BF16) return bf16_to_f32(((const uint16_t *)w.data)[i]);
     if (w.type == WEIGHT_Q8) return (float)((const int8_t *)w.data)[i] * w.scale[i / Q8_GROUP];
     return ((const float *)w.data)[i];
@@ -512,8 +514,7 @@ static float matrix_value(Matrix w, size_t i) {
 
 /* The part of a stacked matrix from element `offset` on (one layer's). */
 static Matrix matrix_at(Matrix w, size_t offset) {
-    static const size_t bytes[] = {sizeof(float), sizeof(uint16_t), sizeof(int8_t)};
-    w.data = (const char *)w.data + offset * bytes[w.type];
+    w.data = (const char *)w.data + offset * weight_bytes(w.type);
     if (w.type == WEIGHT_Q8) w.scale += offset / Q8_GROUP;
     return w;
 }
@@ -2093,7 +2094,8 @@ static void write_profile(const HeadProfile *p, FILE *f, int tsv) {
             fprintf(f, "# razor head profile (RazorAttention, arXiv 2407.15891, section 3.2)\n"
                        "# Each layer line: for every KV head, its echo score, its induction score, and its cache:\n"
                        "# FULL (a retrieval head: keeps every token) or RAZOR (sinks + window + compensation token).\n"
-                       "# Edit FULL/RAZOR by hand if you like; razor refuses a profile whose shape is not the model's.\n");
+                       "# Edit FULL/RAZOR by hand if you like; razor refuses a profile whose shape is not the "
+                       "model's.\n");
         fprintf(f, "shape layers %d kv_heads %d heads %d head_dim %d dim %d\n", p->n_layers, p->n_kv_heads, p->n_heads,
                 p->head_dim, p->dim);
         if (p->span) fprintf(f, "alibi span eps %g\n", p->span_eps);
@@ -3574,10 +3576,9 @@ static inline vecf wload(Matrix w, size_t i, int TYPE) { /* weights i .. i + VEC
     if (TYPE == WEIGHT_Q8) return widen_q8((const int8_t *)w.data + i) * w.scale[i / Q8_GROUP];
     return vload((const float *)w.data + i);
 }
-static inline float wget(Matrix w, size_t i, int TYPE) {
-    if (TYPE == WEIGHT_BF16) return bf16_to_f32(((const uint16_t *)w.data)[i]);
-    if (TYPE == WEIGHT_Q8) return (float)((const int8_t *)w.data)[i] * w.scale[i / Q8_GROUP];
-    return ((const float *)w.data)[i];
+static inline float wget(Matrix w, size_t i, int TYPE) { /* matrix_value, its type a constant */
+    w.type = TYPE;
+    return matrix_value(w, i);
 }
 
 /* Three matmul kernels: dot_row for one token, dot_tile for a few, block_tile for a block. Weights are
