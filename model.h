@@ -205,6 +205,8 @@ typedef struct {
 #define ATT_TILE_K (2 * VEC)
 #define ATT_SUMS 2
 #endif
+#define BLOCK_MIN_TOKENS 16  /* from this many tokens on, matmul uses block_tile, and the per-token steps of the
+                                forward pass run on all threads */
 #define ATT_QUERIES 4        /* queries that meet a tile of keys together (attend_tile) */
 #define ATT_TILE_Q 64        /* queries that share a tile of keys in the attention loop */
 

@@ -485,15 +485,16 @@ void rmsnorm(float *out, const float *x, const float *weight, int n, float eps) 
     for (int j = 0; j < n; j++) out[j] = weight[j] * (ss * x[j]);
 }
 
-/* out (T, d) = x (T, n) @ w (d, n)^T, for up to 3 products that share x (q, k and v; w1 and w3), in
- * one trip through the thread pool. xt: x transposed tile by tile (transpose_block), for blocks of
- * tokens. Section 11. */
-typedef struct { float *out; Matrix w; int d; } Product;
+/* out (T, d) = x (T, n) @ w (d, n)^T, or with add out += (the residual stream), for up to 3 products
+ * that share x (q, k and v; w1 and w3), in one trip through the thread pool. xt: x transposed tile by
+ * tile (transpose_block), for blocks of tokens. Section 11. */
+typedef struct { float *out; Matrix w; int d, add; } Product;
 void matmul(const float *x, float *xt, int T, int n, const Product *products, int n_products);
 void transpose_block(float *xt, const float *x, int T, int n);
 
 /* SwiGLU: hb = silu(hb) * hb2, silu(v) = v / (1 + e^-v); section 11. */
 static void swiglu(float *hb, const float *hb2, size_t n);
+static void split(size_t n, size_t align, int i, int n_threads, size_t *begin, size_t *end);
 
 /* The thread pool (section 11): pool_run(task, arg) runs task(arg, i, n) on all n threads. */
 typedef void (*Task)(void *arg, int thread, int n_threads);
@@ -631,7 +632,6 @@ typedef struct RunState {
     int max_block;
     float *x;                /* (block, dim) residual stream */
     float *xb;               /* (block, max(dim, q_dim)) normed input, then attention output */
-    float *xb2;              /* (block, dim) */
     float *hb, *hb2;         /* (block, hidden_dim) */
     float *q;                /* (block, q_dim) */
     float *k, *v;            /* (block, kv_dim) */
@@ -889,7 +889,6 @@ int build_runstate(RunState *s, const Model *m, int capacity, int max_block, con
     s->max_block = max_block;
     s->x = xcalloc(B * c->dim, sizeof(float));
     s->xb = xcalloc(B * xb_dim, sizeof(float));
-    s->xb2 = xcalloc(B * c->dim, sizeof(float));
     s->hb = xcalloc(B * c->hidden_dim, sizeof(float));
     s->hb2 = xcalloc(B * c->hidden_dim, sizeof(float));
     s->q = xcalloc(B * q_dim, sizeof(float));
@@ -923,7 +922,7 @@ int build_runstate(RunState *s, const Model *m, int capacity, int max_block, con
 }
 
 void free_runstate(RunState *s) {
-    free(s->x); free(s->xb); free(s->xb2); free(s->hb); free(s->hb2);
+    free(s->x); free(s->xb); free(s->hb); free(s->hb2);
     free(s->q); free(s->k); free(s->v); free(s->rope_cos); free(s->rope_sin);
     free(s->att_scratch); free(s->logits); free(s->xt);
     for (int i = 0; i < s->n_heads; i++) {
@@ -957,12 +956,73 @@ void cache_bytes(const RunState *s, const Config *c, size_t *kept, size_t *full)
  * 5. The forward pass. A block of T tokens goes through each layer together: the matmuls read each
  * weight once per block, and attention runs over the block's queries against the cache. */
 
-typedef struct { const Model *m; RunState *s; int layer, T; } AttentionJob;
+/* Every step of a block runs on all threads (the thread pool, section 11): the matmuls and attention,
+ * and also the cheap per-token steps between them, which on one thread would leave the others idle.
+ * Each task takes its share by thread index; with fewer than BLOCK_MIN_TOKENS tokens (generation)
+ * the per-token steps are not worth a trip through the pool and run on the caller. */
+typedef struct { const Model *m; RunState *s; int layer, T; } BlockJob;
+
+static void run_block(Task task, void *arg, int T) {
+    if (T >= BLOCK_MIN_TOKENS) pool_run(task, arg);
+    else task(arg, 0, 1);
+}
+
+/* out (T, dim) = rmsnorm of each token's x, its share of the tokens */
+typedef struct { float *out; const float *x, *weight; int T, dim; float eps; } NormJob;
+static void norm_task(void *arg, int thread, int n_threads) {
+    const NormJob *a = arg;
+    size_t begin, end, dim = (size_t)a->dim;
+    split((size_t)a->T, 1, thread, n_threads, &begin, &end);
+    for (size_t t = begin; t < end; t++) rmsnorm(a->out + t * dim, a->x + t * dim, a->weight, a->dim, a->eps);
+}
+static void norm_block(float *out, const float *x, const float *weight, int T, const Config *c) {
+    NormJob job = {out, x, weight, T, c->dim, c->norm_eps};
+    run_block(norm_task, &job, T);
+}
+
+/* After the q, k, v matmuls, each KV head with its group of query heads (round robin over the
+ * threads), token by token: biases (Qwen2), each head's q and k RMSNorm (Qwen3), RoPE on the queries
+ * and keys (ALiBi models have none: their bias is in attention), and the key and value join the head's
+ * cache, as its policy says (head_append). */
+static void heads_task(void *arg, int thread, int n_threads) {
+    const BlockJob *a = arg;
+    const Config *c = &a->m->config;
+    const TransformerWeights *w = &a->m->weights;
+    RunState *s = a->s;
+    int hd = c->head_dim, half = hd / 2, group = c->n_heads / c->n_kv_heads;
+    size_t L = (size_t)a->layer, q_dim = (size_t)c->n_heads * hd, kv_dim = (size_t)c->n_kv_heads * hd;
+    for (int g = thread; g < c->n_kv_heads; g += n_threads) {
+        size_t q_at = (size_t)g * group * hd, kv_at = (size_t)g * hd; /* this group's place in q; in k and v */
+        HeadCache *head = &s->heads[a->layer * c->n_kv_heads + g];
+        for (int t = 0; t < a->T; t++) {
+            float *q_t = s->q + t * q_dim + q_at, *k_t = s->k + t * kv_dim + kv_at, *v_t = s->v + t * kv_dim + kv_at;
+            for (int i = 0; w->bq && i < group * hd; i++) q_t[i] += w->bq[L * q_dim + q_at + i];
+            for (int i = 0; w->bk && i < hd; i++) k_t[i] += w->bk[L * kv_dim + kv_at + i];
+            for (int i = 0; w->bv && i < hd; i++) v_t[i] += w->bv[L * kv_dim + kv_at + i];
+            for (int h = 0; w->q_norm && h < group; h++)
+                rmsnorm(q_t + (size_t)h * hd, q_t + (size_t)h * hd, w->q_norm + L * hd, hd, c->norm_eps);
+            if (w->k_norm) rmsnorm(k_t, k_t, w->k_norm + L * hd, hd, c->norm_eps);
+            if (c->pos_encoding == POS_ROPE) {
+                rope(q_t, group, hd, s->rope_cos + (size_t)t * half, s->rope_sin + (size_t)t * half);
+                rope(k_t, 1, hd, s->rope_cos + (size_t)t * half, s->rope_sin + (size_t)t * half);
+            }
+            head_append(head, k_t, v_t, (float)(s->n_tokens + t), hd, a->T);
+        }
+    }
+}
+
+/* hb = silu(hb) * hb2 (swiglu), its share of the block */
+static void swiglu_task(void *arg, int thread, int n_threads) {
+    const BlockJob *a = arg;
+    size_t begin, end, hidden = (size_t)a->m->config.hidden_dim;
+    split((size_t)a->T * hidden, VEC, thread, n_threads, &begin, &end);
+    swiglu(a->s->hb + begin, a->s->hb2 + begin, end - begin);
+}
 
 /* Spreads (query head, tile of queries) pairs over the threads, round robin so that the long tiles
  * at the end of a causal block do not all land on one thread. */
 static void attention_task(void *arg, int thread, int n_threads) {
-    const AttentionJob *a = arg;
+    const BlockJob *a = arg;
     const Config *c = &a->m->config;
     RunState *s = a->s;
     size_t q_dim = (size_t)c->n_heads * c->head_dim;
@@ -1006,65 +1066,40 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
                w3 = matrix_at(w->w3, L * hidden * dim);
 
         /* attention rmsnorm */
-        for (int t = 0; t < T; t++)
-            rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_att_weight + L * dim, dim, c->norm_eps);
+        norm_block(s->xb, s->x, w->rms_att_weight + L * dim, T, c);
         /* q, k, v for every token of the block: one pass over the three weight matrices */
         transpose_block(s->xt, s->xb, T, dim);
-        Product qkv[3] = {{s->q, wq, q_dim}, {s->k, wk, kv_dim}, {s->v, wv, kv_dim}};
+        Product qkv[3] = {{s->q, wq, q_dim, 0}, {s->k, wk, kv_dim, 0}, {s->v, wv, kv_dim, 0}};
         matmul(s->xb, s->xt, T, dim, qkv, 3);
-        for (int t = 0; t < T; t++) {
-            const float *cos_t = s->rope_cos + (size_t)t * half, *sin_t = s->rope_sin + (size_t)t * half;
-            float *q_t = s->q + (size_t)t * q_dim, *k_t = s->k + (size_t)t * kv_dim, *v_t = s->v + (size_t)t * kv_dim;
-            /* biases (Qwen2), then each head's q and k RMSNorm (Qwen3) */
-            for (int i = 0; w->bq && i < q_dim; i++) q_t[i] += w->bq[L * q_dim + i];
-            for (int i = 0; w->bk && i < kv_dim; i++) k_t[i] += w->bk[L * kv_dim + i];
-            for (int i = 0; w->bv && i < kv_dim; i++) v_t[i] += w->bv[L * kv_dim + i];
-            for (int h = 0; w->q_norm && h < c->n_heads; h++)
-                rmsnorm(q_t + (size_t)h * hd, q_t + (size_t)h * hd, w->q_norm + L * hd, hd, c->norm_eps);
-            for (int h = 0; w->k_norm && h < c->n_kv_heads; h++)
-                rmsnorm(k_t + (size_t)h * hd, k_t + (size_t)h * hd, w->k_norm + L * hd, hd, c->norm_eps);
-            /* RoPE on the queries and keys (ALiBi models have none: their bias is in attention) */
-            if (c->pos_encoding == POS_ROPE) {
-                rope(q_t, c->n_heads, hd, cos_t, sin_t);
-                rope(k_t, c->n_kv_heads, hd, cos_t, sin_t);
-            }
-            /* each KV head's key and value join its cache, as its policy says (head_append) */
-            for (int g = 0; g < c->n_kv_heads; g++) {
-                HeadCache *head = &s->heads[l * c->n_kv_heads + g];
-                head_append(head, k_t + (size_t)g * hd, v_t + (size_t)g * hd, (float)(pos + (size_t)t), hd, T);
-            }
-        }
+        /* biases, q/k norms, RoPE; the keys and values join the cache (heads_task) */
+        BlockJob job = {m, s, l, T};
+        run_block(heads_task, &job, T);
         /* attention: every query head against what its KV head's cache holds, output into xb */
-        AttentionJob job = {m, s, l, T};
         pool_run(attention_task, &job);
         if (s->probe) s->probe(s->probe_arg, s, l, (int)pos, T);
-        /* the output projection, and the residual */
+        /* the output projection, added to the residual stream x */
         transpose_block(s->xt, s->xb, T, q_dim);
-        Product out[1] = {{s->xb2, wo, dim}};
+        Product out[1] = {{s->x, wo, dim, 1}};
         matmul(s->xb, s->xt, T, q_dim, out, 1);
-        for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
 
         /* ffn rmsnorm */
-        for (int t = 0; t < T; t++)
-            rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_ffn_weight + L * dim, dim, c->norm_eps);
-        /* the SwiGLU ffn: w2(silu(w1(x)) * w3(x)), then the residual */
+        norm_block(s->xb, s->x, w->rms_ffn_weight + L * dim, T, c);
+        /* the SwiGLU ffn: w2(silu(w1(x)) * w3(x)), added to the residual stream */
         transpose_block(s->xt, s->xb, T, dim);
-        Product up[2] = {{s->hb, w1, hidden}, {s->hb2, w3, hidden}};
+        Product up[2] = {{s->hb, w1, hidden, 0}, {s->hb2, w3, hidden, 0}};
         matmul(s->xb, s->xt, T, dim, up, 2);
-        swiglu(s->hb, s->hb2, (size_t)T * hidden);
+        run_block(swiglu_task, &job, T);
         transpose_block(s->xt, s->hb, T, hidden);
-        Product down[1] = {{s->xb2, w2, dim}};
+        Product down[1] = {{s->x, w2, dim, 1}};
         matmul(s->hb, s->xt, T, hidden, down, 1);
-        for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
     }
     s->n_tokens += T;
 
     /* the final rmsnorm and the classifier, for the last token or for all */
     int first = all_logits ? 0 : T - 1;
-    for (int t = first; t < T; t++)
-        rmsnorm(s->xb + (size_t)(t - first) * dim, s->x + (size_t)t * dim, w->rms_final_weight, dim, c->norm_eps);
+    norm_block(s->xb, s->x + (size_t)first * dim, w->rms_final_weight, T - first, c);
     transpose_block(s->xt, s->xb, T - first, dim);
-    Product classifier[1] = {{s->logits, w->wcls, c->vocab_size}};
+    Product classifier[1] = {{s->logits, w->wcls, c->vocab_size, 0}};
     matmul(s->xb, s->xt, T - first, dim, classifier, 1);
     return s->logits;
 }
@@ -3588,8 +3623,8 @@ static inline float wget(Matrix w, size_t i, int TYPE) { /* matrix_value, its ty
  * out[c * out_stride + r] = dot(w row r, x row c) for R weight rows and C tokens (R, C <= DOT_TILE),
  * vectorised along n, so that with R, C > 1 every value loaded is used several times. Called with
  * constant R and C, it compiles to an unrolled block of accumulators. */
-static inline __attribute__((always_inline)) void dot_tile(float *out, size_t out_stride, const float *x, Matrix w,
-                                                           int n, int R, int C, int TYPE) {
+static inline __attribute__((always_inline)) void dot_tile(float *out, size_t out_stride, int add, const float *x,
+                                                           Matrix w, int n, int R, int C, int TYPE) {
     vecf acc[DOT_TILE][DOT_TILE];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) acc[r][c] = (vecf){0};
@@ -3606,7 +3641,7 @@ static inline __attribute__((always_inline)) void dot_tile(float *out, size_t ou
         for (int c = 0; c < C; c++) {
             float s = vsum(acc[r][c]);
             for (int k = j; k < n; k++) s += wget(w, (size_t)r * n + k, TYPE) * x[(size_t)c * n + k];
-            out[(size_t)c * out_stride + r] = s;
+            out[(size_t)c * out_stride + r] = add ? out[(size_t)c * out_stride + r] + s : s;
         }
 }
 
@@ -3708,6 +3743,16 @@ static void quad_inputs(float *x_quads, const float *x, int n) {
             for (int l = 0; l < VEC; l++) x_quads[j + k * VEC + l] = x[j + 4 * l + k];
 }
 
+/* One product of matmul: out (T, d) = x (T, n) @ w (d, n)^T, or out += with add. */
+typedef struct {
+    float *out;       /* (T, d) */
+    const float *x;   /* (T, n) */
+    const float *xt;  /* x transposed tile by tile, for block_tile (see transpose_block); one token
+                         with bf16 or q8 weights: x reordered for dot_row (pair_inputs, quad_inputs) */
+    Matrix w;         /* (d, n) */
+    int T, n, d, add;
+} Matmul;
+
 /* block_tile, for blocks of tokens (the prompt): R weight rows x BLOCK_TILE_T tokens over inputs
  * [j0, j1), vectorised along the tokens, so no horizontal sums at all: each weight is broadcast and
  * multiplied into BLOCK_TILE_T tokens at once (BLOCK_TILE_V vectors x BLOCK_TILE_R rows of
@@ -3736,31 +3781,25 @@ static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const
  * in L1 while every row of the chunk uses it. */
 #define BLOCK_ROWS (16 * BLOCK_TILE_R)
 #define BLOCK_J 64
-static inline __attribute__((always_inline)) void block_rows(float *out, const float *xt, Matrix w, int n, int d,
-                                                             int T, int i0, int i1, int t0, int TYPE) {
+static inline __attribute__((always_inline)) void block_rows(const Matmul *a, int i0, int i1, int t0, int TYPE) {
     vecf acc[BLOCK_ROWS * BLOCK_TILE_V];
-    const float *tile = xt + (size_t)t0 * n;
+    const float *tile = a->xt + (size_t)t0 * a->n;
+    Matrix w = a->w;
+    int n = a->n;
     for (int j0 = 0; j0 < n; j0 += BLOCK_J) {
         int j1 = min_int(j0 + BLOCK_J, n), i = i0;
         for (; i + BLOCK_TILE_R <= i1; i += BLOCK_TILE_R)
             block_tile(acc + (i - i0) * BLOCK_TILE_V, tile, w, n, i, j0, j1, BLOCK_TILE_R, TYPE);
         for (; i < i1; i++) block_tile(acc + (i - i0) * BLOCK_TILE_V, tile, w, n, i, j0, j1, 1, TYPE);
     }
-    for (int i = i0; i < i1; i++)
-        for (int k = 0; k < BLOCK_TILE_T && t0 + k < T; k++)
-            out[(size_t)(t0 + k) * d + i] = acc[(i - i0) * BLOCK_TILE_V + k / VEC][k % VEC];
+    for (int k = 0; k < BLOCK_TILE_T && t0 + k < a->T; k++) { /* token by token: stores along a row of out */
+        float *out = a->out + (size_t)(t0 + k) * a->d;
+        for (int i = i0; i < i1; i++) {
+            float sum = acc[(i - i0) * BLOCK_TILE_V + k / VEC][k % VEC];
+            out[i] = a->add ? out[i] + sum : sum;
+        }
+    }
 }
-
-#define BLOCK_MIN_TOKENS 16 /* from this many tokens on, matmul uses block_tile */
-
-typedef struct {
-    float *out;       /* (T, d) */
-    const float *x;   /* (T, n) */
-    const float *xt;  /* x transposed tile by tile, for block_tile (see transpose_block); one token
-                         with bf16 or q8 weights: x reordered for dot_row (pair_inputs, quad_inputs) */
-    Matrix w;         /* (d, n) */
-    int T, n, d;
-} Matmul;
 
 static inline __attribute__((always_inline)) void matmul_part(const Matmul *a, int thread, int n_threads, int TYPE) {
     size_t begin, end, i, n = (size_t)a->n;
@@ -3768,26 +3807,28 @@ static inline __attribute__((always_inline)) void matmul_part(const Matmul *a, i
         split((size_t)a->d, BLOCK_TILE_R, thread, n_threads, &begin, &end);
         for (int t0 = 0; t0 < a->T; t0 += BLOCK_TILE_T)
             for (i = begin; i < end; i += BLOCK_ROWS)
-                block_rows(a->out, a->xt, a->w, a->n, a->d, a->T, (int)i,
-                           (int)(i + BLOCK_ROWS < end ? i + BLOCK_ROWS : end), t0, TYPE);
+                block_rows(a, (int)i, (int)(i + BLOCK_ROWS < end ? i + BLOCK_ROWS : end), t0, TYPE);
         return;
     }
     split((size_t)a->d, DOT_TILE, thread, n_threads, &begin, &end);
     if (a->T == 1) { /* generation: one row at a time (one stream of weights is what prefetches best) */
-        for (i = begin; i < end; i++) a->out[i] = dot_row(a->x, a->xt, matrix_at(a->w, i * n), a->n, TYPE);
+        for (i = begin; i < end; i++) {
+            float sum = dot_row(a->x, a->xt, matrix_at(a->w, i * n), a->n, TYPE);
+            a->out[i] = a->add ? a->out[i] + sum : sum;
+        }
         return;
     }
     for (i = begin; i + DOT_TILE <= end; i += DOT_TILE) { /* a few tokens: DOT_TILE rows x DOT_TILE tokens at a time */
         Matrix w = matrix_at(a->w, i * n);
         int t = 0;
         for (; t + DOT_TILE <= a->T; t += DOT_TILE)
-            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * n, w, a->n, DOT_TILE, DOT_TILE, TYPE);
+            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->add, a->x + (size_t)t * n, w, a->n, DOT_TILE, DOT_TILE, TYPE);
         for (; t < a->T; t++)
-            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * n, w, a->n, DOT_TILE, 1, TYPE);
+            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->add, a->x + (size_t)t * n, w, a->n, DOT_TILE, 1, TYPE);
     }
     for (; i < end; i++)
         for (int t = 0; t < a->T; t++)
-            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->x + (size_t)t * n, matrix_at(a->w, i * n), a->n, 1, 1,
+            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->add, a->x + (size_t)t * n, matrix_at(a->w, i * n), a->n, 1, 1,
                      TYPE);
 }
 
@@ -3837,7 +3878,7 @@ void transpose_block(float *xt, const float *x, int T, int n) {
 void matmul(const float *x, float *xt, int T, int n, const Product *products, int n_products) {
     Matmuls a = {.n = n_products};
     for (int k = 0; k < n_products; k++)
-        a.mat[k] = (Matmul){products[k].out, x, xt, products[k].w, T, n, products[k].d};
+        a.mat[k] = (Matmul){products[k].out, x, xt, products[k].w, T, n, products[k].d, products[k].add};
     if (T == 1 && products[0].w.type == WEIGHT_BF16) pair_inputs(xt, x, n);
     if (T == 1 && products[0].w.type == WEIGHT_Q8) quad_inputs(xt, x, n);
     pool_run(matmul_task, &a);
