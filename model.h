@@ -169,13 +169,14 @@ typedef struct {
  *               ATT_QUERIES x ATT_SUMS value sums, + 1 value
  *   dot_row     4 sums, + 4 loads
  * AVX-512 has 32 registers of 16 floats, AVX2 16 of 8, SSE2 16 of 4, ARM NEON 32 of 4. */
-#if defined(__AVX512F__)           /* 32 zmm: block 24 + 4 + 1, dot 16 + 4 + 1, scores 16 + 4, sums 16 + 1 */
+#if defined(__AVX512F__)           /* 32 zmm: block 24 + 4 + 1, dot 16 + 4 + 1, scores 24 + 4, sums 24 + 1 */
 #define RAZOR_ISA "AVX-512"
 #define VEC 16
 #define BLOCK_TILE_R 6
 #define BLOCK_TILE_V 4
 #define DOT_TILE 4
 #define ATT_TILE_K 64
+#define ATT_QUERIES 6
 #define ATT_SUMS 4
 #elif defined(__aarch64__)         /* 32 NEON q registers: the same counts as AVX-512 */
 #define RAZOR_ISA "NEON"
@@ -184,6 +185,7 @@ typedef struct {
 #define BLOCK_TILE_V 4
 #define DOT_TILE 4
 #define ATT_TILE_K 16
+#define ATT_QUERIES 6
 #define ATT_SUMS 4
 #else                              /* 16 registers: block 12 + 2 + 1, dot 9 + 3 + 1, scores 8 + 2, sums 8 + 1 */
 #if defined(__AVX2__) && defined(__FMA__)
@@ -203,12 +205,13 @@ typedef struct {
 #define BLOCK_TILE_V 2
 #define DOT_TILE 3
 #define ATT_TILE_K (2 * VEC)
+#define ATT_QUERIES 4
 #define ATT_SUMS 2
 #endif
 #define BLOCK_MIN_TOKENS 16  /* from this many tokens on, matmul uses block_tile, and the per-token steps of the
                                 forward pass run on all threads */
-#define ATT_QUERIES 4        /* queries that meet a tile of keys together (attend_tile) */
-#define ATT_TILE_Q 64        /* queries that share a tile of keys in the attention loop */
+#define ATT_TILE_Q 48        /* queries that share a tile of keys in the attention loop; ATT_QUERIES of them
+                                (a divisor) meet a tile together in attend_tile */
 
 typedef struct { int first, last, value; } CodeRange;
 

@@ -636,7 +636,7 @@ typedef struct RunState {
     float *q;                /* (block, q_dim) */
     float *k, *v;            /* (block, kv_dim) */
     float *rope_cos, *rope_sin; /* (block, head_dim / 2) */
-    float *att_scratch;      /* (threads, ATT_TILE_Q, head_dim + 2) */
+    float *att_scratch;      /* (threads, ATT_SCRATCH(head_dim)) */
     float *logits;           /* (block, vocab_size) */
     float *xt;               /* (widest input x padded block) the block transposed tile by tile for matmul
                                 (transpose_block); one token with bf16 weights: its input reordered (pair_inputs) */
@@ -785,8 +785,9 @@ void attention_reference(float *out, size_t out_stride, const float *q, size_t q
     free(score);
 }
 
-/* The same, tiled and vectorised: THE tiled attention loop (section 11). scratch: ATT_TILE_Q *
- * (head_dim + 2) floats. */
+/* The same, tiled and vectorised: THE tiled attention loop (section 11). scratch: ATT_SCRATCH(head_dim)
+ * floats. */
+#define ATT_SCRATCH(head_dim) ((size_t)ATT_TILE_Q * (2 * (size_t)(head_dim) + 2))
 void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const HeadCache *h,
                int first_visible, int head_dim, float slope, float q_position, float *scratch);
 
@@ -896,7 +897,7 @@ int build_runstate(RunState *s, const Model *m, int capacity, int max_block, con
     s->v = xcalloc(B * kv_dim, sizeof(float));
     s->rope_cos = xcalloc(B * (c->head_dim / 2), sizeof(float));
     s->rope_sin = xcalloc(B * (c->head_dim / 2), sizeof(float));
-    s->att_scratch = xcalloc((size_t)pool_threads * ATT_TILE_Q * (c->head_dim + 2), sizeof(float));
+    s->att_scratch = xcalloc((size_t)pool_threads * ATT_SCRATCH(c->head_dim), sizeof(float));
     s->logits = xcalloc(B * c->vocab_size, sizeof(float));
     size_t widest = xb_dim > (size_t)c->hidden_dim ? xb_dim : (size_t)c->hidden_dim;
     s->xt = xcalloc(widest * matmul_padded(max_block), sizeof(float));
@@ -1027,7 +1028,7 @@ static void attention_task(void *arg, int thread, int n_threads) {
     RunState *s = a->s;
     size_t q_dim = (size_t)c->n_heads * c->head_dim;
     int tiles = (a->T + ATT_TILE_Q - 1) / ATT_TILE_Q, group = c->n_heads / c->n_kv_heads;
-    float *scratch = s->att_scratch + (size_t)thread * ATT_TILE_Q * (c->head_dim + 2);
+    float *scratch = s->att_scratch + (size_t)thread * ATT_SCRATCH(c->head_dim);
     for (int job = thread; job < c->n_heads * tiles; job += n_threads) {
         int h = job / tiles, q0 = (job % tiles) * ATT_TILE_Q, nq = min_int(a->T - q0, ATT_TILE_Q);
         const HeadCache *hc = &s->heads[a->layer * c->n_kv_heads + h / group];
@@ -3950,7 +3951,8 @@ static inline vecf kvload(const void *p, size_t i, int KVT) { /* numbers i .. i 
 
 /* One step of THE attention loop below: NB queries (NB <= ATT_QUERIES; called with a constant, so
  * their arrays live in registers) meet one tile of keys together, so that every key and value loaded
- * serves NB queries. Query b, at position qpos[b], sees the first n_seen[b] keys of the tile (0: none).
+ * serves NB queries. Query b (already times 1/sqrt(head_dim)), at position qpos[b], sees the first
+ * n_seen[b] keys of the tile (0: none).
  * Its running max m[b], running sum l[b] and accumulator acc (NB, head_dim) are updated online: scores
  * (with ALiBi, + slope * (key position - query position)), a rescale of what was summed under the old
  * max if this tile holds a larger score, then exp and the weighted sum of the values. comp_at: the
@@ -3960,7 +3962,7 @@ static inline vecf kvload(const void *p, size_t i, int KVT) { /* numbers i .. i 
 static inline __attribute__((always_inline)) void attend_tile(const float *const *q, const float *qpos,
                                                               const int *n_seen, float *m, float *l, float *acc,
                                                               const void *kt, const void *vt, const float *kpos,
-                                                              int head_dim, float scale, float slope, int comp_at,
+                                                              int head_dim, float slope, int comp_at,
                                                               float comp_bias, int NB, int KVT) {
     enum { KV = ATT_TILE_K / VEC };
     vecf sv[ATT_QUERIES][KV];
@@ -3969,10 +3971,8 @@ static inline __attribute__((always_inline)) void attend_tile(const float *const
     for (int d = 0; d < head_dim; d++) { /* scores: q . k for the whole tile, head_dim vector FMAs */
         vecf k[KV];
         for (int c = 0; c < KV; c++) k[c] = kvload(kt, (size_t)d * ATT_TILE_K + c * VEC, KVT);
-        for (int b = 0; b < NB; b++) {
-            float qd = q[b][d] * scale;
-            for (int c = 0; c < KV; c++) sv[b][c] += qd * k[c];
-        }
+        for (int b = 0; b < NB; b++)
+            for (int c = 0; c < KV; c++) sv[b][c] += q[b][d] * k[c];
     }
     float p[ATT_QUERIES][ATT_TILE_K]; /* scores, then exp(score - max) */
     int n_max = 0;
@@ -3993,11 +3993,13 @@ static inline __attribute__((always_inline)) void attend_tile(const float *const
             for (int d = 0; d < head_dim; d++) ab[d] *= correction;
             m[b] = tile_max;
         }
+        vecf e_sum = {0};
         for (int c = 0; c < KV; c++) {
             vecf e = vexp(vload(p[b] + c * VEC) - m[b]);
-            l[b] += vsum(e);
+            e_sum += e;
             memcpy(p[b] + c * VEC, &e, sizeof e);
         }
+        l[b] += vsum(e_sum);
         if (n > n_max) n_max = n;
     }
     /* acc += p @ values, VEC dims at a time; ATT_SUMS sums per query over interleaved keys (one add
@@ -4044,7 +4046,7 @@ static inline __attribute__((always_inline)) void attend_tile(const float *const
  *   query i may see slots [0, first_visible + i + 1), capped at h->n (the causal mask)
  *   slope      ALiBi's slope of this query head; 0 for RoPE models
  *   out        (n_q, out_stride): like q
- *   scratch    ATT_TILE_Q * (head_dim + 2) floats */
+ *   scratch    ATT_SCRATCH(head_dim) floats */
 static inline __attribute__((always_inline)) void attention_typed(float *out, size_t out_stride, const float *q,
                                                                   size_t q_stride, int n_q, const HeadCache *h,
                                                                   int first_visible, int head_dim, float slope,
@@ -4056,9 +4058,11 @@ static inline __attribute__((always_inline)) void attention_typed(float *out, si
     for (int q0 = 0; q0 < n_q; q0 += ATT_TILE_Q) {
         int nq = min_int(n_q - q0, ATT_TILE_Q);
         float *m = scratch, *l = scratch + ATT_TILE_Q, *acc = scratch + 2 * ATT_TILE_Q; /* acc (nq, head_dim) */
+        float *qs = acc + (size_t)ATT_TILE_Q * head_dim; /* (nq, head_dim): the queries times the scale, once */
         for (int i = 0; i < nq; i++) {
             m[i] = -INFINITY;
             l[i] = 0;
+            for (int d = 0; d < head_dim; d++) qs[(size_t)i * head_dim + d] = q[(size_t)(q0 + i) * q_stride + d] * scale;
         }
         memset(acc, 0, (size_t)nq * head_dim * sizeof(float));
         int last_visible = min_int(first_visible + q0 + nq, n_keys);
@@ -4072,17 +4076,17 @@ static inline __attribute__((always_inline)) void attention_typed(float *out, si
                 for (int b = 0; b < nb; b++) {
                     int visible = min_int(first_visible + q0 + i + b + 1, n_keys);
                     n_seen[b] = min_int(visible - k0, ATT_TILE_K);
-                    qb[b] = q + (size_t)(q0 + i + b) * q_stride;
+                    qb[b] = qs + (size_t)(i + b) * head_dim;
                     qpos[b] = q_position + (float)(q0 + i + b);
                 }
                 if (n_seen[nb - 1] <= 0) continue; /* (the last query of the group sees the most) */
                 if (nb == ATT_QUERIES)
                     attend_tile(qb, qpos, n_seen, m + i, l + i, acc + (size_t)i * head_dim, kt, vt, h->position + k0,
-                                head_dim, scale, slope, comp_slot - k0, comp_bias, ATT_QUERIES, KVT);
+                                head_dim, slope, comp_slot - k0, comp_bias, ATT_QUERIES, KVT);
                 else
                     for (int b = 0; b < nb; b++)
                         attend_tile(qb + b, qpos + b, n_seen + b, m + i + b, l + i + b,
-                                    acc + (size_t)(i + b) * head_dim, kt, vt, h->position + k0, head_dim, scale, slope,
+                                    acc + (size_t)(i + b) * head_dim, kt, vt, h->position + k0, head_dim, slope,
                                     comp_slot - k0, comp_bias, 1, KVT);
             }
         }

@@ -678,7 +678,7 @@ static void test_tiled_attention(void) {
                     float *v = random_tensor((size_t)n_keys * hd, 1.0f, 0),
                           *out = calloc((size_t)n_q * hd, sizeof(float));
                     float *ref = calloc((size_t)n_q * hd, sizeof(float)),
-                          *scratch = calloc(ATT_TILE_Q * (hd + 2), sizeof(float));
+                          *scratch = calloc(ATT_SCRATCH(hd), sizeof(float));
                     HeadCache h = cache_of(k, v, n_keys, hd, KV_F32);
                     attention(out, hd, q, hd, n_q, &h, first_visible, hd, slope, (float)first_visible, scratch);
                     free_head(&h);
@@ -725,7 +725,7 @@ static void test_tiled_attention(void) {
                           *out = calloc((size_t)n_q * hd, sizeof(float));
                     float *ref = calloc((size_t)n_q * hd, sizeof(float)),
                           *ref32 = calloc((size_t)n_q * hd, sizeof(float)),
-                          *scratch = calloc(ATT_TILE_Q * (hd + 2), sizeof(float));
+                          *scratch = calloc(ATT_SCRATCH(hd), sizeof(float));
                     HeadCache h = cache_of(k, v, n_keys, hd, (KVType)type), h32 = cache_of(k, v, n_keys, hd, KV_F32);
                     if (comp >= 0) { /* slot n_sink is a compensation slot standing for 3 + n_keys tokens */
                         h.compensate = h.compressed = h32.compensate = h32.compressed = 1;
@@ -1567,7 +1567,7 @@ static HeadCache new_head(int hd, int n_sink, int compensate) {
 
 /* one query against a head, through the tiled loop */
 static void head_attend(const HeadCache *h, const float *q, int hd, float *out) {
-    float *scratch = calloc(ATT_TILE_Q * (hd + 2), sizeof(float));
+    float *scratch = calloc(ATT_SCRATCH(hd), sizeof(float));
     attention(out, hd, q, hd, 1, h, h->n - 1, hd, 0, 0, scratch);
     free(scratch);
 }
@@ -1666,7 +1666,7 @@ static void test_compensation(void) {
     for (int t = 0; t < prompt; t++) head_append(&h, K + t * hd, V + t * hd, (float)t, hd, prompt);
     head_compress(&h, window, hd);
     for (int t = prompt; t < prompt + turn; t++) head_append(&h, K + t * hd, V + t * hd, (float)t, hd, turn);
-    float *scratch = calloc(ATT_TILE_Q * (hd + 2), sizeof(float));
+    float *scratch = calloc(ATT_SCRATCH(hd), sizeof(float));
     attention(out, hd, Q, hd, turn, &h, h.n - turn, hd, 0, 0, scratch);
     for (int t = n_sink; t < prompt - window; t++)
         for (int d = 0; d < hd; d++) mean_k[d] += K[t * hd + d] / n_dropped, mean_v[d] += V[t * hd + d] / n_dropped;
