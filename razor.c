@@ -3617,15 +3617,28 @@ static inline float wget(Matrix w, size_t i, int TYPE) { /* matrix_value, its ty
     return matrix_value(w, i);
 }
 
+/* One product of matmul: out (T, d) = x (T, n) @ w (d, n)^T, or out += with add. */
+typedef struct {
+    float *out;       /* (T, d) */
+    const float *x;   /* (T, n) */
+    const float *xt;  /* x transposed tile by tile, for block_tile (see transpose_block); one token
+                         with bf16 or q8 weights: x reordered for dot_row (pair_inputs, quad_inputs) */
+    Matrix w;         /* (d, n) */
+    int T, n, d, add;
+} Matmul;
+
 /* Three matmul kernels: dot_row for one token, dot_tile for a few, block_tile for a block. Weights are
- * row-major (d, n), as the file stores them; w starts at the kernel's first row.
+ * row-major (d, n), as the file stores them.
  *
- * dot_tile, for a few tokens (2 to 15: a short chat turn, a prompt's last block):
- * out[c * out_stride + r] = dot(w row r, x row c) for R weight rows and C tokens (R, C <= DOT_TILE),
- * vectorised along n, so that with R, C > 1 every value loaded is used several times. Called with
- * constant R and C, it compiles to an unrolled block of accumulators. */
-static inline __attribute__((always_inline)) void dot_tile(float *out, size_t out_stride, int add, const float *x,
-                                                           Matrix w, int n, int R, int C, int TYPE) {
+ * dot_tile, for a few tokens (2 to 15: a short chat turn, a prompt's last block): out[t + c][i + r]
+ * = dot(w row i + r, x row t + c) for R weight rows and C tokens (R, C <= DOT_TILE), vectorised along
+ * n, so that with R, C > 1 every value loaded is used several times. Called with constant R and C, it
+ * compiles to an unrolled block of accumulators. */
+static inline __attribute__((always_inline)) void dot_tile(const Matmul *a, size_t i, int t, int R, int C, int TYPE) {
+    int n = a->n;
+    Matrix w = matrix_at(a->w, i * (size_t)n);
+    const float *x = a->x + (size_t)t * n;
+    float *out = a->out + (size_t)t * a->d + i;
     vecf acc[DOT_TILE][DOT_TILE];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) acc[r][c] = (vecf){0};
@@ -3642,7 +3655,7 @@ static inline __attribute__((always_inline)) void dot_tile(float *out, size_t ou
         for (int c = 0; c < C; c++) {
             float s = vsum(acc[r][c]);
             for (int k = j; k < n; k++) s += wget(w, (size_t)r * n + k, TYPE) * x[(size_t)c * n + k];
-            out[(size_t)c * out_stride + r] = add ? out[(size_t)c * out_stride + r] + s : s;
+            out[(size_t)c * a->d + r] = a->add ? out[(size_t)c * a->d + r] + s : s;
         }
 }
 
@@ -3744,16 +3757,6 @@ static void quad_inputs(float *x_quads, const float *x, int n) {
             for (int l = 0; l < VEC; l++) x_quads[j + k * VEC + l] = x[j + 4 * l + k];
 }
 
-/* One product of matmul: out (T, d) = x (T, n) @ w (d, n)^T, or out += with add. */
-typedef struct {
-    float *out;       /* (T, d) */
-    const float *x;   /* (T, n) */
-    const float *xt;  /* x transposed tile by tile, for block_tile (see transpose_block); one token
-                         with bf16 or q8 weights: x reordered for dot_row (pair_inputs, quad_inputs) */
-    Matrix w;         /* (d, n) */
-    int T, n, d, add;
-} Matmul;
-
 /* block_tile, for blocks of tokens (the prompt): R weight rows x BLOCK_TILE_T tokens over inputs
  * [j0, j1), vectorised along the tokens, so no horizontal sums at all: each weight is broadcast and
  * multiplied into BLOCK_TILE_T tokens at once (BLOCK_TILE_V vectors x BLOCK_TILE_R rows of
@@ -3820,17 +3823,12 @@ static inline __attribute__((always_inline)) void matmul_part(const Matmul *a, i
         return;
     }
     for (i = begin; i + DOT_TILE <= end; i += DOT_TILE) { /* a few tokens: DOT_TILE rows x DOT_TILE tokens at a time */
-        Matrix w = matrix_at(a->w, i * n);
         int t = 0;
-        for (; t + DOT_TILE <= a->T; t += DOT_TILE)
-            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->add, a->x + (size_t)t * n, w, a->n, DOT_TILE, DOT_TILE, TYPE);
-        for (; t < a->T; t++)
-            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->add, a->x + (size_t)t * n, w, a->n, DOT_TILE, 1, TYPE);
+        for (; t + DOT_TILE <= a->T; t += DOT_TILE) dot_tile(a, i, t, DOT_TILE, DOT_TILE, TYPE);
+        for (; t < a->T; t++) dot_tile(a, i, t, DOT_TILE, 1, TYPE);
     }
     for (; i < end; i++)
-        for (int t = 0; t < a->T; t++)
-            dot_tile(a->out + (size_t)t * a->d + i, a->d, a->add, a->x + (size_t)t * n, matrix_at(a->w, i * n), a->n, 1, 1,
-                     TYPE);
+        for (int t = 0; t < a->T; t++) dot_tile(a, i, t, 1, 1, TYPE);
 }
 
 typedef struct { Matmul mat[3]; int n; } Matmuls;
@@ -4062,7 +4060,8 @@ static inline __attribute__((always_inline)) void attention_typed(float *out, si
         for (int i = 0; i < nq; i++) {
             m[i] = -INFINITY;
             l[i] = 0;
-            for (int d = 0; d < head_dim; d++) qs[(size_t)i * head_dim + d] = q[(size_t)(q0 + i) * q_stride + d] * scale;
+            for (int d = 0; d < head_dim; d++)
+                qs[(size_t)i * head_dim + d] = q[(size_t)(q0 + i) * q_stride + d] * scale;
         }
         memset(acc, 0, (size_t)nq * head_dim * sizeof(float));
         int last_visible = min_int(first_visible + q0 + nq, n_keys);
