@@ -128,6 +128,7 @@ typedef struct {
     const void *data;
     const float *scale;      /* WEIGHT_Q8 only */
     int type;
+    size_t n;                /* elements from data to the end of the stack */
 } Matrix;
 
 /* Pointers into the mapped model file. Shapes as above (L = n_layers). */

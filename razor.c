@@ -271,7 +271,7 @@ static float *take_floats(Cursor *c, size_t n) {
 
 static Matrix take_matrix(Cursor *c, size_t n) {
     c->at = align_up(c->at, c->align);
-    Matrix m = {c->base ? c->base + c->at : NULL, NULL, c->weight_type};
+    Matrix m = {c->base ? c->base + c->at : NULL, NULL, c->weight_type, n};
     c->at += n * weight_bytes(c->weight_type);
     if (c->weight_type == WEIGHT_Q8) m.scale = take_floats(c, n / Q8_GROUP);
     return m;
@@ -517,6 +517,7 @@ static inline float matrix_value(Matrix w, size_t i) {
 static Matrix matrix_at(Matrix w, size_t offset) {
     w.data = (const char *)w.data + offset * weight_bytes(w.type);
     if (w.type == WEIGHT_Q8) w.scale += offset / Q8_GROUP;
+    w.n -= offset;
     return w;
 }
 
@@ -4116,13 +4117,10 @@ int model_to_bf16(Model *m) {
     TransformerWeights *w = &m->weights;
     if (c->weight_type == WEIGHT_BF16) return 0; /* bfloat16 already */
     if (c->weight_type == WEIGHT_Q8) return fail("-w bf16 converts a float32 file; this file's weights are q8");
-    size_t dim = (size_t)c->dim, L = (size_t)c->n_layers, hidden = (size_t)c->hidden_dim, V = (size_t)c->vocab_size;
-    size_t q_dim = (size_t)c->n_heads * c->head_dim, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
     Matrix *matrices[] = {&w->token_embedding, &w->wq, &w->wk, &w->wv, &w->wo, &w->w1, &w->w2, &w->w3, &w->wcls};
-    size_t sizes[] = {V * dim, L * q_dim * dim, L * kv_dim * dim, L * kv_dim * dim, L * dim * q_dim,
-                      L * hidden * dim, L * dim * hidden, L * hidden * dim, c->shared_classifier ? 0 : V * dim};
+    int n_matrices = c->shared_classifier ? 8 : 9; /* a shared classifier is the embedding */
     size_t total = 0, at = 0;
-    for (int k = 0; k < 9; k++) total += sizes[k];
+    for (int k = 0; k < n_matrices; k++) total += matrices[k]->n;
     size_t huge = 2u << 20, bytes = (total * sizeof(uint16_t) + huge - 1) / huge * huge;
     m->bf16 = aligned_alloc(huge, bytes);
     if (!m->bf16) return fail("no memory for a bfloat16 copy of the weights (%zu MB)", bytes >> 20);
@@ -4130,11 +4128,12 @@ int model_to_bf16(Model *m) {
     madvise(m->bf16, bytes, MADV_HUGEPAGE); /* 2 MB pages where Linux allows: far fewer TLB misses while
                                                streaming the copy (generation +15-20% here) */
 #endif
-    for (int k = 0; k < 9; k++) {
+    for (int k = 0; k < n_matrices; k++) {
         const float *from = matrices[k]->data;
-        for (size_t i = 0; i < sizes[k]; i++) m->bf16[at + i] = f32_to_bf16(from[i]);
-        *matrices[k] = (Matrix){m->bf16 + at, NULL, WEIGHT_BF16};
-        at += sizes[k];
+        size_t n = matrices[k]->n;
+        for (size_t i = 0; i < n; i++) m->bf16[at + i] = f32_to_bf16(from[i]);
+        *matrices[k] = (Matrix){m->bf16 + at, NULL, WEIGHT_BF16, n};
+        at += n;
     }
     if (c->shared_classifier) w->wcls = w->token_embedding;
     return 0;
