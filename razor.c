@@ -788,7 +788,7 @@ void attention_reference(float *out, size_t out_stride, const float *q, size_t q
 
 /* The same, tiled and vectorised: THE tiled attention loop (section 11). scratch: ATT_SCRATCH(head_dim)
  * floats. */
-#define ATT_SCRATCH(head_dim) ((size_t)ATT_TILE_Q * (2 * (size_t)(head_dim) + 2))
+#define ATT_SCRATCH(head_dim) ((size_t)ATT_TILE_Q * (2 * (size_t)(head_dim) + 2) + 2 * (size_t)ATT_TILE_K * (head_dim))
 void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const HeadCache *h,
                int first_visible, int head_dim, float slope, float q_position, float *scratch);
 
@@ -4031,12 +4031,48 @@ static inline __attribute__((always_inline)) void attend_tile(const float *const
                 acc[(size_t)b * head_dim + d] += p[b][j] * kv_get(vt, (size_t)j * head_dim + d, (KVType)KVT);
 }
 
+/* A tile of queries, as the attention loop below holds it while it walks the key tiles. */
+typedef struct {
+    const float *qs;       /* (nq, head_dim) the queries times 1/sqrt(head_dim) */
+    float *m, *l, *acc;    /* (nq), (nq), (nq, head_dim): running max, running sum, accumulator */
+    int nq, q0, first_visible, n_keys, head_dim, comp_slot;
+    float q_position, slope, comp_bias;
+    const float *position; /* (slots) the cache's positions */
+} QueryTile;
+
+/* The query tile against the key tile at k0, ATT_QUERIES queries at a time (attend_tile); kt and vt
+ * in the type KVT. */
+static inline __attribute__((always_inline)) void attend_key_tile(const QueryTile *t, int k0, const void *kt,
+                                                                  const void *vt, int KVT) {
+    int hd = t->head_dim;
+    for (int i = 0; i < t->nq; i += ATT_QUERIES) {
+        int nb = min_int(t->nq - i, ATT_QUERIES), n_seen[ATT_QUERIES];
+        const float *qb[ATT_QUERIES];
+        float qpos[ATT_QUERIES];
+        for (int b = 0; b < nb; b++) {
+            int visible = min_int(t->first_visible + t->q0 + i + b + 1, t->n_keys);
+            n_seen[b] = min_int(visible - k0, ATT_TILE_K);
+            qb[b] = t->qs + (size_t)(i + b) * hd;
+            qpos[b] = t->q_position + (float)(t->q0 + i + b);
+        }
+        if (n_seen[nb - 1] <= 0) continue; /* (the last query of the group sees the most) */
+        if (nb == ATT_QUERIES)
+            attend_tile(qb, qpos, n_seen, t->m + i, t->l + i, t->acc + (size_t)i * hd, kt, vt, t->position + k0, hd,
+                        t->slope, t->comp_slot - k0, t->comp_bias, ATT_QUERIES, KVT);
+        else
+            for (int b = 0; b < nb; b++)
+                attend_tile(qb + b, qpos + b, n_seen + b, t->m + i + b, t->l + i + b, t->acc + (size_t)(i + b) * hd,
+                            kt, vt, t->position + k0, hd, t->slope, t->comp_slot - k0, t->comp_bias, 1, KVT);
+    }
+}
+
 /* THE attention loop: attention_reference, tiled and vectorised. Flash-attention style: for each
  * query, walk the keys in tiles of ATT_TILE_K, keeping a running max m, a running sum l of
  * exp(score - m) and an accumulator of the weighted values, rescaled whenever m grows (attend_tile).
  * No score row of length seq_len ever exists. A tile of ATT_TILE_Q queries shares each tile of keys
  * while it sits in L1, ATT_QUERIES of them at a time. Used for the prompt and for generation alike,
- * compiled once per KV type (KVT).
+ * compiled once per KV type (KVT); for a tile of several queries, 16-bit keys and values are widened
+ * once into float32 scratch, not once per ATT_QUERIES queries.
  *   q          (n_q, q_stride): query i at q + i * q_stride, head_dim floats, at position q_position + i
  *   h          the head's cache: key_tiles (slots / ATT_TILE_K, head_dim, ATT_TILE_K), keys stored
  *              transposed tile by tile, so a query meets a whole tile with head_dim vector FMAs;
@@ -4051,47 +4087,44 @@ static inline __attribute__((always_inline)) void attention_typed(float *out, si
                                                                   int first_visible, int head_dim, float slope,
                                                                   float q_position, float *scratch, int KVT) {
     const float scale = 1.0f / sqrtf((float)head_dim);
-    const int n_keys = h->n, comp_slot = compensation_slot(h);
-    const float comp_bias = compensation_bias(h);
-    const size_t tile_bytes = (size_t)head_dim * ATT_TILE_K * kv_size((KVType)KVT);
-    for (int q0 = 0; q0 < n_q; q0 += ATT_TILE_Q) {
-        int nq = min_int(n_q - q0, ATT_TILE_Q);
-        float *m = scratch, *l = scratch + ATT_TILE_Q, *acc = scratch + 2 * ATT_TILE_Q; /* acc (nq, head_dim) */
-        float *qs = acc + (size_t)ATT_TILE_Q * head_dim; /* (nq, head_dim): the queries times the scale, once */
-        for (int i = 0; i < nq; i++) {
+    const size_t tile_floats = (size_t)head_dim * ATT_TILE_K, tile_bytes = tile_floats * kv_size((KVType)KVT);
+    float *m = scratch, *l = scratch + ATT_TILE_Q, *acc = scratch + 2 * ATT_TILE_Q;
+    float *qs = acc + (size_t)ATT_TILE_Q * head_dim, *keys = qs + (size_t)ATT_TILE_Q * head_dim,
+          *values = keys + tile_floats; /* a key tile and its values, widened */
+    QueryTile t = {qs, m, l, acc, 0, 0, first_visible, h->n, head_dim, compensation_slot(h), q_position, slope,
+                   compensation_bias(h), h->position};
+    for (t.q0 = 0; t.q0 < n_q; t.q0 += ATT_TILE_Q) {
+        t.nq = min_int(n_q - t.q0, ATT_TILE_Q);
+        for (int i = 0; i < t.nq; i++) {
             m[i] = -INFINITY;
             l[i] = 0;
             for (int d = 0; d < head_dim; d++)
-                qs[(size_t)i * head_dim + d] = q[(size_t)(q0 + i) * q_stride + d] * scale;
+                qs[(size_t)i * head_dim + d] = q[(size_t)(t.q0 + i) * q_stride + d] * scale;
         }
-        memset(acc, 0, (size_t)nq * head_dim * sizeof(float));
-        int last_visible = min_int(first_visible + q0 + nq, n_keys);
+        memset(acc, 0, (size_t)t.nq * head_dim * sizeof(float));
+        int last_visible = min_int(first_visible + t.q0 + t.nq, h->n);
         for (int k0 = 0; k0 < last_visible; k0 += ATT_TILE_K) {
             const void *kt = (const char *)h->key_tiles + (size_t)(k0 / ATT_TILE_K) * tile_bytes,
                        *vt = (const char *)h->values + (size_t)k0 * head_dim * kv_size((KVType)KVT);
-            for (int i = 0; i < nq; i += ATT_QUERIES) {
-                int nb = min_int(nq - i, ATT_QUERIES), n_seen[ATT_QUERIES];
-                const float *qb[ATT_QUERIES];
-                float qpos[ATT_QUERIES];
-                for (int b = 0; b < nb; b++) {
-                    int visible = min_int(first_visible + q0 + i + b + 1, n_keys);
-                    n_seen[b] = min_int(visible - k0, ATT_TILE_K);
-                    qb[b] = qs + (size_t)(i + b) * head_dim;
-                    qpos[b] = q_position + (float)(q0 + i + b);
-                }
-                if (n_seen[nb - 1] <= 0) continue; /* (the last query of the group sees the most) */
-                if (nb == ATT_QUERIES)
-                    attend_tile(qb, qpos, n_seen, m + i, l + i, acc + (size_t)i * head_dim, kt, vt, h->position + k0,
-                                head_dim, slope, comp_slot - k0, comp_bias, ATT_QUERIES, KVT);
-                else
-                    for (int b = 0; b < nb; b++)
-                        attend_tile(qb + b, qpos + b, n_seen + b, m + i + b, l + i + b,
-                                    acc + (size_t)(i + b) * head_dim, kt, vt, h->position + k0, head_dim, slope,
-                                    comp_slot - k0, comp_bias, 1, KVT);
+            if (KVT == KV_F32 || t.nq == 1) {
+                attend_key_tile(&t, k0, kt, vt, KVT);
+                continue;
             }
+            size_t n_values = (size_t)min_int(last_visible - k0, ATT_TILE_K) * head_dim;
+            for (size_t i = 0; i < tile_floats; i += VEC) { /* (ATT_TILE_K is a multiple of VEC) */
+                vecf k = kvload(kt, i, KVT);
+                memcpy(keys + i, &k, sizeof k);
+            }
+            size_t i = 0;
+            for (; i + VEC <= n_values; i += VEC) {
+                vecf v = kvload(vt, i, KVT);
+                memcpy(values + i, &v, sizeof v);
+            }
+            for (; i < n_values; i++) values[i] = kv_get(vt, i, (KVType)KVT);
+            attend_key_tile(&t, k0, keys, values, KV_F32);
         }
-        for (int i = 0; i < nq; i++) {
-            float *o = out + (size_t)(q0 + i) * out_stride, inv = l[i] > 0 ? 1.0f / l[i] : 0.0f;
+        for (int i = 0; i < t.nq; i++) {
+            float *o = out + (size_t)(t.q0 + i) * out_stride, inv = l[i] > 0 ? 1.0f / l[i] : 0.0f;
             for (int d = 0; d < head_dim; d++) o[d] = acc[(size_t)i * head_dim + d] * inv;
         }
     }
