@@ -3948,6 +3948,16 @@ static inline vecf kvload(const void *p, size_t i, int KVT) { /* numbers i .. i 
     return vload((const float *)p + i);
 }
 
+/* to[0 .. n) = the numbers from[0 .. n) of a cache in the type KVT, widened to float32 */
+static inline void kv_widen(float *to, const void *from, size_t n, int KVT) {
+    size_t i = 0;
+    for (; i + VEC <= n; i += VEC) {
+        vecf v = kvload(from, i, KVT);
+        memcpy(to + i, &v, sizeof v);
+    }
+    for (; i < n; i++) to[i] = kv_get(from, i, (KVType)KVT);
+}
+
 /* One step of THE attention loop below: NB queries (NB <= ATT_QUERIES; called with a constant, so
  * their arrays live in registers) meet one tile of keys together, so that every key and value loaded
  * serves NB queries. Query b (already times 1/sqrt(head_dim)), at position qpos[b], sees the first
@@ -4110,17 +4120,8 @@ static inline __attribute__((always_inline)) void attention_typed(float *out, si
                 attend_key_tile(&t, k0, kt, vt, KVT);
                 continue;
             }
-            size_t n_values = (size_t)min_int(last_visible - k0, ATT_TILE_K) * head_dim;
-            for (size_t i = 0; i < tile_floats; i += VEC) { /* (ATT_TILE_K is a multiple of VEC) */
-                vecf k = kvload(kt, i, KVT);
-                memcpy(keys + i, &k, sizeof k);
-            }
-            size_t i = 0;
-            for (; i + VEC <= n_values; i += VEC) {
-                vecf v = kvload(vt, i, KVT);
-                memcpy(values + i, &v, sizeof v);
-            }
-            for (; i < n_values; i++) values[i] = kv_get(vt, i, (KVType)KVT);
+            kv_widen(keys, kt, tile_floats, KVT);
+            kv_widen(values, vt, (size_t)min_int(last_visible - k0, ATT_TILE_K) * head_dim, KVT);
             attend_key_tile(&t, k0, keys, values, KV_F32);
         }
         for (int i = 0; i < t.nq; i++) {
