@@ -166,29 +166,31 @@ typedef struct {
  * vectors loaded beside them, fit the register file without spilling:
  *   block_tile  BLOCK_TILE_R x BLOCK_TILE_V accumulators, + BLOCK_TILE_V token vectors, + 1 weight
  *   dot_tile    DOT_TILE x DOT_TILE accumulators, + DOT_TILE token vectors, + 1 weight
- *   attend_tile ATT_QUERIES x ATT_TILE_K / VEC score vectors, + ATT_TILE_K / VEC keys; then
- *               ATT_QUERIES x ATT_SUMS value sums, + 1 value
+ *   attend_tile ATT_QUERIES x ATT_SCORE_V score vectors, + ATT_SCORE_V keys, + 1 query number; then
+ *               ATT_QUERIES x ATT_VALUE_V sums of values, + ATT_VALUE_V values, + 1 weight
  *   dot_row     4 sums, + 4 loads
  * AVX-512 has 32 registers of 16 floats, AVX2 16 of 8, SSE2 16 of 4, ARM NEON 32 of 4. */
-#if defined(__AVX512F__)           /* 32 zmm: block 24 + 4 + 1, dot 16 + 4 + 1, scores 24 + 4, sums 24 + 1 */
+#if defined(__AVX512F__)           /* 32 zmm: block 24 + 4 + 1, dot 16 + 4 + 1, scores 24 + 4 + 1, sums 12 + 2 + 1 */
 #define RAZOR_ISA "AVX-512"
 #define VEC 16
 #define BLOCK_TILE_R 6
 #define BLOCK_TILE_V 4
 #define DOT_TILE 4
-#define ATT_TILE_K 64
+#define ATT_SCORE_V 4
 #define ATT_QUERIES 6
-#define ATT_SUMS 4
-#elif defined(__aarch64__)         /* 32 NEON q registers: the same counts as AVX-512 */
+#define ATT_VALUE_V 2
+#elif defined(__aarch64__)         /* 32 NEON q registers: block 24 + 4 + 1, dot 16 + 4 + 1, scores 24 + 4 + 1,
+                                      sums 24 + 4 + 1 */
 #define RAZOR_ISA "NEON"
 #define VEC 4
 #define BLOCK_TILE_R 6
 #define BLOCK_TILE_V 4
 #define DOT_TILE 4
-#define ATT_TILE_K 16
+#define ATT_SCORE_V 4
 #define ATT_QUERIES 6
-#define ATT_SUMS 4
-#else                              /* 16 registers: block 12 + 2 + 1, dot 9 + 3 + 1, scores 8 + 2, sums 8 + 1 */
+#define ATT_VALUE_V 4
+#else                              /* 16 registers: block 12 + 2 + 1, dot 9 + 3 + 1, scores 12 + 2 + 1,
+                                      sums 12 + 2 + 1 */
 #if defined(__AVX2__) && defined(__FMA__)
 #define RAZOR_ISA "AVX2+FMA"
 #define VEC 8
@@ -205,12 +207,15 @@ typedef struct {
 #define BLOCK_TILE_R 6
 #define BLOCK_TILE_V 2
 #define DOT_TILE 3
-#define ATT_TILE_K (2 * VEC)
-#define ATT_QUERIES 4
-#define ATT_SUMS 2
+#define ATT_SCORE_V 2
+#define ATT_QUERIES 6
+#define ATT_VALUE_V 2
 #endif
 #define BLOCK_MIN_TOKENS 16  /* from this many tokens on, matmul uses block_tile, and the per-token steps of the
                                 forward pass run on all threads */
+#define ATT_TILE_K 64        /* keys per tile of the attention loop (and of the cache's transposed keys): one
+                                online-softmax step per query for each; their scores are computed ATT_SCORE_V
+                                vectors at a time (a divisor of ATT_TILE_K / VEC) */
 #define ATT_TILE_Q 48        /* queries that share a tile of keys in the attention loop; ATT_QUERIES of them
                                 (a divisor) meet a tile together in attend_tile */
 

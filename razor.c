@@ -3958,13 +3958,33 @@ static inline void kv_widen(float *to, const void *from, size_t n, int KVT) {
     for (; i < n; i++) to[i] = kv_get(from, i, (KVType)KVT);
 }
 
+/* The weighted sum of a tile's values for NB queries, DV vectors of dimensions from d on (NB x DV
+ * accumulators): acc[b][d ..] += sum over keys j < n of p[b][j] * value j. vt: (ATT_TILE_K, head_dim). */
+static inline __attribute__((always_inline)) void attend_values(const float (*p)[ATT_TILE_K], int n, float *acc,
+                                                                const void *vt, int d, int head_dim, int NB,
+                                                                int DV, int KVT) {
+    vecf a[ATT_QUERIES][ATT_VALUE_V];
+    for (int b = 0; b < NB; b++)
+        for (int u = 0; u < DV; u++) a[b][u] = vload(acc + (size_t)b * head_dim + d + u * VEC);
+    for (int j = 0; j < n; j++) {
+        vecf v[ATT_VALUE_V];
+        for (int u = 0; u < DV; u++) v[u] = kvload(vt, (size_t)j * head_dim + d + u * VEC, KVT);
+        for (int b = 0; b < NB; b++)
+            for (int u = 0; u < DV; u++) a[b][u] += p[b][j] * v[u];
+    }
+    for (int b = 0; b < NB; b++)
+        for (int u = 0; u < DV; u++) memcpy(acc + (size_t)b * head_dim + d + u * VEC, &a[b][u], sizeof a[b][u]);
+}
+
 /* One step of THE attention loop below: NB queries (NB <= ATT_QUERIES; called with a constant, so
  * their arrays live in registers) meet one tile of keys together, so that every key and value loaded
  * serves NB queries. Query b (already times 1/sqrt(head_dim)), at position qpos[b], sees the first
  * n_seen[b] keys of the tile (0: none).
  * Its running max m[b], running sum l[b] and accumulator acc (NB, head_dim) are updated online: scores
- * (with ALiBi, + slope * (key position - query position)), a rescale of what was summed under the old
- * max if this tile holds a larger score, then exp and the weighted sum of the values. comp_at: the
+ * (with ALiBi, + slope * (key position - query position)) for the keys that any of the NB queries sees,
+ * ATT_SCORE_V vectors of keys at a time; then, once per query for the whole tile, a rescale of what was
+ * summed under the old max if this tile holds a larger score, and exp; then the weighted sum of the
+ * values (attend_values). comp_at: the
  * compensation slot's place in this tile (outside [0, ATT_TILE_K): not here); its score gets
  * + comp_bias = ln(N_d). kt, vt: the tile's keys (head_dim, ATT_TILE_K) and values (ATT_TILE_K,
  * head_dim) in the cache's type KVT; kpos: their positions. */
@@ -3973,27 +3993,34 @@ static inline __attribute__((always_inline)) void attend_tile(const float *const
                                                               const void *kt, const void *vt, const float *kpos,
                                                               int head_dim, float slope, int comp_at,
                                                               float comp_bias, int NB, int KVT) {
-    enum { KV = ATT_TILE_K / VEC };
-    vecf sv[ATT_QUERIES][KV];
-    for (int b = 0; b < NB; b++)
-        for (int c = 0; c < KV; c++) sv[b][c] = (vecf){0};
-    for (int d = 0; d < head_dim; d++) { /* scores: q . k for the whole tile, head_dim vector FMAs */
-        vecf k[KV];
-        for (int c = 0; c < KV; c++) k[c] = kvload(kt, (size_t)d * ATT_TILE_K + c * VEC, KVT);
-        for (int b = 0; b < NB; b++)
-            for (int c = 0; c < KV; c++) sv[b][c] += q[b][d] * k[c];
-    }
+    enum { SV = ATT_SCORE_V };
     float p[ATT_QUERIES][ATT_TILE_K]; /* scores, then exp(score - max) */
     int n_max = 0;
+    for (int b = 0; b < NB; b++) n_max = n_seen[b] > n_max ? n_seen[b] : n_max;
+    int kv_seen = (n_max + SV * VEC - 1) / (SV * VEC) * SV; /* vectors of the tile that some query sees */
+    for (int c0 = 0; c0 < kv_seen; c0 += SV) { /* scores: q . k, SV vectors of keys at a time */
+        vecf sv[ATT_QUERIES][SV];
+        for (int b = 0; b < NB; b++)
+            for (int c = 0; c < SV; c++) sv[b][c] = (vecf){0};
+        for (int d = 0; d < head_dim; d++) {
+            vecf k[SV];
+            for (int c = 0; c < SV; c++) k[c] = kvload(kt, (size_t)d * ATT_TILE_K + (size_t)(c0 + c) * VEC, KVT);
+            for (int b = 0; b < NB; b++)
+                for (int c = 0; c < SV; c++) sv[b][c] += q[b][d] * k[c];
+        }
+        for (int b = 0; b < NB; b++)
+            for (int c = 0; c < SV; c++) {
+                if (slope != 0) sv[b][c] += (vload(kpos + (c0 + c) * VEC) - qpos[b]) * slope; /* ALiBi */
+                memcpy(p[b] + (c0 + c) * VEC, &sv[b][c], sizeof sv[b][c]);
+            }
+    }
     for (int b = 0; b < NB; b++) {
         int n = n_seen[b];
         if (n <= 0) { memset(p[b], 0, sizeof p[b]); continue; }
-        for (int c = 0; c < KV && slope != 0; c++) sv[b][c] += (vload(kpos + c * VEC) - qpos[b]) * slope; /* ALiBi */
-        memcpy(p[b], sv[b], sizeof p[b]);
         if (comp_at >= 0 && comp_at < n) p[b][comp_at] += comp_bias; /* + ln(N_d) */
-        for (int j = n; j < ATT_TILE_K; j++) p[b][j] = -INFINITY;  /* keys it may not see */
+        for (int j = n; j < kv_seen * VEC; j++) p[b][j] = -INFINITY;  /* keys it may not see */
         vecf mv = vload(p[b]);
-        for (int c = 1; c < KV; c++) mv = vmax(mv, vload(p[b] + c * VEC));
+        for (int c = 1; c < kv_seen; c++) mv = vmax(mv, vload(p[b] + c * VEC));
         float tile_max = hmax(mv);
         float *ab = acc + (size_t)b * head_dim;
         if (tile_max > m[b]) { /* rescale what was summed under the old max */
@@ -4003,38 +4030,19 @@ static inline __attribute__((always_inline)) void attend_tile(const float *const
             m[b] = tile_max;
         }
         vecf e_sum = {0};
-        for (int c = 0; c < KV; c++) {
+        for (int c = 0; c < kv_seen; c++) {
             vecf e = vexp(vload(p[b] + c * VEC) - m[b]);
             e_sum += e;
             memcpy(p[b] + c * VEC, &e, sizeof e);
         }
         l[b] += vsum(e_sum);
-        if (n > n_max) n_max = n;
     }
-    /* acc += p @ values, VEC dims at a time; ATT_SUMS sums per query over interleaved keys (one add
-     * chain would wait on each multiply-add's latency) */
+    /* acc += p @ values: ATT_VALUE_V vectors of dimensions at a time, each key's value vectors loaded once
+     * for the NB queries; then any whole vectors left one at a time; then single dimensions */
     int d = 0;
-    for (; d + VEC <= head_dim; d += VEC) {
-        vecf a[ATT_QUERIES][ATT_SUMS];
-        for (int b = 0; b < NB; b++)
-            for (int u = 0; u < ATT_SUMS; u++) a[b][u] = (vecf){0};
-        int j = 0;
-        for (; j + ATT_SUMS <= n_max; j += ATT_SUMS)
-            for (int u = 0; u < ATT_SUMS; u++) {
-                vecf v = kvload(vt, (size_t)(j + u) * head_dim + d, KVT);
-                for (int b = 0; b < NB; b++) a[b][u] += p[b][j + u] * v;
-            }
-        for (; j < n_max; j++) {
-            vecf v = kvload(vt, (size_t)j * head_dim + d, KVT);
-            for (int b = 0; b < NB; b++) a[b][0] += p[b][j] * v;
-        }
-        for (int b = 0; b < NB; b++) {
-            vecf sum = a[b][0];
-            for (int u = 1; u < ATT_SUMS; u++) sum += a[b][u];
-            sum += vload(acc + (size_t)b * head_dim + d);
-            memcpy(acc + (size_t)b * head_dim + d, &sum, sizeof sum);
-        }
-    }
+    for (; d + ATT_VALUE_V * VEC <= head_dim; d += ATT_VALUE_V * VEC)
+        attend_values(p, n_max, acc, vt, d, head_dim, NB, ATT_VALUE_V, KVT);
+    for (; d + VEC <= head_dim; d += VEC) attend_values(p, n_max, acc, vt, d, head_dim, NB, 1, KVT);
     for (; d < head_dim; d++)
         for (int b = 0; b < NB; b++)
             for (int j = 0; j < n_max; j++)
@@ -4085,7 +4093,7 @@ static inline __attribute__((always_inline)) void attend_key_tile(const QueryTil
  * once into float32 scratch, not once per ATT_QUERIES queries.
  *   q          (n_q, q_stride): query i at q + i * q_stride, head_dim floats, at position q_position + i
  *   h          the head's cache: key_tiles (slots / ATT_TILE_K, head_dim, ATT_TILE_K), keys stored
- *              transposed tile by tile, so a query meets a whole tile with head_dim vector FMAs;
+ *              transposed tile by tile, so a query's scores against VEC keys are head_dim vector FMAs;
  *              values (slots, head_dim); position (slots); the compensation slot, if any, whose logit
  *              gets + ln(N_d) (compensation_bias says why)
  *   query i may see slots [0, first_visible + i + 1), capped at h->n (the causal mask)

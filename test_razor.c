@@ -661,7 +661,8 @@ static void free_head(HeadCache *h) {
  * and without ALiBi's bias; then against razor.c's attention_reference with a compensation slot, and
  * with 16-bit keys and values. */
 static void test_tiled_attention(void) {
-    int head_dims[] = {8, 10, 48, 64};
+    int head_dims[] = {8, 10, 48, 63, 64}; /* 63: whole passes of ATT_VALUE_V vectors, then a single vector, then
+                                              single dimensions, with every ISA's VEC and ATT_VALUE_V */
     int lengths[] = {1, 2, 15, 16, 17, 63, 64, 65, 100, 128, 129, 200, 257};
     float worst = 0;
     int cases = 0;
