@@ -3668,8 +3668,11 @@ static inline __attribute__((always_inline)) void dot_tile(const Matmul *a, size
  * x_pairs is x reordered to match (pair_inputs). q8 weights come 4 * VEC at a time as VEC int32 lanes of
  * 4 bytes: shifting each byte to the top of its lane and back down (arithmetic) widens it, again with
  * no shuffles, and x_quads is x reordered to match (quad_inputs); each lane's sum is then multiplied
- * by its group's scale. Each round also asks for the weights PREFETCH_AHEAD bytes on (measured:
- * +15-20% for bf16 here, where the hardware prefetcher alone falls behind). */
+ * by its group's scale. Each bf16 and q8 round also asks for the weights PREFETCH_AHEAD bytes on
+ * (measured: +15-20% for bf16 when it was added, the hardware prefetcher alone falling behind). fp32
+ * rounds do not: on a Zen 4 the same request made the stories110M shape's fp32 generation 7-12%
+ * slower (AVX-512 and AVX2 builds, 2026-11-30), the hardware prefetcher keeping up with a stream
+ * whose every byte is used once. */
 static inline vecf pair_dot(const uint16_t *w, const float *x_pairs, vecf acc) {
     vecu pair, lo, hi;
     memcpy(&pair, w, sizeof pair);
@@ -3730,7 +3733,6 @@ static inline __attribute__((always_inline)) float dot_row(const float *x, const
         for (; j + VEC <= n; j += VEC) acc[1] += wload(w, (size_t)j, TYPE) * vload(x + j); /* whole groups: no tail */
     } else {
         for (; j + 4 * VEC <= n; j += 4 * VEC) {
-            prefetch_ahead((const float *)w.data + j);
             for (int u = 0; u < 4; u++) acc[u] += wload(w, (size_t)j + u * VEC, TYPE) * vload(x + j + u * VEC);
         }
         for (; j + VEC <= n; j += VEC) acc[0] += wload(w, (size_t)j, TYPE) * vload(x + j);
