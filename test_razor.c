@@ -494,6 +494,7 @@ static void test_forward_matches_reference(void) {
          small_config(40, 72, 2, 4, 2, 97, 300)},
         {"ALiBi, 5 heads (slopes for a count that is not a power of two)", small_config(40, 72, 2, 5, 5, 97, 300)},
         {"ALiBi, GQA 6/2", small_config(48, 80, 2, 6, 2, 97, 300)},
+        {"hidden_dim 2100: w2's inputs in two slices (BLOCK_J)", small_config(40, 2100, 1, 4, 4, 97, 300)},
     };
     cases[1].c.shared_classifier = 0;
     cases[3].c.head_dim = 24;
