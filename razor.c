@@ -3787,9 +3787,9 @@ static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const
  * slices of BLOCK_J, so that the slice of the tile (BLOCK_J x BLOCK_TILE_T floats, contiguous: 128 KB
  * with AVX2, 512 KB with AVX-512) stays in L2 while every row of the chunk uses it. Slices this long
  * read each weight row as one long run, which the hardware prefetcher follows; slices of 64 inputs
- * (the slice in L1, 256-byte pieces of each row) were slower: on a Zen 4, 2 threads, 256 tokens, 47 ->
- * 54 G multiply-adds per second per thread (AVX2) for a (2048, 768) matrix not in cache, 19 -> 42 for
- * a (2048, 11008) one (7B-sized, re-read from memory for every token tile). */
+ * (the slice in L1, 256-byte pieces of each row) were slower: on a Zen 4, 2 threads, 256 tokens,
+ * 46-47 -> 52-54 G multiply-adds per second per thread (AVX2) for a (2048, 768) matrix not in cache,
+ * 19 -> 42 for a (2048, 11008) one (7B-sized, re-read from memory for every token tile). */
 #define BLOCK_ROWS (16 * BLOCK_TILE_R)
 #define BLOCK_J 2048
 static inline __attribute__((always_inline)) void block_rows(const Matmul *a, int i0, int i1, int t0, int TYPE) {
