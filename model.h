@@ -166,8 +166,9 @@ typedef struct {
  * vectors loaded beside them, fit the register file without spilling:
  *   block_tile  BLOCK_TILE_R x BLOCK_TILE_V accumulators, + BLOCK_TILE_V token vectors, + 1 weight
  *   dot_tile    DOT_TILE x DOT_TILE accumulators, + DOT_TILE token vectors, + 1 weight
- *   attend_tile ATT_QUERIES x ATT_SCORE_V score vectors, + ATT_SCORE_V keys, + 1 query number; then
- *               ATT_QUERIES x ATT_VALUE_V sums of values, + ATT_VALUE_V values, + 1 weight
+ *   attend_tile ATT_QUERIES x ATT_SCORE_V score vectors, + ATT_SCORE_V keys, + 1 query number
+ *               (broadcast); then ATT_QUERIES x ATT_VALUE_V sums of values, + ATT_VALUE_V values, + 1
+ *               softmax weight (broadcast)
  *   dot_row     4 sums, + 4 loads
  * AVX-512 has 32 registers of 16 floats, AVX2 16 of 8, SSE2 16 of 4, ARM NEON 32 of 4. */
 #if defined(__AVX512F__)           /* 32 zmm: block 24 + 4 + 1, dot 16 + 4 + 1, scores 24 + 4 + 1, sums 12 + 2 + 1 */
@@ -218,6 +219,8 @@ typedef struct {
                                 vectors at a time (a divisor of ATT_TILE_K / VEC) */
 #define ATT_TILE_Q 48        /* queries that share a tile of keys in the attention loop; ATT_QUERIES of them
                                 (a divisor) meet a tile together in attend_tile */
+_Static_assert(ATT_TILE_K % (ATT_SCORE_V * VEC) == 0 && ATT_TILE_Q % ATT_QUERIES == 0,
+               "attention tiles: ATT_SCORE_V vectors must divide ATT_TILE_K keys, ATT_QUERIES divide ATT_TILE_Q");
 
 typedef struct { int first, last, value; } CodeRange;
 

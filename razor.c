@@ -3990,10 +3990,9 @@ static inline __attribute__((always_inline)) void attend_values(const float (*p)
  * (with ALiBi, + slope * (key position - query position)) for the keys that any of the NB queries sees,
  * ATT_SCORE_V vectors of keys at a time; then, once per query for the whole tile, a rescale of what was
  * summed under the old max if this tile holds a larger score, and exp; then the weighted sum of the
- * values (attend_values). comp_at: the
- * compensation slot's place in this tile (outside [0, ATT_TILE_K): not here); its score gets
- * + comp_bias = ln(N_d). kt, vt: the tile's keys (head_dim, ATT_TILE_K) and values (ATT_TILE_K,
- * head_dim) in the cache's type KVT; kpos: their positions. */
+ * values (attend_values). comp_at: the compensation slot's place in this tile (outside [0, ATT_TILE_K):
+ * not here); its score gets + comp_bias = ln(N_d). kt, vt: the tile's keys (head_dim, ATT_TILE_K) and
+ * values (ATT_TILE_K, head_dim) in the cache's type KVT; kpos: their positions. */
 static inline __attribute__((always_inline)) void attend_tile(const float *const *q, const float *qpos,
                                                               const int *n_seen, float *m, float *l, float *acc,
                                                               const void *kt, const void *vt, const float *kpos,
