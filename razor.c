@@ -3732,9 +3732,8 @@ static inline __attribute__((always_inline)) float dot_row(const float *x, const
         for (; j + 4 * VEC <= n; j += 4 * VEC) acc[0] = quad_dot(q + j, x_quads + j, w.scale + j / Q8_GROUP, acc[0]);
         for (; j + VEC <= n; j += VEC) acc[1] += wload(w, (size_t)j, TYPE) * vload(x + j); /* whole groups: no tail */
     } else {
-        for (; j + 4 * VEC <= n; j += 4 * VEC) {
+        for (; j + 4 * VEC <= n; j += 4 * VEC)
             for (int u = 0; u < 4; u++) acc[u] += wload(w, (size_t)j + u * VEC, TYPE) * vload(x + j + u * VEC);
-        }
         for (; j + VEC <= n; j += VEC) acc[0] += wload(w, (size_t)j, TYPE) * vload(x + j);
     }
     float s = vsum((acc[0] + acc[1]) + (acc[2] + acc[3]));
