@@ -41,16 +41,16 @@
  *                     one float32 scale per group of Q8_GROUP consecutive values of a row: weight
  *                     = q * scale (rows * cols / Q8_GROUP scales; cols is a multiple of Q8_GROUP).
  *    pos_encoding: POS_ROPE (below) or POS_ALIBI (no rotation; the score of query i for key j gets
- *    -slope_h * (i - j), slope_h the ALiBi paper's geometric sequence for n_heads, alibi_slope()).
+ *    -slope_h * (i - j), slope_h the ALiBi paper's geometric sequence for n_heads, alibi_slopes() in razor.c).
  *    chat_template: CHAT_LLAMA2 ("[INST] ... [/INST]", text; the default, and what files without the
  *    field get), CHAT_LLAMA3 (chat_tokens = <|start_header_id|>, <|end_header_id|>, <|eot_id|>),
  *    CHAT_CHATML (chat_tokens = <|im_start|>, <|im_end|>); unused chat_tokens are -1.
  *
- * Tensor shapes (L = n_layers, q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim):
- *    token_embedding (vocab_size, dim)     rms_att, rms_ffn (L, dim)     rms_final (dim)
- *    wq (L, q_dim, dim)   wk, wv (L, kv_dim, dim)   wo (L, dim, q_dim)
- *    w1, w3 (L, hidden_dim, dim)   w2 (L, dim, hidden_dim)   wcls (vocab_size, dim)
- *    bq (L, q_dim)   bk, bv (L, kv_dim)   q_norm, k_norm (L, head_dim)
+ * Tensor shapes ("layer": n_layers of them; q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim):
+ *    token_embedding (vocab_size, dim)     rms_att, rms_ffn (layer, dim)     rms_final (dim)
+ *    wq (layer, q_dim, dim)   wk, wv (layer, kv_dim, dim)   wo (layer, dim, q_dim)
+ *    w1, w3 (layer, hidden_dim, dim)   w2 (layer, dim, hidden_dim)   wcls (vocab_size, dim)
+ *    bq (layer, q_dim)   bk, bv (layer, kv_dim)   q_norm, k_norm (layer, head_dim)
  * A weight matrix W (rows, cols) maps x (cols) to W x (rows), as torch's nn.Linear stores it.
  *
  * RoPE: within each head, dimensions (2i, 2i+1) form a pair rotated by pos * freq_i with
@@ -131,19 +131,19 @@ typedef struct {
     size_t n;                /* elements from data to the end of the stack */
 } Matrix;
 
-/* Pointers into the mapped model file. Shapes as above (L = n_layers). */
+/* Pointers into the mapped model file. Shapes as above. */
 typedef struct {
     Matrix token_embedding;  /* (vocab_size, dim) */
-    float *rms_att_weight;   /* (L, dim) */
-    float *rms_ffn_weight;   /* (L, dim) */
-    Matrix wq;               /* (L, q_dim, dim) */
-    Matrix wk, wv;           /* (L, kv_dim, dim) */
-    Matrix wo;               /* (L, dim, q_dim) */
-    Matrix w1, w3;           /* (L, hidden_dim, dim) */
-    Matrix w2;               /* (L, dim, hidden_dim) */
+    float *rms_att_weight;   /* (layer, dim) */
+    float *rms_ffn_weight;   /* (layer, dim) */
+    Matrix wq;               /* (layer, q_dim, dim) */
+    Matrix wk, wv;           /* (layer, kv_dim, dim) */
+    Matrix wo;               /* (layer, dim, q_dim) */
+    Matrix w1, w3;           /* (layer, hidden_dim, dim) */
+    Matrix w2;               /* (layer, dim, hidden_dim) */
     float *rms_final_weight; /* (dim) */
-    float *bq, *bk, *bv;     /* (L, q_dim), (L, kv_dim), (L, kv_dim); NULL without qkv_bias */
-    float *q_norm, *k_norm;  /* (L, head_dim); NULL without qk_norm */
+    float *bq, *bk, *bv;     /* (layer, q_dim), (layer, kv_dim), (layer, kv_dim); NULL without qkv_bias */
+    float *q_norm, *k_norm;  /* (layer, head_dim); NULL without qk_norm */
     Matrix wcls;             /* (vocab_size, dim); token_embedding itself when tied */
 } TransformerWeights;
 
@@ -224,7 +224,7 @@ _Static_assert(ATT_TILE_K % (ATT_SCORE_V * VEC) == 0 && ATT_TILE_Q % ATT_QUERIES
 
 typedef struct { int first, last, value; } CodeRange;
 
-/* NFC normalization tables of a byte-level tokenizer (razor.c section 6). */
+/* NFC normalization tables of a byte-level tokenizer (razor.c appendix B). */
 typedef struct {
     int n_ccc, n_decomp, n_comp;
     CodeRange *ccc;          /* nonzero canonical combining classes, sorted ranges */
@@ -234,7 +234,7 @@ typedef struct {
 } NfcTables;
 typedef struct { int left, right, rank, result; } Merge; /* left = -1: an empty slot */
 
-/* A tokenizer (razor.c section 6), loaded whole: token i is piece[i][0 .. length[i]). */
+/* A tokenizer (razor.c appendix B), loaded whole: token i is piece[i][0 .. length[i]). */
 typedef struct {
     char *data;              /* the file */
     const char **piece;      /* (vocab_size) */
@@ -256,15 +256,15 @@ typedef struct {
 
 #define DEFAULT_BLOCK 256    /* prompt tokens per forward block */
 
-/* A head profile (razor.c section 8): echo and induction score of every KV head, and which are
- * retrieval heads (kept full). */
+/* A head profile (razor.c section 6): echo and induction score of every KV head, and which are
+ * retrieval heads (they keep every token; the others are compressed). */
 typedef struct {
     int n_layers, n_kv_heads, n_heads, head_dim, dim;
     int K;                    /* the probe's block length; 0 if the profile came from a file without it */
     uint64_t seed;
     float induction_fraction, echo_fraction;
     float *echo, *induction;  /* (layer, kv_head) */
-    unsigned char *retrieval; /* (layer, kv_head) */
+    unsigned char *retrieval; /* (layer, kv_head): 1 for a retrieval head */
     float span_eps;           /* ALiBi models: the attention mass a span may leave out; 0 for RoPE profiles */
     int *span;                /* (layer, kv_head) ALiBi models: the span in tokens (razor.c, span_rule) */
 } HeadProfile;

@@ -1,18 +1,27 @@
 /* razor.c: Llama-family inference in one C file, the reference implementation of RazorAttention
  * (Tang et al., arXiv 2407.15891): retrieval heads keep their whole KV cache; every other head keeps
- * a few sink tokens, a recent window, and one compensation token standing for all it dropped.
+ * a few sink tokens (the first of the context, where many heads park their attention), a recent window,
+ * and one compensation token standing for all it dropped.
  *
- * Read top to bottom, it tells the story in order, the method first and the speed last:
- *   1. errors and small helpers            6. the tokenizer (sentencepiece-exact BPE, n log n)
- *   2. the model file                      7. the sampler
- *   3. the neural-net blocks, plainly,     8. the head profiler: which heads are retrieval heads
- *      attention_reference() included      9. the loops: generate, chat, compare, needle, logits
- *   4. the KV cache and RazorAttention:   10. the command line
- *      THE per-head policy switch         11. the fast kernels (skippable on a first read): the
- *      (choose_policy), THE compensation      vectors, matmul, THE tiled attention loop
- *      token (fold_token and the lines        (attention, attend_tile), bfloat16 weights, threads
- *      after it)
- *   5. the forward pass, narrated stage by stage
+ * The first part of this file is the method, whole and plainly written; read it top to bottom:
+ *   1. errors and small helpers
+ *   2. the model file
+ *   3. the neural-net blocks, plainly (a plain matmul, rmsnorm, RoPE, SwiGLU, softmax)
+ *   4. the KV cache and RazorAttention:
+ *        THE place where each head's cache is decided (choose_head_caches) and the paper's numbers;
+ *        its window's length, once the prompt's is known (compress_cache);
+ *        THE compensation token (fold_token and the lines after it);
+ *        attention over a head's cache, plainly (attention_reference) and online, tile by tile
+ *        (attention_online: the flash-attention idea without the machinery);
+ *        what happens when a token leaves a compressed head's window (head_compress, head_append)
+ *   5. the forward pass, stage by stage
+ *   6. the head profiler: which heads are retrieval heads (the probe; ALiBi's span rule)
+ *   7. the sampler
+ *   8. the generate loop
+ * Then the appendices, which a first reading can skip: the files razor reads and writes, the
+ * tokenizers, head profiles on disk and in pictures, the other modes (generate, chat, compare,
+ * needle, logits), the command line, and the fast kernels (threads, vectors, matmul, THE tiled
+ * attention loop, 16-bit numbers).
  * libc + libm; pthreads unless built with -DRAZOR_NO_THREADS.
  */
 #define _DEFAULT_SOURCE
@@ -37,10 +46,36 @@
 #endif
 #include "model.h"
 
+/* What the method part uses from the appendices, declared here so that it can be read first. */
+/* the fast kernels (appendix F): out (T, d) = x (T, n) @ w (d, n)^T for up to 3 products sharing x (the
+ * same as matmul_reference, section 3); SwiGLU; the thread pool; THE tiled attention loop */
+typedef struct { float *out; Matrix w; int d, add; } Product;
+void matmul(const float *x, float *xt, int T, int n, const Product *products, int n_products);
+static int matmul_padded(int T); /* rows of the scratch xt that matmul fills for T tokens */
+static void swiglu(float *hb, const float *hb2, size_t n);
+typedef void (*Task)(void *arg, int thread, int n_threads);
+void pool_start(int n_threads); /* a no-op when built without pthreads */
+void pool_stop(void);
+static void pool_run(Task task, void *arg); /* runs task(arg, i, n) on all n threads */
+static void split(size_t n, size_t align, int i, int n_threads, size_t *begin, size_t *end);
+static int pool_threads;
+/* 16-bit numbers (appendix F): bfloat16 and IEEE half, rounded to nearest even */
+static float bf16_to_f32(uint16_t h);
+static uint16_t f32_to_bf16(float f);
+static float f16_to_f32(uint16_t h);
+static uint16_t f32_to_f16(float f);
+/* the tokenizers (appendix B), and printing tokens as text (appendix D) */
+size_t encode_room(const char *text);
+int encode(const Tokenizer *t, const char *text, int bos, int *tokens);
+const char *decode(const Tokenizer *t, int prev, int token, int *n_bytes, char byte_buf[2]);
+static void print_text(const Tokenizer *tok, const int *tokens, int n, int prev, int json);
+static int ordinary_tokens(const Tokenizer *t, int *out);
+
 /* ------------------------------------------------------------------------------------------------
  * 1. Errors and small helpers
  * Functions that read outside input return -1 and leave one line in error_message; main prints it
- * as "razor: <message>" and exits non-zero. Nothing is half-done when they fail. */
+ * as "razor: <message>" and exits non-zero. Nothing is half-done when they fail. (Reading and writing
+ * files: appendix A.) */
 
 static char error_message[1024];
 
@@ -54,12 +89,22 @@ static int fail(const char *fmt, ...) {
 
 const char *razor_error(void) { return error_message; }
 
+/* Prints "razor: MESSAGE" on stderr, the form of razor's errors and warnings; returns status (an exit code). */
+static int __attribute__((format(printf, 2, 3))) complain(int status, const char *fmt, ...) {
+    char message[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "razor: %s\n", message); /* one write: lines of runs that share stderr do not mix */
+    return status;
+}
+/* The same for the message a failed call left: "razor: <razor_error()>". */
+static int report(int status) { return complain(status, "%s", razor_error()); }
+
 static void *xcalloc(size_t n, size_t size) {
     void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) {
-        fprintf(stderr, "razor: out of memory (asked for %zu x %zu bytes)\n", n, size);
-        exit(1);
-    }
+    if (!p) { complain(1, "out of memory (asked for %zu x %zu bytes)", n, size); exit(1); }
     return p;
 }
 
@@ -67,105 +112,18 @@ static char *xstrdup(const char *s) { return memcpy(xcalloc(strlen(s) + 1, 1), s
 
 static int min_int(int a, int b) { return a < b ? a : b; }
 
+/* xorshift*: 24 random bits in [0, 1) (the sampler, the probe's tokens, the needle's keys) */
+static float random_f32(uint64_t *state) {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return (float)((*state * 0x2545F4914F6CDD1Dull) >> 40) / 16777216.0f;
+}
+
 static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* Reads a whole file into a NUL-terminated buffer (at most max_bytes); "-" is standard input. Pipes
- * and FIFOs work too: the file is read to its end, not sized first. */
-static int read_file(const char *path, size_t max_bytes, char **out, size_t *out_len) {
-    int is_stdin = !strcmp(path, "-");
-    struct stat st;
-    if (!is_stdin && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return fail("%s: is a directory", path);
-    FILE *f = is_stdin ? stdin : fopen(path, "rb");
-    if (!f) return fail("%s: %s", path, strerror(errno));
-    size_t cap = 1 << 16, len = 0;
-    char *buf = xcalloc(cap + 1, 1);
-    for (;;) {
-        len += fread(buf + len, 1, cap - len, f);
-        if (len < cap) break;
-        if (cap > max_bytes) break;
-        cap *= 2;
-        char *bigger = realloc(buf, cap + 1);
-        if (!bigger) { free(buf); if (!is_stdin) fclose(f); return fail("%s: out of memory", path); }
-        buf = bigger;
-    }
-    int error = ferror(f);
-    if (!is_stdin) fclose(f);
-    if (error) { free(buf); return fail("%s: read error", path); }
-    if (len > max_bytes) { free(buf); return fail("%s: more than the %zu bytes this reader takes", path, max_bytes); }
-    buf[len] = 0;
-    *out = buf;
-    *out_len = len;
-    return 0;
-}
-
-/* Output files: everything razor writes (logits, profiles, pictures, needle results) goes through
- * open_output/close_output, so that the path a user names is never destroyed:
- *  - a regular file, or a name that does not exist yet, is written to a temporary file beside it and
- *    renamed over it when complete: an interrupted or failed write leaves the old content. A symbolic
- *    link is followed first, so the temporary file sits beside its target and the link stays a link;
- *  - anything else that opens for writing (a device, a FIFO, a terminal) is written straight into;
- *  - "-" is standard output; a directory is refused.
- * Errors name the user's path, never the temporary one. */
-typedef struct {
-    FILE *f;
-    char *path;   /* as the user gave it */
-    char *target; /* the regular file to replace (symlinks resolved); NULL: written in place */
-    char *tmp;    /* the temporary file beside target */
-} Output;
-
-static int open_output(Output *out, const char *path) {
-    struct stat st, lst;
-    memset(out, 0, sizeof *out);
-    if (!strcmp(path, "-")) { out->f = stdout; return 0; }
-    if (stat(path, &st) == 0) {
-        if (S_ISDIR(st.st_mode)) return fail("%s: is a directory", path);
-        if (!S_ISREG(st.st_mode)) {
-            if (!(out->f = fopen(path, "wb"))) return fail("%s: %s", path, strerror(errno));
-            out->path = xstrdup(path);
-            return 0;
-        }
-        out->target = realpath(path, NULL);
-        if (!out->target) return fail("%s: %s", path, strerror(errno));
-    } else if (lstat(path, &lst) == 0) {
-        return fail("%s: a symbolic link to nothing", path);
-    } else {
-        out->target = xstrdup(path);
-    }
-    size_t n = strlen(out->target) + 32;
-    out->tmp = xcalloc(n, 1);
-    snprintf(out->tmp, n, "%s.tmp%ld", out->target, (long)getpid());
-    if (!(out->f = fopen(out->tmp, "wb"))) {
-        int e = errno;
-        free(out->target);
-        free(out->tmp);
-        memset(out, 0, sizeof *out);
-        return fail("%s: %s", path, strerror(e));
-    }
-    out->path = xstrdup(path);
-    return 0;
-}
-
-/* ok: keep what was written (a temporary file is renamed into place); else discard it. Returns -1 if
- * the file could not be completed. */
-static int close_output(Output *out, int ok) {
-    if (!out->f) return -1;
-    int status = 0;
-    if (out->f == stdout) ok = fflush(stdout) == 0 && ok;
-    else ok = fclose(out->f) == 0 && ok;
-    if (!ok) status = fail("%s: cannot write it all", out->path ? out->path : "standard output");
-    if (out->tmp) {
-        if (ok && rename(out->tmp, out->target) != 0) status = fail("%s: %s", out->path, strerror(errno));
-        if (status != 0) remove(out->tmp);
-    }
-    free(out->path);
-    free(out->target);
-    free(out->tmp);
-    memset(out, 0, sizeof *out);
-    return status;
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -282,37 +240,38 @@ static Matrix take_matrix(Cursor *c, size_t n) {
 static size_t map_weights(Model *m, char *base) {
     Config *c = &m->config;
     TransformerWeights *w = &m->weights;
-    size_t dim = (size_t)c->dim, L = (size_t)c->n_layers, hidden = (size_t)c->hidden_dim, V = (size_t)c->vocab_size;
+    size_t dim = (size_t)c->dim, layers = (size_t)c->n_layers, hidden = (size_t)c->hidden_dim;
+    size_t V = (size_t)c->vocab_size;
     size_t q_dim = (size_t)c->n_heads * c->head_dim, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
     Cursor cur = {base, 0, m->version >= 2 ? TENSOR_ALIGN : 1, c->weight_type};
     memset(w, 0, sizeof *w);
     if (m->format == FORMAT_LLAMA2C_V1) {
-        w->rms_att_weight = take_floats(&cur, L * dim);
-        w->rms_ffn_weight = take_floats(&cur, L * dim);
+        w->rms_att_weight = take_floats(&cur, layers * dim);
+        w->rms_ffn_weight = take_floats(&cur, layers * dim);
         w->rms_final_weight = take_floats(&cur, dim);
         w->token_embedding = take_matrix(&cur, V * dim);
     } else {
         w->token_embedding = take_matrix(&cur, V * dim);
-        w->rms_att_weight = take_floats(&cur, L * dim);
+        w->rms_att_weight = take_floats(&cur, layers * dim);
     }
-    w->wq = take_matrix(&cur, L * q_dim * dim);
-    w->wk = take_matrix(&cur, L * kv_dim * dim);
-    w->wv = take_matrix(&cur, L * kv_dim * dim);
-    w->wo = take_matrix(&cur, L * dim * q_dim);
-    if (m->format != FORMAT_LLAMA2C_V1) w->rms_ffn_weight = take_floats(&cur, L * dim);
-    w->w1 = take_matrix(&cur, L * hidden * dim);
-    w->w2 = take_matrix(&cur, L * dim * hidden);
-    w->w3 = take_matrix(&cur, L * hidden * dim);
+    w->wq = take_matrix(&cur, layers * q_dim * dim);
+    w->wk = take_matrix(&cur, layers * kv_dim * dim);
+    w->wv = take_matrix(&cur, layers * kv_dim * dim);
+    w->wo = take_matrix(&cur, layers * dim * q_dim);
+    if (m->format != FORMAT_LLAMA2C_V1) w->rms_ffn_weight = take_floats(&cur, layers * dim);
+    w->w1 = take_matrix(&cur, layers * hidden * dim);
+    w->w2 = take_matrix(&cur, layers * dim * hidden);
+    w->w3 = take_matrix(&cur, layers * hidden * dim);
     if (m->format != FORMAT_LLAMA2C_V1) w->rms_final_weight = take_floats(&cur, dim);
     if (m->format == FORMAT_LLAMA2C_V0) take_floats(&cur, (size_t)c->seq_len * c->head_dim); /* freq_cis: skipped */
     if (c->qkv_bias) {
-        w->bq = take_floats(&cur, L * q_dim);
-        w->bk = take_floats(&cur, L * kv_dim);
-        w->bv = take_floats(&cur, L * kv_dim);
+        w->bq = take_floats(&cur, layers * q_dim);
+        w->bk = take_floats(&cur, layers * kv_dim);
+        w->bv = take_floats(&cur, layers * kv_dim);
     }
     if (c->qk_norm) {
-        w->q_norm = take_floats(&cur, L * c->head_dim);
-        w->k_norm = take_floats(&cur, L * c->head_dim);
+        w->q_norm = take_floats(&cur, layers * c->head_dim);
+        w->k_norm = take_floats(&cur, layers * c->head_dim);
     }
     w->wcls = c->shared_classifier ? w->token_embedding : take_matrix(&cur, V * dim);
     return cur.at;
@@ -357,12 +316,7 @@ static int32_t read_i32(const unsigned char *p) { int32_t v; memcpy(&v, p, 4); r
 /* Fills the config from a header; defaults are llama2.c's for the fields its headers lack. */
 static int parse_header(Model *m, const unsigned char *h, size_t file_size, const char *path) {
     Config *c = &m->config;
-    memset(c, 0, sizeof *c);
-    c->norm_eps = 1e-5f;
-    c->rope_theta = 10000.0f;
-    c->bos_id = 1;
-    c->eos_id = 2;
-    for (int i = 0; i < 4; i++) c->chat_tokens[i] = -1;
+    *c = (Config){.norm_eps = 1e-5f, .rope_theta = 10000.0f, .bos_id = 1, .eos_id = 2, .chat_tokens = {-1, -1, -1, -1}};
     uint32_t magic = (uint32_t)read_i32(h);
     const unsigned char *dims = h; /* the 7 llama2.c ints */
     if (magic == RAZOR_MAGIC || magic == LLAMA2C_MAGIC) {
@@ -405,30 +359,20 @@ static int parse_header(Model *m, const unsigned char *h, size_t file_size, cons
     } else {
         m->format = FORMAT_LLAMA2C_V0;
     }
-    c->dim = read_i32(dims);
-    c->hidden_dim = read_i32(dims + 4);
-    c->n_layers = read_i32(dims + 8);
-    c->n_heads = read_i32(dims + 12);
-    c->n_kv_heads = read_i32(dims + 16);
-    c->vocab_size = read_i32(dims + 20);
-    c->seq_len = read_i32(dims + 24);
+    int *fields[7] = {&c->dim, &c->hidden_dim, &c->n_layers, &c->n_heads, &c->n_kv_heads, &c->vocab_size, &c->seq_len};
+    for (int i = 0; i < 7; i++) *fields[i] = read_i32(dims + 4 * i);
     if (m->format == FORMAT_LLAMA2C_V0) {
         c->shared_classifier = c->vocab_size > 0; /* negative vocab_size: untied classifier */
         if (c->vocab_size < 0 && c->vocab_size != INT_MIN) c->vocab_size = -c->vocab_size;
     }
     c->head_dim = c->n_heads > 0 && c->dim % c->n_heads == 0 ? c->dim / c->n_heads : 0;
-    if (check_config(c, path) != 0) {
-        if (m->format == FORMAT_LLAMA2C_V0) {
-            char why[sizeof error_message];
-            const char *reason = strstr(error_message, "bad header: ");
-            snprintf(why, sizeof why, "%s", reason ? reason + 12 : "");
-            return fail(
-                "%s: not a model file: no razor or llama2.c magic, and not a valid llama2.c version 0 header (%s)",
+    int status = check_config(c, path);
+    if (status == 0 || m->format != FORMAT_LLAMA2C_V0) return status;
+    char why[sizeof error_message];
+    const char *reason = strstr(error_message, "bad header: ");
+    snprintf(why, sizeof why, "%s", reason ? reason + 12 : "");
+    return fail("%s: not a model file: no razor or llama2.c magic, and not a valid llama2.c version 0 header (%s)",
                 path, why);
-        }
-        return -1;
-    }
-    return 0;
 }
 
 int load_model(Model *m, const char *path) {
@@ -440,8 +384,9 @@ int load_model(Model *m, const char *path) {
     size_t file_size = (size_t)st.st_size;
     if (file_size < 28) { close(fd); return fail("%s: %zu bytes, too small to be a model file", path, file_size); }
     void *map = mmap(NULL, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int mmap_errno = errno;
     close(fd);
-    if (map == MAP_FAILED) return fail("%s: mmap failed: %s", path, strerror(errno));
+    if (map == MAP_FAILED) return fail("%s: mmap failed: %s", path, strerror(mmap_errno));
     if (parse_header(m, map, file_size, path) != 0) { munmap(map, file_size); return -1; }
     size_t header = m->format == FORMAT_LLAMA2C_V0 ? 28 : HEADER_BYTES;
     size_t expected = header + map_weights(m, NULL);
@@ -462,51 +407,18 @@ int load_model(Model *m, const char *path) {
     return 0;
 }
 
-/* -w bf16: a bfloat16 copy of the matrices that the weights then point into (section 11). */
-int model_to_bf16(Model *m);
-
 void free_model(Model *m) {
     if (m->map) munmap(m->map, m->map_size);
-    free(m->bf16);
-    free(m->rope_freq);
-    free(m->alibi_slope);
+    free(m->bf16); free(m->rope_freq); free(m->alibi_slope);
     memset(m, 0, sizeof *m);
 }
 
 /* ------------------------------------------------------------------------------------------------
- * 3. Neural-net blocks, plainly. The vectorised kernels these lean on (matmul, the tiled attention
- * loop, SwiGLU) and the thread pool are in section 11, which a first reading can skip: what they
- * compute is said here. */
+ * 3. Neural-net blocks, plainly. Each is written here as the definition of what it computes; the
+ * forward pass calls the fast versions of matmul and SwiGLU (appendix F), which the tests hold to
+ * these. */
 
-void rmsnorm(float *out, const float *x, const float *weight, int n, float eps) {
-    float ss = 0;
-    for (int j = 0; j < n; j++) ss += x[j] * x[j];
-    ss = 1.0f / sqrtf(ss / n + eps);
-    for (int j = 0; j < n; j++) out[j] = weight[j] * (ss * x[j]);
-}
-
-/* out (T, d) = x (T, n) @ w (d, n)^T, or with add out += (the residual stream), for up to 3 products
- * that share x (q, k and v; w1 and w3), in one trip through the thread pool. xt: x transposed tile by
- * tile (transpose_block), for blocks of tokens. Section 11. */
-typedef struct { float *out; Matrix w; int d, add; } Product;
-void matmul(const float *x, float *xt, int T, int n, const Product *products, int n_products);
-void transpose_block(float *xt, const float *x, int T, int n);
-
-/* SwiGLU: hb = silu(hb) * hb2, silu(v) = v / (1 + e^-v); section 11. */
-static void swiglu(float *hb, const float *hb2, size_t n);
-static void split(size_t n, size_t align, int i, int n_threads, size_t *begin, size_t *end);
-
-/* The thread pool (section 11): pool_run(task, arg) runs task(arg, i, n) on all n threads. */
-typedef void (*Task)(void *arg, int thread, int n_threads);
-void pool_start(int n_threads); /* a no-op when built without pthreads */
-void pool_stop(void);
-static void pool_run(Task task, void *arg);
-static int pool_threads;
-static int matmul_padded(int T); /* rows of xt that transpose_block fills for T tokens */
-
-/* Element i of a weight matrix, whatever its type (model.h): the plain definition; the kernels of
- * section 11 widen a vector of them at a time. */
-static float bf16_to_f32(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
+/* Element i of a weight matrix, whatever its type (model.h: float32, bfloat16, or int8 times its group's scale). */
 static inline float matrix_value(Matrix w, size_t i) {
     if (w.type == WEIGHT_BF16) return bf16_to_f32(((const uint16_t *)w.data)[i]);
     if (w.type == WEIGHT_Q8) return (float)((const int8_t *)w.data)[i] * w.scale[i / Q8_GROUP];
@@ -521,7 +433,27 @@ static Matrix matrix_at(Matrix w, size_t offset) {
     return w;
 }
 
-/* Rotates the (2i, 2i+1) pairs of each head of vec (n_heads, head_dim) by the angles of one position. */
+/* out (T, d) = x (T, n) @ w (d, n)^T: each token's x times each weight row. matmul() computes the same
+ * for a block of tokens, reading each weight once per block (appendix F). */
+void matmul_reference(float *out, const float *x, Matrix w, int T, int n, int d) {
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < d; i++) {
+            float sum = 0;
+            for (int j = 0; j < n; j++) sum += matrix_value(w, (size_t)i * n + j) * x[(size_t)t * n + j];
+            out[(size_t)t * d + i] = sum;
+        }
+}
+
+/* out = x / rms(x) * weight, rms(x) = sqrt(mean(x^2) + eps) */
+void rmsnorm(float *out, const float *x, const float *weight, int n, float eps) {
+    float ss = 0;
+    for (int j = 0; j < n; j++) ss += x[j] * x[j];
+    ss = 1.0f / sqrtf(ss / n + eps);
+    for (int j = 0; j < n; j++) out[j] = weight[j] * (ss * x[j]);
+}
+
+/* Rotates the (2i, 2i+1) pairs of each head of vec (n_heads, head_dim) by the angles of one position:
+ * cos_row[i], sin_row[i] of pos * freq_i (model.h: RoPE). */
 static void rope(float *vec, int n_heads, int head_dim, const float *cos_row, const float *sin_row) {
     for (int h = 0; h < n_heads; h++) {
         float *v = vec + (size_t)h * head_dim;
@@ -533,11 +465,31 @@ static void rope(float *vec, int n_heads, int head_dim, const float *cos_row, co
     }
 }
 
-/* ------------------------------------------------------------------------------------------------
- * 4. The KV cache and RazorAttention: where each head's cache policy is chosen, what happens to a
- * token that leaves a compressed head's window, and the compensation token. */
+/* SwiGLU's gate: hb = silu(hb) * hb2, silu(v) = v / (1 + e^-v). swiglu() is the same, VEC at a time. */
+void swiglu_reference(float *hb, const float *hb2, size_t n) {
+    for (size_t i = 0; i < n; i++) hb[i] = hb[i] / (1.0f + expf(-hb[i])) * hb2[i];
+}
 
-/* The cache policies (RazorAttention and its baselines). */
+int argmax(const float *v, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++) if (v[i] > v[best]) best = i;
+    return best;
+}
+
+/* x = softmax(x) = e^(x - max) / sum e^(x - max): subtracting the max changes nothing but keeps e^ finite */
+static void softmax(float *x, int n) {
+    float max = x[argmax(x, n)], sum = 0;
+    for (int i = 0; i < n; i++) { x[i] = expf(x[i] - max); sum += x[i]; }
+    for (int i = 0; i < n; i++) x[i] /= sum;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * 4. The KV cache and RazorAttention. The cache belongs to KV heads: one HeadCache per (layer, KV
+ * head), shared by the query heads of its group (GQA/MQA). Here: the place where each head's cache
+ * is decided, the compensation token, attention over a head's cache (plainly, then online), and what
+ * happens to a token that leaves a compressed head's window. */
+
+/* The cache policies (-c): RazorAttention and its baselines. */
 typedef enum { POLICY_FULL, POLICY_RAZOR, POLICY_STREAMING, POLICY_NOCOMP } Policy;
 
 /* How keys and values are stored (-K): float32, or 16 bits, bfloat16 or IEEE half. */
@@ -546,75 +498,84 @@ typedef enum { KV_F32, KV_BF16, KV_F16 } KVType;
 typedef struct {
     Policy policy;
     KVType kv_type;
-    int n_sink;              /* first tokens every compressed head keeps (N0) */
-    int window_min;          /* S0: the window is L = max(S0, N / C) for a prompt of N tokens */
-    float compression;       /* C */
-    const unsigned char *retrieval; /* (layer, kv_head): 1 for a retrieval head; NULL: none */
-    const int *span;         /* (layer, kv_head) ALiBi models: each head's span in tokens; NULL: RoPE */
+    int n_sink;                 /* N0: the first tokens every compressed head keeps (attention sinks) */
+    int window_min;             /* S0 */
+    float compression;          /* C */
+    const HeadProfile *profile; /* which heads are retrieval heads and, for ALiBi models, each head's span
+                                   (the distance beyond which its attention is negligible); NULL: none */
 } CacheConfig;
 
-/* One (layer, KV head)'s cache. Slots hold keys and values, in kv_type; keys (post-RoPE) are stored
- * transposed tile by tile for the attention loop: slot p, dimension d is key_tiles[p / ATT_TILE_K][d]
- * [p % ATT_TILE_K]. Each slot also has the position of its token (ALiBi's distances need it). A full
- * head: slot i = token i. A compressed head: [n_sink sinks | compensation slot (razor only) | window
- * ring of up to `window` tokens, the oldest at ring_start]. */
+/* A head's cache is in one of three states:
+ *   RETRIEVAL_HEAD   a retrieval head's cache: every token, in order (slot i = token i). The profile's
+ *                    retrieval heads under -c razor and nocomp; every head under -c full; none under
+ *                    -c streaming.
+ *   SHORT_HEAD       a head to be compressed that is not compressed yet: while a prompt runs (with full
+ *                    attention), and after one of fewer than sinks + window tokens. Every token in
+ *                    order, nothing dropped, so exactly full attention.
+ *   COMPRESSED_HEAD  [n_sink sinks | compensation slot (razor only) | window ring of up to `window`
+ *                    tokens, the oldest at window_start + ring_start]; every token in between was
+ *                    dropped (N_d of them).
+ * Slots hold keys (post-RoPE) and values in kv_type; the keys transposed tile by tile for the attention
+ * loop: slot p, dimension d is key_tiles[p / ATT_TILE_K][d][p % ATT_TILE_K]. Each slot also has the
+ * position of its token (ALiBi's distances need it: a ring and the compensation slot are not in
+ * position order). */
+typedef enum { RETRIEVAL_HEAD, SHORT_HEAD, COMPRESSED_HEAD } HeadState;
+
 typedef struct {
     KVType kv_type;
-    int full;                /* keeps every token */
-    int compensate;          /* keeps a compensation slot for the dropped tokens */
-    int n_sink, window;
-    int compressed;          /* 0 until the first compression: tokens in order */
-    int n;                   /* slots in use */
+    HeadState state;
+    int compensate;             /* a compressed head keeps a compensation slot for the dropped tokens */
+    int n_sink;
+    int span;                   /* ALiBi: this head's window (its span); 0: L = max(S0, N / C) */
+    int window;                 /* the window it keeps once compressed; set by head_compress, 0 until then */
+    int n;                      /* slots in use */
     int ring_start;
-    int n_dropped;           /* N_d */
+    int n_dropped;              /* N_d */
     float *key_sum, *value_sum; /* (head_dim) float32 sums of the dropped keys and values */
-    double position_sum;     /* and of their positions */
-    void *key_tiles;         /* (slots / ATT_TILE_K, head_dim, ATT_TILE_K) of kv_type */
-    void *values;            /* (slots, head_dim) of kv_type */
-    float *position;         /* (slots) the position of each slot's token; the compensation slot: their mean */
-    int slots;               /* allocated, a multiple of ATT_TILE_K */
+    double position_sum;        /* and of their positions */
+    void *key_tiles;            /* (slots / ATT_TILE_K, head_dim, ATT_TILE_K) of kv_type */
+    void *values;               /* (slots, head_dim) of kv_type */
+    float *position;            /* (slots) the position of each slot's token; the compensation slot: their mean */
+    int slots;                  /* allocated, a multiple of ATT_TILE_K */
 } HeadCache;
 
-/* One key or value number as the cache stores it, and back. bfloat16 keeps float32's range with 8
- * bits of precision; IEEE half has 11 bits and a range of +-65504 (beyond it: inf). Both round to
- * nearest, ties to even. */
-static size_t kv_size(KVType type) { return type == KV_F32 ? sizeof(float) : sizeof(uint16_t); }
+/* The paper's numbers (RazorAttention, arXiv 2407.15891, and the authors' code): the defaults of -S,
+ * -W, -C, -R, -E, the probe's block length, and the eps of the ALiBi span rule. */
+#define SINKS_N0           4     /* sink tokens every compressed head keeps (the authors' code, small models) */
+#define WINDOW_S0          64    /* S0: a compressed head keeps the last L = max(S0, N / C) tokens of a prompt of
+                                    N; the paper's production value is 4000, scaled down for small contexts */
+#define COMPRESSION_C      5.0f  /* C, as the paper */
+#define INDUCTION_FRACTION 0.14f /* the top 14% of KV heads by induction score are retrieval heads (the paper) */
+#define ECHO_FRACTION      0.01f /* and the top 1% by echo score (the paper) */
+#define PROBE_K            2500  /* the probe's random tokens (the paper); fewer for small contexts, section 6 */
+#define SPAN_EPS           1e-3f /* ALiBi: the attention a head's span may leave out. The paper names no value;
+                                    razor's, below bfloat16's relative precision (2^-8): less than rounding
+                                    the weights moves */
 
-static uint16_t f32_to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7f800000) == 0x7f800000) return (uint16_t)((u >> 16) | ((u & 0xffff) ? 0x40 : 0)); /* inf, NaN */
-    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
-}
-
-static uint16_t f32_to_f16(float f) {
-    uint32_t u, sign, abs;
-    memcpy(&u, &f, 4);
-    sign = (u >> 16) & 0x8000;
-    abs = u & 0x7fffffff;
-    if (abs >= 0x7f800000) return (uint16_t)(sign | 0x7c00 | (abs > 0x7f800000 ? 0x200 : 0)); /* inf, NaN */
-    if (abs >= 0x477ff000) return (uint16_t)(sign | 0x7c00); /* rounds to 65520 or more: inf */
-    if (abs < 0x38800000) { /* below 2^-14: a subnormal half, in units of 2^-24 */
-        float a;
-        memcpy(&a, &abs, 4);
-        return (uint16_t)(sign | (uint32_t)lrintf(a * 0x1p24f));
+/* THE place where each head's cache is decided, from the policy (-c) and the head profile (section 6):
+ *   full       every head keeps every token, as a retrieval head does
+ *   razor      the profile's retrieval heads keep every token; every other head is compressed to sinks
+ *              + window + a compensation token (with an ALiBi profile, the window is the head's span)
+ *   nocomp     the same without the compensation token (the paper's ablation)
+ *   streaming  every head is compressed to sinks + window, no compensation token (StreamingLLM)
+ * Head i is (layer, KV head) = (i / n_kv_heads, i % n_kv_heads), as the profile stores them. How long a
+ * compressed head's window is, L = max(S0, N / C), is known once the prompt's N is: compress_cache. */
+static void choose_head_caches(HeadCache *heads, int n_caches, const CacheConfig *cache) {
+    const HeadProfile *p = cache->profile;
+    int uses_profile = (cache->policy == POLICY_RAZOR || cache->policy == POLICY_NOCOMP) && p && p->retrieval;
+    for (int i = 0; i < n_caches; i++) {
+        HeadCache *h = &heads[i];
+        int retrieval = cache->policy == POLICY_FULL || (uses_profile && p->retrieval[i]);
+        h->state = retrieval ? RETRIEVAL_HEAD : SHORT_HEAD;
+        h->compensate = cache->policy == POLICY_RAZOR && !retrieval;
+        h->n_sink = cache->n_sink;
+        h->span = uses_profile && p->span ? p->span[i] : 0;
     }
-    uint32_t h = (abs - 0x38000000) >> 13, rest = abs & 0x1fff; /* exponent rebiased from 127 to 15 */
-    h += rest > 0x1000 || (rest == 0x1000 && (h & 1));
-    return (uint16_t)(sign | h);
 }
 
-static float f16_to_f32(uint16_t h) {
-    uint32_t magnitude = (uint32_t)(h & 0x7fff) << 13, u;
-    float f;
-    memcpy(&f, &magnitude, 4);
-    f *= 0x1p112f; /* rebias the exponent from 15 to 127; subnormal halves come out right too */
-    memcpy(&u, &f, 4);
-    if ((h & 0x7c00) == 0x7c00) u |= 0x7f800000; /* inf, NaN */
-    u |= (uint32_t)(h & 0x8000) << 16;
-    memcpy(&f, &u, 4);
-    return f;
-}
+/* One key or value number as the cache stores it, and back (the conversions: appendix F). bfloat16
+ * keeps float32's range with 8 bits of precision; IEEE half has 11 bits and a range of +-65504. */
+static size_t kv_size(KVType type) { return type == KV_F32 ? sizeof(float) : sizeof(uint16_t); }
 
 static float kv_get(const void *p, size_t i, KVType type) {
     if (type == KV_BF16) return bf16_to_f32(((const uint16_t *)p)[i]);
@@ -628,42 +589,7 @@ static void kv_put(void *p, size_t i, float v, KVType type) {
     else ((float *)p)[i] = v;
 }
 
-/* Activations for a block of up to max_block tokens, and the KV cache. */
-typedef struct RunState {
-    int max_block;
-    float *x;                /* (block, dim) residual stream */
-    float *xb;               /* (block, max(dim, q_dim)) normed input, then attention output */
-    float *hb, *hb2;         /* (block, hidden_dim) */
-    float *q;                /* (block, q_dim) */
-    float *k, *v;            /* (block, kv_dim) */
-    float *rope_cos, *rope_sin; /* (block, head_dim / 2) */
-    float *att_scratch;      /* (threads, ATT_SCRATCH(head_dim)) */
-    float *logits;           /* (block, vocab_size) */
-    float *xt;               /* (widest input x padded block) the block transposed tile by tile for matmul
-                                (transpose_block); one token with bf16 weights: its input reordered (pair_inputs) */
-    HeadCache *heads;        /* (layer, kv_head): the KV cache */
-    int n_heads;             /* n_layers * n_kv_heads */
-    CacheConfig cache;
-    int capacity;            /* positions the cache may reach */
-    int n_tokens;            /* positions filled: the next token's position */
-    /* if set, called after each layer's attention with the block's queries in q (the profiler) */
-    void (*probe)(void *arg, const struct RunState *s, int layer, int pos, int T);
-    void *probe_arg;
-} RunState;
-
-/* The KV cache: one HeadCache per (layer, KV head). A full head keeps every token in order. A
- * compressed head keeps [sinks | compensation | window]: the first n_sink tokens, one slot holding
- * the means of all N_d dropped keys and values, and the last `window` tokens in a ring (oldest at
- * ring_start), since after compression nothing attends to it in order (one query at a time). */
-
 static int round_to_tile(int slots) { return (slots + ATT_TILE_K - 1) / ATT_TILE_K * ATT_TILE_K; }
-
-/* THE place where a head's cache policy is chosen. */
-static void choose_policy(HeadCache *h, Policy policy, int is_retrieval_head, int n_sink) {
-    h->full = policy == POLICY_FULL || (is_retrieval_head && (policy == POLICY_RAZOR || policy == POLICY_NOCOMP));
-    h->compensate = policy == POLICY_RAZOR && !h->full; /* nocomp: the paper's ablation; streaming: StreamingLLM */
-    h->n_sink = n_sink;
-}
 
 /* Sets the head's storage to `slots` slots (rounded up to whole key tiles); new slots are zero. */
 static int reserve_slots(HeadCache *h, int slots, int hd) {
@@ -690,6 +616,19 @@ static void grow_slots(HeadCache *h, int slots, int hd) {
     if (reserve_slots(h, slots, hd) != 0) { fprintf(stderr, "razor: out of memory for the KV cache\n"); exit(1); }
 }
 
+/* An empty head cache with room for `slots` tokens of head_dim numbers, stored as kv_type; its state is
+ * set by choose_head_caches. Returns -1 if out of memory (head_free still frees what it got). */
+int head_init(HeadCache *h, KVType kv_type, int head_dim, int slots) {
+    *h = (HeadCache){.kv_type = kv_type, .key_sum = xcalloc((size_t)head_dim, sizeof(float)),
+                     .value_sum = xcalloc((size_t)head_dim, sizeof(float))};
+    return reserve_slots(h, slots, head_dim);
+}
+
+void head_free(HeadCache *h) {
+    free(h->key_tiles); free(h->values); free(h->position); free(h->key_sum); free(h->value_sum);
+    memset(h, 0, sizeof *h);
+}
+
 /* Key dimension d of a slot is element [slot / ATT_TILE_K][d][slot % ATT_TILE_K] of key_tiles. */
 static size_t key_index(int slot, int d, int hd) {
     return (size_t)(slot / ATT_TILE_K) * hd * ATT_TILE_K + (size_t)d * ATT_TILE_K + slot % ATT_TILE_K;
@@ -712,13 +651,17 @@ static void get_slot(const HeadCache *h, int slot, float *key, float *value, int
     for (int d = 0; d < hd; d++) value[d] = kv_get(h->values, (size_t)slot * hd + d, h->kv_type);
 }
 
+/* Where a compressed head's window starts: after the sinks and the compensation slot (razor only). On a
+ * short head that is where it will start: head_compress moves the window there, which frees slot n_sink
+ * for the compensation token. */
 static int window_start(const HeadCache *h) { return h->n_sink + h->compensate; }
 
 /* The compensation token, all in one place. A compressed head drops every token between its sinks and
  * its window; instead of forgetting them it keeps one slot whose key and value are the means of the
- * N_d dropped post-RoPE keys and values (k^, v^). In attention that slot's score gets + ln(N_d):
- * exp(q.k^ + ln N_d) = N_d * exp(q.k^), so the one slot weighs in the softmax as much as N_d copies
- * of the mean would, about what the dropped tokens together weighed when their keys are alike.
+ * N_d dropped post-RoPE keys and values (k^, v^). In attention that slot's score, s = q.k^ / sqrt(head_dim),
+ * gets + ln(N_d): exp(s + ln N_d) = N_d * exp(s), so the one slot weighs in the softmax as much as N_d
+ * copies of the mean would. s is the mean of the dropped tokens' scores, so N_d * exp(s) is at most what
+ * they weighed together (Jensen), and as much when their keys are alike.
  *
  * THE lines that fold a dropped token into it: running fp32 sums of the dropped keys and values, and
  * their count N_d. */
@@ -748,29 +691,36 @@ static void update_compensation(HeadCache *h, int hd) {
 
 /* Where the compensation slot is in the head's slots (-1: none), and what its score gets: ln(N_d),
  * -inf while nothing was dropped (then the head is exactly full attention). */
-static int compensation_slot(const HeadCache *h) { return h->compensate && h->compressed ? h->n_sink : -1; }
+static int compensation_slot(const HeadCache *h) {
+    return h->compensate && h->state == COMPRESSED_HEAD ? h->n_sink : -1;
+}
 static float compensation_bias(const HeadCache *h) { return h->n_dropped > 0 ? logf((float)h->n_dropped) : -INFINITY; }
 
-/* What attention computes over one head's cache, written plainly (the definition; the tests hold
- * attention(), section 11's tiled loop, to it). Query i sits at position q_position + i and may see
- * slots [0, first_visible + i + 1) (the causal mask, capped at the h->n slots in use). The score of slot
- * j is q . k_j / sqrt(head_dim), plus -slope * (distance from the query to the slot's position) with
- * ALiBi (slope 0 without), plus ln(N_d) for the compensation slot (compensation_bias);
- * out = softmax(scores) . values. */
+/* The score of query q (head_dim numbers, at position q_pos) for slot j of a head's cache:
+ * q . k_j / sqrt(head_dim), - slope * (q_pos - the slot's position) with ALiBi (slope 0 without), and
+ * + ln(N_d) for the compensation slot. */
+static float slot_score(const float *q, const HeadCache *h, int j, int head_dim, float slope, float q_pos) {
+    float dot = 0;
+    for (int d = 0; d < head_dim; d++) dot += q[d] * kv_get(h->key_tiles, key_index(j, d, head_dim), h->kv_type);
+    float score = dot / sqrtf((float)head_dim) - slope * (q_pos - h->position[j]);
+    return j == compensation_slot(h) ? score + compensation_bias(h) : score;
+}
+
+/* What attention computes over one head's cache, written plainly: the definition. Query i sits at
+ * position q_position + i and may see slots [0, n_past + i + 1): the n_past slots before the first
+ * query's own, then one more per query (the causal mask, capped at the h->n slots in use; a generated
+ * token sees every slot, so on a slid ring, where its own is not the last, order does not matter);
+ * out = softmax(scores) . values, scores as slot_score. The forward pass calls the fast attention()
+ * (appendix F); the tests hold it to this and to attention_online. */
 void attention_reference(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const HeadCache *h,
-                         int first_visible, int head_dim, float slope, float q_position) {
+                         int n_past, int head_dim, float slope, float q_position) {
     float *score = xcalloc((size_t)h->n, sizeof(float));
-    int comp_slot = compensation_slot(h);
     for (int i = 0; i < n_q; i++) {
         const float *qi = q + (size_t)i * q_stride;
         float *o = out + (size_t)i * out_stride, max = -INFINITY, sum = 0;
-        int visible = min_int(first_visible + i + 1, h->n);
+        int visible = min_int(n_past + i + 1, h->n);
         for (int j = 0; j < visible; j++) {
-            float dot = 0;
-            for (int d = 0; d < head_dim; d++)
-                dot += qi[d] * kv_get(h->key_tiles, key_index(j, d, head_dim), h->kv_type);
-            score[j] = dot / sqrtf((float)head_dim) - slope * (q_position + (float)i - h->position[j]);
-            if (j == comp_slot) score[j] += compensation_bias(h);
+            score[j] = slot_score(qi, h, j, head_dim, slope, q_position + (float)i);
             if (score[j] > max) max = score[j];
         }
         for (int j = 0; j < visible; j++) {
@@ -786,15 +736,67 @@ void attention_reference(float *out, size_t out_stride, const float *q, size_t q
     free(score);
 }
 
-/* The same, tiled and vectorised: THE tiled attention loop (section 11). scratch: ATT_SCRATCH(head_dim)
- * floats. */
+/* The same attention computed online, one tile of ATT_TILE_K keys at a time, so that no row of scores
+ * as long as the context is ever held: the idea of flash attention, without the machinery. For each
+ * query it keeps, over the keys seen so far,
+ *     m    the largest score
+ *     l    the sum of e^(s_j - m)
+ *     acc  the sum of e^(s_j - m) v_j
+ * and at the end out = acc / l = sum e^(s_j - m) v_j / sum e^(s_j - m), which is softmax . values for any
+ * m (the e^-m cancels). When a tile holds a larger score m' > m, every term summed so far has the wrong
+ * scale, and one multiplication mends them all:
+ *     e^(s_j - m') = e^(s_j - m) e^(m - m')     so     l *= e^(m - m'),  acc *= e^(m - m'),  m = m'
+ * before the tile's own terms are added. At the first tile m = -inf and l = acc = 0: the factor
+ * e^(-inf - m') = expf(-INFINITY) = 0 multiplies zeros, so the rescale needs no special case. Only while
+ * every score seen is -inf (a compensation slot with N_d = 0 and nothing else visible: a guard, not a
+ * case the forward pass meets) does m stay -inf; then e^(s_j - m) would be NaN, and p = 0 instead.
+ * The fast loop, attention() (appendix F), does these four steps, several queries and a vector of keys
+ * at a time (and the sums in another order, so the two agree to float rounding). */
+void attention_online(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const HeadCache *h,
+                      int n_past, int head_dim, float slope, float q_position) {
+    float acc[MAX_HEAD_DIM], score[ATT_TILE_K];
+    for (int i = 0; i < n_q; i++) {
+        const float *qi = q + (size_t)i * q_stride;
+        float m = -INFINITY, l = 0;
+        for (int d = 0; d < head_dim; d++) acc[d] = 0;
+        int visible = min_int(n_past + i + 1, h->n);
+        for (int k0 = 0; k0 < visible; k0 += ATT_TILE_K) {
+            int n_tile = min_int(visible - k0, ATT_TILE_K);
+            float tile_max = -INFINITY;
+            for (int j = 0; j < n_tile; j++) { /* 1. the tile's scores, and their max */
+                score[j] = slot_score(qi, h, k0 + j, head_dim, slope, q_position + (float)i);
+                if (score[j] > tile_max) tile_max = score[j];
+            }
+            if (tile_max > m) { /* 2. a larger max: rescale what was summed under the old one */
+                float correction = expf(m - tile_max);
+                l *= correction;
+                for (int d = 0; d < head_dim; d++) acc[d] *= correction;
+                m = tile_max;
+            }
+            for (int j = 0; j < n_tile; j++) { /* 3. the tile's terms, e^(s_j - m) and e^(s_j - m) v_j */
+                float p = m == -INFINITY ? 0 : expf(score[j] - m);
+                l += p;
+                for (int d = 0; d < head_dim; d++)
+                    acc[d] += p * kv_get(h->values, (size_t)(k0 + j) * head_dim + d, h->kv_type);
+            }
+        }
+        float *o = out + (size_t)i * out_stride;
+        for (int d = 0; d < head_dim; d++) o[d] = l > 0 ? acc[d] / l : 0; /* 4. out = acc / l */
+    }
+}
+
+/* THE tiled attention loop (appendix F): attention_online's steps, vectorised, several queries sharing
+ * each tile of keys. attention() picks the KV type; attention_typed walks tiles of queries and of keys;
+ * attend_key_tile takes the queries ATT_QUERIES at a time; attend_tile does, for one key tile,
+ * attention_online's four steps. scratch: ATT_SCRATCH(head_dim) floats. */
 #define ATT_SCRATCH(head_dim) ((size_t)ATT_TILE_Q * (2 * (size_t)(head_dim) + 2) + 2 * (size_t)ATT_TILE_K * (head_dim))
 void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const HeadCache *h,
-               int first_visible, int head_dim, float slope, float q_position, float *scratch);
+               int n_past, int head_dim, float slope, float q_position, float *scratch);
 
-/* Moves n slots from `from` to `to`. The ranges may overlap (the window shifts by a slot or two when
- * a head is compressed), so like memmove it copies in the direction that reads each slot before it
- * is overwritten: front to back when moving left, back to front when moving right. */
+/* Moves n slots from `from` to `to`. The ranges may overlap (a head's first compression moves its window
+ * right by the one compensation slot when nothing is dropped, else left, over the dropped slots), so
+ * like memmove it copies in the direction that reads each slot before it is overwritten: front to back
+ * when moving left, back to front when moving right. */
 static void move_slots(HeadCache *h, int to, int from, int n, int hd) {
     float key[MAX_HEAD_DIM], value[MAX_HEAD_DIM];
     int step = to <= from ? 1 : -1;
@@ -819,61 +821,82 @@ static void unroll_ring(HeadCache *h, int hd) {
     }
     for (int i = 0; i < n_window; i++)
         put_slot(h, ws + i, keys + (size_t)i * hd, values + (size_t)i * hd, positions[i], hd);
-    free(keys);
-    free(values);
-    free(positions);
+    free(keys); free(values); free(positions);
     h->ring_start = 0;
 }
 
 /* Compresses a head to sinks + compensation + the last `window` tokens (after a prompt was processed
  * with full attention): every token in between is folded into the compensation token. Works on a
- * fresh head (all tokens in order) and on a compressed one that a block of tokens has grown. A head
- * whose tokens all fit in sinks + window stays as it is (exactly full attention) until they do not. */
+ * short head (all tokens in order) and on a compressed one that a block of tokens has grown. A head
+ * of fewer than sinks + window tokens stays a short head (exactly full attention) until it has that many;
+ * then it is compressed with N_d = 0 (its compensation slot weighs nothing until a token leaves). */
 void head_compress(HeadCache *h, int window, int hd) {
-    if (h->full) return;
+    if (h->state == RETRIEVAL_HEAD) return;
     h->window = window;
-    if (!h->compressed && h->n - h->n_sink < window) return; /* nothing to drop yet: it stays in order */
+    if (h->state == SHORT_HEAD && h->n - h->n_sink < window) return; /* too short to compress yet */
     unroll_ring(h, hd);
     int ws = window_start(h);
-    int body = h->compressed ? ws : h->n_sink; /* the first slot that may be dropped */
+    int body = h->state == COMPRESSED_HEAD ? ws : h->n_sink; /* the first slot that may be dropped */
     int n_window = min_int(h->n - body, window);
     int keep_from = h->n - n_window;
     for (int slot = body; slot < keep_from; slot++) fold_token(h, slot, hd);
     if (ws + n_window > h->slots) grow_slots(h, ws + n_window, hd);
     move_slots(h, ws, keep_from, n_window, hd); /* right after the sinks and the compensation slot */
     h->n = ws + n_window;
-    h->compressed = 1;
+    h->state = COMPRESSED_HEAD;
     update_compensation(h, hd);
     grow_slots(h, ws + window, hd); /* physically sinks + compensation + window, in whole key tiles */
 }
 
-/* Adds one token's key and value, the token being one of a block of T. While generating (T = 1) a
- * compressed head whose window is full folds its oldest window token into the compensation token and
- * puts the new one in its slot: the window slides. A block (a prompt, a chat turn) appends in order,
- * with full attention; compress_cache settles the heads after it. */
-void head_append(HeadCache *h, const float *key, const float *value, float position, int hd, int T) {
-    int generating = T == 1;
-    if (!h->full && !h->compressed && h->window > 0 && generating && h->n - h->n_sink >= h->window)
+/* Adds one token's key and value. The tokens of a prompt or a chat turn append in order, with full
+ * attention (a compressed head's ring is put back in order first), and compress_cache settles the heads
+ * after them. While generating (one token at a time) the window slides: a short head whose window is
+ * full is compressed, and on a compressed head whose window is full, the lines marked below are THE
+ * place where a token leaves the window. */
+void head_append(HeadCache *h, const float *key, const float *value, float position, int hd, int generating) {
+    if (h->state == SHORT_HEAD && h->window > 0 && generating && h->n - h->n_sink >= h->window)
         head_compress(h, h->window, hd); /* the window is full: from now on it slides */
-    if (h->compressed && generating && h->n - window_start(h) >= h->window) {
-        int slot = window_start(h) + h->ring_start;
-        fold_token(h, slot, hd);
-        update_compensation(h, hd);
-        put_slot(h, slot, key, value, position, hd);
+    if (h->state == COMPRESSED_HEAD && generating && h->n - window_start(h) >= h->window) {
+        int slot = window_start(h) + h->ring_start;    /* the window's oldest token */
+        fold_token(h, slot, hd);                       /* leaves it: into the compensation token's sums, */
+        update_compensation(h, hd);                    /* k^ and v^ become the new means, */
+        put_slot(h, slot, key, value, position, hd);   /* and the new token takes its slot */
         h->ring_start = (h->ring_start + 1) % h->window;
         return;
     }
-    if (h->compressed) unroll_ring(h, hd); /* a block appends in order; head_compress settles it */
+    if (h->state == COMPRESSED_HEAD) unroll_ring(h, hd); /* a block appends in order; head_compress settles it */
     if (h->n == h->slots) grow_slots(h, h->n + 1, hd);
     put_slot(h, h->n++, key, value, position, hd);
 }
 
-/* The bytes of keys and values a head holds, in its kv_type. */
+/* The bytes of keys and values a head holds, in its kv_type (an unused compensation slot not counted). */
 size_t head_bytes(const HeadCache *h, int hd) {
-    int slots =
-        h->n - (h->compensate && h->compressed && h->n_dropped == 0); /* an unused compensation slot does not count */
+    int slots = h->n - (h->compensate && h->state == COMPRESSED_HEAD && h->n_dropped == 0);
     return (size_t)slots * hd * 2 * kv_size(h->kv_type);
 }
+
+/* Activations for a block of up to max_block tokens, and the KV cache. */
+typedef struct RunState {
+    int max_block;
+    float *x;                /* (block, dim) residual stream */
+    float *xb;               /* (block, max(dim, q_dim)) normed input, then attention output */
+    float *hb, *hb2;         /* (block, hidden_dim) */
+    float *q;                /* (block, q_dim) */
+    float *k, *v;            /* (block, kv_dim) */
+    float *rope_cos, *rope_sin; /* (block, head_dim / 2) */
+    float *att_scratch;      /* (threads, ATT_SCRATCH(head_dim)) */
+    float *logits;           /* (block, vocab_size) */
+    float *xt;               /* (widest input, matmul_padded(block)) matmul's scratch: the block transposed tile
+                                by tile; one token with bf16 or q8 weights: its input reordered */
+    HeadCache *heads;        /* (layer, kv_head): the KV cache */
+    int n_caches;            /* n_layers * n_kv_heads */
+    CacheConfig cache;
+    int capacity;            /* positions the cache may reach */
+    int n_tokens;            /* positions filled: the next token's position */
+    /* if set, called after each layer's attention with the block's queries in q (the profiler) */
+    void (*probe)(void *arg, const struct RunState *s, int layer, int pos, int T);
+    void *probe_arg;
+} RunState;
 
 void free_runstate(RunState *s);
 
@@ -904,65 +927,56 @@ int build_runstate(RunState *s, const Model *m, int capacity, int max_block, con
     s->xt = xcalloc(widest * matmul_padded(max_block), sizeof(float));
     s->capacity = capacity;
     s->cache = cache ? *cache : (CacheConfig){.policy = POLICY_FULL};
-    int n_heads = c->n_layers * c->n_kv_heads;
-    s->heads = xcalloc((size_t)n_heads, sizeof(HeadCache));
-    for (int i = 0; i < n_heads; i++) {
-        HeadCache *h = &s->heads[i];
-        choose_policy(h, s->cache.policy, s->cache.retrieval && s->cache.retrieval[i], s->cache.n_sink);
-        h->kv_type = s->cache.kv_type;
-        h->key_sum = xcalloc((size_t)c->head_dim, sizeof(float));
-        h->value_sum = xcalloc((size_t)c->head_dim, sizeof(float));
-        if (reserve_slots(h, capacity, c->head_dim) != 0) {
-            s->n_heads = i + 1;
+    int n_caches = c->n_layers * c->n_kv_heads;
+    s->heads = xcalloc((size_t)n_caches, sizeof(HeadCache));
+    for (int i = 0; i < n_caches; i++)
+        if (head_init(&s->heads[i], s->cache.kv_type, c->head_dim, capacity) != 0) {
+            s->n_caches = i + 1;
             free_runstate(s);
             return fail("cannot allocate %.1f MB for the KV cache (%d tokens)",
-                        2.0 * n_heads * capacity * c->head_dim * kv_size(s->cache.kv_type) / 1e6, capacity);
+                        2.0 * n_caches * capacity * c->head_dim * kv_size(s->cache.kv_type) / 1e6, capacity);
         }
-    }
-    s->n_heads = n_heads;
+    s->n_caches = n_caches;
+    choose_head_caches(s->heads, n_caches, &s->cache);
     return 0;
 }
 
 void free_runstate(RunState *s) {
-    free(s->x); free(s->xb); free(s->hb); free(s->hb2);
-    free(s->q); free(s->k); free(s->v); free(s->rope_cos); free(s->rope_sin);
-    free(s->att_scratch); free(s->logits); free(s->xt);
-    for (int i = 0; i < s->n_heads; i++) {
-        free(s->heads[i].key_tiles); free(s->heads[i].values); free(s->heads[i].position);
-        free(s->heads[i].key_sum); free(s->heads[i].value_sum);
-    }
+    free(s->x); free(s->xb); free(s->hb); free(s->hb2); free(s->q); free(s->k); free(s->v); free(s->rope_cos);
+    free(s->rope_sin); free(s->att_scratch); free(s->logits); free(s->xt);
+    for (int i = 0; i < s->n_caches; i++) head_free(&s->heads[i]);
     free(s->heads);
     memset(s, 0, sizeof *s);
 }
 
-/* After a prompt: compress every non-retrieval head to a window of L = max(S0, N / C) tokens; under
- * razor and nocomp, a head of an ALiBi model to its span instead (section 8: the distance beyond which
- * its attention weights are below eps). */
+/* After a prompt (or a chat turn) of N tokens in all: compresses every head that is not a retrieval
+ * head to a window of L = max(S0, N / C) tokens, or, with an ALiBi profile, to its span. */
 void compress_cache(RunState *s, const Config *c) {
     if (s->cache.policy == POLICY_FULL) return;
     int window = (int)(s->n_tokens / s->cache.compression);
     if (window < s->cache.window_min) window = s->cache.window_min;
-    int by_span = s->cache.span && s->cache.policy != POLICY_STREAMING;
-    for (int i = 0; i < s->n_heads; i++)
-        head_compress(&s->heads[i], by_span ? s->cache.span[i] : window, c->head_dim);
+    for (int i = 0; i < s->n_caches; i++) {
+        HeadCache *h = &s->heads[i];
+        head_compress(h, h->span ? h->span : window, c->head_dim);
+    }
 }
 
-/* kv cache bytes held now, and what the full cache would hold for the same tokens */
-void cache_bytes(const RunState *s, const Config *c, size_t *kept, size_t *full) {
+/* kv cache bytes held now, and what the cache would hold if every head kept every token */
+void cache_bytes(const RunState *s, const Config *c, size_t *kept, size_t *uncompressed) {
     *kept = 0;
-    for (int i = 0; i < s->n_heads; i++) *kept += head_bytes(&s->heads[i], c->head_dim);
-    *full = (size_t)s->n_tokens * s->n_heads * c->head_dim * 2 * kv_size(s->cache.kv_type);
+    for (int i = 0; i < s->n_caches; i++) *kept += head_bytes(&s->heads[i], c->head_dim);
+    *uncompressed = (size_t)s->n_tokens * s->n_caches * c->head_dim * 2 * kv_size(s->cache.kv_type);
 }
 
 /* ------------------------------------------------------------------------------------------------
  * 5. The forward pass. A block of T tokens goes through each layer together: the matmuls read each
  * weight once per block, and attention runs over the block's queries against the cache. */
 
-/* Every step of a block runs on all threads (the thread pool, section 11): the matmuls and attention,
+/* Every step of a block runs on all threads (the thread pool, appendix F): the matmuls and attention,
  * and also the cheap per-token steps between them, which on one thread would leave the others idle.
  * Each task takes its share by thread index; with fewer than BLOCK_MIN_TOKENS tokens (generation)
  * the per-token steps are not worth a trip through the pool and run on the caller. */
-typedef struct { const Model *m; RunState *s; int layer, T; } BlockJob;
+typedef struct { const Model *m; RunState *s; int layer, T, generating; } BlockJob;
 
 static void run_block(Task task, void *arg, int T) {
     if (T >= BLOCK_MIN_TOKENS) pool_run(task, arg);
@@ -992,23 +1006,23 @@ static void heads_task(void *arg, int thread, int n_threads) {
     const TransformerWeights *w = &a->m->weights;
     RunState *s = a->s;
     int hd = c->head_dim, half = hd / 2, group = c->n_heads / c->n_kv_heads;
-    size_t L = (size_t)a->layer, q_dim = (size_t)c->n_heads * hd, kv_dim = (size_t)c->n_kv_heads * hd;
+    size_t layer = (size_t)a->layer, q_dim = (size_t)c->n_heads * hd, kv_dim = (size_t)c->n_kv_heads * hd;
     for (int g = thread; g < c->n_kv_heads; g += n_threads) {
         size_t q_at = (size_t)g * group * hd, kv_at = (size_t)g * hd; /* this group's place in q; in k and v */
         HeadCache *head = &s->heads[a->layer * c->n_kv_heads + g];
         for (int t = 0; t < a->T; t++) {
             float *q_t = s->q + t * q_dim + q_at, *k_t = s->k + t * kv_dim + kv_at, *v_t = s->v + t * kv_dim + kv_at;
-            for (int i = 0; w->bq && i < group * hd; i++) q_t[i] += w->bq[L * q_dim + q_at + i];
-            for (int i = 0; w->bk && i < hd; i++) k_t[i] += w->bk[L * kv_dim + kv_at + i];
-            for (int i = 0; w->bv && i < hd; i++) v_t[i] += w->bv[L * kv_dim + kv_at + i];
+            for (int i = 0; w->bq && i < group * hd; i++) q_t[i] += w->bq[layer * q_dim + q_at + i];
+            for (int i = 0; w->bk && i < hd; i++) k_t[i] += w->bk[layer * kv_dim + kv_at + i];
+            for (int i = 0; w->bv && i < hd; i++) v_t[i] += w->bv[layer * kv_dim + kv_at + i];
             for (int h = 0; w->q_norm && h < group; h++)
-                rmsnorm(q_t + (size_t)h * hd, q_t + (size_t)h * hd, w->q_norm + L * hd, hd, c->norm_eps);
-            if (w->k_norm) rmsnorm(k_t, k_t, w->k_norm + L * hd, hd, c->norm_eps);
+                rmsnorm(q_t + (size_t)h * hd, q_t + (size_t)h * hd, w->q_norm + layer * hd, hd, c->norm_eps);
+            if (w->k_norm) rmsnorm(k_t, k_t, w->k_norm + layer * hd, hd, c->norm_eps);
             if (c->pos_encoding == POS_ROPE) {
                 rope(q_t, group, hd, s->rope_cos + (size_t)t * half, s->rope_sin + (size_t)t * half);
                 rope(k_t, 1, hd, s->rope_cos + (size_t)t * half, s->rope_sin + (size_t)t * half);
             }
-            head_append(head, k_t, v_t, (float)(s->n_tokens + t), hd, a->T);
+            head_append(head, k_t, v_t, (float)(s->n_tokens + t), hd, a->generating);
         }
     }
 }
@@ -1031,19 +1045,21 @@ static void attention_task(void *arg, int thread, int n_threads) {
     int tiles = (a->T + ATT_TILE_Q - 1) / ATT_TILE_Q, group = c->n_heads / c->n_kv_heads;
     float *scratch = s->att_scratch + (size_t)thread * ATT_SCRATCH(c->head_dim);
     for (int job = thread; job < c->n_heads * tiles; job += n_threads) {
-        int h = job / tiles, q0 = (job % tiles) * ATT_TILE_Q, nq = min_int(a->T - q0, ATT_TILE_Q);
-        const HeadCache *hc = &s->heads[a->layer * c->n_kv_heads + h / group];
-        float slope = a->m->alibi_slope ? a->m->alibi_slope[h] : 0;
-        attention(s->xb + q0 * q_dim + (size_t)h * c->head_dim, q_dim, s->q + q0 * q_dim + (size_t)h * c->head_dim,
-                  q_dim, nq, hc, hc->n - a->T + q0, c->head_dim, slope, (float)(s->n_tokens + q0), scratch);
+        int query_head = job / tiles, q0 = (job % tiles) * ATT_TILE_Q, nq = min_int(a->T - q0, ATT_TILE_Q);
+        const HeadCache *hc = &s->heads[a->layer * c->n_kv_heads + query_head / group];
+        float slope = a->m->alibi_slope ? a->m->alibi_slope[query_head] : 0;
+        size_t at = q0 * q_dim + (size_t)query_head * c->head_dim; /* this tile's queries, and outputs */
+        attention(s->xb + at, q_dim, s->q + at, q_dim, nq, hc, hc->n - a->T + q0, c->head_dim, slope,
+                  (float)(s->n_tokens + q0), scratch);
     }
 }
 
 /* Runs tokens[0..T) (T <= max_block) at positions n_tokens.. n_tokens+T-1. Their keys and values join
- * the cache. Returns the logits: (T, vocab_size) if all_logits, else the last token's (vocab_size).
+ * the cache (head_append; generating: one generated token, for which compressed heads slide their
+ * windows). Returns the logits: (T, vocab_size) if all_logits, else the last token's (vocab_size).
  * Activations are row-major, one row per token of the block: x (T, dim), q (T, n_heads * head_dim),
  * k and v (T, n_kv_heads * head_dim), hb and hb2 (T, hidden_dim). */
-float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int all_logits) {
+float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int all_logits, int generating) {
     const Config *c = &m->config;
     const TransformerWeights *w = &m->weights;
     int dim = c->dim, hidden = c->hidden_dim, hd = c->head_dim, half = hd / 2;
@@ -1061,37 +1077,33 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
         }
     }
     for (int l = 0; l < c->n_layers; l++) {
-        size_t L = (size_t)l;
-        Matrix wq = matrix_at(w->wq, L * q_dim * dim), wk = matrix_at(w->wk, L * kv_dim * dim),
-               wv = matrix_at(w->wv, L * kv_dim * dim), wo = matrix_at(w->wo, L * dim * q_dim);
-        Matrix w1 = matrix_at(w->w1, L * hidden * dim), w2 = matrix_at(w->w2, L * dim * hidden),
-               w3 = matrix_at(w->w3, L * hidden * dim);
+        size_t layer = (size_t)l;
+        Matrix wq = matrix_at(w->wq, layer * q_dim * dim), wk = matrix_at(w->wk, layer * kv_dim * dim),
+               wv = matrix_at(w->wv, layer * kv_dim * dim), wo = matrix_at(w->wo, layer * dim * q_dim);
+        Matrix w1 = matrix_at(w->w1, layer * hidden * dim), w2 = matrix_at(w->w2, layer * dim * hidden),
+               w3 = matrix_at(w->w3, layer * hidden * dim);
+        BlockJob job = {m, s, l, T, generating};
 
         /* attention rmsnorm */
-        norm_block(s->xb, s->x, w->rms_att_weight + L * dim, T, c);
+        norm_block(s->xb, s->x, w->rms_att_weight + layer * dim, T, c);
         /* q, k, v for every token of the block: one pass over the three weight matrices */
-        transpose_block(s->xt, s->xb, T, dim);
         Product qkv[3] = {{s->q, wq, q_dim, 0}, {s->k, wk, kv_dim, 0}, {s->v, wv, kv_dim, 0}};
         matmul(s->xb, s->xt, T, dim, qkv, 3);
         /* biases, q/k norms, RoPE; the keys and values join the cache (heads_task) */
-        BlockJob job = {m, s, l, T};
         run_block(heads_task, &job, T);
         /* attention: every query head against what its KV head's cache holds, output into xb */
         pool_run(attention_task, &job);
         if (s->probe) s->probe(s->probe_arg, s, l, (int)pos, T);
         /* the output projection, added to the residual stream x */
-        transpose_block(s->xt, s->xb, T, q_dim);
         Product out[1] = {{s->x, wo, dim, 1}};
         matmul(s->xb, s->xt, T, q_dim, out, 1);
 
         /* ffn rmsnorm */
-        norm_block(s->xb, s->x, w->rms_ffn_weight + L * dim, T, c);
+        norm_block(s->xb, s->x, w->rms_ffn_weight + layer * dim, T, c);
         /* the SwiGLU ffn: w2(silu(w1(x)) * w3(x)), added to the residual stream */
-        transpose_block(s->xt, s->xb, T, dim);
         Product up[2] = {{s->hb, w1, hidden, 0}, {s->hb2, w3, hidden, 0}};
         matmul(s->xb, s->xt, T, dim, up, 2);
         run_block(swiglu_task, &job, T);
-        transpose_block(s->xt, s->hb, T, hidden);
         Product down[1] = {{s->x, w2, dim, 1}};
         matmul(s->hb, s->xt, T, hidden, down, 1);
     }
@@ -1100,7 +1112,6 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
     /* the final rmsnorm and the classifier, for the last token or for all */
     int first = all_logits ? 0 : T - 1;
     norm_block(s->xb, s->x + (size_t)first * dim, w->rms_final_weight, T - first, c);
-    transpose_block(s->xt, s->xb, T - first, dim);
     Product classifier[1] = {{s->logits, w->wcls, c->vocab_size, 0}};
     matmul(s->xb, s->xt, T - first, dim, classifier, 1);
     return s->logits;
@@ -1109,13 +1120,15 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
 /* Receives the logits of a block of tokens (n_tokens, vocab_size); non-zero stops the run. */
 typedef int (*LogitsSink)(void *arg, const float *logits, int n_tokens, int vocab_size);
 
-/* Runs n tokens through the model in blocks of max_block; returns the last token's logits.
- * If sink is given, it receives the logits of every token, one block at a time. */
+/* Runs n tokens through the model in blocks of max_block; returns the last token's logits. One token
+ * is a generation step; more (a prompt, a chat turn) are prefilled in order, whatever the block size,
+ * and compress_cache settles the heads after them. If sink is given, it receives the logits of every
+ * token, one block at a time. */
 float *forward(const Model *m, RunState *s, const int *tokens, int n, LogitsSink sink, void *sink_arg) {
     float *logits = NULL;
     for (int i = 0; i < n; i += s->max_block) {
         int T = min_int(n - i, s->max_block);
-        logits = forward_block(m, s, tokens + i, T, sink != NULL);
+        logits = forward_block(m, s, tokens + i, T, sink != NULL, n == 1);
         if (sink && sink(sink_arg, logits, T, m->config.vocab_size) != 0) return NULL;
         if (sink) logits += (size_t)(T - 1) * m->config.vocab_size;
     }
@@ -1123,7 +1136,463 @@ float *forward(const Model *m, RunState *s, const int *tokens, int n, LogitsSink
 }
 
 /* ------------------------------------------------------------------------------------------------
- * 6. The tokenizer. Two kinds of file, one merge loop:
+ * 6. The head profiler: which heads are retrieval heads. A head profile (model.h: HeadProfile) marks
+ * each KV head a retrieval head or not; choose_head_caches (section 4) turns that into its cache. It
+ * comes from one forward pass of a probe (RoPE models, the paper's section 3.2), from the span rule
+ * (ALiBi models, section 3.3, below), or from a file (a .heads file, hand-edited or not, or
+ * DuoAttention's .tsv: appendix C).
+ *
+ * The probe: BOS + K distinct random ordinary tokens, the block repeated 4 times, with exact causal
+ * attention. For every query head, the echo score is the attention a token pays to its own earlier
+ * copies, the induction score the attention it pays to the tokens that followed them, averaged over
+ * the rows of repeats 2..4. A KV head takes the max over its query heads; the top induction_fraction
+ * of KV heads by induction plus the top echo_fraction by echo (over the whole model: the paper's 14%
+ * and 1%) are the retrieval heads. */
+
+static void init_profile(HeadProfile *profile, const Config *c) {
+    *profile = (HeadProfile){.n_layers = c->n_layers, .n_kv_heads = c->n_kv_heads, .n_heads = c->n_heads,
+                             .head_dim = c->head_dim, .dim = c->dim};
+    size_t n = (size_t)c->n_layers * c->n_kv_heads;
+    profile->echo = xcalloc(n, sizeof(float));
+    profile->induction = xcalloc(n, sizeof(float));
+    profile->retrieval = xcalloc(n, 1);
+}
+
+void free_profile(HeadProfile *profile) {
+    free(profile->echo); free(profile->induction); free(profile->retrieval); free(profile->span);
+    memset(profile, 0, sizeof *profile);
+}
+
+typedef struct {
+    const Config *c;
+    int K;
+    double *echo_sum, *induction_sum; /* (layer, query head) */
+    float *rows;                      /* (threads, 1 + 4K) one attention row per thread */
+    const RunState *s;
+    int layer, pos, T;
+} Probe;
+
+/* For each query head (spread over threads): the full softmax row of each probe query in repeats
+ * 2..4 (the probe runs with the full cache: slot j is token j), summed at the earlier copies of its
+ * token (echo) and at the tokens after them (induction). */
+static void probe_task(void *arg, int thread, int n_threads) {
+    Probe *probe = arg;
+    const Config *c = probe->c;
+    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    float *row = probe->rows + (size_t)thread * (4 * probe->K + 1), key[MAX_HEAD_DIM];
+    for (int query_head = thread; query_head < c->n_heads; query_head += n_threads) {
+        const HeadCache *hc = &probe->s->heads[probe->layer * c->n_kv_heads + query_head / group];
+        for (int t = 0; t < probe->T; t++) {
+            int i = probe->pos + t; /* position; the random block starts at 1 */
+            if (i < 1 + probe->K) continue;
+            const float *q = probe->s->q + (size_t)t * c->n_heads * hd + (size_t)query_head * hd;
+            for (int j = 0; j <= i; j++) { /* the whole attention row of this query: exact, causal */
+                get_key(hc, j, key, hd);
+                float score = 0;
+                for (int d = 0; d < hd; d++) score += q[d] * key[d];
+                row[j] = score / sqrtf((float)hd);
+            }
+            softmax(row, i + 1);
+            double echo = 0, induction = 0;
+            for (int j = i - probe->K; j >= 1; j -= probe->K) {
+                echo += row[j];
+                induction += row[j + 1];
+            }
+            probe->echo_sum[probe->layer * c->n_heads + query_head] += echo;
+            probe->induction_sum[probe->layer * c->n_heads + query_head] += induction;
+        }
+    }
+}
+
+static void probe_hook(void *arg, const RunState *s, int layer, int pos, int T) {
+    Probe *probe = arg;
+    probe->s = s;
+    probe->layer = layer;
+    probe->pos = pos;
+    probe->T = T;
+    pool_run(probe_task, probe);
+    if (layer == probe->c->n_layers - 1)
+        fprintf(stderr, "\rprofiling heads: %d/%d probe tokens", pos + T, 4 * probe->K + 1);
+}
+
+/* The top `fraction` of heads (at least one if fraction > 0) by score join the retrieval heads. */
+static void mark_top(unsigned char *retrieval, const float *score, int n, float fraction) {
+    int want = (int)lroundf(fraction * n);
+    if (fraction > 0 && want < 1) want = 1;
+    unsigned char *taken = xcalloc((size_t)n, 1);
+    for (int k = 0; k < want && k < n; k++) {
+        int best = -1;
+        for (int i = 0; i < n; i++) if (!taken[i] && (best < 0 || score[i] > score[best])) best = i;
+        taken[best] = retrieval[best] = 1;
+    }
+    free(taken);
+}
+
+/* The paper's selection: the top induction_fraction of KV heads by induction score, and the top
+ * echo_fraction by echo score, over the whole model (INDUCTION_FRACTION, ECHO_FRACTION; -R, -E). */
+void select_retrieval_heads(HeadProfile *profile) {
+    int n = profile->n_layers * profile->n_kv_heads;
+    memset(profile->retrieval, 0, (size_t)n);
+    mark_top(profile->retrieval, profile->induction, n, profile->induction_fraction);
+    mark_top(profile->retrieval, profile->echo, n, profile->echo_fraction);
+}
+
+int profile_heads(const Model *m, const Tokenizer *tok, HeadProfile *profile, uint64_t seed, float induction_fraction,
+                  float echo_fraction) {
+    const Config *c = &m->config;
+    int *ordinary = xcalloc((size_t)c->vocab_size, sizeof(int));
+    int n_ordinary = ordinary_tokens(tok, ordinary), K = (c->seq_len - 1) / 4;
+    if (K > PROBE_K) K = PROBE_K;
+    if (K > n_ordinary) K = n_ordinary;
+    if (K < 2) { free(ordinary); return fail("the model is too small to profile (K = %d)", K); }
+    uint64_t rng = seed ? seed : 1;
+    for (int i = 0; i < K; i++) { /* K distinct tokens: a partial Fisher-Yates shuffle */
+        int j = i + (int)(random_f32(&rng) * (n_ordinary - i));
+        int tmp = ordinary[i]; ordinary[i] = ordinary[j]; ordinary[j] = tmp;
+    }
+    int n = 1 + 4 * K, *probe_tokens = xcalloc((size_t)n, sizeof(int));
+    probe_tokens[0] = c->bos_id;
+    for (int i = 1; i < n; i++) probe_tokens[i] = ordinary[(i - 1) % K];
+    free(ordinary);
+    RunState s;
+    if (build_runstate(&s, m, n, DEFAULT_BLOCK, NULL) != 0) { free(probe_tokens); return -1; }
+    Probe probe = {c, K, xcalloc((size_t)c->n_layers * c->n_heads, sizeof(double)),
+                   xcalloc((size_t)c->n_layers * c->n_heads, sizeof(double)),
+                   xcalloc((size_t)pool_threads * n, sizeof(float)), NULL, 0, 0, 0};
+    s.probe = probe_hook;
+    s.probe_arg = &probe;
+    forward(m, &s, probe_tokens, n, NULL, NULL);
+    fprintf(stderr, "\n");
+    init_profile(profile, c);
+    profile->K = K;
+    profile->seed = seed;
+    profile->induction_fraction = induction_fraction;
+    profile->echo_fraction = echo_fraction;
+    int group = c->n_heads / c->n_kv_heads, rows = 3 * K; /* the rows of repeats 2..4 */
+    for (int l = 0; l < c->n_layers; l++)
+        for (int query_head = 0; query_head < c->n_heads; query_head++) {
+            int g = l * c->n_kv_heads + query_head / group;
+            float echo = (float)(probe.echo_sum[l * c->n_heads + query_head] / rows),
+                  induction = (float)(probe.induction_sum[l * c->n_heads + query_head] / rows);
+            if (echo > profile->echo[g]) profile->echo[g] = echo; /* a KV head: the max over its query heads */
+            if (induction > profile->induction[g]) profile->induction[g] = induction;
+        }
+    select_retrieval_heads(profile);
+    free(probe.echo_sum); free(probe.induction_sum); free(probe.rows); free(probe_tokens);
+    free_runstate(&s);
+    return 0;
+}
+
+/* ALiBi models (the paper's section 3.3): no probe. A head's span is the distance beyond which all of
+ * its attention together is below eps, bounded from its weights and its slope:
+ *   the layer's RMSNorm output is G u with G = diag(gamma) and |u| <= sqrt(dim) (u = x / rms(x)), so
+ *   every score q . k / sqrt(head_dim) = u_i^T G W_Q,h^T W_K,h G u_j / sqrt(head_dim) lies within +-B,
+ *   B = ||G W_Q,h^T W_K,h G||_2 dim / sqrt(head_dim) (the spectral norm by power iteration);
+ *   the query's own key (distance 0) scores at least -B, a key at distance d at most B - slope d, so its
+ *   weight is below e^(2B - slope d), and all keys at distance L or more weigh together less than
+ *   e^(2B - slope L) / (1 - e^-slope). That is below eps from
+ *       L_h = (2B - ln eps - ln(1 - e^-slope)) / slope
+ *   on: the head keeps its last L_h + 1 tokens (distances 0 .. L_h), and drops less than eps of its
+ *   attention, so its output moves by less than 2 eps max|v|. A KV head takes the longest span of its
+ *   query heads; one whose span covers the context keeps everything: a retrieval head. */
+
+/* ||G A^T B G||_2 for A, B (hd, dim) row-major (a query head's rows of W_Q, its KV head's of W_K) and
+ * G = diag(gamma): power iteration on M^T M, M = G A^T B G, to a relative change below 1e-6 (at most
+ * 500 rounds). */
+static double spectral_norm_qk(Matrix A, Matrix B, const float *gamma, int hd, int dim) {
+    double *v = xcalloc((size_t)dim, sizeof(double)), *w = xcalloc((size_t)dim, sizeof(double));
+    double *u = xcalloc((size_t)hd, sizeof(double)), sigma = 0;
+    for (int j = 0; j < dim; j++) v[j] = 1.0 + 0.01 * (j % 7); /* not orthogonal to the top direction, in practice */
+    for (int round = 0; round < 500; round++) {
+        double norm = 0;
+        for (int j = 0; j < dim; j++) norm += v[j] * v[j];
+        norm = sqrt(norm);
+        if (norm == 0) break;
+        for (int j = 0; j < dim; j++) v[j] /= norm;
+        for (int r = 0; r < hd; r++) { /* u = B G v, then w = G A^T u: w = M v */
+            u[r] = 0;
+            for (int j = 0; j < dim; j++) u[r] += matrix_value(B, (size_t)r * dim + j) * gamma[j] * v[j];
+        }
+        double len = 0;
+        for (int j = 0; j < dim; j++) {
+            w[j] = 0;
+            for (int r = 0; r < hd; r++) w[j] += matrix_value(A, (size_t)r * dim + j) * u[r];
+            w[j] *= gamma[j];
+            len += w[j] * w[j];
+        }
+        double next = sqrt(len); /* |M v|, v a unit vector */
+        for (int r = 0; r < hd; r++) { /* v = M^T w = G B^T (A G w) */
+            u[r] = 0;
+            for (int j = 0; j < dim; j++) u[r] += matrix_value(A, (size_t)r * dim + j) * gamma[j] * w[j];
+        }
+        for (int j = 0; j < dim; j++) {
+            v[j] = 0;
+            for (int r = 0; r < hd; r++) v[j] += matrix_value(B, (size_t)r * dim + j) * u[r];
+            v[j] *= gamma[j];
+        }
+        int done = fabs(next - sigma) <= 1e-6 * next;
+        sigma = next;
+        if (done) break;
+    }
+    free(v); free(w); free(u);
+    return sigma;
+}
+
+/* The span rule for every head of an ALiBi model (above). Spans are at least 1 token and at most the
+ * context; retrieval marks the heads whose span covers the context. */
+int span_rule(const Model *m, HeadProfile *profile, float eps) {
+    const Config *c = &m->config;
+    if (c->pos_encoding != POS_ALIBI) return fail("the span rule is for ALiBi models");
+    if (c->qkv_bias || c->qk_norm) return fail("the span rule is derived for ALiBi models without q/k biases or norms");
+    init_profile(profile, c);
+    profile->span_eps = eps;
+    profile->span = xcalloc((size_t)c->n_layers * c->n_kv_heads, sizeof(int));
+    int hd = c->head_dim, dim = c->dim, group = c->n_heads / c->n_kv_heads;
+    size_t q_dim = (size_t)c->n_heads * hd, kv_dim = (size_t)c->n_kv_heads * hd;
+    for (int l = 0; l < c->n_layers; l++) {
+        const float *gamma = m->weights.rms_att_weight + (size_t)l * dim;
+        for (int query_head = 0; query_head < c->n_heads; query_head++) {
+            int g = query_head / group;
+            Matrix A = matrix_at(m->weights.wq, (size_t)l * q_dim * dim + (size_t)query_head * hd * dim),
+                   B = matrix_at(m->weights.wk, (size_t)l * kv_dim * dim + (size_t)g * hd * dim);
+            double bound = spectral_norm_qk(A, B, gamma, hd, dim) * dim / sqrt((double)hd);
+            double slope = m->alibi_slope[query_head];
+            double L_h = (2 * bound - log(eps) - log(1 - exp(-slope))) / slope;
+            int span = !(L_h + 1 < c->seq_len) ? c->seq_len : (int)ceil(L_h) + 1; /* NaN weights: keep everything */
+            if (span < 1) span = 1;
+            int *kv = &profile->span[l * c->n_kv_heads + g];
+            if (span > *kv) *kv = span;
+        }
+    }
+    for (int i = 0; i < c->n_layers * c->n_kv_heads; i++) profile->retrieval[i] = profile->span[i] >= c->seq_len;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * 7. The sampler: greedy at temperature 0, else softmax(logits / temperature), then top-p. */
+
+typedef struct { float prob; int index; } ProbIndex;
+
+typedef struct {
+    int vocab_size;
+    float temperature, topp;
+    uint64_t rng_state;
+    ProbIndex *candidates; /* (vocab_size) */
+} Sampler;
+
+void build_sampler(Sampler *s, int vocab_size, float temperature, float topp, uint64_t seed) {
+    *s = (Sampler){vocab_size, temperature, topp, seed ? seed : 0x9E3779B97F4A7C15ull,
+                   xcalloc((size_t)vocab_size, sizeof(ProbIndex))};
+}
+
+void free_sampler(Sampler *s) { free(s->candidates); }
+
+static int compare_prob_desc(const void *a, const void *b) {
+    float pa = ((const ProbIndex *)a)->prob, pb = ((const ProbIndex *)b)->prob;
+    return (pa < pb) - (pa > pb);
+}
+
+/* Samples from the smallest set of tokens whose probabilities add up to topp. */
+static int sample_topp(const float *probs, int n, float topp, ProbIndex *candidates, float coin) {
+    int n0 = 0;
+    const float cutoff = (1.0f - topp) / (n - 1 > 0 ? n - 1 : 1); /* tokens below this cannot be in the set */
+    for (int i = 0; i < n; i++) if (probs[i] >= cutoff) candidates[n0++] = (ProbIndex){probs[i], i};
+    if (n0 == 0) return argmax(probs, n); /* a flat distribution and a tiny topp: nothing passes the cutoff */
+    qsort(candidates, (size_t)n0, sizeof(ProbIndex), compare_prob_desc);
+    float cumulative = 0;
+    int last = n0 - 1;
+    for (int i = 0; i < n0; i++) {
+        cumulative += candidates[i].prob;
+        if (cumulative > topp) { last = i; break; }
+    }
+    float r = coin * cumulative, cdf = 0;
+    for (int i = 0; i <= last; i++) {
+        cdf += candidates[i].prob;
+        if (r < cdf) return candidates[i].index;
+    }
+    return candidates[last].index;
+}
+
+static int sample(Sampler *s, float *logits) {
+    if (s->temperature == 0.0f) return argmax(logits, s->vocab_size);
+    for (int i = 0; i < s->vocab_size; i++) logits[i] /= s->temperature;
+    softmax(logits, s->vocab_size);
+    float coin = random_f32(&s->rng_state);
+    if (s->topp <= 0 || s->topp >= 1) {
+        float cdf = 0;
+        for (int i = 0; i < s->vocab_size; i++) { cdf += logits[i]; if (coin < cdf) return i; }
+        return s->vocab_size - 1;
+    }
+    return sample_topp(logits, s->vocab_size, s->topp, s->candidates, coin);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * 8. The generate loop: a prompt is prefilled with full attention in blocks, the cache compressed
+ * (compress_cache), and then tokens are sampled one at a time, each one's key and value joining the
+ * cache (where compressed heads slide their windows). The modes that drive it are in appendix D. */
+
+static void print_kv_line(const RunState *s, const Config *c) {
+    size_t kept, uncompressed;
+    cache_bytes(s, c, &kept, &uncompressed);
+    fprintf(stderr, "kv cache: %.2f MB (%.1f%% of %.2f MB full)\n", kept / 1e6,
+            uncompressed ? 100.0 * kept / uncompressed : 100.0, uncompressed / 1e6);
+}
+
+/* Generation ends at EOS, at BOS, and at the chat template's end of a turn (<|eot_id|>, <|im_end|>). */
+static int is_stop_token(const Config *c, int id) {
+    return id == c->eos_id || id == c->bos_id || (c->chat_template == CHAT_LLAMA3 && id == c->chat_tokens[2]) ||
+           (c->chat_template == CHAT_CHATML && id == c->chat_tokens[1]);
+}
+
+/* Generates up to max_new tokens after the cache's current content, starting from `logits`;
+ * prints them unless out_tokens is given (then it stores them); stops at a stop token or the end of
+ * the cache. Returns the number generated. */
+static int generate_tokens(const Model *m, RunState *s, const Tokenizer *tok, Sampler *sampler, float *logits,
+                           int prev, int max_new, int *out_tokens, double *seconds) {
+    double t0 = now_seconds();
+    int n = 0;
+    while (n < max_new) {
+        int next = sample(sampler, logits);
+        if (is_stop_token(&m->config, next)) break;
+        if (out_tokens) out_tokens[n] = next;
+        else { print_text(tok, &next, 1, prev, 0); fflush(stdout); }
+        n++;
+        prev = next;
+        if (n == max_new || s->n_tokens == s->capacity) break;
+        logits = forward(m, s, &next, 1, NULL, NULL);
+    }
+    if (seconds) *seconds = now_seconds() - t0;
+    return n;
+}
+
+static void print_speed(int n_prompt, double prompt_s, int n_gen, double gen_s) {
+    fprintf(stderr, "prompt: %d tokens, %.1f tok/s; generated: %d tokens, %.1f tok/s\n", n_prompt,
+            prompt_s > 0 ? n_prompt / prompt_s : 0.0, n_gen, gen_s > 0 ? n_gen / gen_s : 0.0);
+}
+
+/* Encodes a prompt with BOS; refuses one that leaves no room in the context, or that the tokenizer
+ * refuses (the caller exits with 2). */
+static int *encode_prompt(const Model *m, const Tokenizer *tok, const char *prompt, int *n) {
+    int *tokens = xcalloc(encode_room(prompt), sizeof(int));
+    *n = encode(tok, prompt, 1, tokens);
+    if (*n < 0 || *n >= m->config.seq_len) {
+        if (*n < 0) report(0);
+        else complain(0, "the prompt is %d tokens, the model's context is %d", *n, m->config.seq_len);
+        free(tokens);
+        return NULL;
+    }
+    return tokens;
+}
+
+/* Prefills a prompt with full attention, then compresses the cache (as the paper does). */
+static float *prefill(const Model *m, RunState *s, const int *tokens, int n) {
+    float *logits = forward(m, s, tokens, n, NULL, NULL);
+    compress_cache(s, &m->config);
+    return logits;
+}
+
+/* Appendices ======================================================================================
+ * The method is all above. What follows is machinery a first reading can skip, each part on its own:
+ *   A. the files razor reads and writes        D. the modes: generate, chat, compare, needle, logits,
+ *   B. the tokenizers                             tokenize, profile
+ *   C. head profiles on disk and in pictures   E. the command line
+ *   F. the fast kernels: threads, vectors, matmul, THE tiled attention loop, 16-bit numbers, bf16 weights */
+
+/* ------------------------------------------------------------------------------------------------
+ * Appendix A. Files */
+
+/* Reads a whole file into a NUL-terminated buffer (at most max_bytes); "-" is standard input. Pipes
+ * and FIFOs work too: the file is read to its end, not sized first. */
+static int read_file(const char *path, size_t max_bytes, char **out, size_t *out_len) {
+    int is_stdin = !strcmp(path, "-");
+    struct stat st;
+    if (!is_stdin && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return fail("%s: is a directory", path);
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
+    if (!f) return fail("%s: %s", path, strerror(errno));
+    size_t cap = 1 << 16, len = 0;
+    char *buf = xcalloc(cap + 1, 1);
+    for (;;) {
+        len += fread(buf + len, 1, cap - len, f);
+        if (len < cap || cap > max_bytes) break;
+        cap *= 2;
+        char *bigger = realloc(buf, cap + 1);
+        if (!bigger) { free(buf); if (!is_stdin) fclose(f); return fail("%s: out of memory", path); }
+        buf = bigger;
+    }
+    int error = ferror(f);
+    if (!is_stdin) fclose(f);
+    if (error) { free(buf); return fail("%s: read error", path); }
+    if (len > max_bytes) { free(buf); return fail("%s: more than the %zu bytes this reader takes", path, max_bytes); }
+    buf[len] = 0;
+    *out = buf;
+    *out_len = len;
+    return 0;
+}
+
+/* Output files: everything razor writes (logits, profiles, pictures, needle results) goes through
+ * open_output/close_output, so that the path a user names is never destroyed:
+ *  - a regular file, or a name that does not exist yet, is written to a temporary file beside it and
+ *    renamed over it when complete: an interrupted or failed write leaves the old content. A symbolic
+ *    link is followed first, so the temporary file sits beside its target and the link stays a link;
+ *  - anything else that opens for writing (a device, a FIFO, a terminal) is written straight into;
+ *  - "-" is standard output; a directory is refused.
+ * Errors name the user's path, never the temporary one. */
+typedef struct {
+    FILE *f;
+    char *path;   /* as the user gave it */
+    char *target; /* the regular file to replace (symlinks resolved); NULL: written in place */
+    char *tmp;    /* the temporary file beside target */
+} Output;
+
+static int open_output(Output *out, const char *path) {
+    struct stat st, lst;
+    memset(out, 0, sizeof *out);
+    if (!strcmp(path, "-")) { out->f = stdout; return 0; }
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) return fail("%s: is a directory", path);
+        if (!S_ISREG(st.st_mode)) {
+            if (!(out->f = fopen(path, "wb"))) return fail("%s: %s", path, strerror(errno));
+            out->path = xstrdup(path);
+            return 0;
+        }
+        if (!(out->target = realpath(path, NULL))) return fail("%s: %s", path, strerror(errno));
+    } else if (lstat(path, &lst) == 0) {
+        return fail("%s: a symbolic link to nothing", path);
+    } else {
+        out->target = xstrdup(path);
+    }
+    size_t n = strlen(out->target) + 32;
+    out->tmp = xcalloc(n, 1);
+    snprintf(out->tmp, n, "%s.tmp%ld", out->target, (long)getpid());
+    if (!(out->f = fopen(out->tmp, "wb"))) {
+        int e = errno;
+        free(out->target); free(out->tmp);
+        memset(out, 0, sizeof *out);
+        return fail("%s: %s", path, strerror(e));
+    }
+    out->path = xstrdup(path);
+    return 0;
+}
+
+/* ok: keep what was written (a temporary file is renamed into place); else discard it. Returns -1 if
+ * the file could not be completed. */
+static int close_output(Output *out, int ok) {
+    if (!out->f) return -1;
+    int status = 0;
+    if (out->f == stdout) ok = fflush(stdout) == 0 && ok;
+    else ok = fclose(out->f) == 0 && ok;
+    if (!ok) status = fail("%s: cannot write it all", out->path ? out->path : "standard output");
+    if (out->tmp) {
+        if (ok && rename(out->tmp, out->target) != 0) status = fail("%s: %s", out->path, strerror(errno));
+        if (status != 0) remove(out->tmp);
+    }
+    free(out->path); free(out->target); free(out->tmp);
+    memset(out, 0, sizeof *out);
+    return status;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Appendix B. The tokenizers. Two kinds of file, one merge loop:
  *
  * llama2.c's tokenizer.bin, a sentencepiece BPE: int32 max_token_length, then per id: float32 score,
  * int32 length, the piece's bytes (sentencepiece's U+2581 already turned into ' '). Encoding is
@@ -1176,8 +1645,7 @@ static int is_byte_piece(const char *p, int len, int *byte) {
     return 1;
 }
 
-/* The slot of the piece spelled s[0..n) in the hash of mergeable pieces, or the empty slot where
- * it would go. */
+/* The slot of the piece spelled s[0..n) in the hash of mergeable pieces, or the empty slot where it would go. */
 static size_t piece_slot(const Tokenizer *t, const char *s, size_t n) {
     size_t slot = hash_bytes(s, n) & t->table_mask;
     for (int id; (id = t->table[slot] - 1) >= 0; slot = (slot + 1) & t->table_mask)
@@ -1242,9 +1710,7 @@ static int load_nfc_tables(NfcTables *t, const char *data, size_t size, size_t *
         free(w);
         return fail("nfc section: bad counts");
     }
-    t->n_ccc = n_ccc;
-    t->n_decomp = n_decomp;
-    t->n_comp = n_comp;
+    *t = (NfcTables){.n_ccc = n_ccc, .n_decomp = n_decomp, .n_comp = n_comp};
     t->ccc = xcalloc((size_t)n_ccc + 1, sizeof(CodeRange));
     t->decomp = w + 4 + 3 * n_ccc;
     t->comp = t->decomp + 3 * n_decomp;
@@ -1268,8 +1734,7 @@ static int load_nfc_tables(NfcTables *t, const char *data, size_t size, size_t *
               (i == 0 || c[0] > c[-3] || (c[0] == c[-3] && c[1] > c[-2]));
     }
     if (!ok) {
-        free(t->ccc);
-        free(w);
+        free(t->ccc); free(w);
         memset(t, 0, sizeof *t);
         return fail("nfc section: a table is out of order or has a bad value");
     }
@@ -1392,17 +1857,6 @@ void free_tokenizer(Tokenizer *t) {
     memset(t, 0, sizeof *t);
 }
 
-
-/* A tokenizer file razor refuses: frees what was read and leaves the message. Returns -1. */
-static int refuse_tokenizer(Tokenizer *t, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(error_message, sizeof error_message, fmt, ap);
-    va_end(ap);
-    free_tokenizer(t);
-    return -1;
-}
-
 static int load_rztk(Tokenizer *t, const char *path, size_t size) {
     const char *d = t->data;
     size_t at = 40;
@@ -1412,13 +1866,12 @@ static int load_rztk(Tokenizer *t, const char *path, size_t size) {
     t->n_classes = read_i32((const unsigned char *)d + 32);
     t->n_nfc = read_i32((const unsigned char *)d + 36);
     if (read_i32((const unsigned char *)d + 4) != 1)
-        return refuse_tokenizer(t, "%s: RZTK version %d, this build reads 1", path,
-                                read_i32((const unsigned char *)d + 4));
+        return fail("%s: RZTK version %d, this build reads 1", path, read_i32((const unsigned char *)d + 4));
     if (file_vocab < 256 || file_vocab > t->vocab_size)
-        return refuse_tokenizer(t, "%s: has %d tokens, the model's vocabulary has %d", path, file_vocab, t->vocab_size);
+        return fail("%s: has %d tokens, the model's vocabulary has %d", path, file_vocab, t->vocab_size);
     if (t->regex < REGEX_LLAMA3 || t->regex > REGEX_QWEN2 || (t->flags & ~7) || n_merges < 0 || t->n_classes < 0 ||
         t->n_nfc < 0 || (!(t->flags & NFC) && t->n_nfc != 0))
-        return refuse_tokenizer(t, "%s: bad header", path);
+        return fail("%s: bad header", path);
     t->type = xcalloc((size_t)t->vocab_size, 1);
     t->added = xcalloc((size_t)t->vocab_size, sizeof(int));
     for (int i = 0; i < file_vocab; i++) { /* ids past the file's vocabulary (a padded model) stay empty */
@@ -1426,7 +1879,7 @@ static int load_rztk(Tokenizer *t, const char *path, size_t size) {
         t->type[i] = size - at >= 5 ? (unsigned char)d[at + 4] : 0;
         at += 5;
         if (len < 0 || (size_t)len > size - at || t->type[i] > 7 || (len == 0 && (t->type[i] & SPLIT_OUT)))
-            return refuse_tokenizer(t, "%s: token %d: bad length %d or type %d", path, i, (int)len, t->type[i]);
+            return fail("%s: token %d: bad length %d or type %d", path, i, (int)len, t->type[i]);
         t->piece[i] = d + at;
         t->length[i] = len;
         at += (size_t)len;
@@ -1436,10 +1889,10 @@ static int load_rztk(Tokenizer *t, const char *path, size_t size) {
         add_piece(t, i);
     }
     for (int b = 0; b < 256; b++)
-        if (t->byte_token[b] < 0) return refuse_tokenizer(t, "%s: no token for byte 0x%02x", path, b);
+        if (t->byte_token[b] < 0) return fail("%s: no token for byte 0x%02x", path, b);
     if (size - at != 12 * ((size_t)n_merges + (size_t)t->n_classes) + 4 * (size_t)t->n_nfc)
-        return refuse_tokenizer(t, "%s: %zu bytes after the tokens, not %d merges, %d ranges and %d NFC words", path,
-                                size - at, n_merges, t->n_classes, t->n_nfc);
+        return fail("%s: %zu bytes after the tokens, not %d merges, %d ranges and %d NFC words", path, size - at,
+                    n_merges, t->n_classes, t->n_nfc);
     t->merge_mask = table_size(n_merges) - 1;
     t->merges = xcalloc(t->merge_mask + 1, sizeof(Merge));
     for (size_t s = 0; s <= t->merge_mask; s++) t->merges[s].left = -1;
@@ -1448,7 +1901,7 @@ static int load_rztk(Tokenizer *t, const char *path, size_t size) {
         Merge m = {read_i32(p), read_i32(p + 4), r, read_i32(p + 8)};
         if ((unsigned)m.left >= (unsigned)file_vocab || (unsigned)m.right >= (unsigned)file_vocab ||
             (unsigned)m.result >= (unsigned)file_vocab)
-            return refuse_tokenizer(t, "%s: merge %d has an id outside the vocabulary", path, r);
+            return fail("%s: merge %d has an id outside the vocabulary", path, r);
         t->merges[merge_slot(t, m.left, m.right)] = m; /* a repeated pair keeps its last rank, as in the library */
     }
     t->classes = xcalloc((size_t)t->n_classes + 1, sizeof(CodeRange));
@@ -1457,13 +1910,13 @@ static int load_rztk(Tokenizer *t, const char *path, size_t size) {
         CodeRange r = {read_i32(p), read_i32(p + 4), read_i32(p + 8)};
         if (r.first < 0 || r.last < r.first || r.last > 0x10FFFF || (i != 0 && r.first <= t->classes[i - 1].last) ||
             r.value < LETTER || r.value > SPACE)
-            return refuse_tokenizer(t, "%s: code point range %d is bad, out of order, or of an unknown class", path, i);
+            return fail("%s: code point range %d is bad, out of order, or of an unknown class", path, i);
         t->classes[i] = r;
     }
     if ((t->flags & NFC) && load_nfc_tables(&t->nfc, d, size, &at, t->n_nfc) != 0) {
         char why[sizeof error_message];
         snprintf(why, sizeof why, "%s", error_message);
-        return refuse_tokenizer(t, "%s: %s", path, why);
+        return fail("%s: %s", path, why);
     }
     t->byte_level = 1;
     return 0;
@@ -1474,21 +1927,18 @@ static int load_sentencepiece(Tokenizer *t, const char *path, size_t size) {
     size_t at = 4;
     t->score = xcalloc((size_t)t->vocab_size, sizeof(float));
     for (int i = 0; i < t->vocab_size; i++) {
-        if (at + 8 > size)
-            return refuse_tokenizer(t, "%s: has %d pieces, the model's vocabulary has %d", path, i, t->vocab_size);
+        if (at + 8 > size) return fail("%s: has %d pieces, the model's vocabulary has %d", path, i, t->vocab_size);
         memcpy(&t->score[i], d + at, 4);
         int32_t len = read_i32((const unsigned char *)d + at + 4);
         at += 8;
-        if (len < 0 || (size_t)len > size - at)
-            return refuse_tokenizer(t, "%s: piece %d: bad length %d", path, i, (int)len);
-        if (!isfinite(t->score[i])) return refuse_tokenizer(t, "%s: piece %d: score is not finite", path, i);
+        if (len < 0 || (size_t)len > size - at) return fail("%s: piece %d: bad length %d", path, i, (int)len);
+        if (!isfinite(t->score[i])) return fail("%s: piece %d: score is not finite", path, i);
         t->piece[i] = d + at;
         t->length[i] = len;
         at += (size_t)len;
     }
     if (at != size)
-        return refuse_tokenizer(t, "%s: has more than the model's %d pieces (%zu trailing bytes)", path, t->vocab_size,
-                                size - at);
+        return fail("%s: has more than the model's %d pieces (%zu trailing bytes)", path, t->vocab_size, size - at);
     for (int i = 0; i < t->vocab_size; i++) {
         int byte;
         if (is_byte_piece(t->piece[i], t->length[i], &byte)) {
@@ -1500,25 +1950,24 @@ static int load_sentencepiece(Tokenizer *t, const char *path, size_t size) {
     return 0;
 }
 
-/* Loads tokenizer.bin (llama2.c's) or an RZTK file, for a model of vocab_size tokens. */
+/* Loads tokenizer.bin (llama2.c's) or an RZTK file, for a model of vocab_size tokens; frees all if refused. */
 int load_tokenizer(Tokenizer *t, const char *path, int vocab_size, int bos_id, int eos_id) {
     memset(t, 0, sizeof *t);
     char *data;
     size_t size;
     if (read_file(path, (size_t)1 << 30, &data, &size) != 0) return -1;
     if (size < 4) { free(data); return fail("%s: %zu bytes, too small to be a tokenizer file", path, size); }
-    t->data = data;
-    t->vocab_size = vocab_size;
-    t->bos_id = bos_id;
-    t->eos_id = eos_id;
+    *t = (Tokenizer){.data = data, .vocab_size = vocab_size, .bos_id = bos_id, .eos_id = eos_id};
     t->piece = xcalloc((size_t)vocab_size, sizeof(char *));
     t->length = xcalloc((size_t)vocab_size, sizeof(int));
     for (int i = 0; i < vocab_size; i++) t->piece[i] = "";
     for (int b = 0; b < 256; b++) t->byte_token[b] = -1;
     t->table_mask = table_size(vocab_size) - 1;
     t->table = xcalloc(t->table_mask + 1, sizeof(int));
-    if (size >= 40 && memcmp(data, "RZTK", 4) == 0) return load_rztk(t, path, size);
-    return load_sentencepiece(t, path, size);
+    int status = size >= 40 && memcmp(data, "RZTK", 4) == 0 ? load_rztk(t, path, size)
+                                                              : load_sentencepiece(t, path, size);
+    if (status != 0) free_tokenizer(t);
+    return status;
 }
 
 /* The end of the pre-token that starts at code point i of cp[0..n) (classes in cls): the end of the
@@ -1572,7 +2021,6 @@ static int pretoken_end(int regex, const int *cp, const unsigned char *cls, int 
 /* A candidate merge of the symbols at pos and pos + len[pos], making `span` bytes and token `result`;
  * the heap pops the highest priority first, the leftmost on ties. */
 typedef struct { float priority; int pos, span, result; } MergeCandidate;
-
 static int candidate_before(MergeCandidate a, MergeCandidate b) {
     return a.priority > b.priority || (a.priority == b.priority && a.pos < b.pos);
 }
@@ -1633,12 +2081,12 @@ static void bpe_merge(const Tokenizer *t, const char *s, int m, int *id, int *le
     }
 }
 
-/* The value of the range holding code point c, or 0. */
-
 /* sentencepiece: the dummy-prefix space, then the text, in which U+2581 (sentencepiece's space
  * symbol, which tokenizer.bin spells ' ') is a space too; one symbol per UTF-8 character. */
-static int encode_sentencepiece(const Tokenizer *t, const char *text, size_t text_len, int *tokens, int n_tokens,
-                                int *id, int *len, int *prev, MergeCandidate *heap) {
+static int encode_sentencepiece(const Tokenizer *t, const char *text, size_t text_len, int *tokens, int n_tokens) {
+    int *id = xcalloc(text_len + 2, sizeof(int)), *len = xcalloc(text_len + 2, sizeof(int)),
+        *prev = xcalloc(text_len + 2, sizeof(int));
+    MergeCandidate *heap = xcalloc(3 * text_len + 6, sizeof(MergeCandidate));
     char *s = xcalloc(text_len + 2, 1);
     int m = 0;
     s[m++] = ' ';
@@ -1663,7 +2111,7 @@ static int encode_sentencepiece(const Tokenizer *t, const char *text, size_t tex
             tokens[n_tokens++] = byte_id >= 0 ? byte_id : 0;
         }
     }
-    free(s);
+    free(s); free(id); free(len); free(prev); free(heap);
     return n_tokens;
 }
 
@@ -1731,7 +2179,6 @@ static int encode_byte_level(const Tokenizer *t, const char *text, size_t n_byte
 /* Encodes text into tokens (room for encode_room(text): NFC may lengthen it), BOS first if bos;
  * returns the count, or -1 (razor_error says why) for text too long to encode. */
 size_t encode_room(const char *text) { return 3 * strlen(text) + 3; }
-
 int encode(const Tokenizer *t, const char *text, int bos, int *tokens) {
     int n_tokens = 0;
     if (bos) tokens[n_tokens++] = t->bos_id;
@@ -1739,12 +2186,7 @@ int encode(const Tokenizer *t, const char *text, int bos, int *tokens) {
     if (text_len == 0) return n_tokens;
     if (text_len >= (size_t)1 << 28) return fail("a text of %zu bytes is too long to encode", text_len);
     if (t->byte_level) return encode_byte_level(t, text, text_len, tokens, n_tokens);
-    int *id = xcalloc(text_len + 2, sizeof(int)), *len = xcalloc(text_len + 2, sizeof(int)),
-        *prev = xcalloc(text_len + 2, sizeof(int));
-    MergeCandidate *heap = xcalloc(3 * text_len + 6, sizeof(MergeCandidate));
-    n_tokens = encode_sentencepiece(t, text, text_len, tokens, n_tokens, id, len, prev, heap);
-    free(id); free(len); free(prev); free(heap);
-    return n_tokens;
+    return encode_sentencepiece(t, text, text_len, tokens, n_tokens);
 }
 
 /* The bytes token stands for, after prev. sentencepiece: byte pieces become their byte, and the
@@ -1753,183 +2195,11 @@ int encode(const Tokenizer *t, const char *text, int bos, int *tokens) {
 const char *decode(const Tokenizer *t, int prev, int token, int *n_bytes, char byte_buf[2]) {
     const char *piece = t->piece[token];
     int len = t->length[token], byte;
-    if (t->byte_level) {
-        *n_bytes = t->type[token] & SPECIAL ? 0 : len;
-        return piece;
-    }
-    if (is_byte_piece(piece, len, &byte)) {
-        byte_buf[0] = (char)byte;
-        *n_bytes = 1;
-        return byte_buf;
-    }
+    if (t->byte_level) { *n_bytes = t->type[token] & SPECIAL ? 0 : len; return piece; }
+    if (is_byte_piece(piece, len, &byte)) { byte_buf[0] = (char)byte; *n_bytes = 1; return byte_buf; }
     if (prev == t->bos_id && len > 0 && piece[0] == ' ') piece++, len--;
     *n_bytes = len;
     return piece;
-}
-
-/* Prints a piece, skipping lone bytes that are control characters (raw byte tokens can be anything). */
-static void print_piece(const char *piece, int n) {
-    if (n == 1 &&
-        !(isprint((unsigned char)piece[0]) || isspace((unsigned char)piece[0]) || (unsigned char)piece[0] >= 0x80))
-        return;
-    fwrite(piece, 1, (size_t)n, stdout);
-}
-
-/* ------------------------------------------------------------------------------------------------
- * 7. The sampler: greedy at temperature 0, else softmax(logits / temperature), then top-p. */
-
-typedef struct { float prob; int index; } ProbIndex;
-
-typedef struct {
-    int vocab_size;
-    float temperature, topp;
-    uint64_t rng_state;
-    ProbIndex *candidates; /* (vocab_size) */
-} Sampler;
-
-void build_sampler(Sampler *s, int vocab_size, float temperature, float topp, uint64_t seed) {
-    s->vocab_size = vocab_size;
-    s->temperature = temperature;
-    s->topp = topp;
-    s->rng_state = seed ? seed : 0x9E3779B97F4A7C15ull;
-    s->candidates = xcalloc((size_t)vocab_size, sizeof(ProbIndex));
-}
-
-void free_sampler(Sampler *s) { free(s->candidates); }
-
-static float random_f32(uint64_t *state) { /* xorshift*, 24 random bits in [0, 1) */
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    return (float)((*state * 0x2545F4914F6CDD1Dull) >> 40) / 16777216.0f;
-}
-
-int argmax(const float *v, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++) if (v[i] > v[best]) best = i;
-    return best;
-}
-
-static void softmax(float *x, int n) {
-    float max = x[argmax(x, n)], sum = 0;
-    for (int i = 0; i < n; i++) { x[i] = expf(x[i] - max); sum += x[i]; }
-    for (int i = 0; i < n; i++) x[i] /= sum;
-}
-
-static int compare_prob_desc(const void *a, const void *b) {
-    float pa = ((const ProbIndex *)a)->prob, pb = ((const ProbIndex *)b)->prob;
-    return (pa < pb) - (pa > pb);
-}
-
-/* Samples from the smallest set of tokens whose probabilities add up to topp. */
-static int sample_topp(const float *probs, int n, float topp, ProbIndex *candidates, float coin) {
-    int n0 = 0;
-    const float cutoff = (1.0f - topp) / (n - 1 > 0 ? n - 1 : 1); /* tokens below this cannot be in the set */
-    for (int i = 0; i < n; i++)
-        if (probs[i] >= cutoff) candidates[n0++] = (ProbIndex){probs[i], i};
-    if (n0 == 0) return argmax(probs, n); /* a flat distribution and a tiny topp: nothing passes the cutoff */
-    qsort(candidates, (size_t)n0, sizeof(ProbIndex), compare_prob_desc);
-    float cumulative = 0;
-    int last = n0 - 1;
-    for (int i = 0; i < n0; i++) {
-        cumulative += candidates[i].prob;
-        if (cumulative > topp) { last = i; break; }
-    }
-    float r = coin * cumulative, cdf = 0;
-    for (int i = 0; i <= last; i++) {
-        cdf += candidates[i].prob;
-        if (r < cdf) return candidates[i].index;
-    }
-    return candidates[last].index;
-}
-
-static int sample(Sampler *s, float *logits) {
-    if (s->temperature == 0.0f) return argmax(logits, s->vocab_size);
-    for (int i = 0; i < s->vocab_size; i++) logits[i] /= s->temperature;
-    softmax(logits, s->vocab_size);
-    float coin = random_f32(&s->rng_state);
-    if (s->topp <= 0 || s->topp >= 1) {
-        float cdf = 0;
-        for (int i = 0; i < s->vocab_size; i++) { cdf += logits[i]; if (coin < cdf) return i; }
-        return s->vocab_size - 1;
-    }
-    return sample_topp(logits, s->vocab_size, s->topp, s->candidates, coin);
-}
-
-/* ------------------------------------------------------------------------------------------------
- * 8. The head profiler (the paper's section 3.2): one forward pass over BOS + K distinct random ordinary
- * tokens repeated 4 times, with exact causal attention. For every query head, the echo score is the
- * attention a token pays to its own earlier copies, the induction score the attention it pays to the
- * tokens that followed them, averaged over the rows of repeats 2..4. A KV head takes the max over its
- * query heads; the top induction_fraction of KV heads by induction plus the top echo_fraction by
- * echo (over the whole model) are the retrieval heads. */
-
-static void init_profile(HeadProfile *p, const Config *c) {
-    memset(p, 0, sizeof *p);
-    p->n_layers = c->n_layers;
-    p->n_kv_heads = c->n_kv_heads;
-    p->n_heads = c->n_heads;
-    p->head_dim = c->head_dim;
-    p->dim = c->dim;
-    size_t n = (size_t)c->n_layers * c->n_kv_heads;
-    p->echo = xcalloc(n, sizeof(float));
-    p->induction = xcalloc(n, sizeof(float));
-    p->retrieval = xcalloc(n, 1);
-}
-
-void free_profile(HeadProfile *p) {
-    free(p->echo); free(p->induction); free(p->retrieval); free(p->span);
-    memset(p, 0, sizeof *p);
-}
-
-typedef struct {
-    const Config *c;
-    int K;
-    double *echo_sum, *induction_sum; /* (layer, query head) */
-    float *rows;                      /* (threads, 1 + 4K) one attention row per thread */
-    const RunState *s;
-    int layer, pos, T;
-} Probe;
-
-/* For each query head (spread over threads): the full softmax row of each probe query in repeats
- * 2..4, summed at the earlier copies of its token (echo) and at the tokens after them (induction). */
-static void probe_task(void *arg, int thread, int n_threads) {
-    Probe *p = arg;
-    const Config *c = p->c;
-    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
-    float *row = p->rows + (size_t)thread * (4 * p->K + 1), key[MAX_HEAD_DIM];
-    for (int h = thread; h < c->n_heads; h += n_threads) {
-        const HeadCache *hc = &p->s->heads[p->layer * c->n_kv_heads + h / group];
-        for (int t = 0; t < p->T; t++) {
-            int i = p->pos + t; /* position; the random block starts at 1 */
-            if (i < 1 + p->K) continue;
-            const float *q = p->s->q + (size_t)t * c->n_heads * hd + (size_t)h * hd;
-            for (int j = 0; j <= i; j++) { /* the whole attention row of this query: exact, causal */
-                get_key(hc, j, key, hd);
-                float score = 0;
-                for (int d = 0; d < hd; d++) score += q[d] * key[d];
-                row[j] = score / sqrtf((float)hd);
-            }
-            softmax(row, i + 1);
-            double echo = 0, induction = 0;
-            for (int j = i - p->K; j >= 1; j -= p->K) {
-                echo += row[j];
-                induction += row[j + 1];
-            }
-            p->echo_sum[p->layer * c->n_heads + h] += echo;
-            p->induction_sum[p->layer * c->n_heads + h] += induction;
-        }
-    }
-}
-
-static void probe_hook(void *arg, const RunState *s, int layer, int pos, int T) {
-    Probe *p = arg;
-    p->s = s;
-    p->layer = layer;
-    p->pos = pos;
-    p->T = T;
-    pool_run(probe_task, p);
-    if (layer == p->c->n_layers - 1) fprintf(stderr, "\rprofiling heads: %d/%d probe tokens", pos + T, 4 * p->K + 1);
 }
 
 /* The probe's candidates: every token but BOS, EOS, unk and byte-fallback pieces. A vocabulary of
@@ -1951,170 +2221,16 @@ static int ordinary_tokens(const Tokenizer *t, int *out) {
     return n;
 }
 
-/* The top `fraction` of heads (at least one if fraction > 0) by score join the retrieval heads. */
-static void mark_top(unsigned char *retrieval, const float *score, int n, float fraction) {
-    int want = (int)lroundf(fraction * n);
-    if (fraction > 0 && want < 1) want = 1;
-    unsigned char *taken = xcalloc((size_t)n, 1);
-    for (int k = 0; k < want && k < n; k++) {
-        int best = -1;
-        for (int i = 0; i < n; i++) if (!taken[i] && (best < 0 || score[i] > score[best])) best = i;
-        taken[best] = retrieval[best] = 1;
-    }
-    free(taken);
-}
-
-void select_retrieval_heads(HeadProfile *p) {
-    int n = p->n_layers * p->n_kv_heads;
-    memset(p->retrieval, 0, (size_t)n);
-    mark_top(p->retrieval, p->induction, n, p->induction_fraction);
-    mark_top(p->retrieval, p->echo, n, p->echo_fraction);
-}
-
-int profile_heads(const Model *m, const Tokenizer *tok, HeadProfile *p, uint64_t seed, float induction_fraction,
-                  float echo_fraction) {
-    const Config *c = &m->config;
-    int *ordinary = xcalloc((size_t)c->vocab_size, sizeof(int));
-    int n_ordinary = ordinary_tokens(tok, ordinary), K = (c->seq_len - 1) / 4;
-    if (K > 2500) K = 2500;
-    if (K > n_ordinary) K = n_ordinary;
-    if (K < 2) { free(ordinary); return fail("the model is too small to profile (K = %d)", K); }
-    uint64_t rng = seed ? seed : 1;
-    for (int i = 0; i < K; i++) { /* K distinct tokens: a partial Fisher-Yates shuffle */
-        int j = i + (int)(random_f32(&rng) * (n_ordinary - i));
-        int tmp = ordinary[i]; ordinary[i] = ordinary[j]; ordinary[j] = tmp;
-    }
-    int n = 1 + 4 * K, *probe_tokens = xcalloc((size_t)n, sizeof(int));
-    probe_tokens[0] = c->bos_id;
-    for (int i = 1; i < n; i++) probe_tokens[i] = ordinary[(i - 1) % K];
-    free(ordinary);
-    RunState s;
-    if (build_runstate(&s, m, n, DEFAULT_BLOCK, NULL) != 0) { free(probe_tokens); return -1; }
-    Probe probe = {c,
-                   K,
-                   xcalloc((size_t)c->n_layers * c->n_heads, sizeof(double)),
-                   xcalloc((size_t)c->n_layers * c->n_heads, sizeof(double)),
-                   xcalloc((size_t)pool_threads * n, sizeof(float)),
-                   NULL,
-                   0,
-                   0,
-                   0};
-    s.probe = probe_hook;
-    s.probe_arg = &probe;
-    forward(m, &s, probe_tokens, n, NULL, NULL);
-    fprintf(stderr, "\n");
-    init_profile(p, c);
-    p->K = K;
-    p->seed = seed;
-    p->induction_fraction = induction_fraction;
-    p->echo_fraction = echo_fraction;
-    int group = c->n_heads / c->n_kv_heads, rows = 3 * K; /* the rows of repeats 2..4 */
-    for (int l = 0; l < c->n_layers; l++)
-        for (int h = 0; h < c->n_heads; h++) {
-            int g = l * c->n_kv_heads + h / group;
-            float echo = (float)(probe.echo_sum[l * c->n_heads + h] / rows),
-                  induction = (float)(probe.induction_sum[l * c->n_heads + h] / rows);
-            if (echo > p->echo[g]) p->echo[g] = echo; /* a KV head: the max over its query heads */
-            if (induction > p->induction[g]) p->induction[g] = induction;
-        }
-    select_retrieval_heads(p);
-    free(probe.echo_sum); free(probe.induction_sum); free(probe.rows); free(probe_tokens);
-    free_runstate(&s);
-    return 0;
-}
-
-/* ALiBi models (the paper's section 3.3): no probe. A head's span is the distance beyond which all of
- * its attention together is below eps, bounded from its weights and its slope:
- *   the layer's RMSNorm output is G u with G = diag(gamma) and |u| <= sqrt(dim) (u = x / rms(x)), so
- *   every score q . k / sqrt(head_dim) = u_i^T G W_Q,h^T W_K,h G u_j / sqrt(head_dim) lies within +-B,
- *   B = ||G W_Q,h^T W_K,h G||_2 dim / sqrt(head_dim) (the spectral norm by power iteration);
- *   the query's own key (distance 0) scores at least -B, a key at distance d at most B - slope d, so its
- *   weight is below e^(2B - slope d), and all keys at distance L or more weigh together less than
- *   e^(2B - slope L) / (1 - e^-slope). That is below eps from
- *       L_h = (2B - ln eps - ln(1 - e^-slope)) / slope
- *   on: the head keeps its last L_h + 1 tokens (distances 0 .. L_h), and drops less than eps of its
- *   attention, so its output moves by less than 2 eps max|v|. A KV head takes the longest span of its
- *   query heads; one whose span covers the context keeps everything (FULL). */
-#define SPAN_EPS 1e-3f /* below bfloat16's relative precision (2^-8): less than rounding the weights moves */
-
-/* ||G A^T B G||_2 for A, B (hd, dim) row-major (a query head's rows of W_Q, its KV head's of W_K) and
- * G = diag(gamma): power iteration on M^T M, M = G A^T B G, to a relative change below 1e-6 (at most
- * 500 rounds). */
-static double spectral_norm_qk(Matrix A, Matrix B, const float *gamma, int hd, int dim) {
-    double *v = xcalloc((size_t)dim, sizeof(double)), *w = xcalloc((size_t)dim, sizeof(double));
-    double *u = xcalloc((size_t)hd, sizeof(double)), sigma = 0;
-    for (int j = 0; j < dim; j++) v[j] = 1.0 + 0.01 * (j % 7); /* not orthogonal to the top direction, in practice */
-    for (int round = 0; round < 500; round++) {
-        double norm = 0;
-        for (int j = 0; j < dim; j++) norm += v[j] * v[j];
-        norm = sqrt(norm);
-        if (norm == 0) break;
-        for (int j = 0; j < dim; j++) v[j] /= norm;
-        for (int r = 0; r < hd; r++) { /* u = B G v, then w = G A^T u: w = M v */
-            u[r] = 0;
-            for (int j = 0; j < dim; j++) u[r] += matrix_value(B, (size_t)r * dim + j) * gamma[j] * v[j];
-        }
-        double len = 0;
-        for (int j = 0; j < dim; j++) {
-            w[j] = 0;
-            for (int r = 0; r < hd; r++) w[j] += matrix_value(A, (size_t)r * dim + j) * u[r];
-            w[j] *= gamma[j];
-            len += w[j] * w[j];
-        }
-        double next = sqrt(len); /* |M v|, v a unit vector */
-        for (int r = 0; r < hd; r++) { /* v = M^T w = G B^T (A G w) */
-            u[r] = 0;
-            for (int j = 0; j < dim; j++) u[r] += matrix_value(A, (size_t)r * dim + j) * gamma[j] * w[j];
-        }
-        for (int j = 0; j < dim; j++) {
-            v[j] = 0;
-            for (int r = 0; r < hd; r++) v[j] += matrix_value(B, (size_t)r * dim + j) * u[r];
-            v[j] *= gamma[j];
-        }
-        int done = fabs(next - sigma) <= 1e-6 * next;
-        sigma = next;
-        if (done) break;
-    }
-    free(v); free(w); free(u);
-    return sigma;
-}
-
-/* The span rule for every head of an ALiBi model (above). Spans are at least 1 token and at most the
- * context; retrieval marks the heads whose span covers the context. */
-int span_rule(const Model *m, HeadProfile *p, float eps) {
-    const Config *c = &m->config;
-    if (c->pos_encoding != POS_ALIBI) return fail("the span rule is for ALiBi models");
-    if (c->qkv_bias || c->qk_norm) return fail("the span rule is derived for ALiBi models without q/k biases or norms");
-    init_profile(p, c);
-    p->span_eps = eps;
-    p->span = xcalloc((size_t)c->n_layers * c->n_kv_heads, sizeof(int));
-    int hd = c->head_dim, dim = c->dim, group = c->n_heads / c->n_kv_heads;
-    size_t q_dim = (size_t)c->n_heads * hd, kv_dim = (size_t)c->n_kv_heads * hd;
-    for (int l = 0; l < c->n_layers; l++) {
-        const float *gamma = m->weights.rms_att_weight + (size_t)l * dim;
-        for (int h = 0; h < c->n_heads; h++) {
-            int g = h / group;
-            Matrix A = matrix_at(m->weights.wq, (size_t)l * q_dim * dim + (size_t)h * hd * dim),
-                   B = matrix_at(m->weights.wk, (size_t)l * kv_dim * dim + (size_t)g * hd * dim);
-            double bound = spectral_norm_qk(A, B, gamma, hd, dim) * dim / sqrt((double)hd);
-            double slope = m->alibi_slope[h];
-            double L = (2 * bound - log(eps) - log(1 - exp(-slope))) / slope;
-            int span = !(L + 1 < c->seq_len) ? c->seq_len : (int)ceil(L) + 1; /* NaN weights: keep everything */
-            if (span < 1) span = 1;
-            int *kv = &p->span[l * c->n_kv_heads + g];
-            if (span > *kv) *kv = span;
-        }
-    }
-    for (int i = 0; i < c->n_layers * c->n_kv_heads; i++) p->retrieval[i] = p->span[i] >= c->seq_len;
-    return 0;
-}
+/* ------------------------------------------------------------------------------------------------
+ * Appendix C. Head profiles on disk (razor's .heads text, DuoAttention's .tsv) and in pictures (the
+ * terminal's heat map, SVG) */
 
 static int ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-/* Writes a profile: DuoAttention's full_attention_heads.tsv (one row per layer, 1 = full, 0 = razor,
+/* Writes a profile: DuoAttention's full_attention_heads.tsv (one row per layer, 1 = retrieval, 0 = not,
  * per KV head) if tsv, else razor's .heads text. */
 static void write_profile(const HeadProfile *p, FILE *f, int tsv) {
     if (tsv) {
@@ -2125,26 +2241,27 @@ static void write_profile(const HeadProfile *p, FILE *f, int tsv) {
         if (p->span)
             fprintf(f, "# razor head profile of an ALiBi model (RazorAttention, arXiv 2407.15891, section 3.3)\n"
                        "# Each layer line: for every KV head, its span in tokens (the distance beyond which all its\n"
-                       "# attention together is below eps, from its weights and slope) and its cache: FULL (the\n"
-                       "# span covers the context) or RAZOR (sinks + the last span tokens + compensation token).\n");
+                       "# attention together is below eps, from its weights and slope) and its cache: RETRIEVAL\n"
+                       "# (the span covers the context: every token) or COMPRESSED (sinks + the last span tokens +\n"
+                       "# compensation token).\n");
         else
             fprintf(f, "# razor head profile (RazorAttention, arXiv 2407.15891, section 3.2)\n"
                        "# Each layer line: for every KV head, its echo score, its induction score, and its cache:\n"
-                       "# FULL (a retrieval head: keeps every token) or RAZOR (sinks + window + compensation token).\n"
-                       "# Edit FULL/RAZOR by hand if you like; razor refuses a profile whose shape is not the "
-                       "model's.\n");
+                       "# RETRIEVAL (a retrieval head: keeps every token) or COMPRESSED (sinks + window +\n"
+                       "# compensation token). Edit RETRIEVAL/COMPRESSED by hand if you like; razor refuses a\n"
+                       "# profile whose shape is not the model's. (Older files' FULL and RAZOR read the same.)\n");
         fprintf(f, "shape layers %d kv_heads %d heads %d head_dim %d dim %d\n", p->n_layers, p->n_kv_heads, p->n_heads,
                 p->head_dim, p->dim);
         if (p->span) fprintf(f, "alibi span eps %g\n", p->span_eps);
-        else
-            fprintf(f, "probe K %d repeats 4 seed %llu induction_fraction %g echo_fraction %g\n", p->K,
-                    (unsigned long long)p->seed, p->induction_fraction, p->echo_fraction);
+        else fprintf(f, "probe K %d repeats 4 seed %llu induction_fraction %g echo_fraction %g\n", p->K,
+                     (unsigned long long)p->seed, p->induction_fraction, p->echo_fraction);
         for (int l = 0; l < p->n_layers; l++) {
             fprintf(f, "%d", l);
             for (int g = 0; g < p->n_kv_heads; g++) {
                 int i = l * p->n_kv_heads + g;
-                if (p->span) fprintf(f, " | span %d %s", p->span[i], p->retrieval[i] ? "FULL" : "RAZOR");
-                else fprintf(f, " | %.5f %.5f %s", p->echo[i], p->induction[i], p->retrieval[i] ? "FULL" : "RAZOR");
+                const char *word = p->retrieval[i] ? "RETRIEVAL" : "COMPRESSED";
+                if (p->span) fprintf(f, " | span %d %s", p->span[i], word);
+                else fprintf(f, " | %.5f %.5f %s", p->echo[i], p->induction[i], word);
             }
             fprintf(f, "\n");
         }
@@ -2159,7 +2276,7 @@ int save_profile(const HeadProfile *p, const char *path) {
 }
 
 /* Reads a profile written by save_profile (or by hand, or DuoAttention's .tsv: a value >= 0.5 marks
- * a full head) and checks it against the model's shape. */
+ * a retrieval head) and checks it against the model's shape. */
 int load_profile(HeadProfile *p, const char *path, const Config *c) {
     char *text;
     size_t size;
@@ -2209,13 +2326,13 @@ int load_profile(HeadProfile *p, const char *path, const Config *c) {
             goto syntax_error;
         char *at = line + used;
         for (int g = 0; g < c->n_kv_heads; g++) {
-            char flag[8];
+            char flag[16];
             int i = layer * c->n_kv_heads + g;
-            if (p->span ? sscanf(at, " | span %d %7s%n", &p->span[i], flag, &used) != 2 || p->span[i] < 1
-                        : sscanf(at, " | %f %f %7s%n", &p->echo[i], &p->induction[i], flag, &used) != 3)
+            if (p->span ? sscanf(at, " | span %d %15s%n", &p->span[i], flag, &used) != 2 || p->span[i] < 1
+                        : sscanf(at, " | %f %f %15s%n", &p->echo[i], &p->induction[i], flag, &used) != 3)
                 goto syntax_error;
-            if (strcmp(flag, "FULL") && strcmp(flag, "RAZOR")) goto syntax_error;
-            p->retrieval[i] = !strcmp(flag, "FULL");
+            p->retrieval[i] = !strcmp(flag, "RETRIEVAL") || !strcmp(flag, "FULL"); /* FULL, RAZOR: older files */
+            if (!p->retrieval[i] && strcmp(flag, "COMPRESSED") && strcmp(flag, "RAZOR")) goto syntax_error;
             at += used;
         }
         if (at[strspn(at, " \t\r")] != 0) goto syntax_error;
@@ -2233,12 +2350,11 @@ int load_profile(HeadProfile *p, const char *path, const Config *c) {
                                                  : "a profile of ALiBi spans, this model uses RoPE");
     }
     return 0;
-syntax_error: {
-    const char *entry = p->span ? "span <tokens>" : "<echo> <induction>";
+syntax_error:
+    fail("%s: line %d: expected '<layer> | %s RETRIEVAL|COMPRESSED' for each of %d KV heads", path, line_no,
+         p->span ? "span <tokens>" : "<echo> <induction>", c->n_kv_heads);
     free(text); free_profile(p);
-    return fail("%s: line %d: expected '<layer> | %s FULL|RAZOR' for each of %d KV heads", path, line_no, entry,
-                c->n_kv_heads);
-}
+    return -1;
 shape_error:
     free(text); free_profile(p);
     return fail("%s: line %d: a DuoAttention TSV needs %d rows of %d values for this model", path, line_no, c->n_layers,
@@ -2248,32 +2364,21 @@ shape_error:
 /* Both scores as a layers x heads map in the terminal: darker = higher, [ ] = retrieval head. An
  * ALiBi model's profile: the spans. */
 void print_heatmap(const HeadProfile *p) {
-    if (p->span) {
-        fprintf(stderr, "span of each KV head in tokens (ALiBi; attention beyond it < %g in all; [x] = FULL)\n",
-                p->span_eps);
-        for (int l = 0; l < p->n_layers; l++) {
-            fprintf(stderr, "  layer %2d ", l);
-            for (int g = 0; g < p->n_kv_heads; g++) {
-                int i = l * p->n_kv_heads + g;
-                fprintf(stderr, p->retrieval[i] ? "[%6d]" : " %6d ", p->span[i]);
-            }
-            fprintf(stderr, "\n");
-        }
-        return;
-    }
-    const char *shades = " .:-=+*#%@";
-    const char *titles[2] = {"echo", "induction"};
+    const char *shades = " .:-=+*#%@", *titles[2] = {"echo", "induction"};
     const float *scores[2] = {p->echo, p->induction};
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < (p->span ? 1 : 2); k++) { /* ALiBi: one map, of the spans */
         float max = 1e-9f;
         for (int i = 0; i < p->n_layers * p->n_kv_heads; i++) if (scores[k][i] > max) max = scores[k][i];
-        fprintf(stderr, "%s score (max %.3f; [x] = retrieval head)\n", titles[k], max);
+        if (p->span)
+            fprintf(stderr, "span of each KV head in tokens (ALiBi; attention beyond it < %g in all; [x] = "
+                            "retrieval)\n", p->span_eps);
+        else fprintf(stderr, "%s score (max %.3f; [x] = retrieval head)\n", titles[k], max);
         for (int l = 0; l < p->n_layers; l++) {
             fprintf(stderr, "  layer %2d ", l);
             for (int g = 0; g < p->n_kv_heads; g++) {
                 int i = l * p->n_kv_heads + g;
-                char shade = shades[(int)(scores[k][i] / max * 9 + 0.5f)];
-                fprintf(stderr, p->retrieval[i] ? "[%c]" : " %c ", shade);
+                if (p->span) fprintf(stderr, p->retrieval[i] ? "[%6d]" : " %6d ", p->span[i]);
+                else fprintf(stderr, p->retrieval[i] ? "[%c]" : " %c ", shades[(int)(scores[k][i] / max * 9 + 0.5f)]);
             }
             fprintf(stderr, "\n");
         }
@@ -2292,7 +2397,7 @@ static void scale_rgb(float t, int rgb[3]) {
 }
 
 /* An ALiBi model's spans as an SVG picture: one cell per KV head, its span written in it and coloured
- * by the share of the context it covers (FULL heads outlined). */
+ * by the share of the context it covers (retrieval heads outlined). */
 static void write_span_svg(const HeadProfile *p, FILE *f) {
     int context = 1, cell_w = 52, cell_h = 24, left = 56, top = 40;
     for (int i = 0; i < p->n_layers * p->n_kv_heads; i++) if (p->span[i] > context) context = p->span[i];
@@ -2303,8 +2408,7 @@ static void write_span_svg(const HeadProfile *p, FILE *f) {
     fprintf(f, "<text x=\"%d\" y=\"22\" font-size=\"14\">ALiBi spans in tokens: %d layers x %d KV heads (columns)"
                "</text>\n", left, p->n_layers, p->n_kv_heads);
     for (int l = 0; l < p->n_layers; l++) {
-        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">layer %d</text>\n", left - 6,
-                top + l * cell_h + 16, l);
+        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">layer %d</text>\n", left - 6, top + l * cell_h + 16, l);
         for (int g = 0; g < p->n_kv_heads; g++) {
             int i = l * p->n_kv_heads + g, rgb[3], x = left + g * cell_w, y = top + l * cell_h;
             float t = (float)p->span[i] / (float)context;
@@ -2316,15 +2420,15 @@ static void write_span_svg(const HeadProfile *p, FILE *f) {
                     x + cell_w / 2 - 1, y + 16, t > 0.5f ? "white" : "black", p->span[i]);
         }
     }
-    fprintf(f, "<text x=\"%d\" y=\"%d\">darker: a longer span (of at most %d tokens); outlined: FULL, the span "
-               "covers the context</text>\n<text x=\"%d\" y=\"%d\">span: beyond it, all of the head's attention "
-               "together is below %g</text>\n</svg>\n", left, top + p->n_layers * cell_h + 22, context, left,
-            top + p->n_layers * cell_h + 40, p->span_eps);
+    fprintf(f, "<text x=\"%d\" y=\"%d\">darker: a longer span (of at most %d tokens); outlined: a retrieval "
+               "head, the span covers the context</text>\n<text x=\"%d\" y=\"%d\">span: beyond it, all of the "
+               "head's attention together is below %g</text>\n</svg>\n",
+            left, top + p->n_layers * cell_h + 22, context, left, top + p->n_layers * cell_h + 40, p->span_eps);
 }
 
 /* The same two maps as an SVG picture: echo above, induction below, on one logarithmic colour scale
  * from 1/N (N probe tokens: what uniform attention gives) to 1, with a colour bar. Retrieval heads are
- * outlined and lettered: I chosen by induction (solid outline), E by echo (dashed), F marked FULL by
+ * outlined and lettered: I chosen by induction (solid outline), E by echo (dashed), M marked RETRIEVAL by
  * the profile file but by neither score (dotted). */
 void write_profile_svg(const HeadProfile *p, FILE *f) {
     if (p->span) { write_span_svg(p, f); return; }
@@ -2360,10 +2464,9 @@ void write_profile_svg(const HeadProfile *p, FILE *f) {
                 fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"rgb(%d,%d,%d)\"/>\n",
                         left + g * cell, y, cell - 2, cell - 2, rgb[0], rgb[1], rgb[2]);
                 if (!p->retrieval[i]) continue;
-                const char *letter = by_induction[i] ? "I" : by_echo[i] ? "E" : "F";
-                const char *dash = by_induction[i] ? ""
-                                   : by_echo[i]    ? " stroke-dasharray=\"4 2\""
-                                                   : " stroke-dasharray=\"1 2\"";
+                const char *letter = by_induction[i] ? "I" : by_echo[i] ? "E" : "M";
+                const char *dash = by_induction[i] ? "" : by_echo[i] ? " stroke-dasharray=\"4 2\""
+                                                                     : " stroke-dasharray=\"1 2\"";
                 fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#d62\" "
                            "stroke-width=\"2.5\"%s/>\n", left + g * cell + 1, y + 1, cell - 4, cell - 4, dash);
                 fprintf(f,
@@ -2394,15 +2497,15 @@ void write_profile_svg(const HeadProfile *p, FILE *f) {
         else fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%g</text>\n", x, bar_y + 30, v);
     }
     fprintf(f, "<text x=\"%d\" y=\"%d\">score (share of a row's attention), logarithmic</text>\n", left, bar_y + 48);
-    fprintf(f, "<text x=\"%d\" y=\"%d\">outlined: retrieval head, keeps its full cache. I: chosen by induction score "
-               "(solid),</text>\n<text x=\"%d\" y=\"%d\">E: by echo score (dashed), F: marked FULL in the profile file "
+    fprintf(f, "<text x=\"%d\" y=\"%d\">outlined: retrieval head, keeps every token. I: chosen by induction score "
+               "(solid),</text>\n<text x=\"%d\" y=\"%d\">E: by echo score (dashed), M: marked RETRIEVAL in the file "
                "(dotted)</text>\n</svg>\n", left, bar_y + 70, left, bar_y + 86);
-    free(by_induction);
-    free(by_echo);
+    free(by_induction); free(by_echo);
 }
 
 /* ------------------------------------------------------------------------------------------------
- * 9. The loops */
+ * Appendix D. The modes (-m): generate, chat, compare, needle, logits, tokenize, profile. Each takes the
+ * model, its tokenizer and the options, and returns the exit status. */
 
 #define MAX_PROMPT_BYTES ((size_t)64 << 20)
 enum { MAX_NEEDLE_LENGTHS = 8, MAX_NEEDLE_DEPTHS = 11, NEEDLE_ANSWER = 12 };
@@ -2423,108 +2526,31 @@ typedef struct {
     int n_needle_depths;
 } Options;
 
-static void print_kv_line(const RunState *s, const Config *c) {
-    size_t kept, full;
-    cache_bytes(s, c, &kept, &full);
-    fprintf(stderr, "kv cache: %.2f MB (%.1f%% of %.2f MB full)\n", kept / 1e6, full ? 100.0 * kept / full : 100.0,
-            full / 1e6);
-}
-
-/* Generates up to max_new tokens after the cache's current content, starting from `logits`;
- * prints them unless out_tokens is given (then it stores them); stops at EOS, BOS or the end of the
- * cache. Returns the number generated. */
-/* Generation ends at EOS, at BOS, and at the chat template's end of a turn (<|eot_id|>, <|im_end|>). */
-static int is_stop_token(const Config *c, int id) {
-    return id == c->eos_id || id == c->bos_id || (c->chat_template == CHAT_LLAMA3 && id == c->chat_tokens[2]) ||
-           (c->chat_template == CHAT_CHATML && id == c->chat_tokens[1]);
-}
-
-static int generate_tokens(const Model *m, RunState *s, const Tokenizer *tok, Sampler *sampler, float *logits,
-                           int prev, int max_new, int *out_tokens, double *seconds) {
-    double t0 = now_seconds();
-    int n = 0;
-    while (n < max_new) {
-        int next = sample(sampler, logits);
-        if (is_stop_token(&m->config, next)) break;
-        if (out_tokens) {
-            out_tokens[n] = next;
-        } else {
-            int n_bytes;
-            char byte_buf[2];
-            const char *piece = decode(tok, prev, next, &n_bytes, byte_buf);
-            print_piece(piece, n_bytes);
-            fflush(stdout);
-        }
-        n++;
-        prev = next;
-        if (n == max_new || s->n_tokens == s->capacity) break;
-        logits = forward(m, s, &next, 1, NULL, NULL);
-    }
-    if (seconds) *seconds = now_seconds() - t0;
-    return n;
-}
-
-static void print_speed(int n_prompt, double prompt_s, int n_gen, double gen_s) {
-    fprintf(stderr, "prompt: %d tokens, %.1f tok/s; generated: %d tokens, %.1f tok/s\n", n_prompt,
-            prompt_s > 0 ? n_prompt / prompt_s : 0.0, n_gen, gen_s > 0 ? n_gen / gen_s : 0.0);
-}
-
-/* Encodes a prompt with BOS; refuses one that leaves no room in the context, or that the tokenizer
- * refuses (the caller exits with 2). */
-static int *encode_prompt(const Model *m, const Tokenizer *tok, const char *prompt, int *n) {
-    int *tokens = xcalloc(encode_room(prompt), sizeof(int));
-    *n = encode(tok, prompt, 1, tokens);
-    if (*n < 0) {
-        fprintf(stderr, "razor: %s\n", razor_error());
-        free(tokens);
-        return NULL;
-    }
-    if (*n >= m->config.seq_len) {
-        fprintf(stderr, "razor: the prompt is %d tokens, the model's context is %d\n", *n, m->config.seq_len);
-        free(tokens);
-        return NULL;
-    }
-    return tokens;
-}
-
-/* Prefills a prompt with full attention, then compresses the cache (as the paper does). */
-static float *prefill(const Model *m, RunState *s, const int *tokens, int n) {
-    float *logits = forward(m, s, tokens, n, NULL, NULL);
-    compress_cache(s, &m->config);
-    return logits;
-}
-
-int run_generate(const Model *m, const Tokenizer *tok, Sampler *sampler, const Options *o) {
+/* -m generate: the prompt, echoed, then up to -n tokens sampled after it. */
+int run_generate(const Model *m, const Tokenizer *tok, const Options *o) {
     int n;
     int *tokens = encode_prompt(m, tok, o->prompt ? o->prompt : "", &n);
     if (!tokens) return 2;
     int capacity = o->steps < m->config.seq_len - n ? n + o->steps : m->config.seq_len;
     RunState s;
-    if (build_runstate(&s, m, capacity, o->block, &o->cache) != 0) {
-        free(tokens);
-        fprintf(stderr, "razor: %s\n", razor_error());
-        return 1;
-    }
-    for (int i = 1; i < n; i++) { /* echo the prompt as llama2.c does */
-        int n_bytes;
-        char byte_buf[2];
-        const char *piece = decode(tok, tokens[i - 1], tokens[i], &n_bytes, byte_buf);
-        print_piece(piece, n_bytes);
-    }
+    if (build_runstate(&s, m, capacity, o->block, &o->cache) != 0) { free(tokens); return report(1); }
+    print_text(tok, tokens + 1, n - 1, tokens[0], 0); /* echo the prompt as llama2.c does */
     fflush(stdout);
     double t0 = now_seconds(), gen_s;
     float *logits = prefill(m, &s, tokens, n);
     double prompt_s = now_seconds() - t0;
-    int n_gen = generate_tokens(m, &s, tok, sampler, logits, tokens[n - 1], o->steps, NULL, &gen_s);
+    Sampler sampler;
+    build_sampler(&sampler, m->config.vocab_size, o->temperature, o->topp, o->seed);
+    int n_gen = generate_tokens(m, &s, tok, &sampler, logits, tokens[n - 1], o->steps, NULL, &gen_s);
+    free_sampler(&sampler);
     printf("\n");
     fflush(stdout);
     if (n_gen < o->steps && s.n_tokens == m->config.seq_len)
-        fprintf(stderr, "razor: stopped at the model's context of %d tokens: %d of the %d tokens asked for\n",
-                m->config.seq_len, n_gen, o->steps);
+        complain(0, "stopped at the model's context of %d tokens: %d of the %d tokens asked for", m->config.seq_len,
+                 n_gen, o->steps);
     print_speed(n, prompt_s, n_gen, gen_s);
     print_kv_line(&s, &m->config);
-    free_runstate(&s);
-    free(tokens);
+    free_runstate(&s); free(tokens);
     return 0;
 }
 
@@ -2540,10 +2566,7 @@ int run_generate(const Model *m, const Tokenizer *tok, Sampler *sampler, const O
  * tokens needs room for 2 * encode_room(user) + 2 * encode_room(system) + 64. Returns the count, -1 if
  * the tokenizer refused a text. */
 typedef struct { const Tokenizer *tok; int *tokens; int n; } Turn; /* n = -1: the tokenizer refused a text */
-
-static void put_id(Turn *t, int id) {
-    if (t->n >= 0) t->tokens[t->n++] = id;
-}
+static void put_id(Turn *t, int id) { if (t->n >= 0) t->tokens[t->n++] = id; }
 
 /* Encodes the concatenation of the strings given (up to a NULL) and appends its tokens. */
 static void put_text(Turn *t, int bos, ...) {
@@ -2580,10 +2603,7 @@ int chat_turn_tokens(const Config *c, const Tokenizer *tok, const char *system, 
             if (r < 2) put_id(&t, special[2]);
         }
     } else { /* CHAT_CHATML */
-        if (turn > 0) {
-            put_id(&t, special[1]);
-            put_text(&t, 0, "\n", NULL);
-        }
+        if (turn > 0) { put_id(&t, special[1]); put_text(&t, 0, "\n", NULL); }
         for (int r = turn > 0 || !system ? 1 : 0; r < 3; r++) {
             put_id(&t, special[0]);
             put_text(&t, 0, roles[r], "\n", texts[r], NULL);
@@ -2597,62 +2617,47 @@ int chat_turn_tokens(const Config *c, const Tokenizer *tok, const char *system, 
 
 /* Chat in the model's template (chat_turn_tokens): each user turn is appended to the cache (attending
  * to what the cache kept of earlier turns), compressed, and the reply generated after it. */
-int run_chat(const Model *m, const Tokenizer *tok, Sampler *sampler, const Options *o) {
+int run_chat(const Model *m, const Tokenizer *tok, const Options *o) {
     RunState s;
-    if (build_runstate(&s, m, m->config.seq_len, o->block, &o->cache) != 0) {
-        fprintf(stderr, "razor: %s\n", razor_error());
-        return 1;
-    }
+    if (build_runstate(&s, m, m->config.seq_len, o->block, &o->cache) != 0) return report(1);
+    Sampler sampler;
+    build_sampler(&sampler, m->config.vocab_size, o->temperature, o->topp, o->seed);
     char line[8192];
     int status = 0;
     for (int turn = 0;; turn++) {
-        const char *user = NULL;
-        if (turn == 0 && o->prompt) {
-            user = o->prompt;
-        } else {
+        const char *user = turn == 0 && o->prompt ? o->prompt : line;
+        if (user == line) {
             printf("User: ");
             fflush(stdout);
-            if (!fgets(line, sizeof line, stdin)) {
-                printf("\n");
-                break;
-            } /* end of input: the stats on a line of their own */
+            if (!fgets(line, sizeof line, stdin)) { printf("\n"); break; } /* end of input: stats on their own line */
             line[strcspn(line, "\r\n")] = 0;
             if (line[strspn(line, " \t")] == 0) { turn--; continue; } /* an empty line is not a turn */
-            user = line;
         }
         const char *system = turn == 0 ? o->system_prompt : NULL;
         int *tokens = xcalloc(2 * encode_room(user) + (system ? 2 * encode_room(system) : 0) + 64, sizeof(int));
         int n = chat_turn_tokens(&m->config, tok, system, user, turn, tokens);
-        if (n < 0) {
-            fprintf(stderr, "razor: %s\n", razor_error());
-            free(tokens);
-            continue;
-        }
+        if (n < 0) { report(0); free(tokens); continue; }
         if (s.n_tokens + n >= s.capacity) {
             free(tokens);
-            if (s.n_tokens == 0) {
-                fprintf(stderr, "razor: the first turn is %d tokens, the model's context is %d\n", n, s.capacity);
-                status = 2;
-            } else {
-                fprintf(stderr, "razor: the conversation has filled the model's context (%d tokens)\n", s.capacity);
-            }
+            if (s.n_tokens > 0) complain(0, "the conversation has filled the model's context (%d tokens)", s.capacity);
+            else status = complain(2, "the first turn is %d tokens, the model's context is %d", n, s.capacity);
             break;
         }
         double t0 = now_seconds(), gen_s;
         float *logits = prefill(m, &s, tokens, n);
         double prompt_s = now_seconds() - t0;
         printf("Assistant: ");
-        int n_gen = generate_tokens(m, &s, tok, sampler, logits, tokens[n - 1], o->steps, NULL, &gen_s);
+        int n_gen = generate_tokens(m, &s, tok, &sampler, logits, tokens[n - 1], o->steps, NULL, &gen_s);
         printf("\n");
         fflush(stdout);
         print_speed(n, prompt_s, n_gen, gen_s);
         free(tokens);
         if (n_gen < o->steps && s.n_tokens == s.capacity) {
-            fprintf(stderr, "razor: the answer was cut: the conversation has filled the model's context (%d tokens)\n",
-                    s.capacity);
+            complain(0, "the answer was cut: the conversation has filled the model's context (%d tokens)", s.capacity);
             break;
         }
     }
+    free_sampler(&sampler);
     print_kv_line(&s, &m->config);
     free_runstate(&s);
     return status;
@@ -2666,30 +2671,24 @@ static void softmax_into(double *p, const float *logits, int n) {
     for (int i = 0; i < n; i++) p[i] /= sum;
 }
 
-static void print_json_string(const Tokenizer *tok, const int *tokens, int n, int prev) {
-    putchar('"');
+/* Prints the text of tokens[0..n) (the first decoded after prev) to stdout: as a JSON string if json,
+ * else as it is, but for lone bytes that are control characters (raw byte tokens can be anything). */
+static void print_text(const Tokenizer *tok, const int *tokens, int n, int prev, int json) {
+    if (json) putchar('"');
     for (int i = 0; i < n; i++) {
         int nb;
         char buf[2];
         const char *piece = decode(tok, i ? tokens[i - 1] : prev, tokens[i], &nb, buf);
-        for (int k = 0; k < nb; k++) {
+        unsigned char c0 = nb ? (unsigned char)piece[0] : 0;
+        if (!json && (nb != 1 || isprint(c0) || isspace(c0) || c0 >= 0x80)) fwrite(piece, 1, (size_t)nb, stdout);
+        for (int k = 0; json && k < nb; k++) {
             unsigned char ch = (unsigned char)piece[k];
             if (ch == '"' || ch == '\\') printf("\\%c", ch);
             else if (ch < 0x20) printf("\\u%04x", ch);
             else putchar(ch);
         }
     }
-    putchar('"');
-}
-
-static void print_text(const Tokenizer *tok, const int *tokens, int n, int prev) {
-    for (int i = 0; i < n; i++) {
-        int nb;
-        char buf[2];
-        const char *piece = decode(tok, i ? tokens[i - 1] : prev, tokens[i], &nb, buf);
-        print_piece(piece, nb);
-    }
-    printf("\n");
+    if (json) putchar('"');
 }
 
 /* -m compare: a greedy continuation under the full cache (keys and values in float32), then the same
@@ -2700,25 +2699,23 @@ int run_compare(const Model *m, const Tokenizer *tok, const Options *o) {
     int n, V = c->vocab_size;
     int *tokens = encode_prompt(m, tok, o->prompt ? o->prompt : "", &n);
     if (!tokens) return 2;
-    int steps = min_int(o->steps, c->seq_len - n);
-    int capacity = n + steps;
-    RunState full, pol;
-    CacheConfig full_cache = o->cache; /* the reference: the full cache, in float32 */
-    full_cache.policy = POLICY_FULL;
-    full_cache.kv_type = KV_F32;
-    if (build_runstate(&full, m, capacity, o->block, &full_cache) != 0 ||
-        build_runstate(&pol, m, capacity, o->block, &o->cache) != 0) {
-        fprintf(stderr, "razor: %s\n", razor_error());
-        free(tokens);
-        return 1;
+    int steps = min_int(o->steps, c->seq_len - n), capacity = n + steps;
+    RunState reference, pol;
+    CacheConfig reference_cache = o->cache; /* the reference: the full cache, in float32 */
+    reference_cache.policy = POLICY_FULL;
+    reference_cache.kv_type = KV_F32;
+    if (build_runstate(&reference, m, capacity, o->block, &reference_cache) != 0) { free(tokens); return report(1); }
+    if (build_runstate(&pol, m, capacity, o->block, &o->cache) != 0) {
+        free_runstate(&reference); free(tokens);
+        return report(1);
     }
     float *full_logits = xcalloc((size_t)steps * V, sizeof(float));
     int *gen = xcalloc((size_t)steps + 1, sizeof(int)), *pol_gen = xcalloc((size_t)steps + 1, sizeof(int)), n_gen = 0;
-    float *logits = prefill(m, &full, tokens, n);
+    float *logits = prefill(m, &reference, tokens, n);
     for (; n_gen < steps; n_gen++) {
         memcpy(full_logits + (size_t)n_gen * V, logits, V * sizeof(float));
         gen[n_gen] = argmax(logits, V);
-        if (n_gen + 1 < steps) logits = forward(m, &full, &gen[n_gen], 1, NULL, NULL);
+        if (n_gen + 1 < steps) logits = forward(m, &reference, &gen[n_gen], 1, NULL, NULL);
     }
     double *p = xcalloc((size_t)V, sizeof(double)), *q = xcalloc((size_t)V, sizeof(double)), kl_sum = 0, kl_max = 0;
     int agree = 0, first_divergence = -1;
@@ -2754,24 +2751,23 @@ int run_compare(const Model *m, const Tokenizer *tok, const Options *o) {
     if (first_divergence < 0) printf("first divergence: none\n");
     else printf("first divergence: at step %d\n", first_divergence);
     printf("full (greedy):   ");
-    print_text(tok, gen, n_gen, tokens[n - 1]);
-    printf("%-6s (top-1): ", policy_names[o->cache.policy]);
-    print_text(tok, pol_gen, n_gen, tokens[n - 1]);
-    printf("kv bytes: full %zu, %s %zu (%.1f%%)\n", kept_full, policy_names[o->cache.policy], kept_pol,
+    print_text(tok, gen, n_gen, tokens[n - 1], 0);
+    printf("\n%-6s (top-1): ", policy_names[o->cache.policy]);
+    print_text(tok, pol_gen, n_gen, tokens[n - 1], 0);
+    printf("\nkv bytes: full %zu, %s %zu (%.1f%%)\n", kept_full, policy_names[o->cache.policy], kept_pol,
            kept_full ? 100.0 * kept_pol / kept_full : 100.0);
     printf("{\"policy\": \"%s\", \"prompt_tokens\": %d, \"steps\": %d, \"top1_agreement\": %.4f, \"mean_kl\": %.6f, "
            "\"max_kl\": %.6f, "
            "\"first_divergence\": %d, \"kv_bytes_full\": %zu, \"kv_bytes_policy\": %zu, \"full_text\": ",
            policy_names[o->cache.policy], n, n_gen, n_gen ? (double)agree / n_gen : 1.0, mean_kl, kl_max,
            first_divergence, kept_full, kept_pol);
-    print_json_string(tok, gen, n_gen, tokens[n - 1]);
+    print_text(tok, gen, n_gen, tokens[n - 1], 1);
     printf(", \"policy_text\": ");
-    print_json_string(tok, pol_gen, n_gen, tokens[n - 1]);
+    print_text(tok, pol_gen, n_gen, tokens[n - 1], 1);
     printf("}\n");
     print_kv_line(&pol, c);
     free(p); free(q); free(full_logits); free(gen); free(pol_gen); free(tokens);
-    free_runstate(&full);
-    free_runstate(&pol);
+    free_runstate(&reference); free_runstate(&pol);
     return 0;
 }
 
@@ -2782,13 +2778,6 @@ static const char *builtin_filler =
     "the driver nodded to the people at the gate. In the village the shops were opening one by one, and "
     "the smell of bread came from the baker's door. Nobody was in a hurry, for the day was long and the "
     "work would wait. ";
-
-static int first_number(const char *text, long *value) {
-    while (*text && !isdigit((unsigned char)*text)) text++;
-    if (!*text) return 0;
-    *value = strtol(text, NULL, 10);
-    return 1;
-}
 
 static void fill_template(char *out, size_t size, const char *template, long key) {
     size_t n = 0;
@@ -2843,11 +2832,12 @@ static int needle_found(const Model *m, const Tokenizer *tok, const CacheConfig 
         memcpy(text + len, piece, (size_t)nb);
         len += (size_t)nb;
     }
-    size_t kept, full;
-    cache_bytes(&s, &m->config, &kept, &full);
-    *kv_ratio = (double)kept / full;
+    size_t kept, uncompressed;
+    cache_bytes(&s, &m->config, &kept, &uncompressed);
+    *kv_ratio = (double)kept / uncompressed;
     free_runstate(&s);
-    if (!first_number(text, said)) *said = -1;
+    const char *digits = text + strcspn(text, "0123456789"); /* its first number */
+    *said = *digits ? strtol(digits, NULL, 10) : -1;
     return *said == key;
 }
 
@@ -2892,122 +2882,133 @@ static int write_needle_svg(const char *path, const char *policy, int n_lengths,
     return close_output(&out, 1);
 }
 
-/* -m needle: every (length, depth) case under each policy. Each case's results are appended, as one
- * JSON line, to PREFIX.jsonl.partial as soon as they are known (flushed, so an interrupted run keeps
- * them); at the end that file is renamed to PREFIX.jsonl, the tables go to stdout, one picture per
- * policy to PREFIX_POLICY.svg, and a summary line of JSON closes stdout. */
-int run_needle(const Model *m, const Tokenizer *tok, const Options *o, const unsigned char *retrieval) {
+/* The cases of -m needle: prompt lengths (-L; default a quarter, half, three quarters and all of the
+ * context) times depths of the key (-D; default 0, 0.25, .. 1), and what each policy did in each. */
+typedef struct {
+    int n_lengths, n_depths, lengths[MAX_NEEDLE_LENGTHS];
+    float depths[MAX_NEEDLE_DEPTHS];
+    int *ok;                          /* (policy, length, depth): found the key */
+    long *said;                       /* (policy, length, depth): the number it answered, -1: none */
+    double kv_ratio[4], accuracy[4];  /* per policy: kv bytes kept / full at the longest length; found */
+} NeedleGrid;
+
+static int needle_grid(NeedleGrid *g, const Config *c, const Options *o) {
+    *g = (NeedleGrid){.n_lengths = o->n_needle_lengths, .n_depths = o->n_needle_depths};
+    for (int li = 0; li < g->n_lengths; li++) g->lengths[li] = o->needle_lengths[li];
+    for (int di = 0; di < g->n_depths; di++) g->depths[di] = o->needle_depths[di];
+    if (g->n_lengths == 0) {
+        g->n_lengths = 4;
+        for (int li = 0; li < 4; li++) g->lengths[li] = (int)((c->seq_len - NEEDLE_ANSWER) * (li + 1) / 4.0f);
+    }
+    if (g->n_depths == 0) {
+        g->n_depths = 5;
+        for (int di = 0; di < 5; di++) g->depths[di] = di / 4.0f;
+    }
+    for (int li = 0; li < g->n_lengths; li++)
+        if (g->lengths[li] + NEEDLE_ANSWER > c->seq_len)
+            return fail("-L: %d tokens + a %d-token answer do not fit the context (%d)", g->lengths[li],
+                        NEEDLE_ANSWER, c->seq_len);
+    size_t cases = (size_t)g->n_lengths * g->n_depths;
+    g->ok = xcalloc(4 * cases, sizeof(int));
+    g->said = xcalloc(4 * cases, sizeof(long));
+    return 0;
+}
+
+/* After every case: PREFIX.jsonl.partial becomes PREFIX.jsonl; a table per policy to stdout, its picture
+ * to PREFIX_POLICY.svg; a summary line of JSON. Returns 0 or 2. */
+static int needle_report(NeedleGrid *g, const char *prefix, const char *path, const char *partial) {
+    char *lines = NULL;
+    size_t len = 0;
+    Output out;
+    int status = 0, cases = g->n_lengths * g->n_depths;
+    if (read_file(partial, MAX_PROMPT_BYTES, &lines, &len) != 0) status = 2;
+    else if (open_output(&out, path) != 0) status = 2;
+    else if (close_output(&out, fwrite(lines, 1, len, out.f) == len) != 0) status = 2;
+    else remove(partial);
+    free(lines);
+    if (status != 0) return report(status);
+    for (int pi = 0; pi < 4; pi++) {
+        int hits = 0;
+        printf("%s: pass key found (rows: prompt tokens; columns: depth)\n%8s", policy_names[pi], "");
+        for (int di = 0; di < g->n_depths; di++) printf(" %4.0f%%", g->depths[di] * 100);
+        printf("\n");
+        for (int li = 0; li < g->n_lengths; li++) {
+            printf("%8d", g->lengths[li]);
+            for (int di = 0; di < g->n_depths; di++) {
+                int hit = g->ok[pi * cases + li * g->n_depths + di];
+                printf("  %s", hit ? " ok" : " --");
+                hits += hit;
+            }
+            printf("\n");
+        }
+        g->accuracy[pi] = (double)hits / cases;
+        printf("accuracy %.1f%%, kv cache at %d tokens: %.1f%% of full\n\n", 100 * g->accuracy[pi],
+               g->lengths[g->n_lengths - 1], 100 * g->kv_ratio[pi]);
+        char svg[4200];
+        snprintf(svg, sizeof svg, "%s_%s.svg", prefix, policy_names[pi]);
+        if (write_needle_svg(svg, policy_names[pi], g->n_lengths, g->n_depths, g->lengths, g->depths,
+                             g->ok + pi * cases, g->said + pi * cases, g->accuracy[pi], g->kv_ratio[pi]) != 0)
+            return report(2);
+    }
+    printf("{");
+    for (int pi = 0; pi < 4; pi++)
+        printf("%s\"%s\": {\"accuracy\": %.4f, \"kv_ratio\": %.4f}", pi ? ", " : "", policy_names[pi],
+               g->accuracy[pi], g->kv_ratio[pi]);
+    printf("}\n");
+    fprintf(stderr, "wrote %s and %s_{full,razor,streaming,nocomp}.svg\n", path, prefix);
+    return 0;
+}
+
+/* -m needle: every (length, depth) case under each policy, the retrieval heads from the profile in
+ * o->cache. Each case's results are appended, as one JSON line, to PREFIX.jsonl.partial as soon as
+ * they are known (flushed, so an interrupted run keeps them); then needle_report. */
+int run_needle(const Model *m, const Tokenizer *tok, const Options *o) {
     const Config *c = &m->config;
     const char *filler_text = o->prompt ? o->prompt : builtin_filler;
-    int n_lengths = o->n_needle_lengths, n_depths = o->n_needle_depths, lengths[MAX_NEEDLE_LENGTHS];
-    float depths[MAX_NEEDLE_DEPTHS];
-    for (int li = 0; li < n_lengths; li++) lengths[li] = o->needle_lengths[li];
-    for (int di = 0; di < n_depths; di++) depths[di] = o->needle_depths[di];
-    if (n_lengths == 0) { /* default: a quarter, half, three quarters and all of the context */
-        n_lengths = 4;
-        for (int li = 0; li < n_lengths; li++) lengths[li] = (int)((c->seq_len - NEEDLE_ANSWER) * (li + 1) / 4.0f);
-    }
-    if (n_depths == 0) {
-        n_depths = 5;
-        for (int di = 0; di < n_depths; di++) depths[di] = di / 4.0f;
-    }
-    for (int li = 0; li < n_lengths; li++)
-        if (lengths[li] + NEEDLE_ANSWER > c->seq_len) {
-            fprintf(stderr, "razor: -L: %d tokens + a %d-token answer do not fit the context (%d)\n", lengths[li],
-                    NEEDLE_ANSWER, c->seq_len);
-            return 2;
-        }
+    NeedleGrid g;
+    if (needle_grid(&g, c, o) != 0) return report(2);
     char prefix[4096], path[4200], partial[4300];
     if (o->out_path) snprintf(prefix, sizeof prefix, "%s", o->out_path);
     else snprintf(prefix, sizeof prefix, "%s.needle", o->model_path);
     snprintf(path, sizeof path, "%s.jsonl", prefix);
     snprintf(partial, sizeof partial, "%s.partial", path);
     FILE *log = fopen(partial, "w"); /* opened first: an output that cannot be written fails at once */
-    if (!log) { fprintf(stderr, "razor: %s: %s\n", partial, strerror(errno)); return 2; }
-    int *filler = xcalloc(encode_room(filler_text), sizeof(int)), n_filler = encode(tok, filler_text, 0, filler);
-    int *prompt = xcalloc((size_t)c->seq_len + 1, sizeof(int)), status = 0, cases = n_lengths * n_depths;
-    int *ok = xcalloc((size_t)4 * cases, sizeof(int));
-    long *said = xcalloc((size_t)4 * cases, sizeof(long));
-    double kv_ratio[4] = {0}, accuracy[4] = {0};
-    uint64_t rng = o->seed_given ? o->seed : 42;
-    if (n_filler < 8) {
-        fprintf(stderr, "razor: %s\n", n_filler < 0 ? razor_error() : "the filler text is too short");
-        status = 2;
+    if (!log) {
+        int status = complain(2, "%s: %s", partial, strerror(errno));
+        free(g.ok); free(g.said);
+        return status;
     }
+    int *filler = xcalloc(encode_room(filler_text), sizeof(int)), n_filler = encode(tok, filler_text, 0, filler);
+    int *prompt = xcalloc((size_t)c->seq_len + 1, sizeof(int)), status = 0, cases = g.n_lengths * g.n_depths;
+    uint64_t rng = o->seed_given ? o->seed : 42;
+    if (n_filler < 8) status = complain(2, "%s", n_filler < 0 ? razor_error() : "the filler text is too short");
     for (int k = 0; k < cases && status == 0; k++) {
-        int li = k / n_depths, di = k % n_depths;
+        int li = k / g.n_depths, di = k % g.n_depths;
         long key = 10000 + (long)(random_f32(&rng) * 89999);
-        int n = needle_prompt(tok, o, filler, n_filler, lengths[li], depths[di], key, prompt);
-        if (n < 0) { fprintf(stderr, "razor: %s\n", razor_error()); status = 2; break; }
-        fprintf(stderr, "needle: case %d/%d, %d tokens, depth %.0f%%, key %ld:", k + 1, cases, lengths[li],
-                100 * depths[di], key);
-        fprintf(log, "{\"length\": %d, \"depth\": %g, \"key\": %ld", lengths[li], depths[di], key);
+        int n = needle_prompt(tok, o, filler, n_filler, g.lengths[li], g.depths[di], key, prompt);
+        if (n < 0) { status = report(2); break; }
+        fprintf(stderr, "needle: case %d/%d, %d tokens, depth %.0f%%, key %ld:", k + 1, cases, g.lengths[li],
+                100 * g.depths[di], key);
+        fprintf(log, "{\"length\": %d, \"depth\": %g, \"key\": %ld", g.lengths[li], g.depths[di], key);
         for (int pi = 0; pi < 4 && status == 0; pi++) {
             CacheConfig cache = o->cache;
             cache.policy = (Policy)pi;
-            cache.retrieval = retrieval;
             double ratio = 0;
-            int *hit = &ok[pi * cases + k];
-            *hit = needle_found(m, tok, &cache, o->block, prompt, n, key, &said[pi * cases + k], &ratio);
+            int *hit = &g.ok[pi * cases + k];
+            *hit = needle_found(m, tok, &cache, o->block, prompt, n, key, &g.said[pi * cases + k], &ratio);
             if (*hit < 0) { fprintf(stderr, "\nrazor: %s\n", razor_error()); status = 2; break; }
-            if (li == n_lengths - 1) kv_ratio[pi] += ratio / n_depths;
+            if (li == g.n_lengths - 1) g.kv_ratio[pi] += ratio / g.n_depths;
             fprintf(stderr, " %s %s", policy_names[pi], *hit ? "found" : "missed");
             fprintf(log, ", \"%s\": {\"found\": %s, \"said\": %ld, \"kv_ratio\": %.4f}", policy_names[pi],
-                    *hit ? "true" : "false", said[pi * cases + k], ratio);
+                    *hit ? "true" : "false", g.said[pi * cases + k], ratio);
         }
         fprintf(stderr, "\n");
         fprintf(log, "}\n");
         fflush(log);
     }
-    if (fclose(log) != 0 && status == 0) { fprintf(stderr, "razor: %s: cannot write\n", partial); status = 2; }
-    if (status == 0) { /* complete: PREFIX.jsonl.partial becomes PREFIX.jsonl */
-        char *lines = NULL;
-        size_t len = 0;
-        Output out;
-        if (read_file(partial, MAX_PROMPT_BYTES, &lines, &len) != 0) status = 2;
-        else if (open_output(&out, path) != 0) status = 2;
-        else if (close_output(&out, fwrite(lines, 1, len, out.f) == len) != 0) status = 2;
-        else remove(partial);
-        free(lines);
-        if (status != 0) fprintf(stderr, "razor: %s\n", razor_error());
-    }
-    for (int pi = 0; pi < 4 && status == 0; pi++) {
-        int hits = 0;
-        printf("%s: pass key found (rows: prompt tokens; columns: depth)\n%8s", policy_names[pi], "");
-        for (int di = 0; di < n_depths; di++) printf(" %4.0f%%", depths[di] * 100);
-        printf("\n");
-        for (int li = 0; li < n_lengths; li++) {
-            printf("%8d", lengths[li]);
-            for (int di = 0; di < n_depths; di++) {
-                int hit = ok[pi * cases + li * n_depths + di];
-                printf("  %s", hit ? " ok" : " --");
-                hits += hit;
-            }
-            printf("\n");
-        }
-        accuracy[pi] = (double)hits / cases;
-        printf("accuracy %.1f%%, kv cache at %d tokens: %.1f%% of full\n\n", 100 * accuracy[pi], lengths[n_lengths - 1],
-               100 * kv_ratio[pi]);
-        char svg[4200];
-        snprintf(svg, sizeof svg, "%s_%s.svg", prefix, policy_names[pi]);
-        if (write_needle_svg(svg, policy_names[pi], n_lengths, n_depths, lengths, depths, ok + pi * cases,
-                             said + pi * cases, accuracy[pi], kv_ratio[pi]) != 0) {
-            fprintf(stderr, "razor: %s\n", razor_error());
-            status = 2;
-        }
-    }
-    if (status == 0) {
-        printf("{");
-        for (int pi = 0; pi < 4; pi++)
-            printf("%s\"%s\": {\"accuracy\": %.4f, \"kv_ratio\": %.4f}", pi ? ", " : "", policy_names[pi], accuracy[pi],
-                   kv_ratio[pi]);
-        printf("}\n");
-        fprintf(stderr, "wrote %s and %s_{full,razor,streaming,nocomp}.svg\n", path, prefix);
-    }
-    free(ok);
-    free(said);
-    free(prompt);
-    free(filler);
+    if (fclose(log) != 0 && status == 0) status = complain(2, "%s: cannot write", partial);
+    if (status == 0) status = needle_report(&g, prefix, path, partial);
+    free(g.ok); free(g.said); free(prompt); free(filler);
     return status;
 }
 
@@ -3016,74 +3017,132 @@ int read_ids(const char *path, int vocab_size, int max_ids, int **ids_out, int *
     char *text;
     size_t size;
     if (read_file(path, MAX_PROMPT_BYTES, &text, &size) != 0) return -1;
-    int *ids = xcalloc(size / 2 + 1, sizeof(int)), n = 0;
-    char *p = text;
-    for (;;) {
+    int *ids = xcalloc(size / 2 + 1, sizeof(int)), n = 0, status = 0;
+    for (char *p = text, *end; status == 0; p = end) {
         while (isspace((unsigned char)*p)) p++;
         if (*p == 0) break;
-        char *end;
         errno = 0;
         long v = strtol(p, &end, 10);
-        if (end == p || errno || (*end && !isspace((unsigned char)*end))) {
-            int at = (int)(p - text);
-            free(text); free(ids);
-            return fail("%s: byte %d: not a token id", path, at);
-        }
-        if (v < 0 || v >= vocab_size) {
-            free(text);
-            free(ids);
-            return fail("%s: token id %ld is outside the vocabulary (0..%d)", path, v, vocab_size - 1);
-        }
-        if (n == max_ids) {
-            free(text);
-            free(ids);
-            return fail("%s: more than %d ids, the model's context", path, max_ids);
-        }
-        ids[n++] = (int)v;
-        p = end;
+        if (end == p || errno || (*end && !isspace((unsigned char)*end)))
+            status = fail("%s: byte %d: not a token id", path, (int)(p - text));
+        else if (v < 0 || v >= vocab_size)
+            status = fail("%s: token id %ld is outside the vocabulary (0..%d)", path, v, vocab_size - 1);
+        else if (n == max_ids) status = fail("%s: more than %d ids, the model's context", path, max_ids);
+        else ids[n++] = (int)v;
     }
     free(text);
-    if (n == 0) { free(ids); return fail("%s: no token ids", path); }
+    if (status == 0 && n == 0) status = fail("%s: no token ids", path);
+    if (status != 0) { free(ids); return -1; }
     *ids_out = ids;
     *n_out = n;
     return 0;
 }
 
-typedef struct { FILE *f; } LogitsFile;
-
-static int write_logits(void *arg, const float *logits, int T, int vocab_size) {
-    LogitsFile *lf = arg;
+static int write_logits(void *f, const float *logits, int T, int vocab_size) { /* a LogitsSink into the FILE f */
     size_t n = (size_t)T * vocab_size;
-    return fwrite(logits, sizeof(float), n, lf->f) == n ? 0 : -1;
+    return fwrite(logits, sizeof(float), n, f) == n ? 0 : -1;
 }
 
 /* Teacher-forces the ids under the full cache (keys and values in -K's type, blocks of -B tokens) and
  * writes float32 logits (n_tokens, vocab_size) to -o (open_output: no half-written file on any error). */
-int run_logits(const Model *m, const int *ids, int n, const Options *o) {
-    const char *out_path = o->out_path;
-    CacheConfig full = {.policy = POLICY_FULL, .kv_type = o->cache.kv_type};
+static int logits_file(const Model *m, const int *ids, int n, const Options *o) {
+    CacheConfig full_cache = {.policy = POLICY_FULL, .kv_type = o->cache.kv_type};
     Output out;
-    if (open_output(&out, out_path) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
+    if (open_output(&out, o->out_path) != 0) return report(1);
     RunState s;
-    if (build_runstate(&s, m, n, o->block, &full) != 0) {
-        fprintf(stderr, "razor: %s\n", razor_error());
-        close_output(&out, 0);
-        return 1;
-    }
-    LogitsFile lf = {out.f};
+    if (build_runstate(&s, m, n, o->block, &full_cache) != 0) { report(1); close_output(&out, 0); return 1; }
     double t0 = now_seconds();
-    int ok = forward(m, &s, ids, n, write_logits, &lf) != NULL;
+    int ok = forward(m, &s, ids, n, write_logits, out.f) != NULL;
     double secs = now_seconds() - t0;
     free_runstate(&s);
-    if (close_output(&out, ok) != 0) { fprintf(stderr, "razor: %s\n", razor_error()); return 1; }
-    fprintf(stderr, "wrote %d x %d logits to %s (%.1f tok/s)\n", n, m->config.vocab_size, out_path,
+    if (close_output(&out, ok) != 0) return report(1);
+    fprintf(stderr, "wrote %d x %d logits to %s (%.1f tok/s)\n", n, m->config.vocab_size, o->out_path,
             secs > 0 ? n / secs : 0.0);
     return 0;
 }
 
+/* -m logits: the ids of -I, or the prompt encoded, teacher-forced (logits_file). */
+int run_logits(const Model *m, const Tokenizer *tok, const Options *o) {
+    const Config *c = &m->config;
+    int *ids = NULL, n = 0, status = 0;
+    if (o->ids_file) {
+        if (read_ids(o->ids_file, c->vocab_size, c->seq_len, &ids, &n) != 0) status = report(1);
+    } else {
+        ids = xcalloc(encode_room(o->prompt), sizeof(int));
+        n = encode(tok, o->prompt, 1, ids);
+        if (n < 0) status = report(2);
+        if (n > c->seq_len) status = complain(2, "the prompt is %d tokens, the model's context is %d", n, c->seq_len);
+    }
+    if (status == 0) status = logits_file(m, ids, n, o);
+    free(ids);
+    return status;
+}
+
+/* -m tokenize: the prompt's token ids, BOS first, on one line. */
+int run_tokenize(const Model *m, const Tokenizer *tok, const Options *o) {
+    (void)m;
+    const char *text = o->prompt ? o->prompt : "";
+    int *tokens = xcalloc(encode_room(text), sizeof(int));
+    double t0 = now_seconds();
+    int n = encode(tok, text, 1, tokens);
+    double secs = now_seconds() - t0;
+    if (n < 0) { free(tokens); return report(2); }
+    for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", tokens[i]);
+    printf("\n");
+    fprintf(stderr, "encoded %zu bytes into %d tokens in %.1f ms\n", strlen(text), n, secs * 1e3);
+    free(tokens);
+    return 0;
+}
+
+/* Profiles the model and writes PATH and its picture PATH.svg; both are opened before the probe
+ * runs, so that a path that cannot be written fails at once, not after the work. */
+static int make_profile(const Model *m, const Tokenizer *tok, const Options *o, HeadProfile *profile,
+                        const char *path) {
+    int alibi = m->config.pos_encoding == POS_ALIBI, tsv = ends_with(path, ".tsv"), status;
+    if (alibi && tsv) return fail("%s: a DuoAttention .tsv cannot hold an ALiBi model's spans", path);
+    char svg_path[4400], why[sizeof error_message];
+    snprintf(svg_path, sizeof svg_path, "%s.svg", path);
+    Output heads, svg;
+    if (open_output(&heads, path) != 0) return -1;
+    if (open_output(&svg, svg_path) != 0) { close_output(&heads, 0); return -1; }
+    if (alibi) status = span_rule(m, profile, SPAN_EPS);
+    else status = profile_heads(m, tok, profile, o->seed_given ? o->seed : 42, o->induction_fraction, o->echo_fraction);
+    if (status != 0) { /* the outputs are discarded; the message is the profiler's */
+        snprintf(why, sizeof why, "%s", error_message);
+        close_output(&heads, 0); close_output(&svg, 0);
+        return fail("%s", why);
+    }
+    print_heatmap(profile);
+    write_profile(profile, heads.f, tsv);
+    write_profile_svg(profile, svg.f);
+    status = close_output(&heads, 1);
+    if (close_output(&svg, status == 0) != 0) status = -1;
+    if (status != 0) { free_profile(profile); return -1; }
+    fprintf(stderr, "wrote %s and %s\n", path, svg_path);
+    return 0;
+}
+
+static const char *default_profile_path(const Options *o, char *buf, size_t size) {
+    snprintf(buf, size, "%s.heads", o->model_path);
+    return buf;
+}
+
+/* -m profile: the head profile, written to -o (default model.bin.heads) and its picture beside it. */
+int run_profile(const Model *m, const Tokenizer *tok, const Options *o) {
+    char buf[4200];
+    HeadProfile profile = {0};
+    const char *path = o->out_path ? o->out_path : default_profile_path(o, buf, sizeof buf);
+    int status = make_profile(m, tok, o, &profile, path);
+    if (status != 0) report(1);
+    free_profile(&profile);
+    return status != 0;
+}
+
 /* ------------------------------------------------------------------------------------------------
- * 10. The command line (left out of the test build, -DRAZOR_NO_MAIN) */
+ * Appendix E. The command line (left out of the test build, -DRAZOR_NO_MAIN) */
 #ifndef RAZOR_NO_MAIN
+
+int model_to_bf16(Model *m); /* -w bf16 (appendix F) */
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -3097,7 +3156,7 @@ static void usage(FILE *f) {
             "              the profile probe and the needle keys)\n"
             "  -z file     tokenizer.bin (default: next to the model, then ./tokenizer.bin)\n"
             "  -T n        threads (default: online cores)\n"
-            "  -B n        prompt tokens per forward block (default 256; 1: one at a time, as generation runs)\n"
+            "  -B n        prompt tokens per forward block (default %d; 1: one at a time)\n"
             "  -w type     weights in memory: f32 (default, as the file has them) | bf16 (rounded copy:\n"
             "              half the bytes to read per token, faster generation)\n"
             "  -y text     system prompt (chat)\n"
@@ -3107,20 +3166,21 @@ static void usage(FILE *f) {
             "KV cache (RazorAttention):\n"
             "  -c policy   razor (default) | full | streaming (sinks + window) | nocomp (razor without\n"
             "              the compensation token)\n"
-            "  -S n        sink tokens every compressed head keeps (default 4)\n"
-            "  -W n        S0: the window is max(S0, prompt tokens / C) (default 64)\n"
-            "  -C ratio    C (default 5)\n"
+            "  -S n        N0: sink tokens every compressed head keeps (default %d)\n"
+            "  -W n        S0: the window is max(S0, prompt tokens / C) (default %d)\n"
+            "  -C ratio    C (default %g)\n"
             "  -K type     keys and values in the cache: bf16 (default) | f16 | f32 (twice the bytes);\n"
             "              capital K, not -k, which is the head profile\n"
             "  -k file     head profile (.heads, or DuoAttention's .tsv); default model.bin.heads,\n"
             "              computed and saved when missing\n"
-            "  -R frac     profile: fraction of KV heads kept full by induction score (default 0.14)\n"
-            "  -E frac     profile: fraction kept full by echo score (default 0.01)\n"
+            "  -R frac     profile: fraction of KV heads made retrieval heads by induction score (default %g)\n"
+            "  -E frac     profile: fraction made retrieval heads by echo score (default %g)\n"
             "  -e text     needle: the planted sentence, {key} is the number\n"
             "  -q text     needle: the question at the end\n"
             "  -L n,n,..   needle: prompt lengths in tokens (default: 1/4, 1/2, 3/4, all of the context)\n"
             "  -D f,f,..   needle: depths of the pass key, 0 to 1 (default 0,0.25,0.5,0.75,1)\n"
-            "built for %s: vectors of %d floats (model.h chooses from the compile target)\n", RAZOR_ISA, VEC);
+            "built for %s: vectors of %d floats (model.h chooses from the compile target)\n",
+            DEFAULT_BLOCK, SINKS_N0, WINDOW_S0, COMPRESSION_C, INDUCTION_FRACTION, ECHO_FRACTION, RAZOR_ISA, VEC);
 }
 
 static int parse_number(const char *flag, const char *s, double lo, double hi, int integer, double *out) {
@@ -3136,7 +3196,6 @@ static int parse_number(const char *flag, const char *s, double lo, double hi, i
     return 0;
 }
 
-/* Parses argv into o; returns 0, or the exit code on error (2) or help (after printing usage). */
 /* A comma-separated list of at most `max` numbers in [lo, hi] (integers if `integer`), for -L and -D. */
 static int parse_list(const char *flag, const char *s, double lo, double hi, int integer, int max, double *out,
                       int *n) {
@@ -3144,141 +3203,14 @@ static int parse_list(const char *flag, const char *s, double lo, double hi, int
     *n = 0;
     for (const char *p = s;; p++) {
         size_t len = strcspn(p, ",");
-        if (*n == max) { fprintf(stderr, "razor: %s takes at most %d values\n", flag, max); return 2; }
-        if (len == 0 || len >= sizeof item) {
-            fprintf(stderr, "razor: %s: '%s' is not a list of numbers\n", flag, s);
-            return 2;
-        }
+        if (*n == max) return complain(2, "%s takes at most %d values", flag, max);
+        if (len == 0 || len >= sizeof item) return complain(2, "%s: '%s' is not a list of numbers", flag, s);
         memcpy(item, p, len);
         item[len] = 0;
         if (parse_number(flag, item, lo, hi, integer, &out[(*n)++])) return 2;
         p += len;
         if (!*p) return 0;
     }
-}
-
-static int parse_args(int argc, char **argv, Options *o) {
-    *o = (Options){
-        .temperature = 1.0f,
-        .topp = 0.9f,
-        .steps = 256,
-        .mode = "generate",
-        .policy_name = "razor",
-        .cache = {.policy = POLICY_RAZOR, .kv_type = KV_BF16, .n_sink = 4, .window_min = 64, .compression = 5.0f},
-        .induction_fraction = 0.14f,
-        .echo_fraction = 0.01f,
-        .needle = "The pass key is {key}. Remember it.",
-        .question = "What is the pass key? The pass key is",
-        .block = DEFAULT_BLOCK}; /* as train/train.py plants them */
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    o->threads = cores > 0 ? (int)cores : 1;
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 1; }
-    if (argc < 2 || argv[1][0] == '-') { usage(stderr); return 2; }
-    o->model_path = argv[1];
-    for (int i = 2; i < argc; i += 2) {
-        const char *flag = argv[i];
-        if (flag[0] != '-' || strlen(flag) != 2 || !strchr("tpsnifzmToIycSWCkREeqwLDKB", flag[1])) {
-            fprintf(stderr, "razor: unknown option '%s'\n", flag);
-            usage(stderr);
-            return 2;
-        }
-        if (i + 1 >= argc) { fprintf(stderr, "razor: %s needs a value\n", flag); return 2; }
-        const char *val = argv[i + 1];
-        double v;
-        switch (flag[1]) {
-        case 't': if (parse_number(flag, val, 0, 100, 0, &v)) return 2; o->temperature = (float)v; break;
-        case 'p': if (parse_number(flag, val, 0, 1, 0, &v)) return 2; o->topp = (float)v; break;
-        case 's': {
-            char *end;
-            errno = 0;
-            o->seed = strtoull(val, &end, 10);
-            if (end == val || *end || errno || val[0] == '-') {
-                fprintf(stderr, "razor: -s %s: expected an integer in [0, %llu]\n", val,
-                        (unsigned long long)UINT64_MAX);
-                return 2;
-            }
-            o->seed_given = 1;
-            break;
-        }
-        case 'n': if (parse_number(flag, val, 0, INT_MAX, 1, &v)) return 2; o->steps = (int)v; break;
-        case 'T': if (parse_number(flag, val, 1, 1024, 1, &v)) return 2; o->threads = (int)v; break;
-        case 'S': if (parse_number(flag, val, 0, MAX_SEQ_LEN, 1, &v)) return 2; o->cache.n_sink = (int)v; break;
-        case 'W': if (parse_number(flag, val, 1, MAX_SEQ_LEN, 1, &v)) return 2; o->cache.window_min = (int)v; break;
-        case 'C': if (parse_number(flag, val, 1, 1e6, 0, &v)) return 2; o->cache.compression = (float)v; break;
-        case 'R': if (parse_number(flag, val, 0, 1, 0, &v)) return 2; o->induction_fraction = (float)v; break;
-        case 'E': if (parse_number(flag, val, 0, 1, 0, &v)) return 2; o->echo_fraction = (float)v; break;
-        case 'i': o->prompt = val; break;
-        case 'f': o->prompt_file = val; break;
-        case 'z': o->tokenizer_path = val; break;
-        case 'm': o->mode = val; break;
-        case 'o': o->out_path = val; break;
-        case 'I': o->ids_file = val; break;
-        case 'y': o->system_prompt = val; break;
-        case 'c': o->policy_name = val; break;
-        case 'k': o->profile_path = val; break;
-        case 'e': o->needle = val; break;
-        case 'q': o->question = val; break;
-        case 'L': {
-            double v_list[MAX_NEEDLE_LENGTHS];
-            if (parse_list(flag, val, 16, MAX_SEQ_LEN, 1, MAX_NEEDLE_LENGTHS, v_list, &o->n_needle_lengths)) return 2;
-            for (int k = 0; k < o->n_needle_lengths; k++) o->needle_lengths[k] = (int)v_list[k];
-            break;
-        }
-        case 'D': {
-            double v_list[MAX_NEEDLE_DEPTHS];
-            if (parse_list(flag, val, 0, 1, 0, MAX_NEEDLE_DEPTHS, v_list, &o->n_needle_depths)) return 2;
-            for (int k = 0; k < o->n_needle_depths; k++) o->needle_depths[k] = (float)v_list[k];
-            break;
-        }
-        case 'w':
-            if (strcmp(val, "f32") && strcmp(val, "bf16")) {
-                fprintf(stderr, "razor: -w takes f32 or bf16, not '%s'\n", val);
-                return 2;
-            }
-            o->bf16 = !strcmp(val, "bf16");
-            break;
-        case 'K': {
-            const char *types[] = {"f32", "bf16", "f16"};
-            int k = 0;
-            while (k < 3 && strcmp(val, types[k])) k++;
-            if (k == 3) { fprintf(stderr, "razor: -K takes f32, bf16 or f16, not '%s'\n", val); return 2; }
-            o->cache.kv_type = (KVType)k;
-            break;
-        }
-        case 'B': if (parse_number(flag, val, 1, 1 << 16, 1, &v)) return 2; o->block = (int)v; break;
-        }
-    }
-    const char *modes[] = {"generate", "chat", "tokenize", "logits", "profile", "compare", "needle"};
-    int known = 0;
-    for (size_t k = 0; k < sizeof modes / sizeof *modes; k++) known |= !strcmp(o->mode, modes[k]);
-    if (!known) {
-        fprintf(stderr, "razor: unknown mode '%s' (generate, chat, tokenize, logits, profile, compare, needle)\n",
-                o->mode);
-        return 2;
-    }
-    int policy = -1;
-    for (int k = 0; k < 4; k++) if (!strcmp(o->policy_name, policy_names[k])) policy = k;
-    if (policy < 0) {
-        fprintf(stderr, "razor: unknown cache policy '%s' (razor, full, streaming, nocomp)\n", o->policy_name);
-        return 2;
-    }
-    o->cache.policy = (Policy)policy;
-    if (o->prompt && o->prompt_file) { fprintf(stderr, "razor: give the prompt with -i or -f, not both\n"); return 2; }
-    if (!strcmp(o->mode, "logits")) {
-        if (!o->out_path) { fprintf(stderr, "razor: -m logits needs -o FILE\n"); return 2; }
-        if (!o->ids_file && !o->prompt && !o->prompt_file) {
-            fprintf(stderr, "razor: -m logits needs -I ids_file, -i or -f\n");
-            return 2;
-        }
-    } else if (o->ids_file) {
-        fprintf(stderr, "razor: -I is for -m logits\n");
-        return 2;
-    } else if (o->out_path && strcmp(o->mode, "profile") && strcmp(o->mode, "needle")) {
-        fprintf(stderr, "razor: -o is for -m logits, profile and needle\n");
-        return 2;
-    }
-    return 0;
 }
 
 /* The tokenizer path: -z, else tokenizer.bin next to the model, else in the current directory. */
@@ -3292,173 +3224,217 @@ static const char *tokenizer_path(const Options *o, char *buf, size_t size) {
     return "tokenizer.bin";
 }
 
-/* Computes the head profile and saves it (and its picture) to path. */
-/* Profiles the model and writes PATH and its picture PATH.svg; both are opened before the probe
- * runs, so that a path that cannot be written fails at once, not after the work. */
-static int make_profile(const Model *m, const Tokenizer *tok, const Options *o, HeadProfile *p, const char *path) {
-    char svg_path[4200];
-    snprintf(svg_path, sizeof svg_path, "%s.svg", path);
-    Output heads, svg;
-    if (open_output(&heads, path) != 0) return -1;
-    if (open_output(&svg, svg_path) != 0) { close_output(&heads, 0); return -1; }
-    int alibi = m->config.pos_encoding == POS_ALIBI;
-    if (alibi && ends_with(path, ".tsv")) fail("%s: a DuoAttention .tsv cannot hold an ALiBi model's spans", path);
-    if ((alibi && ends_with(path, ".tsv")) || (alibi ? span_rule(m, p, SPAN_EPS)
-                                                     : profile_heads(m, tok, p, o->seed_given ? o->seed : 42,
-                                                                     o->induction_fraction, o->echo_fraction)) != 0) {
-        close_output(&heads, 0);
-        close_output(&svg, 0);
-        return -1;
+/* One option and its value into o; returns 0, or 2 (the message printed). */
+static int parse_flag(Options *o, const char *flag, const char *val) {
+    double v;
+    switch (flag[1]) {
+    case 't': if (parse_number(flag, val, 0, 100, 0, &v)) return 2; o->temperature = (float)v; break;
+    case 'p': if (parse_number(flag, val, 0, 1, 0, &v)) return 2; o->topp = (float)v; break;
+    case 's': {
+        char *end;
+        errno = 0;
+        o->seed = strtoull(val, &end, 10);
+        if (end == val || *end || errno || val[0] == '-')
+            return complain(2, "-s %s: expected an integer in [0, %llu]", val, (unsigned long long)UINT64_MAX);
+        o->seed_given = 1;
+        break;
     }
-    print_heatmap(p);
-    write_profile(p, heads.f, ends_with(path, ".tsv"));
-    write_profile_svg(p, svg.f);
-    int status = close_output(&heads, 1);
-    if (close_output(&svg, status == 0) != 0) status = -1;
-    if (status != 0) { free_profile(p); return -1; }
-    fprintf(stderr, "wrote %s and %s\n", path, svg_path);
+    case 'n': if (parse_number(flag, val, 0, INT_MAX, 1, &v)) return 2; o->steps = (int)v; break;
+    case 'T': if (parse_number(flag, val, 1, 1024, 1, &v)) return 2; o->threads = (int)v; break;
+    case 'S': if (parse_number(flag, val, 0, MAX_SEQ_LEN, 1, &v)) return 2; o->cache.n_sink = (int)v; break;
+    case 'W': if (parse_number(flag, val, 1, MAX_SEQ_LEN, 1, &v)) return 2; o->cache.window_min = (int)v; break;
+    case 'C': if (parse_number(flag, val, 1, 1e6, 0, &v)) return 2; o->cache.compression = (float)v; break;
+    case 'R': if (parse_number(flag, val, 0, 1, 0, &v)) return 2; o->induction_fraction = (float)v; break;
+    case 'E': if (parse_number(flag, val, 0, 1, 0, &v)) return 2; o->echo_fraction = (float)v; break;
+    case 'B': if (parse_number(flag, val, 1, 1 << 16, 1, &v)) return 2; o->block = (int)v; break;
+    case 'i': o->prompt = val; break;
+    case 'f': o->prompt_file = val; break;
+    case 'z': o->tokenizer_path = val; break;
+    case 'm': o->mode = val; break;
+    case 'o': o->out_path = val; break;
+    case 'I': o->ids_file = val; break;
+    case 'y': o->system_prompt = val; break;
+    case 'c': o->policy_name = val; break;
+    case 'k': o->profile_path = val; break;
+    case 'e': o->needle = val; break;
+    case 'q': o->question = val; break;
+    case 'L': {
+        double v_list[MAX_NEEDLE_LENGTHS];
+        if (parse_list(flag, val, 16, MAX_SEQ_LEN, 1, MAX_NEEDLE_LENGTHS, v_list, &o->n_needle_lengths)) return 2;
+        for (int k = 0; k < o->n_needle_lengths; k++) o->needle_lengths[k] = (int)v_list[k];
+        break;
+    }
+    case 'D': {
+        double v_list[MAX_NEEDLE_DEPTHS];
+        if (parse_list(flag, val, 0, 1, 0, MAX_NEEDLE_DEPTHS, v_list, &o->n_needle_depths)) return 2;
+        for (int k = 0; k < o->n_needle_depths; k++) o->needle_depths[k] = (float)v_list[k];
+        break;
+    }
+    case 'w':
+        if (strcmp(val, "f32") && strcmp(val, "bf16")) return complain(2, "-w takes f32 or bf16, not '%s'", val);
+        o->bf16 = !strcmp(val, "bf16");
+        break;
+    case 'K': {
+        const char *types[] = {"f32", "bf16", "f16"};
+        int k = 0;
+        while (k < 3 && strcmp(val, types[k])) k++;
+        if (k == 3) return complain(2, "-K takes f32, bf16 or f16, not '%s'", val);
+        o->cache.kv_type = (KVType)k;
+        break;
+    }
+    }
     return 0;
 }
 
-static const char *default_profile_path(const Options *o, char *buf, size_t size) {
-    snprintf(buf, size, "%s.heads", o->model_path);
-    return buf;
+/* The modes (-m): each runs with the model, its tokenizer (NULL for -m logits -I) and the options;
+ * uses_cache: it runs under the cache policy (-c), so razor and nocomp need a head profile. */
+typedef struct {
+    const char *name;
+    int (*run)(const Model *m, const Tokenizer *tok, const Options *o);
+    int uses_cache;
+} Mode;
+static const Mode modes[] = {{"generate", run_generate, 1}, {"chat", run_chat, 1},   {"tokenize", run_tokenize, 0},
+                             {"logits", run_logits, 0},     {"profile", run_profile, 0}, {"compare", run_compare, 1},
+                             {"needle", run_needle, 1}};
+enum { N_MODES = sizeof modes / sizeof *modes };
+
+static const Mode *find_mode(const char *name) {
+    for (int k = 0; k < N_MODES; k++) if (!strcmp(name, modes[k].name)) return &modes[k];
+    return NULL;
+}
+
+/* What the options ask for together: a known mode and policy, and the inputs and outputs it takes. */
+static int check_args(Options *o) {
+    if (!find_mode(o->mode))
+        return complain(2, "unknown mode '%s' (generate, chat, tokenize, logits, profile, compare, needle)", o->mode);
+    int policy = -1;
+    for (int k = 0; k < 4; k++) if (!strcmp(o->policy_name, policy_names[k])) policy = k;
+    if (policy < 0) return complain(2, "unknown cache policy '%s' (razor, full, streaming, nocomp)", o->policy_name);
+    o->cache.policy = (Policy)policy;
+    if (o->prompt && o->prompt_file) return complain(2, "give the prompt with -i or -f, not both");
+    if (!strcmp(o->mode, "logits")) {
+        if (!o->out_path) return complain(2, "-m logits needs -o FILE");
+        if (!o->ids_file && !o->prompt && !o->prompt_file) return complain(2, "-m logits needs -I ids_file, -i or -f");
+    } else if (o->ids_file) {
+        return complain(2, "-I is for -m logits");
+    } else if (o->out_path && strcmp(o->mode, "profile") && strcmp(o->mode, "needle")) {
+        return complain(2, "-o is for -m logits, profile and needle");
+    }
+    return 0;
+}
+
+/* Parses argv into o; returns 0, or the exit code on error (2) or help (1, after printing usage). */
+static int parse_args(int argc, char **argv, Options *o) {
+    *o = (Options){.temperature = 1.0f, .topp = 0.9f, .steps = 256, .mode = "generate", .policy_name = "razor",
+                   .cache = {.policy = POLICY_RAZOR, .kv_type = KV_BF16, .n_sink = SINKS_N0, .window_min = WINDOW_S0,
+                             .compression = COMPRESSION_C},
+                   .induction_fraction = INDUCTION_FRACTION, .echo_fraction = ECHO_FRACTION,
+                   .needle = "The pass key is {key}. Remember it.", /* as train/train.py plants them */
+                   .question = "What is the pass key? The pass key is", .block = DEFAULT_BLOCK};
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    o->threads = cores > 0 ? (int)cores : 1;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 1; }
+    if (argc < 2 || argv[1][0] == '-') { usage(stderr); return 2; }
+    o->model_path = argv[1];
+    for (int i = 2; i < argc; i += 2) {
+        const char *flag = argv[i];
+        if (flag[0] != '-' || strlen(flag) != 2 || !strchr("tpsnifzmToIycSWCkREeqwLDKB", flag[1])) {
+            complain(2, "unknown option '%s'", flag);
+            usage(stderr);
+            return 2;
+        }
+        if (i + 1 >= argc) return complain(2, "%s needs a value", flag);
+        if (parse_flag(o, flag, argv[i + 1]) != 0) return 2;
+    }
+    return check_args(o);
+}
+
+/* The prompt of -f, read whole, or of -i; one final newline (a text file's last line end) is not part
+ * of it. *owned: what main frees. Returns -1 (the message printed) if the file cannot be read. */
+static int read_prompt(Options *o, char **owned) {
+    size_t len;
+    *owned = NULL;
+    if (o->prompt_file) {
+        if (read_file(o->prompt_file, MAX_PROMPT_BYTES, owned, &len) != 0) return report(-1);
+        if (strlen(*owned) != len) {
+            free(*owned);
+            *owned = NULL;
+            return complain(-1, "%s: contains a NUL byte", o->prompt_file);
+        }
+        o->prompt = *owned;
+    }
+    len = o->prompt ? strlen(o->prompt) : 0;
+    if (len && o->prompt[len - 1] == '\n') {
+        if (!*owned) *owned = xstrdup(o->prompt);
+        (*owned)[--len] = 0;
+        if (len && (*owned)[len - 1] == '\r') (*owned)[--len] = 0;
+        o->prompt = *owned;
+    }
+    return 0;
 }
 
 /* The retrieval heads for -c razor / nocomp and the needle test: from -k FILE, else from
  * model.bin.heads, which is computed and saved first if it does not exist. */
-static int get_profile(const Model *m, const Tokenizer *tok, const Options *o, HeadProfile *p) {
+static int get_profile(const Model *m, const Tokenizer *tok, const Options *o, HeadProfile *profile) {
     char buf[4200];
     const char *path = o->profile_path ? o->profile_path : default_profile_path(o, buf, sizeof buf);
-    if (o->profile_path || access(path, F_OK) == 0) return load_profile(p, path, &m->config);
-    fprintf(stderr, "razor: no head profile at %s; profiling the model first\n", path);
-    return make_profile(m, tok, o, p, path);
+    if (o->profile_path || access(path, F_OK) == 0) return load_profile(profile, path, &m->config);
+    complain(0, "no head profile at %s; profiling the model first", path);
+    return make_profile(m, tok, o, profile, path);
+}
+
+/* Warnings for options that work, but not as a user may expect. */
+static void warn_options(const Options *o) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores > 0 && o->threads > cores)
+        complain(0, "warning: -T %d is more threads than the %ld online cores; expect it to be much slower", o->threads,
+                 cores);
+    if (o->cache.policy != POLICY_FULL && o->cache.n_sink >= o->cache.window_min)
+        complain(0, "warning: -S %d sinks are not fewer than -W %d: a compressed head's window can be no longer than "
+                    "its sinks", o->cache.n_sink, o->cache.window_min);
 }
 
 int main(int argc, char **argv) {
     Options o;
     int status = parse_args(argc, argv, &o);
     if (status) return status == 1 ? 0 : status;
+    const Mode *mode = find_mode(o.mode);
     Model model;
     if (load_model(&model, o.model_path) != 0 || (o.bf16 && model_to_bf16(&model) != 0)) {
-        fprintf(stderr, "razor: %s\n", razor_error());
         free_model(&model);
-        return 1;
+        return report(1);
     }
     const Config *c = &model.config;
-
-    char *prompt = NULL;
-    size_t prompt_len;
-    if (o.prompt_file) {
-        if (read_file(o.prompt_file, MAX_PROMPT_BYTES, &prompt, &prompt_len) != 0) {
-            fprintf(stderr, "razor: %s\n", razor_error());
-            free_model(&model);
-            return 1;
-        }
-        if (strlen(prompt) != prompt_len) {
-            fprintf(stderr, "razor: %s: contains a NUL byte\n", o.prompt_file);
-            free(prompt);
-            free_model(&model);
-            return 1;
-        }
-        o.prompt = prompt;
-    }
-    if (o.prompt) { /* one final newline (a text file's last line end) is not part of the prompt, for -f and -i alike */
-        size_t len = strlen(o.prompt);
-        if (len && o.prompt[len - 1] == '\n') {
-            if (!prompt) prompt = xstrdup(o.prompt);
-            prompt[--len] = 0;
-            if (len && prompt[len - 1] == '\r') prompt[--len] = 0;
-            o.prompt = prompt;
-        }
-    }
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cores > 0 && o.threads > cores)
-        fprintf(stderr,
-                "razor: warning: -T %d is more threads than the %ld online cores; expect it to be much slower\n",
-                o.threads, cores);
-    if (o.cache.policy != POLICY_FULL && o.cache.n_sink >= o.cache.window_min)
-        fprintf(
-            stderr,
-            "razor: warning: -S %d sinks are not fewer than -W %d: a compressed head's window can be no longer than "
-            "its sinks\n",
-            o.cache.n_sink, o.cache.window_min);
+    char *prompt;
+    if (read_prompt(&o, &prompt) != 0) { free_model(&model); return 1; }
+    warn_options(&o);
     if (o.threads > 1) pool_start(o.threads);
 
     Tokenizer tok = {0};
     HeadProfile profile = {0};
     int need_tokenizer = !(o.ids_file && !strcmp(o.mode, "logits"));
-    int uses_cache = !strcmp(o.mode, "generate") || !strcmp(o.mode, "chat") || !strcmp(o.mode, "compare") ||
-                     !strcmp(o.mode, "needle");
-    int need_profile = (uses_cache && (o.cache.policy == POLICY_RAZOR || o.cache.policy == POLICY_NOCOMP)) ||
+    int need_profile = (mode->uses_cache && (o.cache.policy == POLICY_RAZOR || o.cache.policy == POLICY_NOCOMP)) ||
                        !strcmp(o.mode, "needle");
     char path_buf[4096];
     const char *tok_path = need_tokenizer ? tokenizer_path(&o, path_buf, sizeof path_buf) : NULL;
     if (need_tokenizer && !o.tokenizer_path && access(tok_path, F_OK) != 0) {
-        fprintf(stderr, "razor: no tokenizer: looked for tokenizer.bin next to the model and in the current directory; "
-                        "give one with -z FILE\n");
-        status = 1;
-    } else if (need_tokenizer && load_tokenizer(&tok, tok_path, c->vocab_size, c->bos_id, c->eos_id) != 0) {
-        fprintf(stderr, "razor: %s\n", razor_error());
-        status = 1;
-    } else if (!strcmp(o.mode, "profile")) {
-        status = make_profile(&model, &tok, &o, &profile,
-                              o.out_path ? o.out_path : default_profile_path(&o, path_buf, sizeof path_buf)) != 0;
-        if (status) fprintf(stderr, "razor: %s\n", razor_error());
-    } else if (need_profile && get_profile(&model, &tok, &o, &profile) != 0) {
-        fprintf(stderr, "razor: %s\n", razor_error());
-        status = 1;
-    } else if (!strcmp(o.mode, "tokenize")) {
-        const char *text = o.prompt ? o.prompt : "";
-        int *tokens = xcalloc(encode_room(text), sizeof(int));
-        double t0 = now_seconds();
-        int n = encode(&tok, text, 1, tokens);
-        double secs = now_seconds() - t0;
-        if (n < 0) {
-            fprintf(stderr, "razor: %s\n", razor_error());
-            status = 2;
-        } else {
-            for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", tokens[i]);
-            printf("\n");
-            fprintf(stderr, "encoded %zu bytes into %d tokens in %.1f ms\n", strlen(text), n, secs * 1e3);
-        }
-        free(tokens);
-    } else if (!strcmp(o.mode, "logits")) {
-        int *ids = NULL, n = 0;
-        if (o.ids_file) {
-            if (read_ids(o.ids_file, c->vocab_size, c->seq_len, &ids, &n) != 0) {
-                fprintf(stderr, "razor: %s\n", razor_error());
-                status = 1;
-            }
-        } else {
-            ids = xcalloc(encode_room(o.prompt), sizeof(int));
-            n = encode(&tok, o.prompt, 1, ids);
-            if (n < 0) { fprintf(stderr, "razor: %s\n", razor_error()); status = 2; }
-            if (n > c->seq_len) {
-                fprintf(stderr, "razor: the prompt is %d tokens, the model's context is %d\n", n, c->seq_len);
-                status = 2;
-            }
-        }
-        if (status == 0) status = run_logits(&model, ids, n, &o);
-        free(ids);
+        status = complain(1, "no tokenizer: looked for tokenizer.bin next to the model and in the current directory; "
+                             "give one with -z FILE");
+    } else if ((need_tokenizer && load_tokenizer(&tok, tok_path, c->vocab_size, c->bos_id, c->eos_id) != 0) ||
+               (need_profile && get_profile(&model, &tok, &o, &profile) != 0)) {
+        status = report(1);
     } else {
-        o.cache.retrieval = profile.retrieval;
-        o.cache.span = profile.span;
-        Sampler sampler;
-        if (!o.seed_given) { /* from the clock, to the nanosecond, and the process: runs in the same second differ */
+        o.cache.profile = &profile; /* which heads are retrieval heads: choose_head_caches (section 4) */
+        if (mode->uses_cache && !o.seed_given) { /* the clock to the nanosecond, and the process id */
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             o.seed = ((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec) ^ ((uint64_t)getpid() << 40);
             if (o.temperature > 0 && (!strcmp(o.mode, "generate") || !strcmp(o.mode, "chat")))
-                fprintf(stderr, "razor: seed %llu (from the clock; -s %llu repeats this run)\n",
-                        (unsigned long long)o.seed, (unsigned long long)o.seed);
+                complain(0, "seed %llu (from the clock; -s %llu repeats this run)", (unsigned long long)o.seed,
+                         (unsigned long long)o.seed);
         }
-        build_sampler(&sampler, c->vocab_size, o.temperature, o.topp, o.seed);
-        if (!strcmp(o.mode, "chat")) status = run_chat(&model, &tok, &sampler, &o);
-        else if (!strcmp(o.mode, "compare")) status = run_compare(&model, &tok, &o);
-        else if (!strcmp(o.mode, "needle")) status = run_needle(&model, &tok, &o, profile.retrieval);
-        else status = run_generate(&model, &tok, &sampler, &o);
-        free_sampler(&sampler);
+        status = mode->run(&model, need_tokenizer ? &tok : NULL, &o);
     }
     free_profile(&profile);
     free_tokenizer(&tok);
@@ -3470,19 +3446,18 @@ int main(int argc, char **argv) {
 #endif
 
 /* ------------------------------------------------------------------------------------------------
- * 11. The fast kernels: vectors, matmul, THE tiled attention loop, bfloat16 weights, the thread
- * pool. Skippable on a first read: sections 3-5 say what each computes; this is how it is made fast.
- * The vector width and tile sizes come from the compile target (model.h). */
+ * Appendix F. The fast kernels: threads, vectors, matmul, THE tiled attention loop, 16-bit numbers,
+ * bfloat16 weights. Skippable on a first read: sections 3-5 say what each computes (matmul_reference,
+ * swiglu_reference, attention_online); this is how it is made fast. The vector width and tile sizes
+ * come from the compile target (model.h). */
 
 /* Threads. One pool for the whole program: pool_run(task, arg) runs task(arg, i, n) on all n
  * threads (the caller is thread 0) and returns when all are done. Workers spin briefly between jobs
  * (a forward pass is a burst of them), then yield the core, then sleep. Each task splits its own
  * work by thread index. */
-
-typedef void (*Task)(void *arg, int thread, int n_threads);
+static int pool_threads = 1; /* the caller included */
 
 #ifdef RAZOR_NO_THREADS
-static int pool_threads = 1;
 void pool_start(int n) { (void)n; }
 void pool_stop(void) {}
 static void pool_run(Task task, void *arg) { task(arg, 0, 1); }
@@ -3499,7 +3474,6 @@ static struct {
     pthread_cond_t wake;
     int sleepers;
 } pool = {.n = 1, .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
-static int pool_threads = 1;
 
 #define SPINS 2000 /* polls before a waiting thread yields its core; workers sleep after 64 rounds */
 
@@ -3524,8 +3498,7 @@ static void *pool_worker(void *p) {
 }
 
 void pool_start(int n) {
-    pool.n = n;
-    pool_threads = n;
+    pool.n = pool_threads = n;
     pool.threads = xcalloc((size_t)n, sizeof(pthread_t));
     for (int i = 1; i < n; i++)
         if (pthread_create(&pool.threads[i], NULL, pool_worker, (void *)(intptr_t)i) != 0) {
@@ -3556,8 +3529,7 @@ static void pool_run(Task task, void *arg) {
     if (pool.sleepers) pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
     task(arg, 0, pool.n);
-    for (int spins = 0; atomic_load(&pool.busy) > 0;)
-        if (++spins > SPINS) sched_yield();
+    for (int spins = 0; atomic_load(&pool.busy) > 0;) if (++spins > SPINS) sched_yield();
 }
 #endif
 
@@ -3570,6 +3542,45 @@ static void split(size_t n, size_t align, int i, int n_threads, size_t *begin, s
     if (*end > n) *end = n;
 }
 
+/* 16-bit numbers: bfloat16 (the top 16 bits of a float32) and IEEE half (11 bits of precision, a range
+ * of +-65504, beyond it inf), both rounded to nearest, ties to even. */
+static float bf16_to_f32(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
+
+static uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7f800000) == 0x7f800000) return (uint16_t)((u >> 16) | ((u & 0xffff) ? 0x40 : 0)); /* inf, NaN */
+    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+
+static uint16_t f32_to_f16(float f) {
+    uint32_t u, sign, abs;
+    memcpy(&u, &f, 4);
+    sign = (u >> 16) & 0x8000;
+    abs = u & 0x7fffffff;
+    if (abs >= 0x7f800000) return (uint16_t)(sign | 0x7c00 | (abs > 0x7f800000 ? 0x200 : 0)); /* inf, NaN */
+    if (abs >= 0x477ff000) return (uint16_t)(sign | 0x7c00); /* rounds to 65520 or more: inf */
+    if (abs < 0x38800000) { /* below 2^-14: a subnormal half, in units of 2^-24 */
+        float a;
+        memcpy(&a, &abs, 4);
+        return (uint16_t)(sign | (uint32_t)lrintf(a * 0x1p24f));
+    }
+    uint32_t h = (abs - 0x38000000) >> 13, rest = abs & 0x1fff; /* exponent rebiased from 127 to 15 */
+    h += rest > 0x1000 || (rest == 0x1000 && (h & 1));
+    return (uint16_t)(sign | h);
+}
+
+static float f16_to_f32(uint16_t h) {
+    uint32_t magnitude = (uint32_t)(h & 0x7fff) << 13, u;
+    float f;
+    memcpy(&f, &magnitude, 4);
+    f *= 0x1p112f; /* rebias the exponent from 15 to 127; subnormal halves come out right too */
+    memcpy(&u, &f, 4);
+    if ((h & 0x7c00) == 0x7c00) u |= 0x7f800000; /* inf, NaN */
+    u |= (uint32_t)(h & 0x8000) << 16;
+    memcpy(&f, &u, 4);
+    return f;
+}
 
 /* Vectors of VEC floats (GCC/clang vector extension; VEC and the tiles below come from the compile
  * target, see model.h). vload reads unaligned memory. */
@@ -3745,10 +3756,7 @@ static inline __attribute__((always_inline)) float dot_row(const float *x, const
  * [0 2 .. 30 | 1 3 .. 31 | 32 34 .. 62 | 33 ..]. The tail (n % (2 * VEC)) is not needed. */
 static void pair_inputs(float *x_pairs, const float *x, int n) {
     for (int j = 0; j + 2 * VEC <= n; j += 2 * VEC)
-        for (int k = 0; k < VEC; k++) {
-            x_pairs[j + k] = x[j + 2 * k];
-            x_pairs[j + VEC + k] = x[j + 2 * k + 1];
-        }
+        for (int k = 0; k < VEC; k++) { x_pairs[j + k] = x[j + 2 * k]; x_pairs[j + VEC + k] = x[j + 2 * k + 1]; }
 }
 
 /* x_quads, the same for q8: each run of 4 * VEC inputs as inputs 4l + k, k = 0..3 in turn, lane l:
@@ -3838,7 +3846,6 @@ static inline __attribute__((always_inline)) void matmul_part(const Matmul *a, i
 }
 
 typedef struct { Matmul mat[3]; int n; } Matmuls;
-
 static void matmul_task(void *arg, int thread, int n_threads) {
     const Matmuls *a = arg;
     for (int k = 0; k < a->n; k++) {
@@ -3851,7 +3858,6 @@ static void matmul_task(void *arg, int thread, int n_threads) {
 static int matmul_padded(int T) { return (T + BLOCK_TILE_T - 1) / BLOCK_TILE_T * BLOCK_TILE_T; }
 
 typedef struct { float *xt; const float *x; int T, n; } Transpose;
-
 static void transpose_task(void *arg, int thread, int n_threads) {
     const Transpose *a = arg;
     size_t begin, end, n = (size_t)a->n;
@@ -3867,21 +3873,23 @@ static void transpose_task(void *arg, int thread, int n_threads) {
     }
 }
 
-/* Before matmuls of a block: x (T, n) transposed tile by tile for block_tile, token t, input j at
+/* Before the matmuls of a block: x (T, n) transposed tile by tile for block_tile, token t, input j at
  * xt[t / BLOCK_TILE_T][j][t % BLOCK_TILE_T], i.e. (matmul_padded(T) / BLOCK_TILE_T, n, BLOCK_TILE_T),
  * the padding tokens zero. Each tile is contiguous, so a slice of it fills L1 without set conflicts.
  * Below BLOCK_MIN_TOKENS tokens matmul reads x itself and this does nothing. */
-void transpose_block(float *xt, const float *x, int T, int n) {
+static void transpose_block(float *xt, const float *x, int T, int n) {
     Transpose a = {xt, x, T, n};
     if (T >= BLOCK_MIN_TOKENS) pool_run(transpose_task, &a);
 }
 
-/* For each of the n products (at most 3): out (T, d) = x (T, n) @ w (d, n)^T. Every weight row is read
- * once for the whole block of T tokens; the products share x and one trip through the thread pool.
- * xt: x as transpose_block left it; for one token with bf16 or q8 weights (all products share the
- * file's type), x as pair_inputs or quad_inputs orders it. */
+/* For each of the n products (at most 3): out (T, d) = x (T, n) @ w (d, n)^T, or out += with add
+ * (matmul_reference, section 3). Every weight row is read once for the whole block of T tokens; the
+ * products share x and one trip through the thread pool. xt: scratch of (n, matmul_padded(T)) floats,
+ * where x goes transposed tile by tile (transpose_block), or, for one token with bf16 or q8 weights
+ * (all products share the file's type), reordered as pair_inputs or quad_inputs orders it. */
 void matmul(const float *x, float *xt, int T, int n, const Product *products, int n_products) {
     Matmuls a = {.n = n_products};
+    transpose_block(xt, x, T, n);
     for (int k = 0; k < n_products; k++)
         a.mat[k] = (Matmul){products[k].out, x, xt, products[k].w, T, n, products[k].d, products[k].add};
     if (T == 1 && products[0].w.type == WEIGHT_BF16) pair_inputs(xt, x, n);
@@ -3927,7 +3935,7 @@ static void swiglu(float *hb, const float *hb2, size_t n) {
         vecf out = v / (1.0f + e) * vload(hb2 + i);
         memcpy(hb + i, &out, sizeof out);
     }
-    for (; i < n; i++) hb[i] = hb[i] / (1.0f + expf(-hb[i])) * hb2[i];
+    swiglu_reference(hb + i, hb2 + i, n - i); /* the last n % VEC */
 }
 
 /* Keys and values as the attention loop reads them: float32, or 16-bit (-K) widened VEC at a time.
@@ -3956,10 +3964,7 @@ static inline vecf kvload(const void *p, size_t i, int KVT) { /* numbers i .. i 
 /* to[0 .. n) = the numbers from[0 .. n) of a cache in the type KVT, widened to float32 */
 static inline void kv_widen(float *to, const void *from, size_t n, int KVT) {
     size_t i = 0;
-    for (; i + VEC <= n; i += VEC) {
-        vecf v = kvload(from, i, KVT);
-        memcpy(to + i, &v, sizeof v);
-    }
+    for (; i + VEC <= n; i += VEC) { vecf v = kvload(from, i, KVT); memcpy(to + i, &v, sizeof v); }
     for (; i < n; i++) to[i] = kv_get(from, i, (KVType)KVT);
 }
 
@@ -3981,28 +3986,48 @@ static inline __attribute__((always_inline)) void attend_values(const float (*p)
         for (int u = 0; u < DV; u++) memcpy(acc + (size_t)b * head_dim + d + u * VEC, &a[b][u], sizeof a[b][u]);
 }
 
-/* One step of THE attention loop below: NB queries (NB <= ATT_QUERIES; called with a constant, so
- * their arrays live in registers) meet one tile of keys together, so that every key and value loaded
- * serves NB queries. Query b (already times 1/sqrt(head_dim)), at position qpos[b], sees the first
- * n_seen[b] keys of the tile (0: none).
- * Its running max m[b], running sum l[b] and accumulator acc (NB, head_dim) are updated online: scores
- * (with ALiBi, + slope * (key position - query position)) for the keys that any of the NB queries sees,
- * ATT_SCORE_V vectors of keys at a time; then, once per query for the whole tile, a rescale of what was
- * summed under the old max if this tile holds a larger score, and exp; then the weighted sum of the
- * values (attend_values). comp_at: the compensation slot's place in this tile (outside [0, ATT_TILE_K):
- * not here); its score gets + comp_bias = ln(N_d). kt, vt: the tile's keys (head_dim, ATT_TILE_K) and
- * values (ATT_TILE_K, head_dim) in the cache's type KVT; kpos: their positions. */
-static inline __attribute__((always_inline)) void attend_tile(const float *const *q, const float *qpos,
-                                                              const int *n_seen, float *m, float *l, float *acc,
-                                                              const void *kt, const void *vt, const float *kpos,
-                                                              int head_dim, float slope, int comp_at,
-                                                              float comp_bias, int NB, int KVT) {
+/* A tile of queries, as the attention loop below holds it while it walks the key tiles. */
+typedef struct {
+    const float *qs;       /* (nq, head_dim) the queries times 1/sqrt(head_dim) */
+    float *m, *l, *acc;    /* (nq), (nq), (nq, head_dim): attention_online's m, l and acc for each query */
+    int nq, q0, n_past, n_keys, head_dim, comp_slot;
+    float q_position, slope, comp_bias;
+    const float *position; /* (slots) the cache's positions */
+} QueryTile;
+
+/* One step of THE attention loop below: queries i .. i + NB - 1 of the tile t (NB <= ATT_QUERIES; called
+ * with a constant, so their arrays live in registers) meet the tile of keys at slot k0 together, so that
+ * every key and value loaded serves NB queries. kt, vt: that tile's keys (head_dim, ATT_TILE_K) and
+ * values (ATT_TILE_K, head_dim) in the cache's type KVT. The steps are attention_online's (section 4):
+ *   1. the scores of the keys any of the NB queries sees, ATT_SCORE_V vectors of keys at a time: q . k
+ *      (the queries are already times 1/sqrt(head_dim)), + slope * (key position - query position)
+ *      with ALiBi (slot_score's - slope * (q_pos - pos)), + ln(N_d) at the compensation slot; keys a
+ *      query may not see score -inf;
+ *   2. per query, the tile's max; if it is larger than m, l and acc are multiplied by e^(m - max) and
+ *      m = max (at the first tile, m = -inf: the factor expf(-inf) = 0 multiplies zeros);
+ *   3. per query, p_j = e^(s_j - m), VEC at a time (vexp gives 0 for -inf and for NaN, which -inf - -inf
+ *      is, so a tile that holds nothing but -inf adds nothing), and l += their sum;
+ *   4. acc += p . values, ATT_VALUE_V vectors of dimensions at a time (attend_values).
+ * The sums run in another order than attention_online's (vectors of keys, a tree per vector), so the
+ * two agree to float rounding, not bit for bit. */
+static inline __attribute__((always_inline)) void attend_tile(const QueryTile *t, int i, int k0, const void *kt,
+                                                              const void *vt, int NB, int KVT) {
     enum { SV = ATT_SCORE_V };
-    float p[ATT_QUERIES][ATT_TILE_K]; /* scores, then exp(score - max) */
-    int n_max = 0;
-    for (int b = 0; b < NB; b++) n_max = n_seen[b] > n_max ? n_seen[b] : n_max;
+    const int head_dim = t->head_dim, comp_at = t->comp_slot - k0; /* outside [0, ATT_TILE_K): not in this tile */
+    const float *kpos = t->position + k0;
+    float *m = t->m + i, *l = t->l + i, *acc = t->acc + (size_t)i * head_dim;
+    const float *q[ATT_QUERIES];
+    float qpos[ATT_QUERIES];
+    int n_seen[ATT_QUERIES], n_max = 0; /* the keys of the tile that query b sees (0: none); the most */
+    for (int b = 0; b < NB; b++) {
+        n_seen[b] = min_int(min_int(t->n_past + t->q0 + i + b + 1, t->n_keys) - k0, ATT_TILE_K);
+        q[b] = t->qs + (size_t)(i + b) * head_dim;
+        qpos[b] = t->q_position + (float)(t->q0 + i + b);
+        n_max = n_seen[b] > n_max ? n_seen[b] : n_max;
+    }
+    float p[ATT_QUERIES][ATT_TILE_K]; /* scores, then e^(score - m) */
     int kv_seen = (n_max + SV * VEC - 1) / (SV * VEC) * SV; /* vectors of the tile that some query sees */
-    for (int c0 = 0; c0 < kv_seen; c0 += SV) { /* scores: q . k, SV vectors of keys at a time */
+    for (int c0 = 0; c0 < kv_seen; c0 += SV) { /* 1. scores: q . k, SV vectors of keys at a time */
         vecf sv[ATT_QUERIES][SV];
         for (int b = 0; b < NB; b++)
             for (int c = 0; c < SV; c++) sv[b][c] = (vecf){0};
@@ -4014,35 +4039,35 @@ static inline __attribute__((always_inline)) void attend_tile(const float *const
         }
         for (int b = 0; b < NB; b++)
             for (int c = 0; c < SV; c++) {
-                if (slope != 0) sv[b][c] += (vload(kpos + (c0 + c) * VEC) - qpos[b]) * slope; /* ALiBi */
+                if (t->slope != 0) sv[b][c] += (vload(kpos + (c0 + c) * VEC) - qpos[b]) * t->slope; /* ALiBi */
                 memcpy(p[b] + (c0 + c) * VEC, &sv[b][c], sizeof sv[b][c]);
             }
     }
     for (int b = 0; b < NB; b++) {
         int n = n_seen[b];
         if (n <= 0) { memset(p[b], 0, sizeof p[b]); continue; }
-        if (comp_at >= 0 && comp_at < n) p[b][comp_at] += comp_bias; /* + ln(N_d) */
-        for (int j = n; j < kv_seen * VEC; j++) p[b][j] = -INFINITY;  /* keys it may not see */
+        if (comp_at >= 0 && comp_at < n) p[b][comp_at] += t->comp_bias; /* + ln(N_d) */
+        for (int j = n; j < kv_seen * VEC; j++) p[b][j] = -INFINITY;   /* keys it may not see */
         vecf mv = vload(p[b]);
         for (int c = 1; c < kv_seen; c++) mv = vmax(mv, vload(p[b] + c * VEC));
         float tile_max = hmax(mv);
         float *ab = acc + (size_t)b * head_dim;
-        if (tile_max > m[b]) { /* rescale what was summed under the old max */
+        if (tile_max > m[b]) { /* 2. rescale what was summed under the old max */
             float correction = expf(m[b] - tile_max);
             l[b] *= correction;
             for (int d = 0; d < head_dim; d++) ab[d] *= correction;
             m[b] = tile_max;
         }
         vecf e_sum = {0};
-        for (int c = 0; c < kv_seen; c++) {
+        for (int c = 0; c < kv_seen; c++) { /* 3. p = e^(s - m), and l += their sum */
             vecf e = vexp(vload(p[b] + c * VEC) - m[b]);
             e_sum += e;
             memcpy(p[b] + c * VEC, &e, sizeof e);
         }
         l[b] += vsum(e_sum);
     }
-    /* acc += p @ values: ATT_VALUE_V vectors of dimensions at a time, each key's value vectors loaded once
-     * for the NB queries; then any whole vectors left one at a time; then single dimensions */
+    /* 4. acc += p @ values: ATT_VALUE_V vectors of dimensions at a time, each key's value vectors loaded
+     * once for the NB queries; then any whole vectors left one at a time; then single dimensions */
     int d = 0;
     for (; d + ATT_VALUE_V * VEC <= head_dim; d += ATT_VALUE_V * VEC)
         attend_values(p, n_max, acc, vt, d, head_dim, NB, ATT_VALUE_V, KVT);
@@ -4053,42 +4078,20 @@ static inline __attribute__((always_inline)) void attend_tile(const float *const
                 acc[(size_t)b * head_dim + d] += p[b][j] * kv_get(vt, (size_t)j * head_dim + d, (KVType)KVT);
 }
 
-/* A tile of queries, as the attention loop below holds it while it walks the key tiles. */
-typedef struct {
-    const float *qs;       /* (nq, head_dim) the queries times 1/sqrt(head_dim) */
-    float *m, *l, *acc;    /* (nq), (nq), (nq, head_dim): running max, running sum, accumulator */
-    int nq, q0, first_visible, n_keys, head_dim, comp_slot;
-    float q_position, slope, comp_bias;
-    const float *position; /* (slots) the cache's positions */
-} QueryTile;
-
-/* The query tile against the key tile at k0, ATT_QUERIES queries at a time (attend_tile); kt and vt
- * in the type KVT. */
+/* The query tile against the key tile at k0, ATT_QUERIES queries at a time (attend_tile; a last group
+ * of fewer, one by one); kt and vt in the type KVT. */
 static inline __attribute__((always_inline)) void attend_key_tile(const QueryTile *t, int k0, const void *kt,
                                                                   const void *vt, int KVT) {
-    int hd = t->head_dim;
     for (int i = 0; i < t->nq; i += ATT_QUERIES) {
-        int nb = min_int(t->nq - i, ATT_QUERIES), n_seen[ATT_QUERIES];
-        const float *qb[ATT_QUERIES];
-        float qpos[ATT_QUERIES];
-        for (int b = 0; b < nb; b++) {
-            int visible = min_int(t->first_visible + t->q0 + i + b + 1, t->n_keys);
-            n_seen[b] = min_int(visible - k0, ATT_TILE_K);
-            qb[b] = t->qs + (size_t)(i + b) * hd;
-            qpos[b] = t->q_position + (float)(t->q0 + i + b);
-        }
-        if (n_seen[nb - 1] <= 0) continue; /* (the last query of the group sees the most) */
-        if (nb == ATT_QUERIES)
-            attend_tile(qb, qpos, n_seen, t->m + i, t->l + i, t->acc + (size_t)i * hd, kt, vt, t->position + k0, hd,
-                        t->slope, t->comp_slot - k0, t->comp_bias, ATT_QUERIES, KVT);
+        int nb = min_int(t->nq - i, ATT_QUERIES);
+        if (min_int(t->n_past + t->q0 + i + nb, t->n_keys) <= k0) continue; /* its last query sees the most */
+        if (nb == ATT_QUERIES) attend_tile(t, i, k0, kt, vt, ATT_QUERIES, KVT);
         else
-            for (int b = 0; b < nb; b++)
-                attend_tile(qb + b, qpos + b, n_seen + b, t->m + i + b, t->l + i + b, t->acc + (size_t)(i + b) * hd,
-                            kt, vt, t->position + k0, hd, t->slope, t->comp_slot - k0, t->comp_bias, 1, KVT);
+            for (int b = 0; b < nb; b++) attend_tile(t, i + b, k0, kt, vt, 1, KVT);
     }
 }
 
-/* THE attention loop: attention_reference, tiled and vectorised. Flash-attention style: for each
+/* THE attention loop: attention_online (section 4), tiled and vectorised. Flash-attention style: for each
  * query, walk the keys in tiles of ATT_TILE_K, keeping a running max m, a running sum l of
  * exp(score - m) and an accumulator of the weighted values, rescaled whenever m grows (attend_tile).
  * No score row of length seq_len ever exists. A tile of ATT_TILE_Q queries shares each tile of keys
@@ -4100,20 +4103,20 @@ static inline __attribute__((always_inline)) void attend_key_tile(const QueryTil
  *              transposed tile by tile, so a query's scores against VEC keys are head_dim vector FMAs;
  *              values (slots, head_dim); position (slots); the compensation slot, if any, whose logit
  *              gets + ln(N_d) (compensation_bias says why)
- *   query i may see slots [0, first_visible + i + 1), capped at h->n (the causal mask)
+ *   query i may see slots [0, n_past + i + 1), capped at h->n (the causal mask)
  *   slope      ALiBi's slope of this query head; 0 for RoPE models
  *   out        (n_q, out_stride): like q
  *   scratch    ATT_SCRATCH(head_dim) floats */
 static inline __attribute__((always_inline)) void attention_typed(float *out, size_t out_stride, const float *q,
                                                                   size_t q_stride, int n_q, const HeadCache *h,
-                                                                  int first_visible, int head_dim, float slope,
+                                                                  int n_past, int head_dim, float slope,
                                                                   float q_position, float *scratch, int KVT) {
     const float scale = 1.0f / sqrtf((float)head_dim);
     const size_t tile_floats = (size_t)head_dim * ATT_TILE_K, tile_bytes = tile_floats * kv_size((KVType)KVT);
     float *m = scratch, *l = scratch + ATT_TILE_Q, *acc = scratch + 2 * ATT_TILE_Q;
     float *qs = acc + (size_t)ATT_TILE_Q * head_dim, *keys = qs + (size_t)ATT_TILE_Q * head_dim,
           *values = keys + tile_floats; /* a key tile and its values, widened */
-    QueryTile t = {qs, m, l, acc, 0, 0, first_visible, h->n, head_dim, compensation_slot(h), q_position, slope,
+    QueryTile t = {qs, m, l, acc, 0, 0, n_past, h->n, head_dim, compensation_slot(h), q_position, slope,
                    compensation_bias(h), h->position};
     for (t.q0 = 0; t.q0 < n_q; t.q0 += ATT_TILE_Q) {
         t.nq = min_int(n_q - t.q0, ATT_TILE_Q);
@@ -4124,14 +4127,11 @@ static inline __attribute__((always_inline)) void attention_typed(float *out, si
                 qs[(size_t)i * head_dim + d] = q[(size_t)(t.q0 + i) * q_stride + d] * scale;
         }
         memset(acc, 0, (size_t)t.nq * head_dim * sizeof(float));
-        int last_visible = min_int(first_visible + t.q0 + t.nq, h->n);
+        int last_visible = min_int(n_past + t.q0 + t.nq, h->n);
         for (int k0 = 0; k0 < last_visible; k0 += ATT_TILE_K) {
             const void *kt = (const char *)h->key_tiles + (size_t)(k0 / ATT_TILE_K) * tile_bytes,
                        *vt = (const char *)h->values + (size_t)k0 * head_dim * kv_size((KVType)KVT);
-            if (KVT == KV_F32 || t.nq == 1) {
-                attend_key_tile(&t, k0, kt, vt, KVT);
-                continue;
-            }
+            if (KVT == KV_F32 || t.nq == 1) { attend_key_tile(&t, k0, kt, vt, KVT); continue; }
             kv_widen(keys, kt, tile_floats, KVT);
             kv_widen(values, vt, (size_t)min_int(last_visible - k0, ATT_TILE_K) * head_dim, KVT);
             attend_key_tile(&t, k0, keys, values, KV_F32);
@@ -4144,15 +4144,15 @@ static inline __attribute__((always_inline)) void attention_typed(float *out, si
 }
 
 void attention(float *out, size_t out_stride, const float *q, size_t q_stride, int n_q, const HeadCache *h,
-               int first_visible, int head_dim, float slope, float q_position, float *scratch) {
+               int n_past, int head_dim, float slope, float q_position, float *scratch) {
     if (h->kv_type == KV_BF16)
-        attention_typed(out, out_stride, q, q_stride, n_q, h, first_visible, head_dim, slope, q_position, scratch,
+        attention_typed(out, out_stride, q, q_stride, n_q, h, n_past, head_dim, slope, q_position, scratch,
                         KV_BF16);
     else if (h->kv_type == KV_F16)
-        attention_typed(out, out_stride, q, q_stride, n_q, h, first_visible, head_dim, slope, q_position, scratch,
+        attention_typed(out, out_stride, q, q_stride, n_q, h, n_past, head_dim, slope, q_position, scratch,
                         KV_F16);
     else
-        attention_typed(out, out_stride, q, q_stride, n_q, h, first_visible, head_dim, slope, q_position, scratch,
+        attention_typed(out, out_stride, q, q_stride, n_q, h, n_past, head_dim, slope, q_position, scratch,
                         KV_F32);
 }
 

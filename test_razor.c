@@ -422,7 +422,7 @@ static float *razor_logits_kv(const Model *model, const int *ids, int n, int max
     float *all = malloc((size_t)n * V * sizeof(float));
     for (int i = 0; i < n; i += s.max_block) {
         int T = n - i < s.max_block ? n - i : s.max_block;
-        memcpy(all + (size_t)i * V, forward_block(model, &s, ids + i, T, 1), (size_t)T * V * sizeof(float));
+        memcpy(all + (size_t)i * V, forward_block(model, &s, ids + i, T, 1, 0), (size_t)T * V * sizeof(float));
     }
     free_runstate(&s);
     return all;
@@ -647,15 +647,11 @@ static void test_threads_same_numbers(void) {
 
 /* A head's cache holding keys and values (n, hd) at positions 0 .. n-1, stored as `type`. */
 static HeadCache cache_of(const float *k, const float *v, int n, int hd, KVType type) {
-    HeadCache h = {.kv_type = type};
-    reserve_slots(&h, n, hd);
+    HeadCache h;
+    head_init(&h, type, hd, n); /* a RETRIEVAL_HEAD: every token in order */
     for (int j = 0; j < n; j++) put_slot(&h, j, k + (size_t)j * hd, v + (size_t)j * hd, (float)j, hd);
     h.n = n;
     return h;
-}
-
-static void free_head(HeadCache *h) {
-    free(h->key_sum); free(h->value_sum); free(h->key_tiles); free(h->values); free(h->position);
 }
 
 /* The tiled attention loop against scores + softmax + weighted sum in double, for many lengths, with
@@ -674,7 +670,7 @@ static void test_tiled_attention(void) {
                 float slope = alibi ? 0.3f : 0;
                 for (int n_q = 1; n_q <= n_keys;
                      n_q = n_q < 5 ? n_q + 1 : n_q * 3) { /* the last n_q keys are the queries' own */
-                    int first_visible = n_keys - n_q;
+                    int n_past = n_keys - n_q;
                     float *q = random_tensor((size_t)n_q * hd, 2.0f, 0),
                           *k = random_tensor((size_t)n_keys * hd, 2.0f, 0);
                     float *v = random_tensor((size_t)n_keys * hd, 1.0f, 0),
@@ -682,14 +678,14 @@ static void test_tiled_attention(void) {
                     float *ref = calloc((size_t)n_q * hd, sizeof(float)),
                           *scratch = calloc(ATT_SCRATCH(hd), sizeof(float));
                     HeadCache h = cache_of(k, v, n_keys, hd, KV_F32);
-                    attention(out, hd, q, hd, n_q, &h, first_visible, hd, slope, (float)first_visible, scratch);
-                    free_head(&h);
+                    attention(out, hd, q, hd, n_q, &h, n_past, hd, slope, (float)n_past, scratch);
+                    head_free(&h);
                     for (int i = 0; i < n_q; i++) {
-                        int visible = first_visible + i + 1;
+                        int visible = n_past + i + 1;
                         double *s = calloc(visible, sizeof(double)), max = -INFINITY, sum = 0;
                         for (int j = 0; j < visible; j++) {
                             for (int d = 0; d < hd; d++) s[j] += (double)q[i * hd + d] * k[j * hd + d];
-                            s[j] = s[j] / sqrt(hd) - (double)slope * (first_visible + i - j);
+                            s[j] = s[j] / sqrt(hd) - (double)slope * (n_past + i - j);
                             if (s[j] > max) max = s[j];
                         }
                         for (int j = 0; j < visible; j++) sum += s[j] = exp(s[j] - max);
@@ -721,7 +717,7 @@ static void test_tiled_attention(void) {
                     /* 7 queries, or (every other length) all of them: several query tiles, whose 16-bit key
                      * tiles are widened once per query tile */
                     int hd = head_dims[a], n_keys = lengths[b], n_q = n_keys < 7 || b % 2 ? n_keys : 7;
-                    int first_visible = n_keys - n_q;
+                    int n_past = n_keys - n_q;
                     float slope = comp > 0 ? 0.05f : 0;
                     float *q = random_tensor((size_t)n_q * hd, 2.0f, 0),
                           *k = random_tensor((size_t)n_keys * hd, 2.0f, 0);
@@ -732,20 +728,21 @@ static void test_tiled_attention(void) {
                           *scratch = calloc(ATT_SCRATCH(hd), sizeof(float));
                     HeadCache h = cache_of(k, v, n_keys, hd, (KVType)type), h32 = cache_of(k, v, n_keys, hd, KV_F32);
                     if (comp >= 0) { /* slot n_sink is a compensation slot standing for 3 + n_keys tokens */
-                        h.compensate = h.compressed = h32.compensate = h32.compressed = 1;
+                        h.compensate = h32.compensate = 1;
+                        h.state = h32.state = COMPRESSED_HEAD;
                         h.n_sink = h32.n_sink = comp == 0 ? 0 : n_keys / 2;
                         h.n_dropped = h32.n_dropped = 3 + n_keys;
                     }
-                    attention(out, hd, q, hd, n_q, &h, first_visible, hd, slope, (float)first_visible, scratch);
-                    attention_reference(ref, hd, q, hd, n_q, &h, first_visible, hd, slope, (float)first_visible);
-                    attention_reference(ref32, hd, q, hd, n_q, &h32, first_visible, hd, slope, (float)first_visible);
+                    attention(out, hd, q, hd, n_q, &h, n_past, hd, slope, (float)n_past, scratch);
+                    attention_reference(ref, hd, q, hd, n_q, &h, n_past, hd, slope, (float)n_past);
+                    attention_reference(ref32, hd, q, hd, n_q, &h32, n_past, hd, slope, (float)n_past);
                     float d = max_abs_diff(out, ref, (size_t)n_q * hd),
                           d32 = max_abs_diff(out, ref32, (size_t)n_q * hd);
                     if (d > worst_ref || d != d) worst_ref = d;
                     if (d32 > worst_f32 || d32 != d32) worst_f32 = d32;
                     ref_cases++;
-                    free_head(&h);
-                    free_head(&h32);
+                    head_free(&h);
+                    head_free(&h32);
                     free(q); free(k); free(v); free(out); free(ref); free(ref32); free(scratch);
                 }
         check(worst_ref <= 1e-5f,
@@ -757,6 +754,60 @@ static void test_tiled_attention(void) {
               "keys and values in %s move attention's output by at most %g here (%g; and not by nothing)",
               type_names[type], bound, worst_f32);
     }
+}
+
+/* attention_online (razor.c section 4) against attention_reference and against the tiled loop, on the
+ * same heads: a retrieval head (-c full), and heads compressed by razor, nocomp and streaming (with and
+ * without the compensation slot; the window ring slid part way), each also too short to compress; with
+ * and without ALiBi; keys and values in each type; one query and a block of three. The three sum in
+ * different orders (one score row; a rescale per tile of 64 keys; vectors of keys and queries), so they
+ * agree to float rounding, not bit for bit: the outputs are weighted means of values in [-1, 1], sums of
+ * at most a few hundred terms each rounded at 2^-24, so 1e-5 is far above their rounding and far below a
+ * real error (a rescale left out, or a key missed, moves an output by 1e-2 or more). */
+static void test_online_attention(void) {
+    const int head_dims[] = {8, 63, 64}, lengths[] = {1, 30, 63, 64, 65, 200};
+    float worst_ref = 0, worst_fast = 0;
+    int cases = 0;
+    for (int type = KV_F32; type <= KV_F16; type++)
+        for (int a = 0; a < 3; a++)
+            for (int b = 0; b < 6; b++)
+                for (int policy = POLICY_FULL; policy <= POLICY_NOCOMP; policy++)
+                    for (int alibi = 0; alibi <= 1; alibi++) {
+                        int hd = head_dims[a], n = lengths[b], extra = 5;
+                        float slope = alibi ? 0.05f : 0;
+                        float *K = random_tensor((size_t)(n + extra) * hd, 2.0f, 0),
+                              *V = random_tensor((size_t)(n + extra) * hd, 1.0f, 0),
+                              *Q = random_tensor((size_t)3 * hd, 2.0f, 0);
+                        HeadCache h;
+                        head_init(&h, (KVType)type, hd, ATT_TILE_K);
+                        CacheConfig cache = {.policy = (Policy)policy, .n_sink = 4};
+                        choose_head_caches(&h, 1, &cache);
+                        for (int t = 0; t < n; t++)
+                            head_append(&h, K + (size_t)t * hd, V + (size_t)t * hd, (float)t, hd, 0);
+                        head_compress(&h, 16, hd); /* a prompt of n tokens, then a window of 16 */
+                        for (int t = n; t < n + extra; t++) /* generation: the window slides */
+                            head_append(&h, K + (size_t)t * hd, V + (size_t)t * hd, (float)t, hd, 1);
+                        float ref[3 * 64], online[3 * 64], fast[3 * 64];
+                        float *scratch = calloc(ATT_SCRATCH(hd), sizeof(float));
+                        for (int n_q = 1; n_q <= 3 && n_q <= h.n; n_q += 2) {
+                            int n_past = h.n - n_q;
+                            float q_position = (float)(n + extra - n_q);
+                            attention_reference(ref, hd, Q, hd, n_q, &h, n_past, hd, slope, q_position);
+                            attention_online(online, hd, Q, hd, n_q, &h, n_past, hd, slope, q_position);
+                            attention(fast, hd, Q, hd, n_q, &h, n_past, hd, slope, q_position, scratch);
+                            float d_ref = max_abs_diff(online, ref, (size_t)n_q * hd),
+                                  d_fast = max_abs_diff(online, fast, (size_t)n_q * hd);
+                            if (d_ref > worst_ref || d_ref != d_ref) worst_ref = d_ref;
+                            if (d_fast > worst_fast || d_fast != d_fast) worst_fast = d_fast;
+                            cases++;
+                        }
+                        free(scratch); free(K); free(V); free(Q);
+                        head_free(&h);
+                    }
+    check(worst_ref <= 1e-5f && worst_fast <= 1e-5f,
+          "attention_online() vs attention_reference() and vs the tiled attention() over %d cases (every policy, "
+          "short and compressed heads, ALiBi, every KV type): max abs diff %g and %g",
+          cases, worst_ref, worst_fast);
 }
 
 /* move_slots shifts a window by a slot or two within the same head: overlapping ranges, both ways;
@@ -781,7 +832,7 @@ static void test_move_slots(void) {
                 ok &= key[d] == (float)(1000 * (from + i) + d) && value[d] == (float)(-1000 * (from + i) - d);
         }
         check(ok, "move_slots by %d slots over an overlapping range keeps every key, value and position", shift);
-        free_head(&h);
+        head_free(&h);
     }
     free(K);
     free(V);
@@ -1227,6 +1278,13 @@ static void test_cli(void) {
               strstr(heads, "| span "),
           "-m profile on an ALiBi model prints and saves spans (exit %d): %s", ap.status, ap.err);
     free(heads);
+    free_run(&ap);
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -m profile -o %s", razor_bin,
+             tmp_path("alibi_cli.bin"), tmp_path("alibi_spans.tsv"));
+    ap = run(cmd);
+    check(ap.status != 0 && strstr(ap.err, "a DuoAttention .tsv cannot hold an ALiBi model's spans") &&
+              access(tmp_path("alibi_spans.tsv"), F_OK) != 0 && access(tmp_path("alibi_spans.tsv.svg"), F_OK) != 0,
+          "-m profile -o x.tsv on an ALiBi model is refused, saying why, and writes nothing: %s", ap.err);
     Run kv[2];
     for (int k = 0; k < 2; k++) {
         snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -t 0 -n 10 -i '%s' -c razor -K %s", razor_bin,
@@ -1561,11 +1619,12 @@ static void test_outputs_and_stops(void) {
 /* ---------------------------------------------------------------------------------------------
  * The RazorAttention cache */
 
+/* a head to be compressed (a SHORT_HEAD until it is), as razor's choose_head_caches makes it */
 static HeadCache new_head(int hd, int n_sink, int compensate) {
-    HeadCache h = {.compensate = compensate, .n_sink = n_sink};
-    h.key_sum = calloc(hd, sizeof(float));
-    h.value_sum = calloc(hd, sizeof(float));
-    reserve_slots(&h, ATT_TILE_K, hd);
+    HeadCache h;
+    head_init(&h, KV_F32, hd, ATT_TILE_K);
+    CacheConfig cache = {.policy = compensate ? POLICY_RAZOR : POLICY_STREAMING, .n_sink = n_sink};
+    choose_head_caches(&h, 1, &cache);
     return h;
 }
 
@@ -1604,7 +1663,7 @@ static void test_compensation(void) {
         float *K = random_tensor((size_t)n * hd, 1.5f, 0), *V = random_tensor((size_t)n * hd, 1.0f, 0),
               *q = random_tensor(hd, 1.5f, 0);
         HeadCache h = new_head(hd, n_sink, 1);
-        for (int t = 0; t < n; t++) head_append(&h, K + t * hd, V + t * hd, (float)t, hd, n);
+        for (int t = 0; t < n; t++) head_append(&h, K + t * hd, V + t * hd, (float)t, hd, n == 1);
         head_compress(&h, window, hd);
         float out[64], ref[64], mean_k[64] = {0}, mean_v[64] = {0};
         int n_dropped = n - n_sink - window > 0 ? n - n_sink - window : 0;
@@ -1624,7 +1683,7 @@ static void test_compensation(void) {
         check(h.n_dropped == n_dropped && head_bytes(&h, hd) == (size_t)(n_dropped ? n_sink + 1 + window : n) * hd * 8,
               "n=%d: N_d %d (want %d), %zu bytes kept", n, h.n_dropped, n_dropped, head_bytes(&h, hd));
         free(keys); free(values); free(K); free(V); free(q);
-        free_head(&h);
+        head_free(&h);
         cases++;
     }
     check(worst_formula <= 1e-5f,
@@ -1637,12 +1696,12 @@ static void test_compensation(void) {
           *q = random_tensor(hd, 1.5f, 0);
     HeadCache sliding = new_head(hd, n_sink, 1);
     for (int t = 0; t < 20; t++)
-        head_append(&sliding, K + t * hd, V + t * hd, (float)t, hd, 20); /* a 20-token prompt */
+        head_append(&sliding, K + t * hd, V + t * hd, (float)t, hd, 0); /* a 20-token prompt */
     head_compress(&sliding, window, hd);
     for (int t = 20; t < n; t++) {
         head_append(&sliding, K + t * hd, V + t * hd, (float)t, hd, 1);
         HeadCache scratch = new_head(hd, n_sink, 1);
-        for (int u = 0; u <= t; u++) head_append(&scratch, K + u * hd, V + u * hd, (float)u, hd, t + 1);
+        for (int u = 0; u <= t; u++) head_append(&scratch, K + u * hd, V + u * hd, (float)u, hd, t == 0);
         head_compress(&scratch, window, hd);
         float a[64], b[64];
         head_attend(&sliding, q, hd, a);
@@ -1651,12 +1710,12 @@ static void test_compensation(void) {
         worst_slide = d > worst_slide ? d : worst_slide;
         if (sliding.n_dropped != scratch.n_dropped || head_bytes(&sliding, hd) != head_bytes(&scratch, hd))
             worst_slide = INFINITY;
-        free_head(&scratch);
+        head_free(&scratch);
     }
     check(worst_slide <= 1e-5f && sliding.slots <= 128,
           "sliding the window step by step equals compressing from scratch (240 steps): max diff %g, %d slots",
           worst_slide, sliding.slots);
-    free_head(&sliding);
+    head_free(&sliding);
     free(K); free(V); free(q);
 
     /* a chat turn: 7 new tokens as one block on a compressed head; each of the 7 queries (they go
@@ -1667,9 +1726,9 @@ static void test_compensation(void) {
     float *Q = random_tensor((size_t)turn * hd, 1.5f, 0), mean_k[64] = {0}, mean_v[64] = {0}, out[7 * 64], ref[64],
           worst_turn = 0;
     HeadCache h = new_head(hd, n_sink, 1);
-    for (int t = 0; t < prompt; t++) head_append(&h, K + t * hd, V + t * hd, (float)t, hd, prompt);
+    for (int t = 0; t < prompt; t++) head_append(&h, K + t * hd, V + t * hd, (float)t, hd, 0);
     head_compress(&h, window, hd);
-    for (int t = prompt; t < prompt + turn; t++) head_append(&h, K + t * hd, V + t * hd, (float)t, hd, turn);
+    for (int t = prompt; t < prompt + turn; t++) head_append(&h, K + t * hd, V + t * hd, (float)t, hd, 0);
     float *scratch = calloc(ATT_SCRATCH(hd), sizeof(float));
     attention(out, hd, Q, hd, turn, &h, h.n - turn, hd, 0, 0, scratch);
     for (int t = n_sink; t < prompt - window; t++)
@@ -1688,7 +1747,7 @@ static void test_compensation(void) {
     check(worst_turn <= 1e-5f,
           "a 7-token turn on a compressed head: every query equals its explicit reference, max diff %g", worst_turn);
     free(keys); free(values); free(scratch); free(K); free(V); free(Q);
-    free_head(&h);
+    head_free(&h);
 }
 
 /* Policies in a real forward pass: bytes kept, and what must equal the full cache. */
@@ -1701,10 +1760,11 @@ static void test_cache_policies(void) {
     int n = 200, steps = 30, hd = c.head_dim;
     int *ids = random_ids(n + steps, 97);
     unsigned char retrieval[4] = {0, 1, 0, 0}; /* (layer 0, kv head 1) keeps everything */
+    HeadProfile profile = {.retrieval = retrieval};
     float *full_logits = NULL;
     for (int p = 0; p < 4; p++) {
         CacheConfig cache = {
-            .policy = (Policy)p, .n_sink = 4, .window_min = 16, .compression = 5.0f, .retrieval = retrieval};
+            .policy = (Policy)p, .n_sink = 4, .window_min = 16, .compression = 5.0f, .profile = &profile};
         RunState s;
         build_runstate(&s, &m, n + steps, 64, &cache);
         forward(&m, &s, ids, n, NULL, NULL);
@@ -1721,7 +1781,7 @@ static void test_cache_policies(void) {
               full, want_full);
         int tiles_ok = 1;
         for (int i = 0; i < 4; i++)
-            if (!s.heads[i].full)
+            if (s.heads[i].state != RETRIEVAL_HEAD)
                 tiles_ok &= s.heads[i].slots ==
                             (int)((4 + (p == POLICY_RAZOR) + window + ATT_TILE_K - 1) / ATT_TILE_K * ATT_TILE_K);
         check(tiles_ok, "policy %d: compressed heads physically hold sinks + compensation + window (whole tiles)", p);
@@ -1735,7 +1795,7 @@ static void test_cache_policies(void) {
     }
     /* razor whose window holds the whole prompt and generation: nothing dropped, exactly full */
     CacheConfig wide = {
-        .policy = POLICY_RAZOR, .n_sink = 4, .window_min = n + steps, .compression = 5.0f, .retrieval = retrieval};
+        .policy = POLICY_RAZOR, .n_sink = 4, .window_min = n + steps, .compression = 5.0f, .profile = &profile};
     RunState s;
     build_runstate(&s, &m, n + steps, 64, &wide);
     forward(&m, &s, ids, n, NULL, NULL);
@@ -1745,6 +1805,29 @@ static void test_cache_policies(void) {
     check(max_abs_diff(full_logits, logits, 97) <= 1e-5f, "razor with N_d = 0 gives the full cache's logits: %g",
           max_abs_diff(full_logits, logits, 97));
     free_runstate(&s);
+    /* a second turn whose last block is one token (129 = 64 + 64 + 1) is a turn, not a generation step:
+     * in blocks of 64 it leaves the cache a single block of 256 leaves (the short heads of a 10-token first
+     * turn are compressed once, to max(16, 139 / 5) = 27 tokens, not early to the first turn's 16) */
+    size_t kept_blocks[2];
+    float *turn_logits[2];
+    for (int b = 0; b < 2; b++) {
+        CacheConfig turns = {.policy = POLICY_RAZOR, .n_sink = 4, .window_min = 16, .compression = 5.0f,
+                             .profile = &profile};
+        size_t uncompressed;
+        build_runstate(&s, &m, 200, b == 0 ? 64 : 256, &turns);
+        forward(&m, &s, ids, 10, NULL, NULL);
+        compress_cache(&s, &m.config);
+        forward(&m, &s, ids + 10, 129, NULL, NULL);
+        compress_cache(&s, &m.config);
+        float *next = forward(&m, &s, ids + 139, 1, NULL, NULL);
+        turn_logits[b] = memcpy(malloc(97 * sizeof(float)), next, 97 * sizeof(float));
+        cache_bytes(&s, &m.config, &kept_blocks[b], &uncompressed);
+        free_runstate(&s);
+    }
+    check(kept_blocks[0] == kept_blocks[1] && max_abs_diff(turn_logits[0], turn_logits[1], 97) <= 1e-5f,
+          "a 129-token turn in blocks of 64 (the last of one token) keeps what one block keeps: %zu and %zu bytes, "
+          "logits within %g", kept_blocks[0], kept_blocks[1], max_abs_diff(turn_logits[0], turn_logits[1], 97));
+    free(turn_logits[0]); free(turn_logits[1]);
     free(full_logits); free(ids);
     free_model(&m);
     free_test_model(&tm);
@@ -1825,6 +1908,30 @@ static void test_profiler(void) {
         check(ok && !memcmp(back_tsv.retrieval, p.retrieval, 4), "DuoAttention .tsv round trip: %s",
               ok ? "" : razor_error());
         if (ok) free_profile(&back_tsv);
+        /* the words: a retrieval head is RETRIEVAL, any other COMPRESSED; older files' FULL and RAZOR read the same */
+        char *text = NULL;
+        size_t text_len = 0;
+        ok = read_file(tmp_path("echo.heads"), 1 << 20, &text, &text_len) == 0;
+        int retrieval_words = 0, compressed_words = 0;
+        const char *layers = ok ? strstr(text, "\n0 |") : NULL; /* the layer lines, after the comments */
+        for (const char *at = layers; at && (at = strstr(at, " RETRIEVAL")); at++) retrieval_words++;
+        for (const char *at = layers; at && (at = strstr(at, " COMPRESSED")); at++) compressed_words++;
+        check(layers && retrieval_words == 3 && compressed_words == 1 && !strstr(layers, "FULL") &&
+                  !strstr(layers, "RAZOR"),
+              ".heads writes RETRIEVAL for the 3 retrieval heads and COMPRESSED for the other (%d, %d)",
+              retrieval_words, compressed_words);
+        FILE *old = fopen(tmp_path("old_words.heads"), "w");
+        for (const char *at = text; ok && *at; at++) { /* the same file in the older words */
+            if (!strncmp(at, " RETRIEVAL", 10)) { fputs(" FULL", old); at += 9; }
+            else if (!strncmp(at, " COMPRESSED", 11)) { fputs(" RAZOR", old); at += 10; }
+            else fputc(*at, old);
+        }
+        fclose(old);
+        free(text);
+        ok = load_profile(&back, tmp_path("old_words.heads"), &m.config) == 0;
+        check(ok && !memcmp(back.retrieval, p.retrieval, 4),
+              "a .heads file in the older words (FULL/RAZOR) loads the same: %s", ok ? "" : razor_error());
+        if (ok) free_profile(&back);
         Config other = m.config;
         other.n_layers = 3;
         check(load_profile(&back, tmp_path("echo.heads"), &other) != 0 &&
@@ -1988,11 +2095,12 @@ static void test_kv_types(void) {
     load_model(&m, tmp_path("kv.bin"));
     int n = 200, *ids = random_ids(n + 20, 97);
     unsigned char retrieval[4] = {0, 1, 0, 0};
+    HeadProfile profile = {.retrieval = retrieval};
     for (int p = 0; p < 4; p++) {
         size_t kept[3], full[3];
         for (int kv = KV_F32; kv <= KV_F16; kv++) {
             CacheConfig cache = {.policy = (Policy)p, .kv_type = (KVType)kv, .n_sink = 4, .window_min = 16,
-                                 .compression = 5.0f, .retrieval = retrieval};
+                                 .compression = 5.0f, .profile = &profile};
             RunState s;
             build_runstate(&s, &m, n + 20, 64, &cache);
             forward(&m, &s, ids, n, NULL, NULL);
@@ -2050,11 +2158,11 @@ static void test_alibi(void) {
     HeadProfile p;
     int rc = span_rule(&m, &p, 1e-3f);
     check(rc == 0 && p.span[0] == 173 && p.span[1] == 1000 && !p.retrieval[0] && p.retrieval[1],
-          "span rule on a hand-built model: spans %d and %d (want 173 and 1000 = the context, FULL)",
+          "span rule on a hand-built model: spans %d and %d (want 173 and 1000 = the context: a retrieval head)",
           rc == 0 ? p.span[0] : -1, rc == 0 ? p.span[1] : -1);
     if (rc == 0) { /* under razor, head 0 keeps 4 sinks + the compensation slot + its last 173 tokens */
         CacheConfig cache = {.policy = POLICY_RAZOR, .kv_type = KV_F32, .n_sink = 4, .window_min = 16,
-                             .compression = 5.0f, .retrieval = p.retrieval, .span = p.span};
+                             .compression = 5.0f, .profile = &p};
         RunState s;
         int n_prompt = 600, *ids = random_ids(n_prompt + 10, 16);
         build_runstate(&s, &m, n_prompt + 10, 64, &cache);
@@ -2112,8 +2220,8 @@ static void test_alibi(void) {
     for (int i = 0; i < n * hd; i++) max_v = fmaxf(max_v, fabsf(V[i]));
     check(moved < 2 * 1e-3f * max_v && moved > 0,
           "a head cut to its span moves its output by %g, under the rule's 2 eps max|v| = %g", moved, 2e-3f * max_v);
-    free_head(&all);
-    free_head(&last);
+    head_free(&all);
+    head_free(&last);
     free(K); free(V);
     free_model(&m);
     free_test_model(&tm);
@@ -2210,6 +2318,7 @@ int main(int argc, char **argv) {
     test_threads_same_numbers();
     test_bf16_weights();
     test_tiled_attention();
+    test_online_attention();
     test_move_slots();
     test_compensation();
     test_cache_policies();

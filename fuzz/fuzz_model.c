@@ -26,12 +26,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                              .n_sink = 1,
                              .window_min = 2,
                              .compression = 2.0f,
-                             .retrieval = c->n_layers * c->n_kv_heads <= (int)sizeof retrieval ? retrieval : NULL};
-        HeadProfile spans = {0};
-        if (c->pos_encoding == POS_ALIBI && c->dim <= 64 && span_rule(&m, &spans, 1e-3f) == 0) {
-            cache.retrieval = spans.retrieval;
-            cache.span = spans.span;
-        }
+                             .profile = NULL};
+        HeadProfile marked = {.retrieval = retrieval}, spans = {0};
+        if (c->n_layers * c->n_kv_heads <= (int)sizeof retrieval) cache.profile = &marked;
+        if (c->pos_encoding == POS_ALIBI && c->dim <= 64 && span_rule(&m, &spans, 1e-3f) == 0) cache.profile = &spans;
         if (build_runstate(&s, &m, 8, 4, &cache) != 0) abort();
         if (!forward(&m, &s, ids, 5, NULL, NULL)) abort();
         compress_cache(&s, c);

@@ -4,8 +4,8 @@
 # 1. the head profile and its picture (docs/heads.svg);
 # 2. the pass-key test with the built-in filler and with held-out text (docs/heldout_filler.txt, never
 #    trained on), pictures in docs/needle_<policy>.svg (built-in filler) and docs/heldout_<policy>.svg;
-# 3. the same with the retrieval heads forced to RAZOR (FULL -> RAZOR in a copy of the profile): what
-#    the retrieval heads are worth;
+# 3. the same with the retrieval heads forced to COMPRESSED (RETRIEVAL -> COMPRESSED in a copy of the
+#    profile): what the retrieval heads are worth;
 # 4. razor, nocomp and streaming against the full cache on a held-out passage (-m compare): the
 #    first 430 bytes of docs/heldout_passage.txt (cut at a space), so that 64 steps fit the context.
 set -e
@@ -21,10 +21,10 @@ echo "== needle, built-in filler"
 ./razor "$model" -m needle -o docs/needle 2>/dev/null | tail -1
 echo "== needle, held-out filler (docs/heldout_filler.txt)"
 ./razor "$model" -m needle -f docs/heldout_filler.txt -o docs/heldout 2>/dev/null | tail -1
-sed 's/ FULL/ RAZOR/g' "$model.heads" > "$tmp/forced.heads"
-echo "== needle, built-in filler, the retrieval heads forced to RAZOR"
+sed "s/ RETRIEVAL/ COMPRESSED/g" "$model.heads" > "$tmp/forced.heads"
+echo "== needle, built-in filler, the retrieval heads forced to COMPRESSED"
 ./razor "$model" -m needle -k "$tmp/forced.heads" -o "$tmp/forced" 2>/dev/null | tail -1
-echo "== needle, held-out filler, the retrieval heads forced to RAZOR"
+echo "== needle, held-out filler, the retrieval heads forced to COMPRESSED"
 ./razor "$model" -m needle -k "$tmp/forced.heads" -f docs/heldout_filler.txt -o "$tmp/forced2" 2>/dev/null | tail -1
 rm -f docs/needle.jsonl docs/heldout.jsonl
 echo "== compare on the first 430 bytes of docs/heldout_passage.txt, 64 greedy steps"
