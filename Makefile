@@ -1,4 +1,10 @@
-PYTHON ?= python3
+# The Python for the tests (numpy and sentencepiece; torch for train/, skipped without it): PYTHON if
+# given, else the first of python3 and /usr/bin/python3 that has numpy and sentencepiece, looked for
+# once, when a recipe first needs it.
+ifeq ($(origin PYTHON),undefined)
+PYTHON = $(eval PYTHON := $(firstword $(foreach p,python3 /usr/bin/python3,$(shell $(p) -c \
+	'import numpy, sentencepiece' > /dev/null 2>&1 && echo $(p)))))$(PYTHON)
+endif
 CFLAGS ?= -O3 -march=native
 THREADS ?= $(shell nproc)
 WARN = -Wall -Wextra
@@ -32,9 +38,15 @@ razor-nothreads-%: razor.c model.h
 test_razor-%: test_razor.c razor.c model.h tests/tokenizer_vectors.h tests/bbpe_vectors.h
 	$(CC) $(SAN) -march=$* $(WARN) -DRAZOR_NO_MAIN -o $@ test_razor.c -lm -lpthread
 
-.PHONY: test bench clean valgrind fuzz fuzz-smoke test-aarch64
+.PHONY: test bench clean valgrind fuzz fuzz-smoke test-aarch64 check-python
+# first, in seconds: a Python the tests can use, or one line naming what to install
+check-python:
+	@if [ -z "$(PYTHON)" ] || ! $(PYTHON) -c 'import numpy, sentencepiece' > /dev/null 2>&1; then \
+	    echo "make test: no Python with numpy and sentencepiece ($(or $(PYTHON),tried python3 and /usr/bin/python3)):" \
+	        "apt-get install python3-numpy python3-sentencepiece (Debian), or make test PYTHON=/path/to/python3"; \
+	    exit 1; fi; echo "make test: the Python tests run with $(PYTHON)"
 NARROW_BUILDS = $(foreach i,$(NARROW_ISAS),test_razor-$(i) razor-san-$(i) razor-nothreads-$(i))
-test: razor razor-san razor-nothreads test_razor $(NARROW_BUILDS)
+test: check-python razor razor-san razor-nothreads test_razor $(NARROW_BUILDS)
 	./test_razor ./razor-san ./razor-nothreads
 	@for i in $(NARROW_ISAS); do echo "== the C tests again, built for -march=$$i"; \
 	    ./test_razor-$$i ./razor-san-$$i ./razor-nothreads-$$i > test_razor-$$i.log 2>&1 \
