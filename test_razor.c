@@ -810,6 +810,52 @@ static void test_online_attention(void) {
           cases, worst_ref, worst_fast);
 }
 
+/* matmul (every kernel: dot_row for one token, dot_tile for a few, block_tile for a block, whose
+ * inputs go in slices of 2048) against razor.c's matmul_reference, for float32, bfloat16 and q8
+ * weights, plain and adding into out; and swiglu against swiglu_reference. The fast kernels sum in
+ * another order (vectors, several partial sums), so they agree to float rounding: over 2080-term dot
+ * products, each rounded at 2^-24, within 1e-5 of the largest output (a missed term moves one by ~1e-3). */
+static void test_matmul_reference(void) {
+    int n = 2080, d = 37, tokens[] = {1, 3, 7, 16, 50};
+    float *w32 = random_tensor((size_t)d * n, 0.5f, 0), *scale = random_tensor((size_t)d * n / Q8_GROUP, 0.01f, 0.02f);
+    uint16_t *w16 = malloc((size_t)d * n * sizeof(uint16_t));
+    int8_t *w8 = malloc((size_t)d * n);
+    for (size_t i = 0; i < (size_t)d * n; i++) {
+        w16[i] = f32_to_bf16(w32[i]);
+        w8[i] = (int8_t)lroundf(127 * w32[i]);
+    }
+    Matrix ws[3] = {{w32, NULL, WEIGHT_F32, (size_t)d * n}, {w16, NULL, WEIGHT_BF16, (size_t)d * n},
+                    {w8, scale, WEIGHT_Q8, (size_t)d * n}};
+    float worst = 0;
+    for (int k = 0; k < 3; k++)
+        for (size_t a = 0; a < sizeof tokens / sizeof *tokens; a++)
+            for (int add = 0; add <= 1; add++) {
+                int T = tokens[a];
+                float *x = random_tensor((size_t)T * n, 1.0f, 0), *out = random_tensor((size_t)T * d, 1.0f, 0);
+                float *ref = malloc((size_t)T * d * sizeof(float)), *xt = calloc((size_t)n * matmul_padded(T), 4);
+                float *before = memcpy(malloc((size_t)T * d * sizeof(float)), out, (size_t)T * d * sizeof(float));
+                Product product = {out, ws[k], d, add};
+                matmul(x, xt, T, n, &product, 1);
+                matmul_reference(ref, x, ws[k], T, n, d);
+                for (int i = 0; i < T * d; i++) ref[i] += add ? before[i] : 0;
+                float largest = 1;
+                for (int i = 0; i < T * d; i++) largest = fmaxf(largest, fabsf(ref[i]));
+                float diff = max_abs_diff(out, ref, (size_t)T * d) / largest;
+                if (diff > worst || diff != diff) worst = diff;
+                free(x); free(out); free(ref); free(xt); free(before);
+            }
+    check(worst <= 1e-5f, "matmul vs matmul_reference (f32, bf16, q8 weights; 1 to 50 tokens; plain and add): "
+                          "max diff %g of the largest output", worst);
+    float *hb = random_tensor(37, 4.0f, 0), *hb2 = random_tensor(37, 1.0f, 0);
+    float *plain = memcpy(malloc(37 * sizeof(float)), hb, 37 * sizeof(float));
+    swiglu(hb, hb2, 37);
+    swiglu_reference(plain, hb2, 37);
+    float swiglu_diff = max_abs_diff(hb, plain, 37);
+    check(swiglu_diff <= 1e-6f, "swiglu vs swiglu_reference (37 values: vectors and a tail): max abs diff %g",
+          swiglu_diff);
+    free(w32); free(scale); free(w16); free(w8); free(hb); free(hb2); free(plain);
+}
+
 /* move_slots shifts a window by a slot or two within the same head: overlapping ranges, both ways;
  * each slot's position moves with it. */
 static void test_move_slots(void) {
@@ -2319,6 +2365,7 @@ int main(int argc, char **argv) {
     test_bf16_weights();
     test_tiled_attention();
     test_online_attention();
+    test_matmul_reference();
     test_move_slots();
     test_compensation();
     test_cache_policies();
