@@ -1574,16 +1574,15 @@ static int open_output(Output *out, const char *path) {
     return 0;
 }
 
-/* ok: keep what was written (a temporary file is renamed into place); else discard it. Returns -1 if
- * the file could not be completed. */
-static int close_output(Output *out, int ok) {
+/* keep: keep what was written (a temporary file is renamed into place), unless a write or the close
+ * failed; else discard it, the caller's own error message standing. Returns -1 if not kept. */
+static int close_output(Output *out, int keep) {
     if (!out->f) return -1;
-    int status = 0;
-    if (out->f == stdout) ok = fflush(stdout) == 0 && ok;
-    else ok = fclose(out->f) == 0 && ok;
-    if (!ok) status = fail("%s: cannot write it all", out->path ? out->path : "standard output");
+    int written = !ferror(out->f) && (out->f == stdout ? fflush(stdout) : fclose(out->f)) == 0, status = 0;
+    if (!keep) status = -1;
+    else if (!written) status = fail("%s: cannot write it all", out->path ? out->path : "standard output");
     if (out->tmp) {
-        if (ok && rename(out->tmp, out->target) != 0) status = fail("%s: %s", out->path, strerror(errno));
+        if (status == 0 && rename(out->tmp, out->target) != 0) status = fail("%s: %s", out->path, strerror(errno));
         if (status != 0) remove(out->tmp);
     }
     free(out->path); free(out->target); free(out->tmp);
@@ -2923,8 +2922,11 @@ static int needle_report(NeedleGrid *g, const char *prefix, const char *path, co
     int status = 0, cases = g->n_lengths * g->n_depths;
     if (read_file(partial, MAX_PROMPT_BYTES, &lines, &len) != 0) status = 2;
     else if (open_output(&out, path) != 0) status = 2;
-    else if (close_output(&out, fwrite(lines, 1, len, out.f) == len) != 0) status = 2;
-    else remove(partial);
+    else {
+        fwrite(lines, 1, len, out.f); /* a short write sets the stream's error: close_output reports it */
+        if (close_output(&out, 1) != 0) status = 2;
+        else remove(partial);
+    }
     free(lines);
     if (status != 0) return report(status);
     for (int pi = 0; pi < 4; pi++) {
@@ -3052,10 +3054,10 @@ static int logits_file(const Model *m, const int *ids, int n, const Options *o) 
     RunState s;
     if (build_runstate(&s, m, n, o->block, &full_cache) != 0) { report(1); close_output(&out, 0); return 1; }
     double t0 = now_seconds();
-    int ok = forward(m, &s, ids, n, write_logits, out.f) != NULL;
+    forward(m, &s, ids, n, write_logits, out.f); /* a failed write stops it, and close_output says so */
     double secs = now_seconds() - t0;
     free_runstate(&s);
-    if (close_output(&out, ok) != 0) return report(1);
+    if (close_output(&out, 1) != 0) return report(1);
     fprintf(stderr, "wrote %d x %d logits to %s (%.1f tok/s)\n", n, m->config.vocab_size, o->out_path,
             secs > 0 ? n / secs : 0.0);
     return 0;
@@ -3100,18 +3102,14 @@ static int make_profile(const Model *m, const Tokenizer *tok, const Options *o, 
                         const char *path) {
     int alibi = m->config.pos_encoding == POS_ALIBI, tsv = ends_with(path, ".tsv"), status;
     if (alibi && tsv) return fail("%s: a DuoAttention .tsv cannot hold an ALiBi model's spans", path);
-    char svg_path[4400], why[sizeof error_message];
+    char svg_path[4400];
     snprintf(svg_path, sizeof svg_path, "%s.svg", path);
     Output heads, svg;
     if (open_output(&heads, path) != 0) return -1;
     if (open_output(&svg, svg_path) != 0) { close_output(&heads, 0); return -1; }
     if (alibi) status = span_rule(m, profile, SPAN_EPS);
     else status = profile_heads(m, tok, profile, o->seed_given ? o->seed : 42, o->induction_fraction, o->echo_fraction);
-    if (status != 0) { /* the outputs are discarded; the message is the profiler's */
-        snprintf(why, sizeof why, "%s", error_message);
-        close_output(&heads, 0); close_output(&svg, 0);
-        return fail("%s", why);
-    }
+    if (status != 0) { close_output(&heads, 0); close_output(&svg, 0); return -1; }
     print_heatmap(profile);
     write_profile(profile, heads.f, tsv);
     write_profile_svg(profile, svg.f);

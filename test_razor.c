@@ -1564,6 +1564,14 @@ static void test_outputs_and_stops(void) {
     check(r.status != 0 && strstr(r.err, "p.heads: Not a directory") && !strstr(r.err, "profiling heads"),
           "-m profile checks its output before the work: %s", r.err);
     free_run(&r);
+    /* ... and its picture beside it: the reason is the picture's, not a discarded p.heads' */
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/svgdir/p.heads.svg && %s %s %s -m profile -o %s/svgdir/p.heads", tmpdir,
+             razor_bin, model, tok, tmpdir);
+    r = run(cmd);
+    check(r.status != 0 && strstr(r.err, "p.heads.svg: is a directory") && !strstr(r.err, "cannot write it all") &&
+              !strstr(r.err, "profiling heads"),
+          "-m profile whose picture cannot be written says why: %s", r.err);
+    free_run(&r);
 
     /* generation that reaches the context says so */
     snprintf(cmd, sizeof cmd, "%s %s %s -t 0 -n 300 -c full -i 'Once upon a time'", razor_bin, model, tok);
