@@ -31,6 +31,12 @@ token ids from its added_tokens_decoder (or tokenizer.json's added_tokens); "[IN
 other kind -> Llama 2's [INST] (a note says so where that is a guess). Meta and llama2.c sources: Llama
 3 (vocab 128256) -> Llama 3 with ids 128006, 128007, 128009; else [INST].
 
+BOS (the add_bos header field, razor format version 3): whether the tokenizer puts a BOS before a
+text, from the first of these in the --hf folder: tokenizer.json's post_processor (a
+TemplateProcessing that starts with a special token: that token; ByteLevel or none: no BOS, as Qwen),
+tokenizer_config.json's add_bos_token (or a null bos_token), a sentencepiece tokenizer.model (BOS),
+config.json's bos_token_id (hf_bos). Meta and llama2.c sources: BOS.
+
 Sentencepiece tokenizers: razor's tokenizer.bin encoder (llama2.c's) always puts a dummy-prefix space
 before the text, so a .model without one (add_dummy_prefix false: "a" encodes to a first piece that
 lacks "\u2581") is refused; razor can still run its model on token ids (-I). Baichuan-13B's has one.
@@ -61,8 +67,8 @@ import sys
 
 import numpy as np
 
-RAZOR_MAGIC, RAZOR_VERSION, HEADER_BYTES = 0x727A6172, 2, 256
-ALIGN, Q8_GROUP = 64, 32  # version 2: tensor alignment in the file; q8 values per scale
+RAZOR_MAGIC, RAZOR_VERSION, HEADER_BYTES = 0x727A6172, 3, 256
+ALIGN, Q8_GROUP = 64, 32  # version 2 on: tensor alignment in the file; q8 values per scale
 F32, BF16, Q8 = 0, 1, 2   # weight_type
 DTYPES = {'f32': F32, 'bf16': BF16, 'q8': Q8}
 POS_ROPE, POS_ALIBI = 0, 1
@@ -264,7 +270,8 @@ def rope_scaling_fields(rs, where):
 def base_config(**kw):
     c = dict(bos_id=1, eos_id=2, rope_theta=10000.0, norm_eps=1e-5, rope_scaling=0, rope_factor=0.0,
              rope_low_freq_factor=0.0, rope_high_freq_factor=0.0, rope_original_context=0, weight_type=F32,
-             pos_encoding=POS_ROPE, qkv_bias=0, qk_norm=0, chat_template=CHAT_LLAMA2, chat_tokens=[-1] * 4)
+             pos_encoding=POS_ROPE, qkv_bias=0, qk_norm=0, chat_template=CHAT_LLAMA2, chat_tokens=[-1] * 4,
+             add_bos=1)
     c.update(kw)
     return c
 
@@ -482,6 +489,42 @@ def hf_chat(folder, arch, vocab, tokenizer=None):
     return {'chat_template': kind, 'chat_tokens': tokens + [-1] * (4 - len(tokens))}
 
 
+def hf_bos(folder, bos_id, vocab, tokenizer=None):
+    """The add_bos and bos_id header fields: whether the tokenizer puts a BOS before a text, as the
+    tokenizers library does with add_special_tokens=True, and which id. The first of these that exists
+    decides: tokenizer.json (in the folder, else a --tokenizer one): its post_processor adds a BOS if it
+    is a TemplateProcessing whose single template starts with a special token (Llama 3, Mistral), and
+    nothing if it is ByteLevel or absent (Qwen); tokenizer_config.json's add_bos_token (a null
+    bos_token: none); a sentencepiece tokenizer.model: a BOS (Llama 2's LlamaTokenizer adds one);
+    else config.json's bos_token_id (null: none)."""
+    tj = next((p for p in (os.path.join(folder, 'tokenizer.json'), tokenizer)
+               if p and p.endswith('.json') and os.path.exists(p)), None)
+    path = os.path.join(folder, 'tokenizer_config.json')
+    tc = read_json(path) if os.path.exists(path) else {}
+    if tj:
+        from tokenizer_bbpe import BbpeError, check_post_processor
+        try:
+            first = check_post_processor(tj, read_json(tj).get('post_processor'))
+        except BbpeError as e:
+            fail(str(e))
+        add, why = first is not None, f"{tj}'s post_processor"
+        if first is not None:
+            bos_id = first
+        if 'add_bos_token' in tc and bool(tc['add_bos_token']) != add:
+            print(f'note: tokenizer_config.json says add_bos_token = {tc["add_bos_token"]}; following {why}, '
+                  'as the tokenizers library does')
+    elif 'add_bos_token' in tc or ('bos_token' in tc and tc['bos_token'] is None):
+        add, why = bool(tc.get('add_bos_token', True)) and tc.get('bos_token', '') is not None, path
+    elif os.path.exists(os.path.join(folder, 'tokenizer.model')) or (tokenizer and not tokenizer.endswith('.json')):
+        add, why = True, 'a sentencepiece tokenizer (LlamaTokenizer adds BOS)'
+    else:
+        add, why = bos_id >= 0, 'config.json\'s bos_token_id (no tokenizer files)'
+    if add and not 0 <= bos_id < vocab:
+        fail(f'{why} adds a BOS, but its id {bos_id} is not a token (vocab_size {vocab})')
+    print(f'BOS: {f"id {bos_id} put before every prompt" if add else "none added"} (from {why})')
+    return {'add_bos': int(add), 'bos_id': bos_id}
+
+
 def meta_style_model(args, sd, what):
     """A Meta-style state dict (Meta's or llama2.c's; already interleaved) and its arguments."""
     sd = {k.removeprefix('_orig_mod.').removesuffix('.weight'): v for k, v in sd.items()
@@ -560,12 +603,12 @@ def load_bin(path):
         c.update(zip(('dim', 'hidden_dim', 'n_layers', 'n_heads', 'n_kv_heads', 'head_dim', 'vocab_size', 'seq_len',
                       'bos_id', 'eos_id', 'shared_classifier', 'norm_eps', 'rope_theta', 'rope_scaling', 'rope_factor',
                       'rope_low_freq_factor', 'rope_high_freq_factor', 'rope_original_context'), f[2:]))
-        extra = struct.unpack('<10i', raw[80:120].tobytes()) if version == 2 else (0,) * 6 + (-1,) * 4
-        if version not in (1, 2) or any(extra[:5]):
-            fail(f'{path}: only razor version 1 files and float32 version 2 files without biases, q/k norms or '
-                 'ALiBi can be re-written')
-        c.update(chat_template=extra[5], chat_tokens=list(extra[6:]))
-        kind, at, align = 'razor', HEADER_BYTES, 64 if version == 2 else 1
+        extra = struct.unpack('<11i', raw[80:124].tobytes()) if version >= 2 else (0,) * 6 + (-1,) * 4 + (1,)
+        if version not in (1, 2, 3) or any(extra[:5]):
+            fail(f'{path}: only razor version 1 files and float32 version 2 and 3 files without biases, q/k norms '
+                 'or ALiBi can be re-written')
+        c.update(chat_template=extra[5], chat_tokens=list(extra[6:10]), add_bos=extra[10] if version == 3 else 1)
+        kind, at, align = 'razor', HEADER_BYTES, 64 if version >= 2 else 1
     else:
         if magic == 0x616B3432:
             if version != 1:
@@ -625,6 +668,8 @@ def legacy_check(c):
         fail('--legacy: rope_scaling (llama3) cannot be expressed in a version 0 file')
     if np.float32(c['norm_eps']) != np.float32(1e-5):
         fail(f'--legacy: norm_eps = {c["norm_eps"]:g}; version 0 files assume 1e-5')
+    if not c['add_bos']:
+        fail('--legacy: this tokenizer adds no BOS, and a version 0 file cannot say so (BOS is always put first)')
     if (c['bos_id'], c['eos_id']) != (1, 2):
         print(f'warning: bos/eos ids {c["bos_id"]}/{c["eos_id"]} are not stored in a version 0 file (1/2 assumed)')
 
@@ -643,8 +688,8 @@ def razor_header(c):
                     c['eos_id'], c['shared_classifier'], c['norm_eps'], c['rope_theta'], c['rope_scaling'],
                     c['rope_factor'], c['rope_low_freq_factor'], c['rope_high_freq_factor'],
                     c['rope_original_context'])
-    h += struct.pack('<10i', c['weight_type'], Q8_GROUP if c['weight_type'] == Q8 else 0, c['pos_encoding'],
-                     c['qkv_bias'], c['qk_norm'], c['chat_template'], *c['chat_tokens'])
+    h += struct.pack('<11i', c['weight_type'], Q8_GROUP if c['weight_type'] == Q8 else 0, c['pos_encoding'],
+                     c['qkv_bias'], c['qk_norm'], c['chat_template'], *c['chat_tokens'], c['add_bos'])
     return h + bytes(HEADER_BYTES - len(h))
 
 
@@ -738,7 +783,8 @@ def write(model, out, legacy=False):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    kind = 'llama2.c version 0' if legacy else f'razor v2, {[k for k, v in DTYPES.items() if v == wtype][0]}'
+    dtype = [k for k, v in DTYPES.items() if v == wtype][0]
+    kind = 'llama2.c version 0' if legacy else f'razor v{RAZOR_VERSION}, {dtype}'
     extras = [x for x, on in (('alibi', c['pos_encoding'] == POS_ALIBI), ('qkv_bias', c['qkv_bias']),
                               ('qk_norm', c['qk_norm'])) if on]
     if not legacy:
@@ -833,6 +879,8 @@ def main(argv=None):
         if a.seq_len:
             c['seq_len'] = a.seq_len
         model.check()
+        if a.hf:
+            c.update(hf_bos(a.hf, c['bos_id'], c['vocab_size'], a.tokenizer))
         if a.legacy:
             legacy_check(c)
         else:

@@ -23,9 +23,10 @@
  *
  * 3. razor's own format: a 256-byte header (RazorHeader below, zeros after it), then the tensors.
  *    It carries what llama2.c's headers lack: head_dim (may differ from dim / n_heads), norm eps,
- *    rope theta, Llama 3 rope scaling, bos/eos ids, and (version 2) the weight type, biases, q/k
- *    norms, ALiBi and the chat template. Version 1 files (the first 80 bytes of the header, float32,
- *    no padding, no optional tensors) still load.
+ *    rope theta, Llama 3 rope scaling, bos/eos ids, (version 2) the weight type, biases, q/k norms,
+ *    ALiBi and the chat template, and (version 3) whether a prompt starts with BOS. Versions 3 and 2
+ *    differ only in that field; version 2 and version 1 files (the first 80 bytes of the header,
+ *    float32, no padding, no optional tensors) still load, and put BOS first, as they always did.
  *    Tensors, in this order:
  *        token_embedding, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3, rms_final,
  *        bq, bk, bv          (only if qkv_bias)
@@ -45,6 +46,9 @@
  *    chat_template: CHAT_LLAMA2 ("[INST] ... [/INST]", text; the default, and what files without the
  *    field get), CHAT_LLAMA3 (chat_tokens = <|start_header_id|>, <|end_header_id|>, <|eot_id|>),
  *    CHAT_CHATML (chat_tokens = <|im_start|>, <|im_end|>); unused chat_tokens are -1.
+ *    add_bos (version 3): 1 if the tokenizer puts bos_id before a text (sentencepiece Llama 2, Llama 3,
+ *    Mistral), 0 if it adds nothing (Qwen2/2.5/3: their tokenizer.json adds no special token); with
+ *    add_bos 0, bos_id may be -1 (none). Chat templates add their own BOS, where they have one.
  *
  * Tensor shapes ("layer": n_layers of them; q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim):
  *    token_embedding (vocab_size, dim)     rms_att, rms_ffn (layer, dim)     rms_final (dim)
@@ -67,11 +71,11 @@
 #include <stdint.h>
 
 #define RAZOR_MAGIC   0x727a6172u   /* "razr" read as a little-endian uint32 */
-#define RAZOR_VERSION 2             /* the version export.py writes; razor reads 1 and 2 */
+#define RAZOR_VERSION 3             /* the version export.py writes; razor reads 1 to 3 */
 #define LLAMA2C_MAGIC 0x616b3432u   /* "ak42" */
 #define HEADER_BYTES  256
 
-/* razor's header, as it lies in the first bytes of the file (120 bytes, zeros up to 256). */
+/* razor's header, as it lies in the first bytes of the file (124 bytes, zeros up to 256). */
 typedef struct {
     uint32_t magic;            /* RAZOR_MAGIC */
     int32_t version;           /* RAZOR_VERSION */
@@ -98,7 +102,9 @@ typedef struct {
     int32_t qk_norm;           /* 1: q_norm, k_norm follow (Qwen3) */
     int32_t chat_template;     /* CHAT_* */
     int32_t chat_tokens[4];    /* the template's special token ids, -1 where unused */
-} RazorHeader;                 /* 120 bytes */
+    /* version 3 */
+    int32_t add_bos;           /* 1: every prompt starts with bos_id; 0: none is added */
+} RazorHeader;                 /* 124 bytes */
 
 enum { WEIGHT_F32, WEIGHT_BF16, WEIGHT_Q8 };
 enum { POS_ROPE, POS_ALIBI };
@@ -117,6 +123,7 @@ typedef struct {
     int rope_original_context;
     int weight_type, pos_encoding, qkv_bias, qk_norm; /* version 2; llama2.c and version 1 files: all 0 */
     int chat_template, chat_tokens[4];
+    int add_bos;               /* 1: a prompt starts with bos_id (every file before version 3) */
 } Config;
 
 

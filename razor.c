@@ -164,8 +164,9 @@ static int check_config(const Config *c, const char *path) {
         return bad_header(path, "vocab_size = %d (must be 1..%d)", c->vocab_size, MAX_VOCAB);
     if (!(c->seq_len > 0 && c->seq_len <= MAX_SEQ_LEN))
         return bad_header(path, "seq_len = %d (must be 1..%d)", c->seq_len, MAX_SEQ_LEN);
-    if (!(c->bos_id >= 0 && c->bos_id < c->vocab_size))
-        return bad_header(path, "bos_id = %d (vocab_size %d)", c->bos_id, c->vocab_size);
+    if (!(c->add_bos == 0 || c->add_bos == 1)) return bad_header(path, "add_bos = %d (0 or 1)", c->add_bos);
+    if (!(c->bos_id >= (c->add_bos ? 0 : -1) && c->bos_id < c->vocab_size))
+        return bad_header(path, "bos_id = %d (vocab_size %d, add_bos %d)", c->bos_id, c->vocab_size, c->add_bos);
     if (!(c->eos_id >= 0 && c->eos_id < c->vocab_size))
         return bad_header(path, "eos_id = %d (vocab_size %d)", c->eos_id, c->vocab_size);
     if (!(isfinite(c->norm_eps) && c->norm_eps > 0 && c->norm_eps < 1))
@@ -316,7 +317,8 @@ static int32_t read_i32(const unsigned char *p) { int32_t v; memcpy(&v, p, 4); r
 /* Fills the config from a header; defaults are llama2.c's for the fields its headers lack. */
 static int parse_header(Model *m, const unsigned char *h, size_t file_size, const char *path) {
     Config *c = &m->config;
-    *c = (Config){.norm_eps = 1e-5f, .rope_theta = 10000.0f, .bos_id = 1, .eos_id = 2, .chat_tokens = {-1, -1, -1, -1}};
+    *c = (Config){.norm_eps = 1e-5f, .rope_theta = 10000.0f, .bos_id = 1, .eos_id = 2, .chat_tokens = {-1, -1, -1, -1},
+                  .add_bos = 1};
     uint32_t magic = (uint32_t)read_i32(h);
     const unsigned char *dims = h; /* the 7 llama2.c ints */
     if (magic == RAZOR_MAGIC || magic == LLAMA2C_MAGIC) {
@@ -324,19 +326,20 @@ static int parse_header(Model *m, const unsigned char *h, size_t file_size, cons
             return fail("%s: truncated: %zu bytes, shorter than its %d-byte header", path, file_size, HEADER_BYTES);
         int version = read_i32(h + 4);
         if (magic == RAZOR_MAGIC) {
-            if (version != 1 && version != 2)
-                return fail("%s: razor format version %d, this build reads versions 1 and 2", path, version);
+            if (version < 1 || version > RAZOR_VERSION)
+                return fail("%s: razor format version %d, this build reads versions 1 to %d", path, version,
+                            RAZOR_VERSION);
             RazorHeader r;
             memcpy(&r, h, sizeof r);
             *c = (Config){r.dim, r.hidden_dim, r.n_layers, r.n_heads, r.n_kv_heads, r.head_dim, r.vocab_size, r.seq_len,
                           r.bos_id, r.eos_id, r.shared_classifier, r.norm_eps, r.rope_theta, r.rope_scaling,
                           r.rope_factor, r.rope_low_freq_factor, r.rope_high_freq_factor, r.rope_original_context,
-                          .chat_tokens = {-1, -1, -1, -1}};
+                          .chat_tokens = {-1, -1, -1, -1}, .add_bos = version >= 3 ? r.add_bos : 1};
             if (r.shared_classifier != 0 && r.shared_classifier != 1)
                 return fail("%s: bad header: shared_classifier = %d (must be 0 or 1)", path, r.shared_classifier);
             m->format = FORMAT_RAZOR;
             m->version = version;
-            if (version == 2) {
+            if (version >= 2) {
                 c->weight_type = r.weight_type;
                 c->pos_encoding = r.pos_encoding;
                 c->qkv_bias = r.qkv_bias;
@@ -1139,15 +1142,17 @@ float *forward(const Model *m, RunState *s, const int *tokens, int n, LogitsSink
  * 6. The head profiler: which heads are retrieval heads. A head profile (model.h: HeadProfile) marks
  * each KV head a retrieval head or not; choose_head_caches (section 4) turns that into its cache. It
  * comes from one forward pass of a probe (RoPE models, the paper's section 3.2), from the span rule
- * (ALiBi models, section 3.3, below), or from a file (a .heads file, hand-edited or not, or
- * DuoAttention's .tsv: appendix C).
+ * (ALiBi models, section 3.3, below), or from a file (a .heads file, hand-edited or not,
+ * DuoAttention's .tsv, or the JSON of golden-stick or Retrieval_Head / HeadKV: appendix C).
  *
  * The probe: BOS + K distinct random ordinary tokens, the block repeated 4 times, with exact causal
- * attention. For every query head, the echo score is the attention a token pays to its own earlier
- * copies, the induction score the attention it pays to the tokens that followed them, averaged over
- * the rows of repeats 2..4. A KV head takes the max over its query heads; the top induction_fraction
- * of KV heads by induction plus the top echo_fraction by echo (over the whole model: the paper's 14%
- * and 1%) are the retrieval heads. */
+ * attention. The first token is the attention sink every text has; it is bos_id even for a model whose
+ * prompts get none (Qwen's is <|endoftext|>, the separator its training data packed texts with), and
+ * eos_id for a model with no bos_id at all. For every query head, the echo score is the attention a
+ * token pays to its own earlier copies, the induction score the attention it pays to the tokens that
+ * followed them, averaged over the rows of repeats 2..4. A KV head takes the max over its query
+ * heads; the top induction_fraction of KV heads by induction plus the top echo_fraction by echo (over
+ * the whole model: the paper's 14% and 1%) are the retrieval heads. */
 
 static void init_profile(HeadProfile *profile, const Config *c) {
     *profile = (HeadProfile){.n_layers = c->n_layers, .n_kv_heads = c->n_kv_heads, .n_heads = c->n_heads,
@@ -1251,7 +1256,7 @@ int profile_heads(const Model *m, const Tokenizer *tok, HeadProfile *profile, ui
         int tmp = ordinary[i]; ordinary[i] = ordinary[j]; ordinary[j] = tmp;
     }
     int n = 1 + 4 * K, *probe_tokens = xcalloc((size_t)n, sizeof(int));
-    probe_tokens[0] = c->bos_id;
+    probe_tokens[0] = c->bos_id >= 0 ? c->bos_id : c->eos_id; /* the sink (above) */
     for (int i = 1; i < n; i++) probe_tokens[i] = ordinary[(i - 1) % K];
     free(ordinary);
     RunState s;
@@ -1470,13 +1475,14 @@ static void print_speed(int n_prompt, double prompt_s, int n_gen, double gen_s) 
             prompt_s > 0 ? n_prompt / prompt_s : 0.0, n_gen, gen_s > 0 ? n_gen / gen_s : 0.0);
 }
 
-/* Encodes a prompt with BOS; refuses one that leaves no room in the context, or that the tokenizer
- * refuses (the caller exits with 2). */
+/* Encodes a prompt, BOS first if the model adds one; refuses one that leaves no room in the context,
+ * or that the tokenizer refuses (the caller exits with 2). */
 static int *encode_prompt(const Model *m, const Tokenizer *tok, const char *prompt, int *n) {
     int *tokens = xcalloc(encode_room(prompt), sizeof(int));
-    *n = encode(tok, prompt, 1, tokens);
-    if (*n < 0 || *n >= m->config.seq_len) {
+    *n = encode(tok, prompt, m->config.add_bos, tokens);
+    if (*n <= 0 || *n >= m->config.seq_len) {
         if (*n < 0) report(0);
+        else if (*n == 0) complain(0, "the prompt is empty, and this model's tokenizer adds no BOS to start from");
         else complain(0, "the prompt is %d tokens, the model's context is %d", *n, m->config.seq_len);
         free(tokens);
         return NULL;
@@ -2175,12 +2181,13 @@ static int encode_byte_level(const Tokenizer *t, const char *text, size_t n_byte
     return n_tokens;
 }
 
-/* Encodes text into tokens (room for encode_room(text): NFC may lengthen it), BOS first if bos;
- * returns the count, or -1 (razor_error says why) for text too long to encode. */
+/* Encodes text into tokens (room for encode_room(text): NFC may lengthen it), BOS first if bos and
+ * the tokenizer has one (callers pass the model's add_bos for a prompt); returns the count, or -1
+ * (razor_error says why) for text too long to encode. */
 size_t encode_room(const char *text) { return 3 * strlen(text) + 3; }
 int encode(const Tokenizer *t, const char *text, int bos, int *tokens) {
     int n_tokens = 0;
-    if (bos) tokens[n_tokens++] = t->bos_id;
+    if (bos && t->bos_id >= 0) tokens[n_tokens++] = t->bos_id;
     size_t text_len = strlen(text);
     if (text_len == 0) return n_tokens;
     if (text_len >= (size_t)1 << 28) return fail("a text of %zu bytes is too long to encode", text_len);
@@ -2221,18 +2228,31 @@ static int ordinary_tokens(const Tokenizer *t, int *out) {
 }
 
 /* ------------------------------------------------------------------------------------------------
- * Appendix C. Head profiles on disk (razor's .heads text, DuoAttention's .tsv) and in pictures (the
- * terminal's heat map, SVG) */
+ * Appendix C. Head profiles on disk (razor's .heads text, DuoAttention's .tsv, and the JSON files of
+ * golden-stick and Retrieval_Head / HeadKV) and in pictures (the terminal's heat map, SVG) */
 
 static int ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-/* Writes a profile: DuoAttention's full_attention_heads.tsv (one row per layer, 1 = retrieval, 0 = not,
- * per KV head) if tsv, else razor's .heads text. */
-static void write_profile(const HeadProfile *p, FILE *f, int tsv) {
-    if (tsv) {
+/* Writes a profile, in the form its path's suffix names: .tsv, DuoAttention's full_attention_heads.tsv
+ * (one row per layer, 1 = retrieval, 0 = not, per KV head); .json, golden-stick's retrieval heads
+ * (below, before load_json_profile); else razor's .heads text. */
+static void write_profile(const HeadProfile *p, FILE *f, const char *path) {
+    if (ends_with(path, ".json")) {
+        const char *sep = "{";
+        for (int l = 0; l < p->n_layers; l++) {
+            const char *item = "[";
+            for (int g = 0; g < p->n_kv_heads; g++)
+                if (p->retrieval[l * p->n_kv_heads + g]) {
+                    if (*item == '[') fprintf(f, "%s\n   \"%d\": ", sep, l), sep = ",";
+                    fprintf(f, "%s%d", item, g), item = ", ";
+                }
+            if (*item != '[') fprintf(f, "]");
+        }
+        fprintf(f, "%s}\n", *sep == '{' ? "{" : "\n");
+    } else if (ends_with(path, ".tsv")) {
         for (int l = 0; l < p->n_layers; l++)
             for (int g = 0; g < p->n_kv_heads; g++)
                 fprintf(f, "%d%c", p->retrieval[l * p->n_kv_heads + g], g + 1 < p->n_kv_heads ? '\t' : '\n');
@@ -2270,17 +2290,146 @@ static void write_profile(const HeadProfile *p, FILE *f, int tsv) {
 int save_profile(const HeadProfile *p, const char *path) {
     Output out;
     if (open_output(&out, path) != 0) return -1;
-    write_profile(p, out.f, ends_with(path, ".tsv"));
+    write_profile(p, out.f, path);
     return close_output(&out, 1);
 }
 
+/* Profiles made by other tools, in JSON. Both are an object of lists of numbers, {"key": [...], ...}:
+ *   golden-stick (Huawei's RazorAttention tooling, mindspore_gs razor_attention.py): {"layer": [kv_head,
+ *     ...]}, each layer's retrieval heads by KV-head index; a layer left out has none. -o x.json writes it.
+ *   Retrieval_Head / HeadKV (retrieval_head_detection.py): {"layer-head": [score, ...]} for every query
+ *     head, a score per needle test. A head's score is the mean of its list, a KV head's the max over its
+ *     query heads (kept as its induction score), and the top `fraction` of KV heads are retrieval heads.
+ * The first key tells them apart ("3" or "3-7"). */
+typedef struct {
+    HeadProfile *p;
+    const Config *c;
+    int kind;                 /* 0 not known yet, 1 golden-stick, 2 scores */
+    unsigned char *seen;      /* (layer) golden-stick, (layer, query_head) scores */
+    double *score;            /* (layer, query_head) */
+    char why[200];
+} JsonProfile;
+
+/* Reads one member of either form into j; returns NULL, or why it cannot. */
+static const char *json_profile_member(const char *key, const double *values, int n, void *arg) {
+    JsonProfile *j = arg;
+    const Config *c = j->c;
+    int kind = strchr(key, '-') ? 2 : 1;
+    if (!j->kind) {
+        j->kind = kind;
+        j->seen = xcalloc((size_t)c->n_layers * (kind == 2 ? c->n_heads : 1), 1);
+        if (kind == 2) j->score = xcalloc((size_t)c->n_layers * c->n_heads, sizeof(double));
+    }
+    char *end = (char *)key;
+    long layer = isdigit((unsigned char)*key) ? strtol(key, &end, 10) : -1, head = 0;
+    if (kind == 2 && *end == '-' && isdigit((unsigned char)end[1])) head = strtol(end + 1, &end, 10);
+    else if (kind == 2) end = (char *)key;
+    if (kind != j->kind || layer < 0 || *end || layer >= c->n_layers || head >= c->n_heads) {
+        snprintf(j->why, sizeof j->why, "key \"%s\" is not a %s of this model (%d layers, %d query heads)", key,
+                 j->kind == 1 ? "layer number" : "\"layer-query_head\" pair", c->n_layers, c->n_heads);
+        return j->why;
+    }
+    size_t at = kind == 2 ? (size_t)layer * c->n_heads + head : (size_t)layer;
+    if (j->seen[at]++) return snprintf(j->why, sizeof j->why, "key \"%s\" appears twice", key), j->why;
+    if (kind == 2) {
+        if (n == 0) return snprintf(j->why, sizeof j->why, "key \"%s\": an empty list of scores", key), j->why;
+        double sum = 0;
+        for (int i = 0; i < n; i++) sum += values[i];
+        j->score[at] = sum / n;
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!(values[i] >= 0 && values[i] < c->n_kv_heads && values[i] == floor(values[i]))) {
+            snprintf(j->why, sizeof j->why, "layer %ld: %g is not a KV head (0 to %d)", layer, values[i],
+                     c->n_kv_heads - 1);
+            return j->why;
+        }
+        j->p->retrieval[layer * c->n_kv_heads + (int)values[i]] = 1;
+    }
+    return NULL;
+}
+
+/* Walks a JSON object of lists of numbers, handing each member to member(key, values, n, arg). Keys are
+ * up to 31 bytes without escapes; numbers are JSON's (finite, no hex). Returns 0, or -1 (razor_error
+ * names the line). */
+static int read_json_lists(const char *path, const char *text, size_t size,
+                           const char *(*member)(const char *, const double *, int, void *), void *arg) {
+    double *values = xcalloc(size / 2 + 1, sizeof(double)); /* a number and its comma take 2 bytes or more */
+    const char *s = text + strspn(text, " \t\r\n"), *why = NULL, *space = " \t\r\n";
+    char key[32];
+    if (*s++ != '{') why = "expected a JSON object: {\"key\": [numbers], ...}";
+    else if (*(s += strspn(s, space)) == '}') s++;
+    else while (!why) {
+        size_t len = *s == '"' ? strcspn(s + 1, "\"\\\n") : 0;
+        if (len == 0 || len >= sizeof key || s[1 + len] != '"') { why = "expected a key in double quotes"; break; }
+        memcpy(key, s + 1, len), key[len] = 0;
+        s += len + 2;
+        s += strspn(s, space);
+        if (*s++ != ':' || *(s += strspn(s, space)) != '[') { why = "expected : and a list of numbers"; break; }
+        s += 1 + strspn(s + 1, space);
+        int n = 0;
+        while (*s != ']' && !why) {
+            char *end = (char *)s;
+            double x = *s == '-' || isdigit((unsigned char)*s) ? strtod(s, &end) : NAN;
+            if (!isfinite(x) || strspn(s, "+-.0123456789eE") < (size_t)(end - s)) { why = "expected a number"; break; }
+            values[n++] = x;
+            s = end + strspn(end, space);
+            if (*s == ',') s += 1 + strspn(s + 1, space);
+            else if (*s != ']') why = "expected , or ] after a number";
+            if (s[-1] == ',' && *s == ']') why = "expected a number after ,";
+        }
+        if (why || (why = member(key, values, n, arg))) break;
+        s += 1 + strspn(s + 1, space);
+        if (*s == ',') s += 1 + strspn(s + 1, space);
+        else if (*s++ == '}') break;
+        else why = "expected , or } after a list";
+    }
+    if (!why && s[strspn(s, space)]) why = "more after the closing }";
+    free(values);
+    if (!why) return 0;
+    int line = 1;
+    for (const char *t = text; t < s && *t; t++) line += *t == '\n';
+    return fail("%s: line %d: %s", path, line, why);
+}
+
+static int load_json_profile(HeadProfile *p, const char *path, const Config *c, float fraction, char *text,
+                             size_t size) {
+    JsonProfile j = {.p = p, .c = c};
+    int status = read_json_lists(path, text, size, json_profile_member, &j);
+    for (int l = 0; l < c->n_layers && status == 0 && j.kind == 2; l++)
+        for (int h = 0; h < c->n_heads && status == 0; h++)
+            if (!j.seen[l * c->n_heads + h])
+                status = fail("%s: no scores for head \"%d-%d\" (a score file covers all %d x %d query heads)", path,
+                              l, h, c->n_layers, c->n_heads);
+    if (status == 0 && j.kind == 2) {
+        int group = c->n_heads / c->n_kv_heads;
+        for (int h = 0; h < c->n_layers * c->n_heads; h++) {
+            float *kv = &p->induction[h / group];
+            if (h % group == 0 || j.score[h] > *kv) *kv = (float)j.score[h];
+        }
+        mark_top(p->retrieval, p->induction, c->n_layers * c->n_kv_heads, fraction);
+    }
+    free(j.seen);
+    free(j.score);
+    return status;
+}
+
 /* Reads a profile written by save_profile (or by hand, or DuoAttention's .tsv: a value >= 0.5 marks
- * a retrieval head) and checks it against the model's shape. */
-int load_profile(HeadProfile *p, const char *path, const Config *c) {
+ * a retrieval head; or a .json, above: fraction is for score files) and checks it against the model's
+ * shape. */
+int load_profile(HeadProfile *p, const char *path, const Config *c, float fraction) {
     char *text;
     size_t size;
     if (read_file(path, (size_t)16 << 20, &text, &size) != 0) return -1;
     init_profile(p, c);
+    if (ends_with(path, ".json")) {
+        int status = load_json_profile(p, path, c, fraction, text, size);
+        free(text);
+        if (status == 0 && c->pos_encoding == POS_ALIBI) status = fail("%s: this ALiBi model needs a profile of "
+                                                                       "spans (-m profile)", path);
+        if (status != 0) free_profile(p);
+        return status;
+    }
     int line_no = 0, layers_seen = 0, shape_seen = ends_with(path, ".tsv");
     char *save = NULL;
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -2523,6 +2672,7 @@ typedef struct {
     int needle_lengths[MAX_NEEDLE_LENGTHS], n_needle_lengths; /* -L; 0: the default grid */
     float needle_depths[MAX_NEEDLE_DEPTHS];                   /* -D */
     int n_needle_depths;
+    int window;              /* -l: perplexity's window in tokens; 0: the context */
 } Options;
 
 /* -m generate: the prompt, echoed, then up to -n tokens sampled after it. */
@@ -2593,7 +2743,7 @@ int chat_turn_tokens(const Config *c, const Tokenizer *tok, const char *system, 
         if (turn == 0 && system) put_text(&t, 1, "[INST] <<SYS>>\n", system, "\n<</SYS>>\n\n", user, " [/INST]", NULL);
         else put_text(&t, 1, "[INST] ", user, " [/INST]", NULL);
     } else if (c->chat_template == CHAT_LLAMA3) {
-        put_id(&t, turn > 0 ? special[2] : c->bos_id);
+        if (turn > 0 || c->bos_id >= 0) put_id(&t, turn > 0 ? special[2] : c->bos_id);
         for (int r = turn > 0 || !system ? 1 : 0; r < 3; r++) {
             put_id(&t, special[0]);
             put_text(&t, 0, roles[r], NULL);
@@ -2670,6 +2820,15 @@ static void softmax_into(double *p, const float *logits, int n) {
     for (int i = 0; i < n; i++) p[i] /= sum;
 }
 
+static double safe_log(double x) { return log(x > 1e-300 ? x : 1e-300); }
+
+/* KL(p || q) = sum_i p_i (ln p_i - ln q_i), of two distributions over n tokens. */
+static double kl_divergence(const double *p, const double *q, int n) {
+    double kl = 0;
+    for (int i = 0; i < n; i++) if (p[i] > 0) kl += p[i] * (log(p[i]) - safe_log(q[i]));
+    return kl;
+}
+
 /* Prints the text of tokens[0..n) (the first decoded after prev) to stdout: as a JSON string if json,
  * else as it is, but for lone bytes that are control characters (raw byte tokens can be anything). */
 static void print_text(const Tokenizer *tok, const int *tokens, int n, int prev, int json) {
@@ -2723,8 +2882,7 @@ int run_compare(const Model *m, const Tokenizer *tok, const Options *o) {
     for (int t = 0; t < n_gen; t++) {
         softmax_into(p, full_logits + (size_t)t * V, V);
         softmax_into(q, logits, V);
-        double kl = 0;
-        for (int i = 0; i < V; i++) if (p[i] > 0) kl += p[i] * (log(p[i]) - log(q[i] > 1e-300 ? q[i] : 1e-300));
+        double kl = kl_divergence(p, q, V);
         pol_gen[t] = argmax(logits, V);
         agree += pol_gen[t] == gen[t];
         if (pol_gen[t] != gen[t] && first_divergence < 0) first_divergence = t;
@@ -2787,10 +2945,10 @@ static void fill_template(char *out, size_t size, const char *template, long key
     out[n] = 0;
 }
 
-/* One case: BOS, filler tokens with the needle planted at `depth` of them, the question; `length`
- * tokens in all. Returns the count, or -1 (razor_error says why). */
-static int needle_prompt(const Tokenizer *tok, const Options *o, const int *filler, int n_filler, int length,
-                         float depth, long key, int *prompt) {
+/* One case: BOS (if bos), filler tokens with the needle planted at `depth` of them, the question;
+ * `length` tokens in all. Returns the count, or -1 (razor_error says why). */
+static int needle_prompt(const Tokenizer *tok, const Options *o, int bos, const int *filler, int n_filler,
+                         int length, float depth, long key, int *prompt) {
     char text[1024];
     int needle[512], question[512];
     fill_template(text, sizeof text, o->needle, key);
@@ -2799,10 +2957,11 @@ static int needle_prompt(const Tokenizer *tok, const Options *o, const int *fill
     int n_question = strlen(text) < 400 ? encode(tok, text, 0, question) : -1;
     if (n_needle <= 0 || n_question <= 0)
         return fail("the needle and the question must each be 1 to 400 bytes the tokenizer takes");
-    int body = length - 1 - n_needle - n_question;
+    bos = bos && tok->bos_id >= 0;
+    int body = length - bos - n_needle - n_question;
     if (body < 1) return fail("a prompt of %d tokens is too short for the needle and the question", length);
     int at = (int)(depth * body), n = 0;
-    prompt[n++] = tok->bos_id;
+    if (bos) prompt[n++] = tok->bos_id;
     for (int i = 0; i <= body; i++) {
         if (i == at) for (int k = 0; k < n_needle; k++) prompt[n++] = needle[k];
         if (i < body) prompt[n++] = filler[i % n_filler];
@@ -2987,7 +3146,7 @@ int run_needle(const Model *m, const Tokenizer *tok, const Options *o) {
     for (int k = 0; k < cases && status == 0; k++) {
         int li = k / g.n_depths, di = k % g.n_depths;
         long key = 10000 + (long)(random_f32(&rng) * 89999);
-        int n = needle_prompt(tok, o, filler, n_filler, g.lengths[li], g.depths[di], key, prompt);
+        int n = needle_prompt(tok, o, c->add_bos, filler, n_filler, g.lengths[li], g.depths[di], key, prompt);
         if (n < 0) { status = report(2); break; }
         fprintf(stderr, "needle: case %d/%d, %d tokens, depth %.0f%%, key %ld:", k + 1, cases, g.lengths[li],
                 100 * g.depths[di], key);
@@ -3071,8 +3230,9 @@ int run_logits(const Model *m, const Tokenizer *tok, const Options *o) {
         if (read_ids(o->ids_file, c->vocab_size, c->seq_len, &ids, &n) != 0) status = report(1);
     } else {
         ids = xcalloc(encode_room(o->prompt), sizeof(int));
-        n = encode(tok, o->prompt, 1, ids);
+        n = encode(tok, o->prompt, c->add_bos, ids);
         if (n < 0) status = report(2);
+        if (n == 0) status = complain(2, "the prompt is empty, and this model's tokenizer adds no BOS");
         if (n > c->seq_len) status = complain(2, "the prompt is %d tokens, the model's context is %d", n, c->seq_len);
     }
     if (status == 0) status = logits_file(m, ids, n, o);
@@ -3080,13 +3240,13 @@ int run_logits(const Model *m, const Tokenizer *tok, const Options *o) {
     return status;
 }
 
-/* -m tokenize: the prompt's token ids, BOS first, on one line. */
+/* -m tokenize: the prompt's token ids on one line, BOS first if the model adds one (as the Hugging
+ * Face tokenizers library does with add_special_tokens=True). */
 int run_tokenize(const Model *m, const Tokenizer *tok, const Options *o) {
-    (void)m;
     const char *text = o->prompt ? o->prompt : "";
     int *tokens = xcalloc(encode_room(text), sizeof(int));
     double t0 = now_seconds();
-    int n = encode(tok, text, 1, tokens);
+    int n = encode(tok, text, m->config.add_bos, tokens);
     double secs = now_seconds() - t0;
     if (n < 0) { free(tokens); return report(2); }
     for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", tokens[i]);
@@ -3096,12 +3256,143 @@ int run_tokenize(const Model *m, const Tokenizer *tok, const Options *o) {
     return 0;
 }
 
+/* -m perplexity: how much each policy changes the model's predictions over a long text, as llama.cpp's
+ * llama-perplexity --kl-divergence measures it. The text is cut into windows of -l tokens (default:
+ * the context), each BOS first if the model adds one; a tail shorter than a window is left out. In each
+ * window the first half is prefilled as one block under full attention and compressed (prefill, as a
+ * prompt), the other half fed one token at a time (compressed heads slide, as in generation), and
+ * the predictions made from the second half's tokens are scored (the next token of each but the last,
+ * window / 2 - 1 per window, as llama-perplexity scores each window's second half). The reference is
+ * the full cache with float32 keys and values; every policy runs beside it on the same tokens, in
+ * the -K type: "full" there is what 16-bit keys and values alone cost. */
+enum { N_POLICIES = 4 };     /* full, razor, streaming, nocomp: policy_names */
+typedef struct {
+    double nll;              /* sum over the scored tokens of -ln q(the next token) */
+    double *kl;              /* (scored) KL(reference || policy) of each scored token */
+    long same_top;           /* scored tokens whose top-1 is the reference's */
+    size_t kept, full;       /* KV bytes kept and uncompressed at the end of the last window */
+} PolicyScore;
+
+/* Runs n_windows windows of ids (window ids each, laid end to end) under the reference and the
+ * N_POLICIES policies in step; fills score[] (kl room for n_windows * (window - window / 2 - 1)) and
+ * *reference_nll. Returns the number of tokens scored, or -1 (razor_error says why). */
+long perplexity_windows(const Model *m, const int *ids, int n_windows, int window, int block,
+                        const CacheConfig *cache, PolicyScore *score, double *reference_nll) {
+    int V = m->config.vocab_size, half = window / 2;
+    long n_scored = 0;
+    double *p = xcalloc((size_t)V, sizeof(double)), *q = xcalloc((size_t)V, sizeof(double));
+    *reference_nll = 0;
+    for (int k = 0; k < N_POLICIES; k++) score[k].nll = 0, score[k].same_top = 0;
+    for (int w = 0; w < n_windows && n_scored >= 0; w++) {
+        const int *x = ids + (size_t)w * window;
+        RunState s[1 + N_POLICIES];  /* s[0] the reference, s[1 + k] policy k */
+        float *logits[1 + N_POLICIES];
+        int built = 0;
+        for (; built <= N_POLICIES; built++) {
+            CacheConfig cc = *cache;
+            cc.policy = built ? (Policy)(built - 1) : POLICY_FULL;
+            if (!built) cc.kv_type = KV_F32;
+            if (build_runstate(&s[built], m, window, block, &cc) != 0) { n_scored = -1; break; }
+            prefill(m, &s[built], x, half);
+        }
+        for (int t = half; t + 1 < window && n_scored >= 0; t++, n_scored++) {
+            for (int k = 0; k <= N_POLICIES; k++) logits[k] = forward(m, &s[k], &x[t], 1, NULL, NULL);
+            softmax_into(p, logits[0], V);
+            *reference_nll -= safe_log(p[x[t + 1]]);
+            int top = argmax(logits[0], V);
+            for (int k = 0; k < N_POLICIES; k++) {
+                softmax_into(q, logits[1 + k], V);
+                score[k].kl[n_scored] = kl_divergence(p, q, V);
+                score[k].nll -= safe_log(q[x[t + 1]]);
+                score[k].same_top += argmax(logits[1 + k], V) == top;
+            }
+        }
+        for (int k = 1; k < built; k++) cache_bytes(&s[k], &m->config, &score[k - 1].kept, &score[k - 1].full);
+        for (int k = 0; k < built; k++) free_runstate(&s[k]);
+        fprintf(stderr, "\rperplexity: window %d/%d", w + 1, n_windows);
+    }
+    fprintf(stderr, "\n");
+    free(p); free(q);
+    return n_scored;
+}
+
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The KL statistics llama-perplexity prints: mean, median, 99th percentile (nearest rank), max. Sorts kl. */
+void kl_stats(double *kl, long n, double out[4]) {
+    qsort(kl, (size_t)n, sizeof *kl, compare_doubles);
+    double sum = 0;
+    for (long i = 0; i < n; i++) sum += kl[i];
+    out[0] = sum / n;
+    out[1] = n % 2 ? kl[n / 2] : (kl[n / 2 - 1] + kl[n / 2]) / 2;
+    out[2] = kl[(long)ceil(0.99 * n) - 1];
+    out[3] = kl[n - 1];
+}
+
+int run_perplexity(const Model *m, const Tokenizer *tok, const Options *o) {
+    const Config *c = &m->config;
+    int bos = c->add_bos && tok->bos_id >= 0;
+    const char *text = o->prompt ? o->prompt : "";
+    int *text_ids = xcalloc(encode_room(text), sizeof(int)), n_text = encode(tok, text, 0, text_ids);
+    if (n_text < 0) { free(text_ids); return report(2); }
+    int window = o->window ? o->window : min_int(c->seq_len, n_text + bos), per = window - bos;
+    int n_windows = per > 0 ? n_text / per : 0, status = 0;
+    if (window > c->seq_len) status = complain(2, "-l %d is longer than the model's context, %d", window, c->seq_len);
+    else if (window < 4 || n_windows == 0)
+        status = complain(2, "the text is %d tokens: too short for a window of %d (at least 4: half prefilled, half "
+                             "scored)", n_text, window < 4 ? 4 : window);
+    if (status) { free(text_ids); return status; }
+    int *ids = xcalloc((size_t)n_windows * window, sizeof(int));
+    for (int w = 0; w < n_windows; w++) {
+        if (bos) ids[(size_t)w * window] = tok->bos_id;
+        memcpy(ids + (size_t)w * window + bos, text_ids + (size_t)w * per, (size_t)per * sizeof(int));
+    }
+    long room = (long)n_windows * (window - window / 2 - 1);
+    PolicyScore score[N_POLICIES];
+    for (int k = 0; k < N_POLICIES; k++) score[k] = (PolicyScore){.kl = xcalloc((size_t)room, sizeof(double))};
+    double reference_nll;
+    long n = perplexity_windows(m, ids, n_windows, window, o->block, &o->cache, score, &reference_nll);
+    const char *kv_names[] = {"f32", "bf16", "f16"};
+    if (n < 0) status = report(1);
+    else {
+        double ppl_ref = exp(reference_nll / n), stats[N_POLICIES][4];
+        printf("perplexity: %d windows of %d tokens (%d of %d text tokens), %ld scored; reference: the full cache, "
+               "f32 keys and values, perplexity %.4f\n", n_windows, window, n_windows * per, n_text, n, ppl_ref);
+        printf("%-10s %6s %10s %9s %10s %10s %10s %10s %9s\n", "policy", "kv %", "perplexity", "ratio", "KL mean",
+               "KL median", "KL p99", "KL max", "same top");
+        for (int k = 0; k < N_POLICIES; k++) {
+            kl_stats(score[k].kl, n, stats[k]);
+            double ppl = exp(score[k].nll / n);
+            printf("%-10s %6.1f %10.4f %9.5f %10.6f %10.6f %10.6f %10.6f %8.2f%%\n", policy_names[k],
+                   100.0 * score[k].kept / score[k].full, ppl, ppl / ppl_ref, stats[k][0], stats[k][1], stats[k][2],
+                   stats[k][3], 100.0 * score[k].same_top / n);
+        }
+        printf("{\"mode\": \"perplexity\", \"window\": %d, \"windows\": %d, \"scored\": %ld, \"kv_type\": \"%s\", "
+               "\"perplexity_reference\": %.6f, \"policies\": [", window, n_windows, n, kv_names[o->cache.kv_type],
+               ppl_ref);
+        for (int k = 0; k < N_POLICIES; k++)
+            printf("%s{\"policy\": \"%s\", \"kv_percent\": %.2f, \"perplexity\": %.6f, \"kl_mean\": %.8f, "
+                   "\"kl_median\": %.8f, \"kl_p99\": %.8f, \"kl_max\": %.8f, \"same_top\": %.6f}", k ? ", " : "",
+                   policy_names[k], 100.0 * score[k].kept / score[k].full, exp(score[k].nll / n), stats[k][0],
+                   stats[k][1], stats[k][2], stats[k][3], (double)score[k].same_top / n);
+        printf("]}\n");
+    }
+    for (int k = 0; k < N_POLICIES; k++) free(score[k].kl);
+    free(ids); free(text_ids);
+    return status;
+}
+
 /* Profiles the model and writes PATH and its picture PATH.svg; both are opened before the probe
  * runs, so that a path that cannot be written fails at once, not after the work. */
 static int make_profile(const Model *m, const Tokenizer *tok, const Options *o, HeadProfile *profile,
                         const char *path) {
-    int alibi = m->config.pos_encoding == POS_ALIBI, tsv = ends_with(path, ".tsv"), status;
-    if (alibi && tsv) return fail("%s: a DuoAttention .tsv cannot hold an ALiBi model's spans", path);
+    int alibi = m->config.pos_encoding == POS_ALIBI, status;
+    if (alibi && (ends_with(path, ".tsv") || ends_with(path, ".json")))
+        return fail("%s: a %s cannot hold an ALiBi model's spans", path,
+                    ends_with(path, ".tsv") ? "DuoAttention .tsv" : ".json profile");
     char svg_path[4400];
     snprintf(svg_path, sizeof svg_path, "%s.svg", path);
     Output heads, svg;
@@ -3111,7 +3402,7 @@ static int make_profile(const Model *m, const Tokenizer *tok, const Options *o, 
     else status = profile_heads(m, tok, profile, o->seed_given ? o->seed : 42, o->induction_fraction, o->echo_fraction);
     if (status != 0) { close_output(&heads, 0); close_output(&svg, 0); return -1; }
     print_heatmap(profile);
-    write_profile(profile, heads.f, tsv);
+    write_profile(profile, heads.f, path);
     write_profile_svg(profile, svg.f);
     status = close_output(&heads, 1);
     if (close_output(&svg, status == 0) != 0) status = -1;
@@ -3145,8 +3436,11 @@ int model_to_bf16(Model *m); /* -w bf16 (appendix F) */
 static void usage(FILE *f) {
     fprintf(f,
             "usage: razor model.bin [options]\n"
-            "  -m mode     generate (default) | chat | tokenize | logits | profile | compare | needle\n"
-            "  -i text     the prompt                 -f file   read the prompt (needle: the filler) from a file\n"
+            "  -m mode     generate (default) | chat | tokenize | logits | profile | compare | needle |\n"
+            "              perplexity (every policy's KL and perplexity against the full cache over a text)\n"
+            "  -i text     the prompt                 -f file   read the prompt (needle: the filler;\n"
+            "                                                   perplexity: the text) from a file\n"
+            "  -l n        perplexity: window in tokens, half prefilled, half scored (default: the context)\n"
             "  -n n        tokens to generate after the prompt (default 256)\n"
             "  -t temp     temperature, 0 = greedy (default 1.0)\n"
             "  -p topp     top-p sampling (default 0.9)\n"
@@ -3159,8 +3453,9 @@ static void usage(FILE *f) {
             "              half the bytes to read per token, faster generation)\n"
             "  -y text     system prompt (chat)\n"
             "  -I file     token ids to teacher-force (logits; instead of a prompt)\n"
-            "  -o file     output: logits (float32 [n_tokens][vocab_size]); profile (.heads or .tsv);\n"
-            "              needle (prefix of its files, default model.bin.needle: .jsonl, _POLICY.svg)\n"
+            "  -o file     output: logits (float32 [n_tokens][vocab_size]); profile (.heads, .tsv or\n"
+            "              golden-stick's .json); needle (prefix of its files, default model.bin.needle:\n"
+            "              .jsonl, _POLICY.svg)\n"
             "KV cache (RazorAttention):\n"
             "  -c policy   razor (default) | full | streaming (sinks + window) | nocomp (razor without\n"
             "              the compensation token)\n"
@@ -3169,8 +3464,9 @@ static void usage(FILE *f) {
             "  -C ratio    C (default %g)\n"
             "  -K type     keys and values in the cache: bf16 (default) | f16 | f32 (twice the bytes);\n"
             "              capital K, not -k, which is the head profile\n"
-            "  -k file     head profile (.heads, or DuoAttention's .tsv); default model.bin.heads,\n"
-            "              computed and saved when missing\n"
+            "  -k file     head profile: .heads; DuoAttention's .tsv; .json, golden-stick's retrieval\n"
+            "              heads or Retrieval_Head/HeadKV scores (the top -R + -E of KV heads);\n"
+            "              default model.bin.heads, computed and saved when missing\n"
             "  -R frac     profile: fraction of KV heads made retrieval heads by induction score (default %g)\n"
             "  -E frac     profile: fraction made retrieval heads by echo score (default %g)\n"
             "  -e text     needle: the planted sentence, {key} is the number\n"
@@ -3245,6 +3541,7 @@ static int parse_flag(Options *o, const char *flag, const char *val) {
     case 'R': if (parse_number(flag, val, 0, 1, 0, &v)) return 2; o->induction_fraction = (float)v; break;
     case 'E': if (parse_number(flag, val, 0, 1, 0, &v)) return 2; o->echo_fraction = (float)v; break;
     case 'B': if (parse_number(flag, val, 1, 1 << 16, 1, &v)) return 2; o->block = (int)v; break;
+    case 'l': if (parse_number(flag, val, 4, MAX_SEQ_LEN, 1, &v)) return 2; o->window = (int)v; break;
     case 'i': o->prompt = val; break;
     case 'f': o->prompt_file = val; break;
     case 'z': o->tokenizer_path = val; break;
@@ -3293,7 +3590,7 @@ typedef struct {
 } Mode;
 static const Mode modes[] = {{"generate", run_generate, 1}, {"chat", run_chat, 1},   {"tokenize", run_tokenize, 0},
                              {"logits", run_logits, 0},     {"profile", run_profile, 0}, {"compare", run_compare, 1},
-                             {"needle", run_needle, 1}};
+                             {"needle", run_needle, 1},     {"perplexity", run_perplexity, 1}};
 enum { N_MODES = sizeof modes / sizeof *modes };
 
 static const Mode *find_mode(const char *name) {
@@ -3304,12 +3601,16 @@ static const Mode *find_mode(const char *name) {
 /* What the options ask for together: a known mode and policy, and the inputs and outputs it takes. */
 static int check_args(Options *o) {
     if (!find_mode(o->mode))
-        return complain(2, "unknown mode '%s' (generate, chat, tokenize, logits, profile, compare, needle)", o->mode);
+        return complain(2, "unknown mode '%s' (generate, chat, tokenize, logits, profile, compare, needle, perplexity)",
+                        o->mode);
     int policy = -1;
     for (int k = 0; k < 4; k++) if (!strcmp(o->policy_name, policy_names[k])) policy = k;
     if (policy < 0) return complain(2, "unknown cache policy '%s' (razor, full, streaming, nocomp)", o->policy_name);
     o->cache.policy = (Policy)policy;
     if (o->prompt && o->prompt_file) return complain(2, "give the prompt with -i or -f, not both");
+    if (o->window && strcmp(o->mode, "perplexity")) return complain(2, "-l is for -m perplexity");
+    if (!strcmp(o->mode, "perplexity") && !o->prompt && !o->prompt_file)
+        return complain(2, "-m perplexity needs a text: -f FILE (or -i TEXT)");
     if (!strcmp(o->mode, "logits")) {
         if (!o->out_path) return complain(2, "-m logits needs -o FILE");
         if (!o->ids_file && !o->prompt && !o->prompt_file) return complain(2, "-m logits needs -I ids_file, -i or -f");
@@ -3337,7 +3638,7 @@ static int parse_args(int argc, char **argv, Options *o) {
     o->model_path = argv[1];
     for (int i = 2; i < argc; i += 2) {
         const char *flag = argv[i];
-        if (flag[0] != '-' || strlen(flag) != 2 || !strchr("tpsnifzmToIycSWCkREeqwLDKB", flag[1])) {
+        if (flag[0] != '-' || strlen(flag) != 2 || !strchr("tpsnifzmToIycSWCkREeqwLDKBl", flag[1])) {
             complain(2, "unknown option '%s'", flag);
             usage(stderr);
             return 2;
@@ -3377,7 +3678,8 @@ static int read_prompt(Options *o, char **owned) {
 static int get_profile(const Model *m, const Tokenizer *tok, const Options *o, HeadProfile *profile) {
     char buf[4200];
     const char *path = o->profile_path ? o->profile_path : default_profile_path(o, buf, sizeof buf);
-    if (o->profile_path || access(path, F_OK) == 0) return load_profile(profile, path, &m->config);
+    if (o->profile_path || access(path, F_OK) == 0)
+        return load_profile(profile, path, &m->config, o->induction_fraction + o->echo_fraction);
     complain(0, "no head profile at %s; profiling the model first", path);
     return make_profile(m, tok, o, profile, path);
 }
@@ -3413,7 +3715,7 @@ int main(int argc, char **argv) {
     HeadProfile profile = {0};
     int need_tokenizer = !(o.ids_file && !strcmp(o.mode, "logits"));
     int need_profile = (mode->uses_cache && (o.cache.policy == POLICY_RAZOR || o.cache.policy == POLICY_NOCOMP)) ||
-                       !strcmp(o.mode, "needle");
+                       !strcmp(o.mode, "needle") || !strcmp(o.mode, "perplexity");
     char path_buf[4096];
     const char *tok_path = need_tokenizer ? tokenizer_path(&o, path_buf, sizeof path_buf) : NULL;
     if (need_tokenizer && !o.tokenizer_path && access(tok_path, F_OK) != 0) {

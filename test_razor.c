@@ -74,7 +74,7 @@ static float *random_tensor(size_t n, float scale, float offset) {
 static Config small_config(int dim, int hidden, int layers, int heads, int kv_heads, int vocab, int seq_len) {
     return (Config){.dim = dim, .hidden_dim = hidden, .n_layers = layers, .n_heads = heads, .n_kv_heads = kv_heads,
                     .head_dim = dim / heads, .vocab_size = vocab, .seq_len = seq_len, .bos_id = 1, .eos_id = 2,
-                    .shared_classifier = 1, .norm_eps = 1e-5f, .rope_theta = 10000.0f};
+                    .shared_classifier = 1, .norm_eps = 1e-5f, .rope_theta = 10000.0f, .add_bos = 1};
 }
 
 static TestModel make_model(Config c, uint64_t seed) {
@@ -202,7 +202,7 @@ static void write_model(const TestModel *m, const char *path, int format) {
     FILE *f = fopen(path, "wb");
     unsigned char header[HEADER_BYTES] = {0};
     if (format == FORMAT_RAZOR || format == FORMAT_RAZOR_V1) {
-        RazorHeader h = {.magic = RAZOR_MAGIC, .version = format == FORMAT_RAZOR ? 2 : 1, .dim = c->dim,
+        RazorHeader h = {.magic = RAZOR_MAGIC, .version = format == FORMAT_RAZOR ? RAZOR_VERSION : 1, .dim = c->dim,
                          .hidden_dim = c->hidden_dim, .n_layers = c->n_layers, .n_heads = c->n_heads,
                          .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim, .vocab_size = c->vocab_size,
                          .seq_len = c->seq_len, .bos_id = c->bos_id, .eos_id = c->eos_id,
@@ -219,6 +219,7 @@ static void write_model(const TestModel *m, const char *path, int format) {
             h.qk_norm = c->qk_norm;
             h.chat_template = c->chat_template;
             for (int i = 0; i < 4; i++) h.chat_tokens[i] = c->chat_template ? c->chat_tokens[i] : -1;
+            h.add_bos = c->add_bos;
         }
         memcpy(header, &h, format == FORMAT_RAZOR ? sizeof h : 80);
         fwrite(header, 1, HEADER_BYTES, f);
@@ -458,7 +459,8 @@ static void test_loaders_agree(void) {
             check(ok, "load %s (tied=%d): %s", names[f], tied, ok ? "" : razor_error());
             if (!ok) continue;
             check(m.format == (f == FORMAT_RAZOR_V1 ? FORMAT_RAZOR : f) &&
-                      m.version == (f >= FORMAT_RAZOR ? 2 - (f == 3) : 0) && m.config.shared_classifier == tied &&
+                      m.version == (f == FORMAT_RAZOR ? RAZOR_VERSION : f == FORMAT_RAZOR_V1) &&
+                      m.config.shared_classifier == tied && m.config.add_bos == 1 &&
                       m.config.vocab_size == 97 && m.config.head_dim == 10,
                   "%s: format %d, shared %d, vocab %d, head_dim %d", names[f], m.format, m.config.shared_classifier,
                   m.config.vocab_size, m.config.head_dim);
@@ -1205,7 +1207,7 @@ static void test_bad_model_files(void) {
     d = slurp(tmp_path("good.bin"), &n);
     RazorHeader h;
     memcpy(&h, d, sizeof h);
-    struct { const char *what, *says; RazorHeader h; } bad[16];
+    struct { const char *what, *says; RazorHeader h; } bad[20];
     int nb = 0;
     bad[nb] = (typeof(bad[0])){"razor version 9", "version 9", h}; bad[nb++].h.version = 9;
     bad[nb] = (typeof(bad[0])){"razor NaN norm_eps", "norm_eps", h}; bad[nb++].h.norm_eps = NAN;
@@ -1225,6 +1227,8 @@ static void test_bad_model_files(void) {
     bad[nb] = (typeof(bad[0])){"razor ChatML without its token ids", "chat_tokens[0]", h};
     bad[nb++].h.chat_template = CHAT_CHATML;
     bad[nb] = (typeof(bad[0])){"razor qk_norm set, its tensors missing", "truncated", h}; bad[nb++].h.qk_norm = 1;
+    bad[nb] = (typeof(bad[0])){"razor add_bos 2", "add_bos", h}; bad[nb++].h.add_bos = 2;
+    bad[nb] = (typeof(bad[0])){"razor bos_id -1 with add_bos 1", "bos_id = -1", h}; bad[nb++].h.bos_id = -1;
     for (int i = 0; i < nb; i++) {
         memcpy(d, &bad[i].h, sizeof h);
         expect_refused(bad[i].what, d, n, bad[i].says);
@@ -1476,6 +1480,23 @@ static void test_cli(void) {
               stat(tmp_path("needle_razor.svg"), &svg) == 0,
           "-m needle runs every policy, writes its pictures and a JSON summary: exit %d %s", nd.status, nd.err);
     free_run(&nd);
+    /* -m perplexity: every policy, a table and a JSON line; its inputs checked */
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -m perplexity -f tests/llama2c_prompt.txt -l 64",
+             razor_bin, model);
+    Run pp = run(cmd);
+    check(pp.status == 0 && strstr(pp.out, "{\"mode\": \"perplexity\", \"window\": 64") &&
+              strstr(pp.out, "{\"policy\": \"nocomp\"") && strstr(pp.out, "\nrazor ") && !strstr(pp.err, "Sanitizer"),
+          "-m perplexity prints a table and a JSON line for every policy: exit %d %s%s", pp.status, pp.out, pp.err);
+    free_run(&pp);
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -m perplexity", razor_bin, model);
+    expect_cli_error("-m perplexity without a text", cmd, 2, "needs a text");
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -m perplexity -i 'a few words' -l 64", razor_bin,
+             model);
+    expect_cli_error("-m perplexity on a text shorter than a window", cmd, 2, "too short for a window of 64");
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -m perplexity -i hi -l 97", razor_bin, model);
+    expect_cli_error("-m perplexity -l beyond the context", cmd, 2, "longer than the model's context, 96");
+    snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -i hi -l 32", razor_bin, model);
+    expect_cli_error("-l without -m perplexity", cmd, 2, "-l is for -m perplexity");
     /* found by the fuzzer: top-p on a flat distribution with topp < 1 / vocab_size left no candidate */
     memset(tm.emb, 0, (size_t)512 * 48 * sizeof(float)); /* tied: every logit 0 */
     write_model(&tm, tmp_path("flat.bin"), FORMAT_RAZOR);
@@ -1953,12 +1974,12 @@ static void test_profiler(void) {
         p.retrieval[0] = 1; /* edited by hand */
         int ok = save_profile(&p, tmp_path("echo.heads")) == 0 && save_profile(&p, tmp_path("echo.tsv")) == 0;
         HeadProfile back, back_tsv;
-        ok = ok && load_profile(&back, tmp_path("echo.heads"), &m.config) == 0;
+        ok = ok && load_profile(&back, tmp_path("echo.heads"), &m.config, 0.15f) == 0;
         check(ok && !memcmp(back.retrieval, p.retrieval, 4) && fabsf(back.echo[3] - p.echo[3]) < 1e-4f &&
               fabsf(back.induction[2] - p.induction[2]) < 1e-4f && back.K == 32,
               ".heads round trip: %s", ok ? "" : razor_error());
         if (ok) free_profile(&back);
-        ok = load_profile(&back_tsv, tmp_path("echo.tsv"), &m.config) == 0;
+        ok = load_profile(&back_tsv, tmp_path("echo.tsv"), &m.config, 0.15f) == 0;
         check(ok && !memcmp(back_tsv.retrieval, p.retrieval, 4), "DuoAttention .tsv round trip: %s",
               ok ? "" : razor_error());
         if (ok) free_profile(&back_tsv);
@@ -1982,27 +2003,28 @@ static void test_profiler(void) {
         }
         fclose(old);
         free(text);
-        ok = load_profile(&back, tmp_path("old_words.heads"), &m.config) == 0;
+        ok = load_profile(&back, tmp_path("old_words.heads"), &m.config, 0.15f) == 0;
         check(ok && !memcmp(back.retrieval, p.retrieval, 4),
               "a .heads file in the older words (FULL/RAZOR) loads the same: %s", ok ? "" : razor_error());
         if (ok) free_profile(&back);
         Config other = m.config;
         other.n_layers = 3;
-        check(load_profile(&back, tmp_path("echo.heads"), &other) != 0 &&
+        check(load_profile(&back, tmp_path("echo.heads"), &other, 0.15f) != 0 &&
                   strstr(razor_error(), "profile for a model with 2 layers"),
               "a profile for another shape is refused: %s", razor_error());
-        check(load_profile(&back, tmp_path("echo.tsv"), &other) != 0 && strstr(razor_error(), "the model has 3 layers"),
+        check(load_profile(&back, tmp_path("echo.tsv"), &other, 0.15f) != 0 &&
+                  strstr(razor_error(), "the model has 3 layers"),
               "a .tsv of another shape is refused: %s", razor_error());
         FILE *f = fopen(tmp_path("bad.heads"), "w");
         fprintf(f, "shape layers 2 kv_heads 2 heads 4 head_dim 32 dim 128\n0 | 0.1 0.2 FULL | 0.1 0.2 MAYBE\n");
         fclose(f);
-        check(load_profile(&back, tmp_path("bad.heads"), &m.config) != 0 && strstr(razor_error(), "line 2"),
+        check(load_profile(&back, tmp_path("bad.heads"), &m.config, 0.15f) != 0 && strstr(razor_error(), "line 2"),
               "a bad flag is refused: %s", razor_error());
         f = fopen(tmp_path("bad.heads"), "w"); /* found by the fuzzer: a layer line past the model's layers */
         fprintf(f, "shape layers 2 kv_heads 2 heads 4 head_dim 32 dim 128\n");
         for (int l = 0; l < 3; l++) fprintf(f, "%d | 0 0 FULL | 0 0 FULL\n", l);
         fclose(f);
-        check(load_profile(&back, tmp_path("bad.heads"), &m.config) != 0 && strstr(razor_error(), "line 4"),
+        check(load_profile(&back, tmp_path("bad.heads"), &m.config, 0.15f) != 0 && strstr(razor_error(), "line 4"),
               "an extra layer line is refused: %s", razor_error());
         free_profile(&back); /* harmless after a refusal */
         free_profile(&p);
@@ -2073,7 +2095,7 @@ static void test_fuzz_regressions(void) {
                         .vocab_size = 64,
                         .seq_len = 64};
             HeadProfile p;
-            if (load_profile(&p, file, &c) == 0) free_profile(&p);
+            if (load_profile(&p, file, &c, 0.15f) == 0) free_profile(&p);
             n++;
         } else if (!strncmp(e->d_name, "model-", 6)) {
             write_bytes(tmp_path("regression.bin"), d, size);
@@ -2234,13 +2256,13 @@ static void test_alibi(void) {
         free(ids);
         HeadProfile back;
         int ok_io = save_profile(&p, tmp_path("alibi.heads")) == 0 &&
-                    load_profile(&back, tmp_path("alibi.heads"), &m.config) == 0;
+                    load_profile(&back, tmp_path("alibi.heads"), &m.config, 0.15f) == 0;
         check(ok_io && back.span && back.span[0] == 173 && back.span[1] == 1000 && back.retrieval[1] &&
                   back.span_eps == 1e-3f,
               "an ALiBi profile (spans) round-trips through its .heads file");
         if (ok_io) free_profile(&back);
         Config rope = small_config(8, 32, 1, 2, 2, 16, 1000);
-        check(load_profile(&back, tmp_path("alibi.heads"), &rope) != 0 &&
+        check(load_profile(&back, tmp_path("alibi.heads"), &rope, 0.15f) != 0 &&
                   strstr(razor_error(), "uses RoPE"),
               "a span profile is refused for a RoPE model: %s", razor_error());
         free_profile(&p);
@@ -2348,6 +2370,247 @@ static void test_chat_templates(void) {
     free_tokenizer(&tok);
 }
 
+/* -m perplexity's scoring (perplexity_windows, kl_stats) against plain references: the full cache's
+ * perplexity against the double-precision forward pass; each policy's per-token KL and perplexity
+ * against a plain loop (the window's first half prefilled and compressed, the rest one token at a
+ * time) with its own softmax in long double; the statistics against a count of the sorted values;
+ * full vs the float32 reference: 0. */
+static void test_perplexity(void) {
+    Config c = small_config(48, 80, 2, 4, 2, 97, 64);
+    TestModel tm = make_model(c, 31);
+    write_model(&tm, tmp_path("ppl.bin"), FORMAT_RAZOR);
+    Model m;
+    load_model(&m, tmp_path("ppl.bin"));
+    enum { WINDOW = 40, HALF = 20, WINDOWS = 3, SCORED = WINDOWS * (WINDOW - HALF - 1) };
+    int *ids = random_ids(WINDOWS * WINDOW, 97);
+    for (int w = 0; w < WINDOWS; w++) ids[w * WINDOW] = 1; /* BOS first in each window */
+    unsigned char retrieval[4] = {0, 0, 1, 0};
+    HeadProfile profile = {.retrieval = retrieval};
+    for (int kv = 0; kv < 2; kv++) { /* KV_F32, KV_BF16 */
+        CacheConfig cache = {.kv_type = (KVType)kv, .n_sink = 2, .window_min = 6, .compression = 5.0f,
+                             .profile = &profile};
+        PolicyScore score[N_POLICIES];
+        for (int k = 0; k < N_POLICIES; k++) score[k] = (PolicyScore){.kl = calloc(SCORED, sizeof(double))};
+        double ref_nll;
+        long n = perplexity_windows(&m, ids, WINDOWS, WINDOW, 7, &cache, score, &ref_nll);
+        check(n == SCORED, "perplexity: %d windows of %d score %d tokens (got %ld)", WINDOWS, WINDOW, SCORED, n);
+        if (n != SCORED) continue;
+        double want_nll = 0; /* the double-precision forward pass: full attention within each window */
+        for (int w = 0; w < WINDOWS && kv == 0; w++) {
+            float *logits = ref_forward(&tm, ids + w * WINDOW, WINDOW);
+            for (int t = HALF; t + 1 < WINDOW; t++) {
+                long double sum = 0;
+                float *l = logits + t * 97, max = l[argmax(l, 97)];
+                for (int i = 0; i < 97; i++) sum += expl((long double)l[i] - max);
+                want_nll -= (double)((long double)l[ids[w * WINDOW + t + 1]] - max - logl(sum));
+            }
+            free(logits);
+        }
+        if (kv == 0)
+            check(fabs(exp(ref_nll / n) - exp(want_nll / n)) < 1e-4 * exp(want_nll / n),
+                  "the reference's perplexity %.6f is the double-precision forward pass's %.6f", exp(ref_nll / n),
+                  exp(want_nll / n));
+        long double worst_kl = 0, nll[N_POLICIES] = {0};
+        long same[N_POLICIES] = {0}, at = 0;
+        for (int w = 0; w < WINDOWS; w++) {
+            const int *x = ids + w * WINDOW;
+            RunState st[1 + N_POLICIES];
+            for (int k = 0; k <= N_POLICIES; k++) {
+                CacheConfig cc = cache;
+                cc.policy = k ? (Policy)(k - 1) : POLICY_FULL;
+                if (!k) cc.kv_type = KV_F32;
+                build_runstate(&st[k], &m, WINDOW, 7, &cc);
+                forward(&m, &st[k], x, HALF, NULL, NULL);
+                compress_cache(&st[k], &m.config);
+            }
+            for (int t = HALF; t + 1 < WINDOW; t++, at++) {
+                long double p[97], q[97], zp = 0, zq;
+                float *ref = forward(&m, &st[0], x + t, 1, NULL, NULL);
+                for (int i = 0; i < 97; i++) zp += p[i] = expl((long double)ref[i]);
+                for (int k = 0; k < N_POLICIES; k++) {
+                    float *l = forward(&m, &st[1 + k], x + t, 1, NULL, NULL);
+                    long double kl = 0;
+                    zq = 0;
+                    for (int i = 0; i < 97; i++) zq += q[i] = expl((long double)l[i]);
+                    for (int i = 0; i < 97; i++) kl += p[i] / zp * (logl(p[i] / zp) - logl(q[i] / zq));
+                    nll[k] -= logl(q[x[t + 1]] / zq);
+                    same[k] += argmax(l, 97) == argmax(ref, 97);
+                    long double d = fabsl(kl - score[k].kl[at]);
+                    if (d > worst_kl) worst_kl = d;
+                }
+            }
+            for (int k = 0; k <= N_POLICIES; k++) free_runstate(&st[k]);
+        }
+        int nll_ok = 1, same_ok = 1;
+        for (int k = 0; k < N_POLICIES; k++) {
+            nll_ok &= fabsl(nll[k] - score[k].nll) < 1e-9L * fabsl(nll[k]);
+            same_ok &= same[k] == score[k].same_top;
+        }
+        check(worst_kl < 1e-12L && nll_ok && same_ok, "-K %s: every policy's per-token KL (off by %Lg), perplexity and "
+              "top-1 agreement are the plain loop's", kv ? "bf16" : "f32", worst_kl);
+        double zero = 0, stats[4];
+        for (int i = 0; i < SCORED; i++) zero = fmax(zero, fabs(score[POLICY_FULL].kl[i]));
+        if (kv == 0)
+            check(zero == 0 && score[POLICY_FULL].nll == ref_nll && score[POLICY_FULL].same_top == SCORED,
+                  "full vs full (f32 keys and values): KL exactly 0, the same perplexity, every top-1 the same");
+        else check(zero > 0 && zero < 1e-2, "full with bf16 keys and values: KL small but not 0 (max %g)", zero);
+        double kl[SCORED], mean = 0;
+        memcpy(kl, score[POLICY_RAZOR].kl, sizeof kl);
+        for (int i = 0; i < SCORED; i++) mean += kl[i] / SCORED;
+        kl_stats(score[POLICY_RAZOR].kl, SCORED, stats);
+        /* 57 values: the median is the 29th smallest; the 99th percentile (nearest rank: ceil(0.99 x 57) = 57)
+         * and the max, the largest */
+        int below_median = 0, upto_median = 0, upto_max = 0;
+        for (int i = 0; i < SCORED; i++) {
+            below_median += kl[i] < stats[1];
+            upto_median += kl[i] <= stats[1];
+            upto_max += kl[i] <= stats[3];
+        }
+        check(fabs(stats[0] - mean) < 1e-12 && below_median <= 28 && upto_median >= 29 && stats[2] == stats[3] &&
+                  upto_max == SCORED && stats[0] > 0,
+              "KL statistics: mean %g, median %g (%d below, %d at most), p99 %g = max %g", stats[0], stats[1],
+              below_median, upto_median, stats[2], stats[3]);
+        for (int k = 0; k < N_POLICIES; k++) free(score[k].kl);
+    }
+    free(ids);
+    free_model(&m);
+    free_test_model(&tm);
+}
+
+/* The JSON profiles of other tools, written by hand from their formats (razor.c, appendix C):
+ * golden-stick's {"layer": [kv_head, ...]} (json.dump(indent=3) of int keys), Retrieval_Head's
+ * {"layer-head": [score per needle test, ...]} (json.dump on one line, ints and floats); bad files. */
+static void test_json_profiles(void) {
+    Config c = small_config(32, 32, 3, 4, 2, 512, 64); /* 3 layers x 2 KV heads, 2 query heads each */
+    HeadProfile p;
+    const char *golden = "{\n   \"0\": [\n      1\n   ],\n   \"2\": [\n      1,\n      0\n   ]\n}";
+    write_text(tmp_path("golden.json"), golden);
+    int ok = load_profile(&p, tmp_path("golden.json"), &c, 0.15f) == 0;
+    const unsigned char want_golden[6] = {0, 1, 0, 0, 1, 1};
+    check(ok && !memcmp(p.retrieval, want_golden, 6), "golden-stick JSON: layer 0 head 1, layer 2 heads 0 and 1, "
+          "layer 1 (left out) none: %s", ok ? "" : razor_error());
+    if (ok) {
+        ok = save_profile(&p, tmp_path("again.json")) == 0;
+        size_t n;
+        char *text = ok ? slurp(tmp_path("again.json"), &n) : NULL;
+        if (text) text[n] = 0;
+        const char *want = "{\n   \"0\": [1],\n   \"2\": [0, 1]\n}\n";
+        check(text && !strcmp(text, want), "-o x.json writes golden-stick's form: %s", text ? text : razor_error());
+        free(text);
+        HeadProfile back;
+        ok = load_profile(&back, tmp_path("again.json"), &c, 0.15f) == 0;
+        check(ok && !memcmp(back.retrieval, want_golden, 6), "and reads it back the same");
+        if (ok) free_profile(&back);
+        memset(p.retrieval, 0, 6);
+        save_profile(&p, tmp_path("none.json"));
+        text = slurp(tmp_path("none.json"), &n);
+        text[n] = 0;
+        check(!strcmp(text, "{}\n"), "no retrieval heads: {} (%s)", text);
+        free(text);
+        free_profile(&p);
+    }
+    /* scores: KV head (l, g) takes the max of its query heads' means. Means: (0,0) 0.25, 0.2; (0,1) 0.45,
+     * 0.45 (the largest sum, not the largest max); (1,0) 0.9, 0; (1,1) 0.1, 0.3; (2,0) 0, 0.05; (2,1) 0.5, 0.6 */
+    const char *scores = "{\"0-0\": [1, 0, 0, 0], \"0-1\": [0.2, 0.2, 0.2, 0.2], \"0-2\": [0.45, 0.45, 0.45, 0.45], "
+                         "\"0-3\": [0.9, 0, 0.9, 0], \"1-0\": [0.9, 0.9, 0.9, 0.9], \"1-1\": [0, 0, 0, 0], \"1-2\": "
+                         "[0.1, 0.1, 0.1, 0.1], \"1-3\": [0.3, 0.3, 0.3, 0.3], \"2-0\": [0, 0, 0, 0], \"2-1\": [0.2, "
+                         "0, 0, 0], \"2-2\": [0.5, 0.5, 0.5, 0.5], \"2-3\": [0.6, 0.6, 0.6, 0.6]}";
+    write_text(tmp_path("scores.json"), scores);
+    ok = load_profile(&p, tmp_path("scores.json"), &c, 0.34f) == 0; /* lround(0.34 x 6) = 2 retrieval heads */
+    const unsigned char want_scores[6] = {0, 0, 1, 0, 0, 1};
+    const float kv_scores[6] = {0.25f, 0.45f, 0.9f, 0.3f, 0.05f, 0.6f};
+    float worst = 0;
+    for (int i = 0; ok && i < 6; i++) worst = fmaxf(worst, fabsf(p.induction[i] - kv_scores[i]));
+    check(ok && !memcmp(p.retrieval, want_scores, 6) && worst < 1e-6f,
+          "Retrieval_Head scores: KV scores are the max of the query heads' means (off by %g); the top 2 of 6 "
+          "are retrieval heads: %s", worst, ok ? "" : razor_error());
+    if (ok) free_profile(&p);
+    ok = load_profile(&p, tmp_path("scores.json"), &c, 0.15f) == 0; /* razor's 14% + 1%: lround(0.9) = 1 */
+    int others = ok ? p.retrieval[0] + p.retrieval[1] + p.retrieval[3] + p.retrieval[4] + p.retrieval[5] : -1;
+    check(ok && p.retrieval[2] && others == 0,
+          "with razor's 15%%, the one best KV head");
+    if (ok) free_profile(&p);
+    struct { const char *text, *says; } bad[] = {
+        {"[1, 2]", "expected a JSON object"}, {"{\"0\": [2]}", "2 is not a KV head"},
+        {"{\"0\": [0.5]}", "0.5 is not a KV head"}, {"{\"3\": [0]}", "key \"3\" is not a layer number"},
+        {"{\"0\": [0], \"0\": [1]}", "appears twice"}, {"{\"0\": [1,]}", "expected a number after ,"},
+        {"{\"0\": [0x1]}", "expected a number"}, {"{\"0\": [1]} x", "more after the closing }"},
+        {"{\"0\": [0], \"0-1\": [1]}", "key \"0-1\" is not a layer number"}, {"{\"0\": [1", "expected , or ]"},
+        {"{\"0-0\": [1]}", "no scores for head \"0-1\""}, {"{\"0-4\": [1]}", "\"layer-query_head\" pair"},
+        {"{\"0-0\": []}", "an empty list of scores"}, {"{\n\n\"0\": [nan]}", "line 3: expected a number"},
+        {"{0: [1]}", "expected a key in double quotes"}, {"{\"0\" [1]}", "expected : and a list"}, {"", "JSON object"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        write_text(tmp_path("bad.json"), bad[i].text);
+        int refused = load_profile(&p, tmp_path("bad.json"), &c, 0.15f) != 0;
+        check(refused && strstr(razor_error(), bad[i].says) && !strchr(razor_error(), '\n'),
+              "a bad JSON profile '%s' is refused in one line saying '%s': %s", bad[i].text, bad[i].says,
+              refused ? razor_error() : "accepted");
+        if (!refused) free_profile(&p);
+    }
+}
+
+/* A model whose tokenizer adds no BOS (Qwen: add_bos 0, bos_id -1): no mode puts one anywhere; version 2
+ * files, which cannot say so, keep putting BOS first; the probe starts with eos_id instead. */
+static void test_no_bos(void) {
+    Config c = small_config(32, 32, 1, 2, 2, 1998, 160); /* tests/bbpe_tokenizer_qwen2.bin's vocabulary */
+    c.add_bos = 0, c.bos_id = -1, c.eos_id = 1972;
+    TestModel tm = make_model(c, 11);
+    write_model(&tm, tmp_path("nobos.bin"), FORMAT_RAZOR);
+    size_t n;
+    unsigned char *d = slurp(tmp_path("nobos.bin"), &n);
+    Model m;
+    Tokenizer tok;
+    int ok = load_model(&m, tmp_path("nobos.bin")) == 0;
+    check(ok && m.config.add_bos == 0 && m.config.bos_id == -1, "a version 3 file with add_bos 0, bos_id -1 loads: %s",
+          ok ? "" : razor_error());
+    m.config.bos_id = 1971; /* as a Qwen config.json's bos_token_id: an id the tokenizer never adds */
+    if (!ok || load_tokenizer(&tok, "tests/bbpe_tokenizer_qwen2.bin", 1998, 1971, 1972) != 0) {
+        check(0, "load the no-BOS model and tests/bbpe_tokenizer_qwen2.bin: %s", razor_error());
+        free(d);
+        free_test_model(&tm);
+        return;
+    }
+    int plain[64], n_plain = encode(&tok, "It is a truth", 0, plain), count = 0;
+    int *prompt = encode_prompt(&m, &tok, "It is a truth", &count);
+    check(prompt && count == n_plain && !memcmp(prompt, plain, (size_t)count * sizeof(int)),
+          "generate, compare and logits: the prompt is the text's %d tokens alone (got %d)", n_plain, count);
+    free(prompt);
+    prompt = encode_prompt(&m, &tok, "", &count);
+    check(!prompt && count == 0, "an empty prompt without a BOS is refused, not run on no tokens");
+    free(prompt);
+    Options o = {.needle = "The key is {key}.", .question = "The key is"};
+    int filler[40], ids[160];
+    for (int i = 0; i < 40; i++) filler[i] = plain[i % n_plain];
+    int k = needle_prompt(&tok, &o, m.config.add_bos, filler, 40, 100, 0.5f, 12345, ids);
+    check(k == 100 && ids[0] == filler[0], "needle: a 100-token case starts with the filler (%d tokens, first %d)", k,
+          k > 0 ? ids[0] : -1);
+    m.config.bos_id = tok.bos_id = -1;
+    m.config.chat_template = CHAT_LLAMA3, m.config.chat_tokens[0] = 1973, m.config.chat_tokens[1] = 1974;
+    m.config.chat_tokens[2] = 1975;
+    k = chat_turn_tokens(&m.config, &tok, NULL, "Hi", 0, ids);
+    check(k > 0 && ids[0] == 1973, "chat, Llama 3 template without a BOS id: the turn starts at <|start_header_id|>");
+    m.config.chat_template = CHAT_LLAMA2;
+    k = chat_turn_tokens(&m.config, &tok, NULL, "Hi", 0, ids);
+    int inst[64], n_inst = encode(&tok, "[INST] Hi [/INST]", 0, inst);
+    check(k == n_inst && !memcmp(ids, inst, (size_t)k * sizeof(int)), "chat, [INST] template: no BOS before it");
+    HeadProfile p;
+    check(profile_heads(&m, &tok, &p, 3, 0.14f, 0.01f) == 0, "the probe runs, its sink eos_id: %s", razor_error());
+    free_profile(&p);
+    free_tokenizer(&tok);
+    free_model(&m);
+    memcpy(d + 4, &(int32_t){2}, 4); /* the same file as version 2: the add_bos field is not read */
+    memcpy(d + offsetof(RazorHeader, bos_id), &(int32_t){5}, 4);
+    FILE *f = fopen(tmp_path("nobos_v2.bin"), "wb");
+    fwrite(d, 1, n, f);
+    fclose(f);
+    ok = load_model(&m, tmp_path("nobos_v2.bin")) == 0;
+    check(ok && m.config.add_bos == 1 && m.config.bos_id == 5, "a version 2 file puts BOS first, as it always did");
+    if (ok) free_model(&m);
+    free(d);
+    free_test_model(&tm);
+}
+
 int main(int argc, char **argv) {
     if (argc == 10 && !strcmp(argv[1], "--random-model")) { /* for make bench: a random razor-format model */
         int v[7];
@@ -2380,6 +2643,9 @@ int main(int argc, char **argv) {
     test_kv_types();
     test_alibi();
     test_chat_templates();
+    test_no_bos();
+    test_json_profiles();
+    test_perplexity();
     test_profiler();
     test_tokenizer();
     test_byte_level_tokenizer();

@@ -169,7 +169,7 @@ for i, (k, v) in enumerate(bbpe_texts.items()):
     out("encode_bbpe", k, bytes([i % 3]) + v.encode())
 out("encode_bbpe", "invalid_utf8", b"\x01" + b"\xff\xfe\xc3 \xed\xa0\x80 \xf4\x90\x80\x80 ok")
 
-# profiles for 3 layers x 2 KV heads (4 heads, head_dim 8, dim 32); first byte: even (b"0") .heads, odd (b"1") .tsv
+# profiles for 3 layers x 2 KV heads (4 heads, head_dim 8, dim 32); first byte: b"0" .heads, b"1" .tsv, b"2" .json
 heads = ("# razor head profile\n# comment\n"
          "shape layers 3 kv_heads 2 heads 4 head_dim 8 dim 32\n"
          "probe K 63 repeats 4 seed 42 induction_fraction 0.14 echo_fraction 0.01\n"
@@ -182,6 +182,10 @@ out("profile", "wrong_shape.heads", b"0" + heads.replace("layers 3", "layers 4")
 out("profile", "valid.tsv", b"1" + b"1\t0\n0\t1\n0\t0\n")
 out("profile", "floats.tsv", b"1" + b"# DuoAttention\n0.9\t0.1\n\n0.49 0.5\r\n1e0\t-1\n")
 out("profile", "short.tsv", b"1" + b"1\t0\n0\n")
+out("profile", "golden_stick.json", b"2" + b'{\n   "0": [\n      1\n   ],\n   "2": [0, 1]\n}\n')
+out("profile", "scores.json", b"2" + ('{' + ', '.join(f'"{l}-{h}": [0, 0.{l}{h}, 1e-1]' for l in range(3)
+                                                       for h in range(4)) + '}').encode())
+out("profile", "empty.json", b"2" + b"{}")
 
 # ids
 out("ids", "short", "1 2 3\n")

@@ -9,6 +9,10 @@
 //                                     normalizer, Qwen2 regex, and Qwen's own added tokens (QWEN_ADDED)
 //   tests/bbpe_vectors.h              texts and the ids Hugging Face tokenizers (Rust, through its Node
 //                                     bindings) gives for them with each tokenizer (no BOS)
+//   tests/bbpe_tokenizer_qwen2.json   the Qwen2 style tokenizer.json itself (for tests/test_export.py)
+//   tests/bbpe_special_ids.json       {"llama3" | "qwen2": [[text, ids], ...]}: a few texts encoded with
+//                                     add_special_tokens = true, as a model's prompt is (Llama 3: BOS first;
+//                                     Qwen2: nothing added), for tests/test_export.py's BOS checks
 // Special tokens are given spellings no text contains before the reference encodes: razor never
 // splits them out of text (the library's encode_special_tokens); their literal text is ordinary text.
 // The Qwen2 tokenizer normalizes to NFC: its ids are those of the NFC-normalized text; its added tokens are
@@ -205,13 +209,14 @@ const QWEN_TEXTS = [
 ];
 const TEXTS = BASE_TEXTS.concat(QWEN_TEXTS);
 
-async function encodeAll(tj, texts) {
+async function encodeAll(tj, texts, addSpecialTokens = false) {
   const ref = JSON.parse(JSON.stringify(tj));
   for (const t of ref.added_tokens) if (t.special) t.content = '\uE000never' + t.id + '\uE001';
   const tok = tokenizers.Tokenizer.fromString(JSON.stringify(ref)), out = [];
-  for (const text of texts) out.push((await tok.encode(text, null, { addSpecialTokens: false })).getIds().join(' '));
+  for (const text of texts) out.push((await tok.encode(text, null, { addSpecialTokens })).getIds().join(' '));
   return out;
 }
+const SPECIAL_TEXTS = [BASE_TEXTS[0], '', 'a', 'Café, naïve', '  two leading spaces', QWEN_TEXTS[0]];
 
 (async () => {
   // repeat the first early merge whose move to the last rank changes some text's ids in every variant (looking
@@ -231,12 +236,19 @@ async function encodeAll(tj, texts) {
   for (const [, tj] of Object.values(variants)) tj.model.merges = mergeList;
   const results = {};
   for (const [name, [file, tj]] of Object.entries(variants)) {
-    const jsonPath = name === 'llama3' ? T('bbpe_tokenizer.json') : `/tmp/make_bbpe_vectors_${name}.json`;
+    const kept = name === 'llama3' || name === 'qwen2';
+    const jsonPath = kept ? T(file + '.json') : `/tmp/make_bbpe_vectors_${name}.json`;
     fs.writeFileSync(jsonPath, JSON.stringify(tj));
     execFileSync('python3', [path.join(TOP, 'tokenizer_bbpe.py'), jsonPath, T(file + '.bin')], { stdio: 'inherit' });
-    if (name !== 'llama3') fs.unlinkSync(jsonPath);
+    if (!kept) fs.unlinkSync(jsonPath);
     results[name] = (await encodeAll(tj, TEXTS)).map(ids => ids ? ids.split(' ').map(Number) : []);
   }
+  const special = {};
+  for (const name of ['llama3', 'qwen2']) {
+    const ids = await encodeAll(variants[name][1], SPECIAL_TEXTS, true);
+    special[name] = SPECIAL_TEXTS.map((text, k) => [text, ids[k] ? ids[k].split(' ').map(Number) : []]);
+  }
+  fs.writeFileSync(T('bbpe_special_ids.json'), JSON.stringify(special, null, 1) + '\n');
   const cstr = s => { // a C string literal; "" after a \x escape that a hex digit follows
     let out = '"', escaped = false;
     for (const b of Buffer.from(s, 'utf8')) {

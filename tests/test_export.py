@@ -365,7 +365,7 @@ def bf16_bits(a):
 
 
 def read_export(path, raw=None):
-    """An exported razor v1/v2 or llama2.c v0 file -> (header dict, HF-named float64 weights in razor's
+    """An exported razor v1/v2/v3 or llama2.c v0 file -> (header dict, HF-named float64 weights in razor's
     layout). Checks the layout: v2 tensors at multiples of 64 bytes, zero padding, the file's end. raw, a
     dict, gets each tensor as stored: HF name -> (kind 'f32'/'bf16'/'q8', values as stored, q8 scales with
     one column per group, or None)."""
@@ -374,11 +374,14 @@ def read_export(path, raw=None):
     align = 1
     if struct.unpack('<I', data[:4].tobytes())[0] == RAZOR_MAGIC:
         c = dict(zip(RAZOR_FIELDS, struct.unpack('<I12i2fi3fi', data[:80].tobytes())))
-        c.update(dict.fromkeys(V2_FIELDS, 0), chat_tokens=[-1] * 4)
-        if c['version'] == 2:
-            v2 = struct.unpack('<10i', data[80:120].tobytes())
-            c.update(zip(V2_FIELDS, v2[:6]), chat_tokens=list(v2[6:]))
+        c.update(dict.fromkeys(V2_FIELDS, 0), chat_tokens=[-1] * 4, add_bos=1)
+        if c['version'] in (2, 3):
+            v2 = struct.unpack('<11i', data[80:124].tobytes())
+            c.update(zip(V2_FIELDS, v2[:6]), chat_tokens=list(v2[6:10]))
             end, align = 120, ALIGN
+            if c['version'] == 3:
+                c['add_bos'], end = v2[10], 124
+                assert c['add_bos'] in (0, 1), f'add_bos {c["add_bos"]}'
             assert c['weight_type'] in (WEIGHT_F32, WEIGHT_BF16, WEIGHT_Q8), f'weight_type {c["weight_type"]}'
             want = Q8_GROUP if c['weight_type'] == WEIGHT_Q8 else 0
             assert c['q8_group'] == want, f'q8_group {c["q8_group"]} with weight_type {c["weight_type"]}'
@@ -395,7 +398,7 @@ def read_export(path, raw=None):
                      struct.unpack('<7i', data[:28].tobytes())))
         c.update(shared_classifier=int(c['vocab_size'] > 0), vocab_size=abs(c['vocab_size']),
                  head_dim=c['dim'] // c['n_heads'], norm_eps=1e-5, rope_theta=10000.0, rope_scaling=0,
-                 **dict.fromkeys(V2_FIELDS, 0), chat_tokens=[-1] * 4)
+                 **dict.fromkeys(V2_FIELDS, 0), chat_tokens=[-1] * 4, add_bos=1)
         at, legacy = 28, True
     d, h, L, V = c['dim'], c['hidden_dim'], c['n_layers'], c['vocab_size']
     q, kv, hd = c['n_heads'] * c['head_dim'], c['n_kv_heads'] * c['head_dim'], c['head_dim']
@@ -638,10 +641,10 @@ def exported(tmp, key, spec, *args, tokenizer_config=None):
 
 
 def check_header(c, cfg, w, weight_type=WEIGHT_F32):
-    """The v2 header against config.json."""
+    """The v3 header against config.json (no tokenizer files: add_bos from bos_token_id 1)."""
     baichuan = cfg['model_type'] == 'baichuan'
     heads = cfg['num_attention_heads']
-    want = dict(magic=RAZOR_MAGIC, version=2, dim=cfg['hidden_size'], hidden_dim=cfg['intermediate_size'],
+    want = dict(magic=RAZOR_MAGIC, version=3, dim=cfg['hidden_size'], hidden_dim=cfg['intermediate_size'],
                 n_layers=cfg['num_hidden_layers'], n_heads=heads,
                 n_kv_heads=heads if baichuan else cfg.get('num_key_value_heads') or heads,
                 head_dim=cfg.get('head_dim') or cfg['hidden_size'] // heads, vocab_size=cfg['vocab_size'],
@@ -650,7 +653,7 @@ def check_header(c, cfg, w, weight_type=WEIGHT_F32):
                 shared_classifier=int(bool(cfg['tie_word_embeddings']) or 'lm_head.weight' not in w),
                 norm_eps=float(np.float32(cfg['rms_norm_eps'])), weight_type=weight_type,
                 pos_encoding=POS_ALIBI if baichuan else POS_ROPE, qkv_bias=int(cfg['model_type'] == 'qwen2'),
-                qk_norm=int(cfg['model_type'] == 'qwen3'))
+                qk_norm=int(cfg['model_type'] == 'qwen3'), add_bos=1)
     if not baichuan:
         want['rope_theta'] = float(np.float32(hf_rope(cfg)[0]))
     bad = {k: (c[k], v) for k, v in want.items() if c[k] != v}
@@ -907,6 +910,56 @@ def check_chat(tmp, name):
     return f'chat_template {kind}, chat_tokens {tokens}'
 
 
+# BOS (the add_bos header field): folders with the test tokenizers of tests/make_bbpe_vectors.js, whose
+# tests/bbpe_special_ids.json holds what Hugging Face tokenizers gives with add_special_tokens=True.
+# name: (spec, tokenizer.json, tokenizer_config.json or None, config.json bos_token_id, (add_bos, bos_id))
+QWEN_CONFIG = {'add_bos_token': False, 'bos_token': None, 'eos_token': '<|im_end|>', 'chat_template': CHATML,
+               'added_tokens_decoder': added({'<|endoftext|>': 1972, '<|im_start|>': 1973, '<|im_end|>': 1974})}
+BOS_CASES = {
+    'qwen2_bos_token_id_null': (dict(family='qwen2', kv=2, tied=True, vocab=1998, seq_len=256, seed=45), 'qwen2',
+                                QWEN_CONFIG, None, (0, -1)),
+    'qwen2_bos_token_id_endoftext': (dict(family='qwen2', kv=2, tied=True, vocab=1998, seq_len=256, seed=46),
+                                     'qwen2', QWEN_CONFIG, 1972, (0, 1972)),
+    'llama3_template_bos': (dict(vocab=1979, seq_len=256, seed=47), 'llama3', {'bos_token': '<|begin_of_text|>'},
+                            1972, (1, 1972)),
+}
+
+
+def check_bos(tmp, name):
+    """The exported add_bos/bos_id, then razor -m tokenize == the tokenizers library with
+    add_special_tokens=True, and -m logits on the text == on those ids (no BOS slipped in, or one)."""
+    spec, kind, tok_cfg, bos, want = BOS_CASES[name]
+    folder, out = os.path.join(tmp, 'bos_' + name), os.path.join(tmp, 'bos_' + name + '.bin')
+    make_hf(folder, spec, edit_config=lambda cfg: cfg.update(bos_token_id=bos))
+    source = 'bbpe_tokenizer.json' if kind == 'llama3' else 'bbpe_tokenizer_qwen2.json'
+    shutil.copy(os.path.join(ROOT, 'tests', source), os.path.join(folder, 'tokenizer.json'))
+    if tok_cfg is not None:
+        with open(os.path.join(folder, 'tokenizer_config.json'), 'w') as f:
+            json.dump(tok_cfg, f, indent=1)
+    tok = os.path.join(tmp, 'bos_' + name + '.tok')
+    r = export(out, '--hf', folder, '--tokenizer', os.path.join(folder, 'tokenizer.json'), '--tokenizer-out', tok)
+    assert r.returncode == 0, f'export failed: {r.stderr.strip()[-300:]}'
+    c = read_export(out)[0]
+    assert (c['version'], c['add_bos'], c['bos_id']) == (3, *want), \
+        f'version {c["version"]}, add_bos {c["add_bos"]}, bos_id {c["bos_id"]}; expected 3, {want}'
+    with open(os.path.join(ROOT, 'tests', 'bbpe_special_ids.json'), encoding='utf-8') as f:
+        cases = json.load(f)[kind]
+    razor = RAZOR if os.path.isabs(RAZOR) else os.path.join(ROOT, RAZOR)
+    for text, ids in cases:
+        r = subprocess.run([razor, out, '-z', tok, '-m', 'tokenize', '-i', text], capture_output=True, text=True)
+        assert r.returncode == 0, f'razor -m tokenize exited {r.returncode}: {r.stderr.strip()[:200]}'
+        got = [int(x) for x in r.stdout.split()]
+        assert got == ids, f'{text[:30]!r}: razor {got[:8]}..., tokenizers {ids[:8]}...'
+        if ids:
+            by_text = os.path.join(tmp, 'bos_text.f32')
+            r = subprocess.run([razor, out, '-z', tok, '-m', 'logits', '-K', 'f32', '-i', text, '-o', by_text],
+                               capture_output=True, text=True)
+            assert r.returncode == 0, f'razor -m logits -i exited {r.returncode}: {r.stderr.strip()[:200]}'
+            d = maxdiff(np.fromfile(by_text, dtype='<f4').reshape(len(ids), -1), razor_run(out, ids, tmp))
+            assert d == 0, f'{text[:30]!r}: -m logits -i text vs -I ids: max abs diff {d:.3g}'
+    return f'add_bos {want[0]}, bos_id {want[1]}; {len(cases)} texts: tokenize and logits as the library'
+
+
 GOOD = {
     'mha_f32_untied': dict(),
     'gqa_f16_sharded_tied_theta5e5': dict(kv=2, dtype='F16', shards=3, tied=True, theta=5e5, seed=1),
@@ -1097,8 +1150,9 @@ def check_tokenizer_json(tmp):
                        capture_output=True, text=True)
     assert r.returncode == 0, f'razor tokenize failed: {r.stderr.strip()}'
     ids = [int(x) for x in r.stdout.split()]
-    assert ids[:6] == [1, 551, 1857, 1953, 281, 1753], \
-        f'ids {ids[:6]} (tests/bbpe_vectors.h says 551 1857 1953 281 1753 ...)'
+    # BOS is the tokenizer's: its template's <|begin_of_text|> (1972), not config.json's bos_token_id 1
+    assert ids[:6] == [1972, 551, 1857, 1953, 281, 1753], \
+        f'ids {ids[:6]} (BOS 1972, then tests/bbpe_vectors.h says 551 1857 1953 281 1753 ...)'
     return f'{len(ids)} ids'
 
 
@@ -1211,6 +1265,7 @@ def main():
                 tests += [(f'--dtype q8 {m}: tensors, size', lambda m=m: check_dtype_tensors(tmp, m, 'q8')),
                           (f'--dtype q8 {m}: razor', lambda m=m: check_dtype_q8_razor(tmp, m))]
         tests += [(f'chat {k}', lambda k=k: check_chat(tmp, k)) for k in CHAT_CASES]
+        tests += [(f'BOS {k}', lambda k=k: check_bos(tmp, k)) for k in BOS_CASES]
         tests += [(f'refuse {k}', lambda k=k, v=v: check_bad(k, *v, tmp)) for k, v in BAD.items()]
         tests += [('refuse truncated data', lambda: check_truncated(tmp, -10)),
                   ('refuse truncated header', lambda: check_truncated(tmp, 20)),
