@@ -2683,7 +2683,8 @@ int run_generate(const Model *m, const Tokenizer *tok, const Options *o) {
     int capacity = o->steps < m->config.seq_len - n ? n + o->steps : m->config.seq_len;
     RunState s;
     if (build_runstate(&s, m, capacity, o->block, &o->cache) != 0) { free(tokens); return report(1); }
-    print_text(tok, tokens + 1, n - 1, tokens[0], 0); /* echo the prompt as llama2.c does */
+    int bos = m->config.add_bos && tok->bos_id >= 0; /* echo the prompt (after its BOS) as llama2.c does */
+    print_text(tok, tokens + bos, n - bos, bos ? tokens[0] : -1, 0);
     fflush(stdout);
     double t0 = now_seconds(), gen_s;
     float *logits = prefill(m, &s, tokens, n);
