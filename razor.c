@@ -2425,10 +2425,8 @@ int load_profile(HeadProfile *p, const char *path, const Config *c, float fracti
     if (ends_with(path, ".json")) {
         int status = load_json_profile(p, path, c, fraction, text, size);
         free(text);
-        if (status == 0 && c->pos_encoding == POS_ALIBI) status = fail("%s: this ALiBi model needs a profile of "
-                                                                       "spans (-m profile)", path);
-        if (status != 0) free_profile(p);
-        return status;
+        if (status != 0) { free_profile(p); return status; }
+        goto check_kind; /* a JSON profile has every layer, and no spans */
     }
     int line_no = 0, layers_seen = 0, shape_seen = ends_with(path, ".tsv");
     char *save = NULL;
@@ -2491,6 +2489,7 @@ int load_profile(HeadProfile *p, const char *path, const Config *c, float fracti
         free_profile(p);
         return fail("%s: %d layer lines, the model has %d layers", path, layers_seen, c->n_layers);
     }
+check_kind:
     if ((c->pos_encoding == POS_ALIBI) != (p->span != NULL)) {
         free_profile(p);
         return fail("%s: %s", path,
