@@ -5,8 +5,10 @@ export.py: convert a Llama-family checkpoint into a model file razor can load (s
     python3 export.py OUT.bin --meta DIR          # Meta's params.json + consolidated.*.pth (needs torch)
     python3 export.py OUT.bin --checkpoint X.pt   # a llama2.c training checkpoint (needs torch)
     python3 export.py OUT.bin --bin MODEL.bin --dtype q8  # a llama2.c .bin or razor float32 file, re-written
+    python3 export.py OUT.bin --gguf MODEL.gguf   # llama.cpp's GGUF (llama, qwen2, qwen3), and its tokenizer
 options:
-    --dtype f32|bf16|q8  how the weight matrices are stored (default f32; norms and biases stay f32).
+    --dtype f32|bf16|q8  how the weight matrices are stored (default f32, --gguf: see below; norms and
+                         biases stay f32).
                          bf16 rounds the float32 value to nearest even, exactly as razor's -w bf16 does;
                          q8 stores int8 with one float32 scale per 32 values of a row (max |w| / 127)
     --alibi              the --hf folder is a Baichuan 13B (ALiBi) checkpoint; see below
@@ -52,6 +54,24 @@ j + head_dim/2 is original row 2j+1. unpermute() below undoes this for HF checkp
 come out of the matmul in razor's interleaved order; the q/k biases (Qwen2) and the q_norm/k_norm
 weights (Qwen3, one head's worth) are permuted the same way. Meta and llama2.c checkpoints are already
 interleaved and are written as they are; ALiBi checkpoints have no rotation and are not permuted.
+
+GGUF (--gguf; docs/models.md has the details). The file as llama.cpp's ggml/include/gguf.h documents
+it, general.alignment honoured; the config from the {arch}.* keys, refusing (one line naming the key)
+what razor cannot run and any {arch}.* key this file does not know; tensors by their GGUF names.
+llama.cpp's converter (convert_hf_to_gguf.py) permutes llama's q/k rows into interleaved pairs
+(LlamaModel.permute) and leaves qwen2's and qwen3's in the rotate-half order (llama.cpp runs those
+with NEOX rope), so those are permuted here as for --hf. Llama 3 rope scaling comes as the tensor
+rope_freqs (the converter's per-frequency divisors), turned back into razor's four fields. Tensor
+types F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, dequantized as ggml's reference
+dequantize_row_* (ggml-quants.c) do it, in float32; a tensor holding an inf or NaN is refused as it is
+read (the output being written is removed). Default --dtype: the smallest type that holds the values
+exactly: q8 if every matrix is Q8_0, Q4_0 or Q5_0 (int8 times one scale per 32 values of a row: razor's
+q8 keeps the GGUF's values and fp16 scales as they are; llama-quantize's Q4_0 and Q5_0 files keep the
+classifier as Q6_K, so they get f32), bf16 if all are BF16, else f32.
+The tokenizer (tokenizer.ggml.*) is written to --tokenizer-out, default tokenizer.bin next to OUT:
+"llama" (sentencepiece) as llama2.c's tokenizer.bin, "gpt2" (byte-level BPE, tokenizer.ggml.pre
+llama-bpe, qwen2 or gpt-2) as RZTK, by way of the tokenizer.json it stands for; add_bos from
+tokenizer.ggml.add_bos_token (absent: llama.cpp's default); the chat template as for --hf.
 
 Checked against: transformers' models/qwen2 and models/qwen3 (configuration_*, modular_qwen2.py,
 modeling_qwen3.py); Baichuan-13B-Base's config.json, modeling_baichuan.py, tokenizer and weight index
@@ -460,11 +480,16 @@ def hf_chat(folder, arch, vocab, tokenizer=None):
                 ids.setdefault(t.get('content'), t.get('id'))
     for i, t in (tc.get('added_tokens_decoder') or {}).items():
         ids[t.get('content')] = int(i)
+    return chat_fields(template, ids, arch, vocab, folder, 'the added tokens (tokenizer_config.json, tokenizer.json)')
 
+
+def chat_fields(template, ids, arch, vocab, where, among):
+    """A chat template (or None) and token text -> id -> the chat_template and chat_tokens header fields
+    (see the module docstring); where: the template's source, among: where the ids come from, for messages."""
     def missing(kind):
         for name in CHAT_TOKENS[kind]:
             if not isinstance(ids.get(name), int):
-                return f'{name}, which is not among the added tokens (tokenizer_config.json, tokenizer.json)'
+                return f'{name}, which is not among {among}'
             if not 0 <= ids[name] < vocab:
                 return f'{name}, whose id {ids[name]} is not below vocab_size {vocab}'
         return None
@@ -473,10 +498,10 @@ def hf_chat(folder, arch, vocab, tokenizer=None):
         kind = CHAT_CHATML if arch in QWEN else CHAT_LLAMA3 if arch == 'LlamaForCausalLM' and vocab == 128256 \
             else CHAT_LLAMA2
         if kind != CHAT_LLAMA2 and missing(kind):
-            print(f'note: no chat template in {folder}, and no id for {missing(kind)}')
+            print(f'note: no chat template in {where}, and no id for {missing(kind)}')
             kind = CHAT_LLAMA2
         if kind == CHAT_LLAMA2:
-            print(f'note: no chat template in {folder}: chat mode will use Llama 2\'s "[INST] ... [/INST]"')
+            print(f'note: no chat template in {where}: chat mode will use Llama 2\'s "[INST] ... [/INST]"')
     else:
         kind = CHAT_CHATML if '<|im_start|>' in template else CHAT_LLAMA3 if '<|start_header_id|>' in template \
             else CHAT_LLAMA2
@@ -621,7 +646,7 @@ def load_bin(path):
         c.update(zip(('dim', 'hidden_dim', 'n_layers', 'n_heads', 'n_kv_heads', 'vocab_size', 'seq_len'), dims))
         c.update(vocab_size=abs(c['vocab_size']), shared_classifier=shared, head_dim=c['dim'] // max(c['n_heads'], 1))
         align = 1
-    L, d, hd = c['n_layers'], c['dim'], c['head_dim']
+    L, hd = c['n_layers'], c['head_dim']
     shapes = expected_shapes(c)
     order = ['tok_embeddings', *LAYER_TENSORS, 'norm']  # each per-layer tensor stacked over the layers
     if kind == 'v1':
@@ -647,6 +672,506 @@ def load_bin(path):
         return np.array(stacks[name], dtype=np.float32)
     found = {k: v for k, v in shapes.items() if k.split('.', 2)[-1] in stacks or k in stacks}
     return Model(c, found, load)
+
+
+# ----------------------------------------------------------------------------------------------------
+# GGUF (llama.cpp's format), read with numpy: see the GGUF section of the docstring
+
+GGUF_SCALARS = {0: '<u1', 1: '<i1', 2: '<u2', 3: '<i2', 4: '<u4', 5: '<i4', 6: '<f4', 7: '<u1', 10: '<u8',
+                11: '<i8', 12: '<f8'}  # value type -> numpy type (7: bool, one byte)
+GGUF_BOOL, GGUF_STRING, GGUF_ARRAY = 7, 8, 9
+GGUF_ALIGNMENT = 32  # without general.alignment
+# ggml's tensor types (ggml.h), id -> name; the ones export.py reads: name -> (values per block, bytes per block)
+GGML_NAMES = {0: 'F32', 1: 'F16', 2: 'Q4_0', 3: 'Q4_1', 6: 'Q5_0', 7: 'Q5_1', 8: 'Q8_0', 9: 'Q8_1', 10: 'Q2_K',
+              11: 'Q3_K', 12: 'Q4_K', 13: 'Q5_K', 14: 'Q6_K', 15: 'Q8_K', 16: 'IQ2_XXS', 17: 'IQ2_XS', 18: 'IQ3_XXS',
+              19: 'IQ1_S', 20: 'IQ4_NL', 21: 'IQ3_S', 22: 'IQ2_S', 23: 'IQ4_XS', 24: 'I8', 25: 'I16', 26: 'I32',
+              27: 'I64', 28: 'F64', 29: 'IQ1_M', 30: 'BF16', 34: 'TQ1_0', 35: 'TQ2_0'}
+GGML_BLOCKS = {'F32': (1, 4), 'F16': (1, 2), 'BF16': (1, 2), 'Q8_0': (32, 34), 'Q4_0': (32, 18), 'Q4_1': (32, 20),
+               'Q5_0': (32, 22), 'Q5_1': (32, 24), 'Q4_K': (256, 144), 'Q5_K': (256, 176), 'Q6_K': (256, 210)}
+Q8_EXACT = ('Q8_0', 'Q4_0', 'Q5_0')  # int8 values times one scale per 32: razor's q8 holds them as they are
+CHUNK = 1 << 22  # values dequantized at a time
+GGUF_ARCHS = {'llama': 'LlamaForCausalLM', 'qwen2': 'Qwen2ForCausalLM', 'qwen3': 'Qwen3ForCausalLM'}
+GGUF_NAMES = {'attn_norm.weight': 'attention_norm', 'attn_q.weight': 'attention.wq', 'attn_k.weight': 'attention.wk',
+              'attn_v.weight': 'attention.wv', 'attn_output.weight': 'attention.wo', 'ffn_norm.weight': 'ffn_norm',
+              'ffn_gate.weight': 'feed_forward.w1', 'ffn_down.weight': 'feed_forward.w2',
+              'ffn_up.weight': 'feed_forward.w3', 'attn_q.bias': 'attention.bq', 'attn_k.bias': 'attention.bk',
+              'attn_v.bias': 'attention.bv', 'attn_q_norm.weight': 'attention.q_norm',
+              'attn_k_norm.weight': 'attention.k_norm'}
+QK_PERMUTED = ('attention.wq', 'attention.wk', 'attention.bq', 'attention.bk', 'attention.q_norm', 'attention.k_norm')
+GGUF_MATRICES = ('tok_embeddings', 'output', 'attention.wq', 'attention.wk', 'attention.wv', 'attention.wo',
+                 'feed_forward.w1', 'feed_forward.w2', 'feed_forward.w3')
+# {arch}.* keys export.py knows; any other one is refused (it may describe something razor does not do)
+GGUF_KEYS = ('context_length', 'embedding_length', 'block_count', 'feed_forward_length', 'attention.head_count',
+             'attention.head_count_kv', 'attention.layer_norm_rms_epsilon', 'attention.key_length',
+             'attention.value_length', 'rope.freq_base', 'rope.dimension_count', 'rope.scaling.type',
+             'rope.scaling.factor', 'rope.scaling.original_context_length', 'rope.scaling.finetuned',
+             'rope.scaling.attn_factor', 'vocab_size', 'expert_count', 'expert_used_count', 'attention.causal',
+             'tensor_data_layout', 'pooling_type')
+# tokenizer.ggml.pre -> (pre-tokenizer regex, or None for GPT-2's built into ByteLevel; NFC; ignore_merges;
+# a BOS when tokenizer.ggml.add_bos_token is absent): what the families' tokenizer.json files say, and
+# llama.cpp's llama-vocab.cpp for the BOS
+GGUF_PRE = {'llama-bpe': ('LLAMA3', False, True, True), 'llama3': ('LLAMA3', False, True, True),
+            'llama-v3': ('LLAMA3', False, True, True), 'qwen2': ('QWEN2', True, False, False),
+            'gpt-2': (None, False, False, False)}
+TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_USER, TOKEN_UNUSED = 1, 3, 4, 5  # tokenizer.ggml.token_type values
+
+
+class GGUF:
+    """One GGUF file: "GGUF", uint32 version (2 or 3), uint64 tensor and key/value counts, the key/values
+    (a string key, a uint32 value type, the value), the tensor infos (a string name, uint32 n_dims,
+    n_dims uint64 sizes, fastest-varying first, uint32 ggml type, uint64 offset), then, at the next
+    multiple of the alignment, the data (each tensor at its offset from there). Strings are a uint64
+    length and UTF-8 bytes; arrays a uint32 element type, a uint64 count and the elements (numbers or
+    strings: llama.cpp refuses arrays of arrays, and so does this); all little-endian."""
+
+    def __init__(self, path):
+        self.path, self.size = path, os.path.getsize(path)
+        self.raw = np.memmap(path, dtype=np.uint8, mode='r') if self.size else np.zeros(0, np.uint8)
+        self.buf, self.at = memoryview(self.raw), 0
+        magic = bytes(self.take(4, 'the magic'))
+        if magic != b'GGUF':
+            fail(f'{path}: not a GGUF file (it starts with {magic!r}, not b"GGUF")')
+        version = self.number('<u4', 'the version')
+        if version not in (2, 3):
+            fail(f'{path}: GGUF version {version}' + (' (a big-endian file)' if version >= 1 << 16 else '') +
+                 ' is not supported (only little-endian versions 2 and 3)')
+        n_tensors, n_kv = self.number('<u8', 'the tensor count'), self.number('<u8', 'the key/value count')
+        if n_tensors > self.size // 24 or n_kv > self.size // 12:  # each takes at least that many bytes
+            fail(f'{path}: truncated or corrupt GGUF file ({n_tensors} tensors, {n_kv} keys in {self.size} bytes)')
+        self.meta = {}
+        for _ in range(n_kv):
+            key = self.string('a metadata key')
+            if key in self.meta:
+                fail(f'{path}: metadata key {key} appears twice')
+            self.meta[key] = self.value(self.number('<u4', f'the type of {key}'), key)
+        align = self.meta.get('general.alignment', GGUF_ALIGNMENT)
+        if type(align) is not int or align <= 0 or align & (align - 1):
+            fail(f'{path}: general.alignment = {align!r} is not a power of two')
+        infos = []
+        for _ in range(n_tensors):
+            name = self.string('a tensor name')
+            n_dims = self.number('<u4', f'the dimensions of tensor {name}')
+            if not 1 <= n_dims <= 4:
+                fail(f'{path}: tensor {name} has {n_dims} dimensions (1 to 4)')
+            ne = [self.number('<u8', f'the shape of tensor {name}') for _ in range(n_dims)]
+            infos.append((name, ne, self.number('<u4', f'the type of tensor {name}'),
+                          self.number('<u8', f'the offset of tensor {name}')))
+        self.data = -(-self.at // align) * align
+        self.tensors = {}  # name -> (type name, numpy shape, file offset, bytes)
+        for name, ne, kind, offset in infos:
+            if name in self.tensors:
+                fail(f'{path}: tensor {name} appears twice')
+            tname = GGML_NAMES.get(kind)
+            if tname not in GGML_BLOCKS:
+                fail(f'{path}: tensor {name} has ' + (f'type {tname}' if tname else f'unknown type {kind}') +
+                     '; export.py reads ' + ', '.join(GGML_BLOCKS))
+            block, nbytes = GGML_BLOCKS[tname]
+            if ne[0] % block:
+                fail(f'{path}: tensor {name} ({tname}) has rows of {ne[0]} values, not a multiple of {block}')
+            if offset % align:
+                fail(f'{path}: tensor {name} is at offset {offset}, not a multiple of the alignment {align}')
+            n = math.prod(ne) // block * nbytes
+            if self.data + offset + n > self.size:
+                fail(f'{path}: truncated GGUF file (tensor {name} ends at byte {self.data + offset + n}, '
+                     f'the file has {self.size})')
+            self.tensors[name] = (tname, tuple(reversed(ne)), self.data + offset, n)
+        spans = sorted((at, n, name) for name, (_, _, at, n) in self.tensors.items())
+        for (at, n, name), (next_at, _, next_name) in zip(spans, spans[1:]):
+            if at + n > next_at:
+                fail(f'{path}: tensors {name} and {next_name} overlap (bytes {at} to {at + n} and {next_at} on)')
+
+    def take(self, n, what):
+        if self.at + n > self.size:
+            fail(f'{self.path}: truncated GGUF file ({what} at byte {self.at} runs past its end, byte {self.size})')
+        self.at += n
+        return self.buf[self.at - n:self.at]
+
+    def number(self, dtype, what):
+        return np.frombuffer(self.take(int(dtype[2]), what), dtype=dtype)[0].item()
+
+    def string(self, what):
+        raw = bytes(self.take(self.number('<u8', what), what))
+        try:
+            return raw.decode('utf-8')
+        except UnicodeDecodeError:
+            fail(f'{self.path}: {what} is not UTF-8 ({raw[:40]!r})')
+
+    def value(self, kind, key):
+        if kind in GGUF_SCALARS:
+            v = self.number(GGUF_SCALARS[kind], key)
+            return bool(v) if kind == GGUF_BOOL else v
+        if kind == GGUF_STRING:
+            return self.string(key)
+        if kind != GGUF_ARRAY:
+            fail(f'{self.path}: metadata {key} has unknown value type {kind}')
+        kind, n = self.number('<u4', key), self.number('<u8', key)
+        if kind in GGUF_SCALARS:  # numbers as a numpy array (bools as bools)
+            dtype = np.dtype(GGUF_SCALARS[kind])
+            if n * dtype.itemsize > self.size:
+                fail(f'{self.path}: truncated GGUF file (array {key} of {n} values)')
+            a = np.frombuffer(self.take(n * dtype.itemsize, key), dtype=dtype).copy()
+            return a.astype(bool) if kind == GGUF_BOOL else a
+        if kind == GGUF_ARRAY:
+            fail(f'{self.path}: metadata {key} is an array of arrays, which llama.cpp does not read either')
+        if kind != GGUF_STRING:
+            fail(f'{self.path}: metadata {key} is an array of unknown value type {kind}')
+        if n > self.size // 8:
+            fail(f'{self.path}: truncated GGUF file (array {key} of {n} values)')
+        return [self.string(key) for _ in range(n)]
+
+    def load(self, name):
+        """A tensor as float32, in numpy's shape (the GGUF sizes reversed), dequantized as ggml's
+        reference dequantize_row_* functions do (float32 arithmetic, in their order), CHUNK values at a
+        time; refused if a value is inf or NaN."""
+        tname, shape, at, n = self.tensors[name]
+        block, nbytes = GGML_BLOCKS[tname]
+        out = np.empty(math.prod(shape), np.float32)
+        step = max(1, CHUNK // block) * nbytes  # bytes at a time
+        for i in range(0, n, step):
+            y = dequantize(tname, self.raw[at + i:at + min(i + step, n)])
+            if not np.isfinite(y).all():
+                fail(f'{self.path}: tensor {name} ({tname}) holds inf or NaN values')
+            out[i // nbytes * block:i // nbytes * block + y.size] = y
+        return out.reshape(shape)
+
+    def load_q8(self, name):
+        """A Q8_0, Q4_0 or Q5_0 tensor as razor's q8 holds it: (int8 values in numpy's shape, float32
+        scales, one per 32 values of a row); value = int8 * scale exactly, as ggml's dequantizer gives it."""
+        tname, shape, at, n = self.tensors[name]
+        q, d = block_ints(tname, self.raw[at:at + n])
+        if not np.isfinite(d).all():
+            fail(f'{self.path}: tensor {name} ({tname}) has an inf or NaN scale')
+        return q.reshape(shape), d.reshape(*shape[:-1], shape[-1] // Q8_GROUP)
+
+
+def fp16(blocks, at):
+    """The float16 at byte `at` of each block (rows of uint8), as float32 (exact, as GGML_FP16_TO_FP32)."""
+    return np.ascontiguousarray(blocks[:, at:at + 2]).view('<f2').astype(np.float32).reshape(-1, 1)
+
+
+def quants32(tname, b):
+    """Q4_0, Q4_1, Q5_0, Q5_1 blocks (rows of bytes) -> their 32 unsigned 4- or 5-bit values each. qs, the
+    last 16 bytes, has value j in the low nibble of byte j and j + 16 in the high one; Q5's qh, the uint32
+    before it, has the fifth bit of value j as bit j."""
+    qs = b[:, -16:]
+    q = np.concatenate([qs & 0xF, qs >> 4], axis=1)
+    if tname.startswith('Q5'):
+        qh = np.ascontiguousarray(b[:, -20:-16]).view('<u4')
+        q |= ((qh >> np.arange(32, dtype=np.uint32)) & 1).astype(np.uint8) << 4
+    return q
+
+
+def block_ints(tname, raw):
+    """Q8_0, Q4_0, Q5_0 blocks of 32 -> (int8 values (blocks, 32), float32 scales d (blocks, 1)): y = q * d,
+    d the block's first two bytes; Q8_0's q the int8s after it, Q4_0's the nibble - 8, Q5_0's the five bits - 16."""
+    b = np.asarray(raw).reshape(-1, GGML_BLOCKS[tname][1])
+    if tname == 'Q8_0':
+        return b[:, 2:].view(np.int8), fp16(b, 0)
+    return quants32(tname, b).astype(np.int8) - (8 if tname == 'Q4_0' else 16), fp16(b, 0)
+
+
+def k_scales(s):
+    """Q4_K's 12 bytes of 6-bit scales and mins per block -> (scales, mins), (blocks, 8) each: ggml's
+    get_scale_min_k4: sub-block j < 4 in the low 6 bits of bytes j and j + 4; j >= 4 in the low and high
+    nibbles of byte j + 4, their top two bits in the top bits of bytes j - 4 and j."""
+    sc, m = np.empty((len(s), 8), np.uint8), np.empty((len(s), 8), np.uint8)
+    sc[:, :4], m[:, :4] = s[:, 0:4] & 63, s[:, 4:8] & 63
+    sc[:, 4:] = (s[:, 8:12] & 0xF) | ((s[:, 0:4] >> 6) << 4)
+    m[:, 4:] = (s[:, 8:12] >> 4) | ((s[:, 4:8] >> 6) << 4)
+    return sc, m
+
+
+def dequantize(tname, raw):
+    """Bytes of one tensor of ggml type tname -> its float32 values, in order."""
+    raw = np.asarray(raw)
+    if tname == 'F32':
+        return raw.view('<f4').astype(np.float32)
+    if tname == 'F16':
+        return raw.view('<f2').astype(np.float32)
+    if tname == 'BF16':
+        return (raw.view('<u2').astype(np.uint32) << 16).view(np.float32)
+    if tname in Q8_EXACT:
+        q, d = block_ints(tname, raw)
+        return (q.astype(np.float32) * d).ravel()
+    b = raw.reshape(-1, GGML_BLOCKS[tname][1])
+    if tname in ('Q4_1', 'Q5_1'):  # d, m, (Q5_1: qh), qs: y = q * d + m (q * d exact: one rounding)
+        return (quants32(tname, b).astype(np.float32) * fp16(b, 0) + fp16(b, 2)).ravel()
+    if tname in ('Q4_K', 'Q5_K'):  # d, dmin, scales[12], (Q5_K: qh[32]), qs[128]; sub-block j of 32 values:
+        sc, m = k_scales(b[:, 4:16])  # y = (d * sc_j) * q - dmin * m_j
+        d1, m1 = fp16(b, 0) * sc.astype(np.float32), fp16(b, 2) * m.astype(np.float32)  # exact products
+        qs = b[:, -128:].reshape(-1, 4, 1, 32)  # 32 bytes per 64 values: sub-block 2i low nibbles, 2i + 1 high
+        q = np.concatenate([qs & 0xF, qs >> 4], axis=2).reshape(-1, 8, 32)
+        if tname == 'Q5_K':  # the fifth bit of value l of sub-block j: bit j of qh[l]
+            q = q | (((b[:, 16:48].reshape(-1, 1, 32) >> np.arange(8, dtype=np.uint8).reshape(1, 8, 1)) & 1) << 4)
+        return (d1[:, :, None] * q.astype(np.float32) - m1[:, :, None]).ravel()  # d1 * q exact: one rounding
+    if tname == 'Q6_K':  # ql[128], qh[64], scales[16] (int8), d; 16 values per scale: y = (d * sc) * (q - 32)
+        ql, qh = b[:, :128].reshape(-1, 2, 1, 64), b[:, 128:192].reshape(-1, 2, 1, 32)
+        low = np.concatenate([ql & 0xF, ql >> 4], axis=2).reshape(-1, 2, 4, 32)  # value 32k + l of each half
+        high = (qh >> np.array([0, 2, 4, 6], np.uint8).reshape(1, 1, 4, 1)) & 3
+        q = (low | (high << 4)).astype(np.float32) - 32
+        scale = fp16(b, 208) * b[:, 192:208].view(np.int8).astype(np.float32)  # exact
+        return (np.repeat(scale, 16, axis=1).reshape(q.shape) * q).ravel()
+    raise AssertionError(tname)
+
+
+def gguf_config_value(g, key, kind, default=None):
+    """A metadata value of a kind (int, float, str or bool), or default if absent (None: refused)."""
+    if key not in g.meta:
+        if default is None:
+            fail(f'{g.path}: missing metadata key {key}')
+        return default
+    v = g.meta[key]
+    ok = {int: type(v) is int, float: type(v) in (int, float), str: type(v) is str, bool: type(v) is bool}[kind]
+    if not ok:
+        what = 'an array (one value per layer?)' if isinstance(v, (list, np.ndarray)) else f'{v!r}'
+        fail(f'{g.path}: metadata {key} is {what}, not a single {kind.__name__}')
+    return kind(v)
+
+
+def gguf_rope_freqs(path, factors, head_dim, theta):
+    """Llama 3's rope scaling, which llama.cpp's converter stores as the tensor rope_freqs (one factor per
+    frequency, which divides it) -> razor's rope_scaling fields. The converter computes them with
+    original_max_position_embeddings 8192 (its default) and the config's factor, low_freq_factor and
+    high_freq_factor: factor is the largest, and two factors of the smooth band between fix the other
+    two (only their ratios to 8192 matter); with fewer, the usual 1 and 4. Refused unless the fields
+    give back every factor."""
+    f = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    r = np.asarray(factors, dtype=np.float64).ravel()
+    if r.shape != f.shape or not np.all(np.isfinite(r)) or r.min() <= 0:
+        fail(f'{path}: tensor rope_freqs.weight has {r.size} values, not {f.size} positive ones (head_dim / 2)')
+    factor, old, wavelen = float(np.float32(r.max())), 8192, 2 * np.pi / f
+    lo, hi = 1.0, 4.0
+    smooth = (r > 1 + 1e-6) & (r < factor * (1 - 1e-6))
+    if smooth.sum() >= 2 and factor > 1:
+        s = (1 / r[smooth] - 1 / factor) / (1 - 1 / factor)  # r = 1 / ((1 - s) / factor + s)
+        # s = (old / wavelen - lo) / (hi - lo): s * hi + (1 - s) * lo = old / wavelen
+        (hi, lo), *_ = np.linalg.lstsq(np.stack([s, 1 - s], axis=1), old / wavelen[smooth], rcond=None)
+        lo, hi = float(f'{lo:.6g}'), float(f'{hi:.6g}')
+    want = np.ones_like(f)
+    if hi > lo > 0:
+        want = np.where(wavelen > old / lo, factor, want)
+        band = (wavelen >= old / hi) & (wavelen <= old / lo)
+        s = (old / wavelen - lo) / (hi - lo)
+        want = np.where(band, 1 / ((1 - s) / factor + s), want)
+    if not (hi > lo > 0) or np.max(np.abs(want - r) / r) > 1e-5:
+        fail(f'{path}: tensor rope_freqs.weight is not Llama 3 rope scaling that razor can express '
+             f'(factors {r.min():.4g} to {r.max():.4g})')
+    return {'rope_scaling': 1, 'rope_factor': factor, 'rope_low_freq_factor': lo, 'rope_high_freq_factor': hi,
+            'rope_original_context': old}
+
+
+def gguf_check_keys(g, arch):
+    """Refuses the {arch}.* keys that describe what razor does not do, and any it does not know."""
+    key = lambda k: f'{arch}.{k}'
+    for k in g.meta:
+        if k.startswith(arch + '.') and k[len(arch) + 1:] not in GGUF_KEYS:
+            fail(f'{g.path}: metadata key {k} is not one export.py knows for {arch} (it may describe something '
+                 'razor does not do)')
+    for k in ('expert_count', 'expert_used_count', 'pooling_type'):
+        if g.meta.get(key(k)):
+            fail(f'{g.path}: {key(k)} = {g.meta[key(k)]} is not supported' +
+                 (' (mixture of experts)' if k.startswith('expert') else ''))
+    if not g.meta.get(key('attention.causal'), True):
+        fail(f'{g.path}: {key("attention.causal")} = false is not supported')
+    kind = g.meta.get(key('rope.scaling.type'), 'none')
+    if kind != 'none':
+        fail(f'{g.path}: {key("rope.scaling.type")} = {kind!r} is not supported (only none, or Llama 3\'s '
+             'rope_freqs tensor)')
+    for k in ('rope.scaling.factor', 'rope.scaling.attn_factor'):
+        if g.meta.get(key(k), 1.0) not in (0.0, 1.0):
+            fail(f'{g.path}: {key(k)} = {g.meta[key(k)]} is not supported')
+
+
+
+def load_gguf(path):
+    """A GGUF file -> (Model, tokenizer file bytes, a description of them, the default --dtype, why)."""
+    g = GGUF(path)
+    arch = gguf_config_value(g, 'general.architecture', str)
+    if arch not in GGUF_ARCHS:
+        fail(f'{path}: general.architecture = {arch!r} is not supported (only {", ".join(GGUF_ARCHS)})')
+    gguf_check_keys(g, arch)
+    c = gguf_config(g, arch)
+    to_meta = gguf_tensor_names(g, c, arch)
+    from_meta = {m: t for t, m in to_meta.items() if t in g.tensors}
+    shapes = {m: g.tensors[t][1] for m, t in from_meta.items()}
+    neox = arch != 'llama'  # llama.cpp's converter permutes llama's q/k rows to interleaved pairs, not these
+
+    def load(name):
+        kind = name.split('.', 2)[2] if name.startswith('layers.') else name
+        t = from_meta[name]
+        exact = c['weight_type'] == Q8 and g.tensors[t][0] in Q8_EXACT and kind in GGUF_MATRICES
+        w = g.load_q8(t) if exact else g.load(t)
+        if neox and kind in QK_PERMUTED:  # rows (and their q8 scales) into razor's interleaved pairs
+            n = 1 if kind in QK_NORMS else c['n_heads'] if kind in ('attention.wq', 'attention.bq') else c['n_kv_heads']
+            w = tuple(unpermute(a, n) for a in w) if exact else unpermute(w, n)
+        return w
+    model = Model(c, shapes, load, {m: t for t, m in to_meta.items()}, GGUF_ARCHS[arch])
+    model.check()
+    dtype, why = gguf_dtype({g.tensors[t][0] for m, t in from_meta.items() if m.split('.', 2)[-1] in GGUF_MATRICES})
+    tok, what = gguf_tokenizer(g, c)
+    c.update(gguf_chat(g, model.family, c['vocab_size']))
+    return model, tok, what, dtype, why
+
+
+def gguf_config(g, arch):
+    """The razor config from the {arch}.* keys, token_embd's rows and rope_freqs, each value checked."""
+    path = g.path
+    get = lambda k, kind=int, default=None: gguf_config_value(g, f'{arch}.{k}', kind, default)
+
+    def positive(k, kind=int, default=None):  # and within the header's int32 or float32 field
+        v = get(k, kind, default)
+        if not 0 < v < (2 ** 31 if kind is int else float(np.finfo(np.float32).max)):  # NaN: refused too
+            fail(f'{path}: {arch}.{k} = {v} is not a positive {"int32" if kind is int else "finite float32"}')
+        return v
+    dim, heads, n_layers = positive('embedding_length'), positive('attention.head_count'), positive('block_count')
+    if n_layers > len(g.tensors):
+        fail(f'{path}: {arch}.block_count = {n_layers} is more layers than the file\'s {len(g.tensors)} tensors hold')
+    head_dim = get('attention.key_length', int, dim // heads)
+    if get('attention.value_length', int, head_dim) != head_dim:
+        fail(f'{path}: {arch}.attention.value_length {get("attention.value_length")} differs from the key length '
+             f'{head_dim}')
+    if get('rope.dimension_count', int, head_dim) != head_dim:
+        fail(f'{path}: {arch}.rope.dimension_count = {get("rope.dimension_count")} is not head_dim {head_dim} '
+             '(partial rotary is not supported)')
+    if 'token_embd.weight' not in g.tensors:
+        fail(f'{path}: missing tensor token_embd.weight')
+    vocab = g.tensors['token_embd.weight'][1][0]
+    if get('vocab_size', int, vocab) != vocab:
+        fail(f'{path}: {arch}.vocab_size = {get("vocab_size")}, but token_embd.weight has {vocab} rows')
+    theta = positive('rope.freq_base', float, 10000.0)
+    scaling = {}
+    if 'rope_freqs.weight' in g.tensors:
+        if arch != 'llama':
+            fail(f'{path}: tensor rope_freqs.weight (rope scaling) in a {arch} file is not supported')
+        scaling = gguf_rope_freqs(path, g.load('rope_freqs.weight'), head_dim, theta)
+    return base_config(dim=dim, hidden_dim=positive('feed_forward_length'), n_layers=n_layers, n_heads=heads,
+                       n_kv_heads=positive('attention.head_count_kv', int, heads), head_dim=head_dim,
+                       vocab_size=vocab, seq_len=positive('context_length'),
+                       norm_eps=positive('attention.layer_norm_rms_epsilon', float), rope_theta=theta,
+                       qkv_bias=int(arch == 'qwen2'), qk_norm=int(arch == 'qwen3'),
+                       shared_classifier=int('output.weight' not in g.tensors), **scaling)
+
+
+def gguf_tensor_names(g, c, arch):
+    """GGUF tensor name -> Meta-style name, for each tensor the config has; refuses a tensor not among them."""
+    to_meta = {'token_embd.weight': 'tok_embeddings', 'output_norm.weight': 'norm', 'output.weight': 'output'}
+    per_layer = [(k, m) for k, m in GGUF_NAMES.items() if m in layer_tensors(c)]
+    for i in range(c['n_layers']):
+        to_meta.update((f'blk.{i}.{k}', f'layers.{i}.{m}') for k, m in per_layer)
+    for t in g.tensors:
+        if t not in to_meta and t != 'rope_freqs.weight' and not t.endswith('.attn_rot_embd'):
+            fail(f'{g.path}: unexpected tensor {t} (not a {arch} tensor razor runs, or more layers than '
+                 f'{arch}.block_count)')
+    return to_meta
+
+
+def gguf_dtype(types):
+    """The default --dtype for matrices of these ggml types, the smallest that holds their values exactly,
+    and why."""
+    names = '/'.join(sorted(types))
+    if types <= set(Q8_EXACT):
+        return 'q8', f'the matrices are {names}: razor\'s q8 holds their values exactly'
+    if types == {'BF16'}:
+        return 'bf16', 'the matrices are BF16'
+    return 'f32', (f'the matrices are {names}: float32 holds their values exactly; --dtype q8 or bf16 for a '
+                   'smaller file, rounded')
+
+
+def gguf_tokenizer(g, c):
+    """The GGUF's tokenizer -> (the tokenizer file's bytes, a description); sets c's bos_id, eos_id and
+    add_bos. "llama": a sentencepiece vocabulary (pieces, scores), written as llama2.c's tokenizer.bin as
+    sentencepiece_to_bin does; "gpt2": a byte-level BPE (gguf_bpe)."""
+    kind = gguf_config_value(g, 'tokenizer.ggml.model', str)
+    tokens = g.meta.get('tokenizer.ggml.tokens')
+    if not isinstance(tokens, list) or not tokens or not all(type(t) is str for t in tokens):
+        fail(f'{g.path}: missing metadata key tokenizer.ggml.tokens (an array of strings)')
+    n = len(tokens)
+    if n != c['vocab_size']:
+        fail(f'{g.path}: tokenizer.ggml.tokens has {n} tokens, but token_embd.weight has {c["vocab_size"]} rows')
+    arrays = {}
+    for key, default, kinds, what in (('token_type', TOKEN_NORMAL, 'iu', 'integers'), ('scores', 0.0, 'f', 'floats')):
+        a = g.meta.get(f'tokenizer.ggml.{key}', np.full(n, default))
+        if not isinstance(a, np.ndarray) or a.shape != (n,) or a.dtype.kind not in kinds:
+            fail(f'{g.path}: tokenizer.ggml.{key} is not an array of {n} {what}')
+        arrays[key] = a
+    ids = {k: gguf_config_value(g, f'tokenizer.ggml.{k}_token_id', int, -1) for k in ('bos', 'eos')}
+    for k, i in ids.items():
+        if not -1 <= i < n:
+            fail(f'{g.path}: tokenizer.ggml.{k}_token_id = {i} is not a token (there are {n})')
+    bos, eos = ids['bos'], ids['eos']
+    if kind == 'llama':
+        if not gguf_config_value(g, 'tokenizer.ggml.add_space_prefix', bool, True):
+            fail(f'{g.path}: tokenizer.ggml.add_space_prefix is false, and razor\'s tokenizer.bin encoder always '
+                 'adds a dummy-prefix space, so razor would tokenize differently: not exported')
+        pieces = [(float(s), ('\n<s>\n' if i == bos else '\n</s>\n' if i == eos else t.replace('\u2581', ' '))
+                   .encode('utf-8')) for i, (t, s) in enumerate(zip(tokens, arrays['scores']))]
+        data, what, add, family = tokenizer_bin_bytes(pieces), f'sentencepiece, {n} tokens', True, 'llama'
+    elif kind == 'gpt2':
+        pre = gguf_config_value(g, 'tokenizer.ggml.pre', str)
+        data, what, add = gguf_bpe(g, pre, tokens, arrays['token_type'], bos, eos)
+        family = f'gpt2 {pre}'
+    else:
+        fail(f'{g.path}: tokenizer.ggml.model = {kind!r} is not supported (only "llama", sentencepiece, and '
+             '"gpt2", byte-level BPE)')
+    add = gguf_config_value(g, 'tokenizer.ggml.add_bos_token', bool, add)
+    why = 'tokenizer.ggml.add_bos_token' if 'tokenizer.ggml.add_bos_token' in g.meta else \
+        f'llama.cpp\'s default for a {family} tokenizer'
+    if add and bos < 0:
+        fail(f'{g.path}: the tokenizer adds a BOS ({why}), but there is no tokenizer.ggml.bos_token_id')
+    print(f'BOS: {f"id {bos} put before every prompt" if add else "none added"} (from {why})')
+    c.update(bos_id=bos, eos_id=eos, add_bos=int(add))
+    return data, what
+
+
+def gguf_bpe(g, pre, tokens, types, bos, eos):
+    """A "gpt2" vocabulary -> (RZTK file bytes, a description, whether llama.cpp adds a BOS by default), by
+    way of the tokenizer.json it stands for, given to tokenizer_bbpe.py: llama.cpp's converter writes the
+    vocabulary's byte-level strings as normal tokens, the added tokens as control (special) or user-defined
+    ones, and [PAD] ids as unused; tokenizer.ggml.pre names the pre-tokenizer (GGUF_PRE)."""
+    if pre not in GGUF_PRE:
+        fail(f'{g.path}: tokenizer.ggml.pre = {pre!r} is not supported (only {", ".join(GGUF_PRE)})')
+    merges = g.meta.get('tokenizer.ggml.merges')
+    if not isinstance(merges, list) or not all(type(m) is str for m in merges):
+        fail(f'{g.path}: missing metadata key tokenizer.ggml.merges (an array of strings)')
+    regex, nfc, ignore_merges, add = GGUF_PRE[pre]
+    vocab, added = {}, []
+    for i, (t, kind) in enumerate(zip(tokens, types.tolist())):
+        if kind == TOKEN_NORMAL:
+            vocab.setdefault(t, i)
+        elif kind in (TOKEN_CONTROL, TOKEN_USER):
+            added.append({'id': i, 'content': t, 'special': kind == TOKEN_CONTROL, 'normalized': False})
+        elif kind != TOKEN_UNUSED:
+            fail(f'{g.path}: tokenizer.ggml.token_type[{i}] = {kind} in a gpt2 (byte-level BPE) vocabulary '
+                 '(only normal, control, user-defined and unused tokens)')
+    import tempfile
+    import tokenizer_bbpe
+    byte_level = {'type': 'ByteLevel', 'add_prefix_space': False, 'use_regex': regex is None}
+    split = {'type': 'Split', 'pattern': {'Regex': getattr(tokenizer_bbpe, regex or 'GPT2')},
+             'behavior': 'Isolated', 'invert': False}
+    tj = {'normalizer': {'type': 'NFC'} if nfc else None, 'added_tokens': added,
+          'pre_tokenizer': {'type': 'Sequence', 'pretokenizers': [split, byte_level]} if regex else byte_level,
+          'model': {'type': 'BPE', 'vocab': vocab, 'merges': merges, 'ignore_merges': ignore_merges}}
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = os.path.join(tmp, 'tokenizer.json'), os.path.join(tmp, 'tokenizer.bin')
+        with open(src, 'w', encoding='utf-8') as f:
+            json.dump(tj, f)
+        try:
+            info = tokenizer_bbpe.export_bbpe(src, out, bos=bos, eos=eos)
+        except tokenizer_bbpe.BbpeError as e:
+            fail(str(e).replace(src, f'{g.path}: its tokenizer ({pre})'))
+        with open(out, 'rb') as f:
+            return f.read(), f'byte-level BPE ({pre}), {info["vocab_size"]} tokens', add
+
+
+def gguf_chat(g, arch, vocab):
+    """The chat_template and chat_tokens header fields, from tokenizer.chat_template, as hf_chat."""
+    template = g.meta.get('tokenizer.chat_template')
+    if template is not None and type(template) is not str:
+        fail(f'{g.path}: tokenizer.chat_template is not a string')
+    ids = {}
+    for i, t in enumerate(g.meta['tokenizer.ggml.tokens']):
+        ids.setdefault(t, i)
+    return chat_fields(template, ids, arch, vocab, g.path, 'the tokens (tokenizer.ggml.tokens)')
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -719,19 +1244,25 @@ def to_q8(w):
 
 
 def write_tensor(f, at, parts, shape, wtype, align):
-    """Writes a tensor stacked from parts (functions giving arrays of `shape`) at the first multiple of
-    align from file offset at, its matrices as wtype (F32, BF16, Q8: the int8 values, then at the next
-    multiple of align the scales). Returns the offset after it."""
+    """Writes a tensor stacked from parts (functions giving arrays of `shape`, or, for wtype Q8, q8 as it is: a
+    pair of int8 values and float32 scales, one per Q8_GROUP of a row) at the first multiple of align from file
+    offset at, its matrices as wtype (F32, BF16, Q8: the int8 values, then at the next multiple of align
+    the scales). Returns the offset after it."""
     n, cols = math.prod(shape), shape[-1]
     start = -(-at // align) * align
     scales = -(-(start + n * len(parts)) // align) * align
     step = max(1, (1 << 22) // cols)  # rows at a time
     for k, part in enumerate(parts):
-        w = np.asarray(part(), dtype=np.float32).reshape(-1, cols)
+        w = part()
+        if isinstance(w, tuple):  # q8 values and scales, written as they are (wtype is Q8)
+            q8 = w[0].reshape(-1, cols), np.asarray(w[1], dtype='<f4').reshape(-1, cols // Q8_GROUP)
+            w = q8[0]
+        else:
+            q8, w = None, np.asarray(w, dtype=np.float32).reshape(-1, cols)
         for r in range(0, w.shape[0], step):
             i = k * n + r * cols  # element index in the stack
             if wtype == Q8:
-                q, s = to_q8(w[r:r + step])
+                q, s = (q8[0][r:r + step], q8[1][r:r + step]) if q8 else to_q8(w[r:r + step])
                 f.seek(start + i)
                 f.write(q.tobytes())
                 f.seek(scales + i // Q8_GROUP * 4)
@@ -794,13 +1325,16 @@ def write(model, out, legacy=False):
                                                'head_dim', 'vocab_size', 'seq_len', 'shared_classifier')] + extras))
 
 
-def write_tokenizer_bin(path, pieces):
+def tokenizer_bin_bytes(pieces):
     """llama2.c's tokenizer.bin: uint32 max piece length, then for each id (float32 score, int32 byte
     length, the piece's bytes). pieces: (score, bytes) in id order."""
+    return struct.pack('<I', max(len(b) for _, b in pieces)) + \
+        b''.join(struct.pack('<fi', score, len(b)) + b for score, b in pieces)
+
+
+def write_tokenizer_bin(path, pieces):
     with open(path, 'wb') as f:
-        f.write(struct.pack('<I', max(len(b) for _, b in pieces)))
-        for score, b in pieces:
-            f.write(struct.pack('<fi', score, len(b)) + b)
+        f.write(tokenizer_bin_bytes(pieces))
     return len(pieces)
 
 
@@ -859,7 +1393,9 @@ def main(argv=None):
     src.add_argument('--meta', metavar='DIR', help='Meta folder (params.json + consolidated.*.pth)')
     src.add_argument('--checkpoint', metavar='FILE', help='llama2.c training checkpoint (.pt)')
     src.add_argument('--bin', metavar='FILE', help='a llama2.c .bin or razor float32 file, to re-write (--dtype)')
-    ap.add_argument('--dtype', choices=list(DTYPES), default='f32', help='how the weight matrices are stored')
+    src.add_argument('--gguf', metavar='FILE', help='a GGUF file (llama.cpp): llama, qwen2, qwen3, and its tokenizer')
+    ap.add_argument('--dtype', choices=list(DTYPES),
+                    help='how the weight matrices are stored (default f32; --gguf: the smallest that is exact)')
     ap.add_argument('--alibi', action='store_true', help='the --hf folder is a Baichuan 13B (ALiBi) checkpoint')
     ap.add_argument('--legacy', action='store_true', help='write llama2.c version 0 instead')
     ap.add_argument('--seq-len', type=int, help='override the maximum context')
@@ -872,10 +1408,20 @@ def main(argv=None):
             fail(f'{a.tokenizer}: no such tokenizer file')
         if a.alibi and not a.hf:
             fail('--alibi is only for Baichuan (13B) checkpoints, given with --hf')
-        model = load_hf(a.hf, a.alibi) if a.hf else load_meta(a.meta) if a.meta else \
-            load_bin(a.bin) if a.bin else load_checkpoint(a.checkpoint)
+        if a.gguf and a.tokenizer:
+            fail('--tokenizer: a GGUF file carries its own tokenizer (written to --tokenizer-out, default '
+                 'tokenizer.bin next to OUT)')
+        dtype = a.dtype or 'f32'
+        if a.gguf:
+            model, tok, tok_what, auto, why = load_gguf(a.gguf)
+            if not a.dtype and not a.legacy:
+                dtype = auto
+                print(f'note: writing --dtype {dtype} ({why})')
+        else:
+            model = load_hf(a.hf, a.alibi) if a.hf else load_meta(a.meta) if a.meta else \
+                load_bin(a.bin) if a.bin else load_checkpoint(a.checkpoint)
         c = model.config
-        c['weight_type'] = DTYPES[a.dtype]
+        c['weight_type'] = DTYPES[dtype]
         if a.seq_len:
             c['seq_len'] = a.seq_len
         model.check()
@@ -890,9 +1436,20 @@ def main(argv=None):
                 c.update(hf_chat(a.hf, model.family, c['vocab_size'], a.tokenizer))
         if a.tokenizer and not a.tokenizer.endswith('.json'):
             check_sentencepiece(a.tokenizer)
-        write(model, a.out, a.legacy)
+        tok_out = a.tokenizer_out or os.path.join(os.path.dirname(os.path.abspath(a.out)), 'tokenizer.bin')
+        if a.gguf:  # the tokenizer first (a bad --tokenizer-out fails before the model is written), renamed last
+            try:
+                with open(tok_out + '.tmp', 'wb') as f:
+                    f.write(tok)
+                write(model, a.out, a.legacy)
+                os.replace(tok_out + '.tmp', tok_out)
+            finally:
+                if os.path.exists(tok_out + '.tmp'):
+                    os.remove(tok_out + '.tmp')
+            print(f'wrote {tok_out} ({tok_what})')
+        else:
+            write(model, a.out, a.legacy)
         if a.tokenizer:
-            tok_out = a.tokenizer_out or os.path.join(os.path.dirname(os.path.abspath(a.out)), 'tokenizer.bin')
             export_tokenizer(a.tokenizer, tok_out)
     except (ExportError, OSError) as e:
         print(f'export.py: error: {e}', file=sys.stderr)
