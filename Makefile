@@ -55,6 +55,7 @@ test: check-python razor razor-san razor-nothreads test_razor $(NARROW_BUILDS)
 	$(PYTHON) tests/test_tokenizer_bbpe.py
 	$(PYTHON) train/test_train.py
 	RAZOR=./razor $(PYTHON) tests/test_export.py
+	RAZOR=./razor $(PYTHON) tests/test_gguf.py
 
 # valgrind on a short generation with bf16 weights and on the razor cache path (profiling,
 # compression, the compensation token, the sliding window): no errors, no leaks
@@ -67,7 +68,10 @@ valgrind: razor-vg test_razor
 	{ $$VG ./razor-vg $$d/m.bin -z tests/sp512/tokenizer.bin -t 0 -n 20 -i "It is" -c full -w bf16 -T 2 > /dev/null 2> $$d/log || { cat $$d/log; exit 1; }; } && \
 	{ $$VG ./razor-vg $$d/m.bin -z tests/sp512/tokenizer.bin -t 0.8 -n 40 -i "$$(head -c 500 tests/bench_prompt.txt)" -c razor -W 8 -S 2 -T 2 \
 	  > /dev/null 2> $$d/log || { cat $$d/log; exit 1; }; } && \
-	rm -rf $$d && echo "valgrind: 0 errors, no leaks (a generation with bf16 weights; the razor cache: profiling, compression, sliding window)"
+	for p in snapkv h2o; do $$VG ./razor-vg $$d/m.bin -z tests/sp512/tokenizer.bin -t 0 -n 30 -i "$$(head -c 300 tests/bench_prompt.txt)" \
+	  -c $$p -W 8 -S 2 -T 2 > /dev/null 2> $$d/log || { cat $$d/log; exit 1; }; done && \
+	rm -rf $$d && echo "valgrind: 0 errors, no leaks (a generation with bf16 weights; the razor cache: profiling, compression," \
+	  "sliding window; snapkv and h2o)"
 
 # the C tests for 64-bit ARM (NEON vectors of 4, 32 registers), cross-compiled and run under qemu-user
 # (no sanitizers there); needs Debian's gcc-aarch64-linux-gnu and qemu-user, else skipped

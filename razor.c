@@ -20,8 +20,9 @@
  *   8. the generate loop
  * Then the appendices, which a first reading can skip: the files razor reads and writes, the
  * tokenizers, head profiles on disk and in pictures, the other modes (generate, chat, compare,
- * needle, logits), the command line, and the fast kernels (threads, vectors, matmul, THE tiled
- * attention loop, 16-bit numbers).
+ * needle, logits), the command line, the fast kernels (threads, vectors, matmul, THE tiled
+ * attention loop, 16-bit numbers), and the baselines razor is measured against that drop tokens by
+ * attention (SnapKV, H2O).
  * libc + libm; pthreads unless built with -DRAZOR_NO_THREADS.
  */
 #define _DEFAULT_SOURCE
@@ -70,6 +71,16 @@ int encode(const Tokenizer *t, const char *text, int bos, int *tokens);
 const char *decode(const Tokenizer *t, int prev, int token, int *n_bytes, char byte_buf[2]);
 static void print_text(const Tokenizer *tok, const int *tokens, int n, int prev, int json);
 static int ordinary_tokens(const Tokenizer *t, int *out);
+/* the baselines that drop tokens by attention, -c snapkv and h2o (appendix G): SnapKV's observation window
+ * (the prompt's last SNAPKV_WINDOW queries choose what stays) and the max-pool kernel that spreads their
+ * votes to neighbouring tokens, as its paper's experiments (its code defaults to kernel 5, average pooling) */
+#define SNAPKV_WINDOW 32
+#define SNAPKV_POOL   7
+#define SCORE_QUERIES 8 /* queries whose attention weights are computed together; their scratch: */
+#define SCORE_SCRATCH(capacity, head_dim) ((size_t)SCORE_QUERIES * (capacity) + (size_t)(head_dim) * ATT_TILE_K)
+struct RunState;
+static void drop_tokens(struct RunState *s);
+static void observe_attention(struct RunState *s, int layer, int T, int generating);
 
 /* ------------------------------------------------------------------------------------------------
  * 1. Errors and small helpers
@@ -492,8 +503,11 @@ static void softmax(float *x, int n) {
  * is decided, the compensation token, attention over a head's cache (plainly, then online), and what
  * happens to a token that leaves a compressed head's window. */
 
-/* The cache policies (-c): RazorAttention and its baselines. */
-typedef enum { POLICY_FULL, POLICY_RAZOR, POLICY_STREAMING, POLICY_NOCOMP } Policy;
+/* The cache policies (-c): RazorAttention and its baselines (the last two drop tokens by attention:
+ * appendix G). */
+typedef enum { POLICY_FULL, POLICY_RAZOR, POLICY_STREAMING, POLICY_NOCOMP, POLICY_SNAPKV, POLICY_H2O } Policy;
+enum { N_POLICIES = 6 };
+static int drops_by_attention(Policy p) { return p == POLICY_SNAPKV || p == POLICY_H2O; }
 
 /* How keys and values are stored (-K): float32, or 16 bits, bfloat16 or IEEE half. */
 typedef enum { KV_F32, KV_BF16, KV_F16 } KVType;
@@ -508,21 +522,23 @@ typedef struct {
                                    (the distance beyond which its attention is negligible); NULL: none */
 } CacheConfig;
 
-/* A head's cache is in one of three states:
+/* A head's cache is in one of four states:
  *   RETRIEVAL_HEAD   a retrieval head's cache: every token, in order (slot i = token i). The profile's
  *                    retrieval heads under -c razor and nocomp; every head under -c full; none under
- *                    -c streaming.
+ *                    -c streaming, snapkv and h2o.
  *   SHORT_HEAD       a head to be compressed that is not compressed yet: while a prompt runs (with full
- *                    attention), and after one of fewer than sinks + window tokens. Every token in
- *                    order, nothing dropped, so exactly full attention.
+ *                    attention), and after one of fewer than sinks + window tokens (snapkv, h2o: of at
+ *                    most their budget). Every token in order, nothing dropped, so exactly full attention.
  *   COMPRESSED_HEAD  [n_sink sinks | compensation slot (razor only) | window ring of up to `window`
  *                    tokens, the oldest at window_start + ring_start]; every token in between was
  *                    dropped (N_d of them).
+ *   SELECTED_HEAD    the baselines' cache (-c snapkv, h2o; appendix G): the tokens their attention scores
+ *                    kept, in position order, nothing folded; later tokens append after them.
  * Slots hold keys (post-RoPE) and values in kv_type; the keys transposed tile by tile for the attention
  * loop: slot p, dimension d is key_tiles[p / ATT_TILE_K][d][p % ATT_TILE_K]. Each slot also has the
  * position of its token (ALiBi's distances need it: a ring and the compensation slot are not in
  * position order). */
-typedef enum { RETRIEVAL_HEAD, SHORT_HEAD, COMPRESSED_HEAD } HeadState;
+typedef enum { RETRIEVAL_HEAD, SHORT_HEAD, COMPRESSED_HEAD, SELECTED_HEAD } HeadState;
 
 typedef struct {
     KVType kv_type;
@@ -539,6 +555,7 @@ typedef struct {
     void *key_tiles;            /* (slots / ATT_TILE_K, head_dim, ATT_TILE_K) of kv_type */
     void *values;               /* (slots, head_dim) of kv_type */
     float *position;            /* (slots) the position of each slot's token; the compensation slot: their mean */
+    double *score;              /* -c h2o: (slots) the attention each slot's token has received so far; else NULL */
     int slots;                  /* allocated, a multiple of ATT_TILE_K */
 } HeadCache;
 
@@ -561,6 +578,8 @@ typedef struct {
  *              + window + a compensation token (with an ALiBi profile, the window is the head's span)
  *   nocomp     the same without the compensation token (the paper's ablation)
  *   streaming  every head is compressed to sinks + window, no compensation token (StreamingLLM)
+ *   snapkv, h2o  every head keeps what razor keeps on average per KV head, chosen token by token by
+ *              attention (SnapKV: the prompt's last queries; H2O: all queries so far): appendix G
  * Head i is (layer, KV head) = (i / n_kv_heads, i % n_kv_heads), as the profile stores them. How long a
  * compressed head's window is, L = max(S0, N / C), is known once the prompt's N is: compress_cache. */
 static void choose_head_caches(HeadCache *heads, int n_caches, const CacheConfig *cache) {
@@ -605,11 +624,14 @@ static int reserve_slots(HeadCache *h, int slots, int hd) {
     if (v) h->values = v;
     float *p = v ? realloc(h->position, (size_t)slots * sizeof(float)) : NULL;
     if (p) h->position = p;
-    if (!p) return -1;
+    double *score = p && h->score ? realloc(h->score, (size_t)slots * sizeof(double)) : NULL;
+    if (score) h->score = score;
+    if (!p || (h->score && !score)) return -1;
     if (slots > h->slots) {
         memset((char *)k + old, 0, bytes - old);
         memset((char *)v + old, 0, bytes - old);
         memset(p + h->slots, 0, (size_t)(slots - h->slots) * sizeof(float));
+        if (score) memset(score + h->slots, 0, (size_t)(slots - h->slots) * sizeof(double));
     }
     h->slots = slots;
     return 0;
@@ -628,7 +650,7 @@ int head_init(HeadCache *h, KVType kv_type, int head_dim, int slots) {
 }
 
 void head_free(HeadCache *h) {
-    free(h->key_tiles); free(h->values); free(h->position); free(h->key_sum); free(h->value_sum);
+    free(h->key_tiles); free(h->values); free(h->position); free(h->key_sum); free(h->value_sum); free(h->score);
     memset(h, 0, sizeof *h);
 }
 
@@ -880,6 +902,7 @@ size_t head_bytes(const HeadCache *h, int hd) {
 
 /* Activations for a block of up to max_block tokens, and the KV cache. */
 typedef struct RunState {
+    const Model *model;      /* the model it was built for (appendix G's choices need its shape and slopes) */
     int max_block;
     float *x;                /* (block, dim) residual stream */
     float *xb;               /* (block, max(dim, q_dim)) normed input, then attention output */
@@ -896,6 +919,13 @@ typedef struct RunState {
     CacheConfig cache;
     int capacity;            /* positions the cache may reach */
     int n_tokens;            /* positions filled: the next token's position */
+    int budget;              /* -c snapkv, h2o: B, the tokens each KV head keeps; 0 until the first compress_cache
+                                (so for SnapKV, which chooses once, nonzero means it has chosen) */
+    int razor_window;        /* -c snapkv, h2o: the window razor's heads got at the last compress_cache (the
+                                budget follows razor's bytes as tokens arrive) */
+    float *window_queries;   /* -c snapkv: (layer, SNAPKV_WINDOW, q_dim) the queries of the last SNAPKV_WINDOW
+                                positions, position p at row p % SNAPKV_WINDOW (appendix G) */
+    float *score_rows;       /* -c snapkv, h2o: (threads, SCORE_SCRATCH) queries' scores over a head's cache */
     /* if set, called after each layer's attention with the block's queries in q (the profiler) */
     void (*probe)(void *arg, const struct RunState *s, int layer, int pos, int T);
     void *probe_arg;
@@ -914,6 +944,7 @@ int build_runstate(RunState *s, const Model *m, int capacity, int max_block, con
     size_t B = (size_t)max_block, q_dim = (size_t)c->n_heads * c->head_dim,
            kv_dim = (size_t)c->n_kv_heads * c->head_dim;
     size_t xb_dim = q_dim > (size_t)c->dim ? q_dim : (size_t)c->dim;
+    s->model = m;
     s->max_block = max_block;
     s->x = xcalloc(B * c->dim, sizeof(float));
     s->xb = xcalloc(B * xb_dim, sizeof(float));
@@ -934,30 +965,43 @@ int build_runstate(RunState *s, const Model *m, int capacity, int max_block, con
     s->heads = xcalloc((size_t)n_caches, sizeof(HeadCache));
     for (int i = 0; i < n_caches; i++)
         if (head_init(&s->heads[i], s->cache.kv_type, c->head_dim, capacity) != 0) {
+            double mb = 2.0 * n_caches * capacity * c->head_dim * kv_size(s->cache.kv_type) / 1e6;
             s->n_caches = i + 1;
-            free_runstate(s);
-            return fail("cannot allocate %.1f MB for the KV cache (%d tokens)",
-                        2.0 * n_caches * capacity * c->head_dim * kv_size(s->cache.kv_type) / 1e6, capacity);
+            free_runstate(s); /* zeroes s */
+            return fail("cannot allocate %.1f MB for the KV cache (%d tokens)", mb, capacity);
         }
     s->n_caches = n_caches;
     choose_head_caches(s->heads, n_caches, &s->cache);
+    if (s->cache.policy == POLICY_SNAPKV)
+        s->window_queries = xcalloc((size_t)c->n_layers * SNAPKV_WINDOW * q_dim, sizeof(float));
+    if (drops_by_attention(s->cache.policy))
+        s->score_rows = xcalloc((size_t)pool_threads * SCORE_SCRATCH(capacity, c->head_dim), sizeof(float));
+    if (s->cache.policy == POLICY_H2O)
+        for (int i = 0; i < n_caches; i++) s->heads[i].score = xcalloc((size_t)s->heads[i].slots, sizeof(double));
     return 0;
 }
 
 void free_runstate(RunState *s) {
     free(s->x); free(s->xb); free(s->hb); free(s->hb2); free(s->q); free(s->k); free(s->v); free(s->rope_cos);
-    free(s->rope_sin); free(s->att_scratch); free(s->logits); free(s->xt);
+    free(s->rope_sin); free(s->att_scratch); free(s->logits); free(s->xt); free(s->window_queries); free(s->score_rows);
     for (int i = 0; i < s->n_caches; i++) head_free(&s->heads[i]);
     free(s->heads);
     memset(s, 0, sizeof *s);
 }
 
+/* A compressed head's window after a prompt of n tokens: L = max(S0, N / C). */
+static int razor_window(const CacheConfig *cache, int n) {
+    int window = (int)(n / cache->compression);
+    return window < cache->window_min ? cache->window_min : window;
+}
+
 /* After a prompt (or a chat turn) of N tokens in all: compresses every head that is not a retrieval
- * head to a window of L = max(S0, N / C) tokens, or, with an ALiBi profile, to its span. */
+ * head to a window of L = max(S0, N / C) tokens, or, with an ALiBi profile, to its span. (The
+ * baselines that drop tokens by attention, -c snapkv and h2o, choose theirs instead: appendix G.) */
 void compress_cache(RunState *s, const Config *c) {
     if (s->cache.policy == POLICY_FULL) return;
-    int window = (int)(s->n_tokens / s->cache.compression);
-    if (window < s->cache.window_min) window = s->cache.window_min;
+    if (drops_by_attention(s->cache.policy)) { drop_tokens(s); return; }
+    int window = razor_window(&s->cache, s->n_tokens);
     for (int i = 0; i < s->n_caches; i++) {
         HeadCache *h = &s->heads[i];
         head_compress(h, h->span ? h->span : window, c->head_dim);
@@ -1096,6 +1140,8 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
         run_block(heads_task, &job, T);
         /* attention: every query head against what its KV head's cache holds, output into xb */
         pool_run(attention_task, &job);
+        /* -c snapkv, h2o: what their choice of tokens needs (appendix G) */
+        if (drops_by_attention(s->cache.policy)) observe_attention(s, l, T, generating);
         if (s->probe) s->probe(s->probe_arg, s, l, (int)pos, T);
         /* the output projection, added to the residual stream x */
         Product out[1] = {{s->x, wo, dim, 1}};
@@ -1502,7 +1548,8 @@ static float *prefill(const Model *m, RunState *s, const int *tokens, int n) {
  *   A. the files razor reads and writes        D. the modes: generate, chat, compare, needle, logits,
  *   B. the tokenizers                             tokenize, profile
  *   C. head profiles on disk and in pictures   E. the command line
- *   F. the fast kernels: threads, vectors, matmul, THE tiled attention loop, 16-bit numbers, bf16 weights */
+ *   F. the fast kernels: threads, vectors, matmul, THE tiled attention loop, 16-bit numbers, bf16 weights
+ *   G. the baselines that drop tokens by attention: SnapKV and H2O (-c snapkv, h2o) */
 
 /* ------------------------------------------------------------------------------------------------
  * Appendix A. Files */
@@ -2363,6 +2410,8 @@ static int read_json_lists(const char *path, const char *text, size_t size,
         size_t len = *s == '"' ? strcspn(s + 1, "\"\\\n") : 0;
         if (len == 0 || len >= sizeof key || s[1 + len] != '"') { why = "expected a key in double quotes"; break; }
         memcpy(key, s + 1, len), key[len] = 0;
+        for (size_t i = 0; i < len && !why; i++) if ((unsigned char)key[i] < 0x20) why = "a control byte in a key";
+        if (why) break;
         s += len + 2;
         s += strspn(s, space);
         if (*s++ != ':' || *(s += strspn(s, space)) != '[') { why = "expected : and a list of numbers"; break; }
@@ -2374,9 +2423,10 @@ static int read_json_lists(const char *path, const char *text, size_t size,
             if (!isfinite(x) || strspn(s, "+-.0123456789eE") < (size_t)(end - s)) { why = "expected a number"; break; }
             values[n++] = x;
             s = end + strspn(end, space);
-            if (*s == ',') s += 1 + strspn(s + 1, space);
-            else if (*s != ']') why = "expected , or ] after a number";
-            if (s[-1] == ',' && *s == ']') why = "expected a number after ,";
+            if (*s == ',') {
+                s += 1 + strspn(s + 1, space);
+                if (*s == ']') why = "expected a number after ,";
+            } else if (*s != ']') why = "expected , or ] after a number";
         }
         if (why || (why = member(key, values, n, arg))) break;
         s += 1 + strspn(s + 1, space);
@@ -2812,7 +2862,7 @@ int run_chat(const Model *m, const Tokenizer *tok, const Options *o) {
     return status;
 }
 
-static const char *policy_names[] = {"full", "razor", "streaming", "nocomp"};
+static const char *policy_names[N_POLICIES] = {"full", "razor", "streaming", "nocomp", "snapkv", "h2o"};
 
 static void softmax_into(double *p, const float *logits, int n) {
     double max = logits[argmax(logits, n)], sum = 0;
@@ -2929,7 +2979,8 @@ int run_compare(const Model *m, const Tokenizer *tok, const Options *o) {
 }
 
 /* -m needle: a pass key planted at several depths in filler text of several lengths, asked for at the
- * end; exact match of the digits, under each policy on the same cases. */
+ * end (inside the prompt, or after the rest was compressed); exact match of the digits, under each
+ * policy on the same cases. */
 static const char *builtin_filler =
     "The morning was grey and quiet, and the road ran on between the fields. A cart went by slowly, and "
     "the driver nodded to the people at the gate. In the village the shops were opening one by one, and "
@@ -2945,10 +2996,10 @@ static void fill_template(char *out, size_t size, const char *template, long key
     out[n] = 0;
 }
 
-/* One case: BOS (if bos), filler tokens with the needle planted at `depth` of them, the question;
- * `length` tokens in all. Returns the count, or -1 (razor_error says why). */
+/* One case: BOS (if bos), filler tokens with the needle planted at `depth` of them, the question (its
+ * last *n_asked tokens); `length` tokens in all. Returns the count, or -1 (razor_error says why). */
 static int needle_prompt(const Tokenizer *tok, const Options *o, int bos, const int *filler, int n_filler,
-                         int length, float depth, long key, int *prompt) {
+                         int length, float depth, long key, int *prompt, int *n_asked) {
     char text[1024];
     int needle[512], question[512];
     fill_template(text, sizeof text, o->needle, key);
@@ -2967,16 +3018,24 @@ static int needle_prompt(const Tokenizer *tok, const Options *o, int bos, const 
         if (i < body) prompt[n++] = filler[i % n_filler];
     }
     for (int k = 0; k < n_question; k++) prompt[n++] = question[k];
+    *n_asked = n_question;
     return n;
 }
 
-/* The greedy answer under this cache policy: its first number goes to *said (-1: none). Returns 1 if
- * that is the key, 0 if not, -1 on error. kv_ratio: bytes kept / full. */
+/* The two settings of -m needle: the question inside the prompt, compressed with it; or asked after the
+ * rest was prefilled and compressed, appended as a second chat turn appends to a compressed cache. */
+enum { NEEDLE_PROMPT, NEEDLE_AFTER, NEEDLE_SETTINGS };
+static const char *setting_names[NEEDLE_SETTINGS] = {"prompt", "after"};
+
+/* The greedy answer under this cache policy, the prompt prefilled in one turn, or (n_after > 0) its last
+ * n_after tokens in a second: its first number goes to *said (-1: none). Returns 1 if that is the key,
+ * 0 if not, -1 on error. kv_bytes: what the cache holds then; kv_ratio: that / full. */
 static int needle_found(const Model *m, const Tokenizer *tok, const CacheConfig *cache, int block, const int *prompt,
-                        int n, long key, long *said, double *kv_ratio) {
+                        int n, int n_after, long key, long *said, double *kv_ratio, size_t *kv_bytes) {
     RunState s;
     if (build_runstate(&s, m, n + NEEDLE_ANSWER, block, cache) != 0) return -1;
-    float *logits = prefill(m, &s, prompt, n);
+    float *logits = prefill(m, &s, prompt, n - n_after);
+    if (n_after > 0) logits = prefill(m, &s, prompt + n - n_after, n_after);
     Sampler greedy = {.vocab_size = m->config.vocab_size, .temperature = 0};
     int answer[NEEDLE_ANSWER];
     int n_answer = generate_tokens(m, &s, tok, &greedy, logits, prompt[n - 1], NEEDLE_ANSWER, answer, NULL);
@@ -2993,6 +3052,7 @@ static int needle_found(const Model *m, const Tokenizer *tok, const CacheConfig 
     size_t kept, uncompressed;
     cache_bytes(&s, &m->config, &kept, &uncompressed);
     *kv_ratio = (double)kept / uncompressed;
+    *kv_bytes = kept;
     free_runstate(&s);
     const char *digits = text + strcspn(text, "0123456789"); /* its first number */
     *said = *digits ? strtol(digits, NULL, 10) : -1;
@@ -3001,18 +3061,20 @@ static int needle_found(const Model *m, const Tokenizer *tok, const CacheConfig 
 
 /* The length x depth picture of one policy: each cell says what the model answered; found cells are
  * dark blue with the key in bold, missed ones pale orange with a dashed border (not colour alone). */
-static int write_needle_svg(const char *path, const char *policy, int n_lengths, int n_depths, const int *lengths,
-                            const float *depths, const int *ok, const long *said, double accuracy, double kv_ratio) {
+static int write_needle_svg(const char *path, const char *policy, int setting, int n_lengths, int n_depths,
+                            const int *lengths, const float *depths, const int *ok, const long *said, double accuracy,
+                            double kv_ratio) {
     Output out;
     if (open_output(&out, path) != 0) return -1;
     FILE *f = out.f;
     int cw = 64, ch = 30, left = 104, top = 62, width = left + n_depths * cw + 12, height = top + n_lengths * ch + 34;
-    if (width < 520) width = 520;
+    if (width < 660) width = 660; /* room for the title */
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
                "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", width, height);
     fprintf(f,
-            "<text x=\"8\" y=\"18\" font-size=\"14\">%s: %.0f%% found, KV cache %.0f%% of full at %d tokens</text>\n",
-            policy, 100 * accuracy, 100 * kv_ratio, lengths[n_lengths - 1]);
+            "<text x=\"8\" y=\"18\" font-size=\"14\">%s, question %s: %.0f%% found, KV cache %.0f%% of full "
+            "at %d tokens</text>\n", policy, setting == NEEDLE_AFTER ? "asked after compression" : "in the prompt",
+            100 * accuracy, 100 * kv_ratio, lengths[n_lengths - 1]);
     fprintf(f, "<text x=\"%d\" y=\"38\">depth of the pass key in the prompt</text>\n", left);
     for (int di = 0; di < n_depths; di++)
         fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%.0f%%</text>\n", left + di * cw + cw / 2, top - 6,
@@ -3041,13 +3103,17 @@ static int write_needle_svg(const char *path, const char *policy, int n_lengths,
 }
 
 /* The cases of -m needle: prompt lengths (-L; default a quarter, half, three quarters and all of the
- * context) times depths of the key (-D; default 0, 0.25, .. 1), and what each policy did in each. */
+ * context) times depths of the key (-D; default 0, 0.25, .. 1), and what each policy did in each, in
+ * each setting: run r = policy * NEEDLE_SETTINGS + setting. */
+enum { NEEDLE_RUNS = N_POLICIES * NEEDLE_SETTINGS };
 typedef struct {
     int n_lengths, n_depths, lengths[MAX_NEEDLE_LENGTHS];
     float depths[MAX_NEEDLE_DEPTHS];
-    int *ok;                          /* (policy, length, depth): found the key */
-    long *said;                       /* (policy, length, depth): the number it answered, -1: none */
-    double kv_ratio[4], accuracy[4];  /* per policy: kv bytes kept / full at the longest length; found */
+    int *ok;                          /* (run, length, depth): found the key */
+    long *said;                       /* (run, length, depth): the number it answered, -1: none */
+    double kv_ratio[NEEDLE_RUNS];     /* per run, at the longest length (the mean over its depths): kv kept / full */
+    double kv_bytes[NEEDLE_RUNS];     /* per run, the same: kv bytes kept */
+    double accuracy[NEEDLE_RUNS];     /* per run, over every case: the share found */
 } NeedleGrid;
 
 static int needle_grid(NeedleGrid *g, const Config *c, const Options *o) {
@@ -3067,18 +3133,18 @@ static int needle_grid(NeedleGrid *g, const Config *c, const Options *o) {
             return fail("-L: %d tokens + a %d-token answer do not fit the context (%d)", g->lengths[li],
                         NEEDLE_ANSWER, c->seq_len);
     size_t cases = (size_t)g->n_lengths * g->n_depths;
-    g->ok = xcalloc(4 * cases, sizeof(int));
-    g->said = xcalloc(4 * cases, sizeof(long));
+    g->ok = xcalloc(NEEDLE_RUNS * cases, sizeof(int));
+    g->said = xcalloc(NEEDLE_RUNS * cases, sizeof(long));
     return 0;
 }
 
-/* After every case: PREFIX.jsonl.partial becomes PREFIX.jsonl; a table per policy to stdout, its picture
- * to PREFIX_POLICY.svg; a summary line of JSON. Returns 0 or 2. */
+/* After every case: PREFIX.jsonl.partial becomes PREFIX.jsonl; a table per policy and setting to stdout,
+ * its picture to PREFIX_POLICY_SETTING.svg; a summary table; a summary line of JSON. Returns 0 or 2. */
 static int needle_report(NeedleGrid *g, const char *prefix, const char *path, const char *partial) {
     char *lines = NULL;
     size_t len = 0;
     Output out;
-    int status = 0, cases = g->n_lengths * g->n_depths;
+    int status = 0, cases = g->n_lengths * g->n_depths, longest = g->lengths[g->n_lengths - 1];
     if (read_file(partial, MAX_PROMPT_BYTES, &lines, &len) != 0) status = 2;
     else if (open_output(&out, path) != 0) status = 2;
     else {
@@ -3088,40 +3154,55 @@ static int needle_report(NeedleGrid *g, const char *prefix, const char *path, co
     }
     free(lines);
     if (status != 0) return report(status);
-    for (int pi = 0; pi < 4; pi++) {
-        int hits = 0;
-        printf("%s: pass key found (rows: prompt tokens; columns: depth)\n%8s", policy_names[pi], "");
+    for (int r = 0; r < NEEDLE_RUNS; r++) {
+        const char *policy = policy_names[r / NEEDLE_SETTINGS];
+        int hits = 0, setting = r % NEEDLE_SETTINGS;
+        printf("%s, question %s: pass key found (rows: prompt tokens; columns: depth)\n%8s", policy,
+               setting == NEEDLE_AFTER ? "asked after compression" : "in the prompt", "");
         for (int di = 0; di < g->n_depths; di++) printf(" %4.0f%%", g->depths[di] * 100);
         printf("\n");
         for (int li = 0; li < g->n_lengths; li++) {
             printf("%8d", g->lengths[li]);
             for (int di = 0; di < g->n_depths; di++) {
-                int hit = g->ok[pi * cases + li * g->n_depths + di];
+                int hit = g->ok[r * cases + li * g->n_depths + di];
                 printf("  %s", hit ? " ok" : " --");
                 hits += hit;
             }
             printf("\n");
         }
-        g->accuracy[pi] = (double)hits / cases;
-        printf("accuracy %.1f%%, kv cache at %d tokens: %.1f%% of full\n\n", 100 * g->accuracy[pi],
-               g->lengths[g->n_lengths - 1], 100 * g->kv_ratio[pi]);
+        g->accuracy[r] = (double)hits / cases;
+        printf("accuracy %.1f%%, kv cache at %d tokens: %.1f%% of full\n\n", 100 * g->accuracy[r], longest,
+               100 * g->kv_ratio[r]);
         char svg[4200];
-        snprintf(svg, sizeof svg, "%s_%s.svg", prefix, policy_names[pi]);
-        if (write_needle_svg(svg, policy_names[pi], g->n_lengths, g->n_depths, g->lengths, g->depths,
-                             g->ok + pi * cases, g->said + pi * cases, g->accuracy[pi], g->kv_ratio[pi]) != 0)
+        snprintf(svg, sizeof svg, "%s_%s_%s.svg", prefix, policy, setting_names[setting]);
+        if (write_needle_svg(svg, policy, setting, g->n_lengths, g->n_depths, g->lengths, g->depths,
+                             g->ok + r * cases, g->said + r * cases, g->accuracy[r], g->kv_ratio[r]) != 0)
             return report(2);
     }
+    printf("pass key found, %d cases: the question in the prompt | asked after compression; kv cache at %d "
+           "tokens\n%-10s %8s %8s %9s %9s\n", cases, longest, "policy", "prompt", "after", "kv prompt", "kv after");
+    for (int pi = 0; pi < N_POLICIES; pi++) {
+        const double *a = g->accuracy + pi * NEEDLE_SETTINGS, *kv = g->kv_ratio + pi * NEEDLE_SETTINGS;
+        printf("%-10s %7.1f%% %7.1f%% %8.1f%% %8.1f%%\n", policy_names[pi], 100 * a[NEEDLE_PROMPT],
+               100 * a[NEEDLE_AFTER], 100 * kv[NEEDLE_PROMPT], 100 * kv[NEEDLE_AFTER]);
+    }
     printf("{");
-    for (int pi = 0; pi < 4; pi++)
-        printf("%s\"%s\": {\"accuracy\": %.4f, \"kv_ratio\": %.4f}", pi ? ", " : "", policy_names[pi],
-               g->accuracy[pi], g->kv_ratio[pi]);
+    for (int pi = 0; pi < N_POLICIES; pi++) {
+        printf("%s\"%s\": {", pi ? ", " : "", policy_names[pi]);
+        for (int st = 0; st < NEEDLE_SETTINGS; st++) {
+            int r = pi * NEEDLE_SETTINGS + st;
+            printf("%s\"%s\": {\"accuracy\": %.4f, \"kv_ratio\": %.4f, \"kv_bytes\": %.0f}", st ? ", " : "",
+                   setting_names[st], g->accuracy[r], g->kv_ratio[r], g->kv_bytes[r]);
+        }
+        printf("}");
+    }
     printf("}\n");
-    fprintf(stderr, "wrote %s and %s_{full,razor,streaming,nocomp}.svg\n", path, prefix);
+    fprintf(stderr, "wrote %s and %s_POLICY_{prompt,after}.svg for the policies full, razor, streaming, nocomp, "
+                    "snapkv and h2o\n", path, prefix);
     return 0;
 }
-
-/* -m needle: every (length, depth) case under each policy, the retrieval heads from the profile in
- * o->cache. Each case's results are appended, as one JSON line, to PREFIX.jsonl.partial as soon as
+/* -m needle: every (length, depth) case under each policy in both settings, the retrieval heads from
+ * the profile in o->cache. Each case's results are appended, as one JSON line, to PREFIX.jsonl.partial as soon as
  * they are known (flushed, so an interrupted run keeps them); then needle_report. */
 int run_needle(const Model *m, const Tokenizer *tok, const Options *o) {
     const Config *c = &m->config;
@@ -3146,22 +3227,33 @@ int run_needle(const Model *m, const Tokenizer *tok, const Options *o) {
     for (int k = 0; k < cases && status == 0; k++) {
         int li = k / g.n_depths, di = k % g.n_depths;
         long key = 10000 + (long)(random_f32(&rng) * 89999);
-        int n = needle_prompt(tok, o, c->add_bos, filler, n_filler, g.lengths[li], g.depths[di], key, prompt);
+        int n_asked = 0, n = needle_prompt(tok, o, c->add_bos, filler, n_filler, g.lengths[li], g.depths[di], key,
+                                       prompt, &n_asked);
         if (n < 0) { status = report(2); break; }
         fprintf(stderr, "needle: case %d/%d, %d tokens, depth %.0f%%, key %ld:", k + 1, cases, g.lengths[li],
                 100 * g.depths[di], key);
         fprintf(log, "{\"length\": %d, \"depth\": %g, \"key\": %ld", g.lengths[li], g.depths[di], key);
-        for (int pi = 0; pi < 4 && status == 0; pi++) {
+        for (int r = 0; r < NEEDLE_RUNS && status == 0; r++) {
+            int pi = r / NEEDLE_SETTINGS, setting = r % NEEDLE_SETTINGS;
             CacheConfig cache = o->cache;
             cache.policy = (Policy)pi;
             double ratio = 0;
-            int *hit = &g.ok[pi * cases + k];
-            *hit = needle_found(m, tok, &cache, o->block, prompt, n, key, &g.said[pi * cases + k], &ratio);
-            if (*hit < 0) { fprintf(stderr, "\nrazor: %s\n", razor_error()); status = 2; break; }
-            if (li == g.n_lengths - 1) g.kv_ratio[pi] += ratio / g.n_depths;
-            fprintf(stderr, " %s %s", policy_names[pi], *hit ? "found" : "missed");
-            fprintf(log, ", \"%s\": {\"found\": %s, \"said\": %ld, \"kv_ratio\": %.4f}", policy_names[pi],
-                    *hit ? "true" : "false", g.said[pi * cases + k], ratio);
+            size_t bytes = 0;
+            int *hit = &g.ok[r * cases + k];
+            *hit = needle_found(m, tok, &cache, o->block, prompt, n, setting == NEEDLE_AFTER ? n_asked : 0, key,
+                                &g.said[r * cases + k], &ratio, &bytes);
+            if (*hit < 0) { /* the line stays JSON: the policy's object is closed, the case's below */
+                fprintf(stderr, "\nrazor: %s\n", razor_error());
+                if (setting) fprintf(log, "}");
+                status = 2;
+                break;
+            }
+            if (li == g.n_lengths - 1) g.kv_ratio[r] += ratio / g.n_depths, g.kv_bytes[r] += (double)bytes / g.n_depths;
+            if (setting == 0) fprintf(stderr, " %s", policy_names[pi]), fprintf(log, ", \"%s\": {", policy_names[pi]);
+            fprintf(stderr, " %s", *hit ? "found" : "missed");
+            fprintf(log, "%s\"%s\": {\"found\": %s, \"said\": %ld, \"kv_ratio\": %.4f, \"kv_bytes\": %zu}%s",
+                    setting ? ", " : "", setting_names[setting], *hit ? "true" : "false", g.said[r * cases + k], ratio,
+                    bytes, setting == NEEDLE_SETTINGS - 1 ? "}" : "");
         }
         fprintf(stderr, "\n");
         fprintf(log, "}\n");
@@ -3265,7 +3357,6 @@ int run_tokenize(const Model *m, const Tokenizer *tok, const Options *o) {
  * window / 2 - 1 per window, as llama-perplexity scores each window's second half). The reference is
  * the full cache with float32 keys and values; every policy runs beside it on the same tokens, in
  * the -K type: "full" there is what 16-bit keys and values alone cost. */
-enum { N_POLICIES = 4 };     /* full, razor, streaming, nocomp: policy_names */
 typedef struct {
     double nll;              /* sum over the scored tokens of -ln q(the next token) */
     double *kl;              /* (scored) KL(reference || policy) of each scored token */
@@ -3455,10 +3546,10 @@ static void usage(FILE *f) {
             "  -I file     token ids to teacher-force (logits; instead of a prompt)\n"
             "  -o file     output: logits (float32 [n_tokens][vocab_size]); profile (.heads, .tsv or\n"
             "              golden-stick's .json); needle (prefix of its files, default model.bin.needle:\n"
-            "              .jsonl, _POLICY.svg)\n"
+            "              .jsonl, _POLICY_SETTING.svg)\n"
             "KV cache (RazorAttention):\n"
             "  -c policy   razor (default) | full | streaming (sinks + window) | nocomp (razor without\n"
-            "              the compensation token)\n"
+            "              the compensation token) | snapkv | h2o (drop tokens by attention, to razor's bytes)\n"
             "  -S n        N0: sink tokens every compressed head keeps (default %d)\n"
             "  -W n        S0: the window is max(S0, prompt tokens / C) (default %d)\n"
             "  -C ratio    C (default %g)\n"
@@ -3477,11 +3568,14 @@ static void usage(FILE *f) {
             DEFAULT_BLOCK, SINKS_N0, WINDOW_S0, COMPRESSION_C, INDUCTION_FRACTION, ECHO_FRACTION, RAZOR_ISA, VEC);
 }
 
+/* A number written plainly: decimal digits (an integer), or also a point and an exponent; no spaces,
+ * no hex, no inf or nan, which strtod would take. */
 static int parse_number(const char *flag, const char *s, double lo, double hi, int integer, double *out) {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (end == s || *end || errno || !(v >= lo && v <= hi) || (integer && v != floor(v))) {
+    size_t plain = strspn(s + (*s == '-'), integer ? "0123456789" : "0123456789.eE+-") + (*s == '-');
+    if (end == s || *end || errno || plain != strlen(s) || !(v >= lo && v <= hi) || (integer && v != floor(v))) {
         if (integer) fprintf(stderr, "razor: %s %s: expected an integer in [%.0f, %.0f]\n", flag, s, lo, hi);
         else fprintf(stderr, "razor: %s %s: expected a number in [%g, %g]\n", flag, s, lo, hi);
         return -1;
@@ -3499,8 +3593,10 @@ static int parse_list(const char *flag, const char *s, double lo, double hi, int
         size_t len = strcspn(p, ",");
         if (*n == max) return complain(2, "%s takes at most %d values", flag, max);
         if (len == 0 || len >= sizeof item) return complain(2, "%s: '%s' is not a list of numbers", flag, s);
-        memcpy(item, p, len);
-        item[len] = 0;
+        size_t lead = strspn(p, " "), trail = 0; /* "0, 0.5": spaces around an item are fine */
+        while (trail < len - lead && p[len - 1 - trail] == ' ') trail++;
+        memcpy(item, p + lead, len - lead - trail);
+        item[len - lead - trail] = 0;
         if (parse_number(flag, item, lo, hi, integer, &out[(*n)++])) return 2;
         p += len;
         if (!*p) return 0;
@@ -3604,8 +3700,9 @@ static int check_args(Options *o) {
         return complain(2, "unknown mode '%s' (generate, chat, tokenize, logits, profile, compare, needle, perplexity)",
                         o->mode);
     int policy = -1;
-    for (int k = 0; k < 4; k++) if (!strcmp(o->policy_name, policy_names[k])) policy = k;
-    if (policy < 0) return complain(2, "unknown cache policy '%s' (razor, full, streaming, nocomp)", o->policy_name);
+    for (int k = 0; k < N_POLICIES; k++) if (!strcmp(o->policy_name, policy_names[k])) policy = k;
+    if (policy < 0)
+        return complain(2, "unknown cache policy '%s' (razor, full, streaming, nocomp, snapkv, h2o)", o->policy_name);
     o->cache.policy = (Policy)policy;
     if (o->prompt && o->prompt_file) return complain(2, "give the prompt with -i or -f, not both");
     if (o->window && strcmp(o->mode, "perplexity")) return complain(2, "-l is for -m perplexity");
@@ -3632,7 +3729,7 @@ static int parse_args(int argc, char **argv, Options *o) {
                    .question = "What is the pass key? The pass key is", .block = DEFAULT_BLOCK};
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     o->threads = cores > 0 ? (int)cores : 1;
-    for (int i = 1; i < argc; i++)
+    for (int i = 1; i < argc; i += i == 1 ? 1 : 2) /* -h where a flag may stand: not as another flag's value */
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 1; }
     if (argc < 2 || argv[1][0] == '-') { usage(stderr); return 2; }
     o->model_path = argv[1];
@@ -3644,6 +3741,9 @@ static int parse_args(int argc, char **argv, Options *o) {
             return 2;
         }
         if (i + 1 >= argc) return complain(2, "%s needs a value", flag);
+        for (int k = 2; k < i; k += 2)
+            if (!strcmp(argv[k], flag))
+                return complain(2, "%s is given twice (%s and %s)", flag, argv[k + 1], argv[i + 1]);
         if (parse_flag(o, flag, argv[i + 1]) != 0) return 2;
     }
     return check_args(o);
@@ -3673,8 +3773,9 @@ static int read_prompt(Options *o, char **owned) {
     return 0;
 }
 
-/* The retrieval heads for -c razor / nocomp and the needle test: from -k FILE, else from
- * model.bin.heads, which is computed and saved first if it does not exist. */
+/* The retrieval heads for -c razor / nocomp (and the budget of snapkv / h2o), the needle test and
+ * perplexity: from -k FILE, else from model.bin.heads, which is computed and saved first if it does
+ * not exist. */
 static int get_profile(const Model *m, const Tokenizer *tok, const Options *o, HeadProfile *profile) {
     char buf[4200];
     const char *path = o->profile_path ? o->profile_path : default_profile_path(o, buf, sizeof buf);
@@ -3714,7 +3815,7 @@ int main(int argc, char **argv) {
     Tokenizer tok = {0};
     HeadProfile profile = {0};
     int need_tokenizer = !(o.ids_file && !strcmp(o.mode, "logits"));
-    int need_profile = (mode->uses_cache && (o.cache.policy == POLICY_RAZOR || o.cache.policy == POLICY_NOCOMP)) ||
+    int need_profile = (mode->uses_cache && o.cache.policy != POLICY_FULL && o.cache.policy != POLICY_STREAMING) ||
                        !strcmp(o.mode, "needle") || !strcmp(o.mode, "perplexity");
     char path_buf[4096];
     const char *tok_path = need_tokenizer ? tokenizer_path(&o, path_buf, sizeof path_buf) : NULL;
@@ -4483,4 +4584,241 @@ int model_to_bf16(Model *m) {
     }
     if (c->shared_classifier) w->wcls = w->token_embedding;
     return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Appendix G. The baselines that drop tokens by attention: SnapKV (-c snapkv; Li et al. 2024, arXiv
+ * 2404.14469) and H2O (-c h2o, "heavy hitters"; Zhang et al. 2023, arXiv 2306.14048). RazorAttention's
+ * argument is against methods like these: they keep the tokens that attention has weighed most so far,
+ * and what they drop is gone for good, whatever a later question asks; razor decides without looking
+ * at any query and keeps every token's information (its retrieval heads whole, the compensation token
+ * for the rest). `-m needle` shows the difference: its "after" setting asks the question after the
+ * cache is compressed.
+ *
+ * The budget is razor's: after the prompt each KV head keeps B = floor(T_razor / (n_layers x
+ * n_kv_heads)) tokens, T_razor the tokens -c razor keeps over all KV heads for that prompt (with the
+ * same -S, -W, -C and profile), so both hold the same bytes to within one token per KV head. A prompt
+ * of at most B tokens is kept whole (as SnapKV does). While generating, H2O's B follows razor's
+ * (whose retrieval heads grow by a token a step), so the two stay level; SnapKV appends every token,
+ * as its paper does, and so holds more than razor after a long generation. A KV head's scores are the
+ * sums over its query heads (the original code scores each query head after repeat_kv; one choice per
+ * KV head is this file's adaptation to GQA, so that a KV head's cache is still shared by its group).
+ * Both keep their
+ * tokens in the same slots as every other policy (SELECTED_HEAD, in position order), attend with the
+ * same tiled loop and store keys and values in the same -K type; the scores come from the keys in
+ * the cache and the queries of the same forward pass, never a second pass over the prompt.
+ *   SnapKV  after the prompt, the last w = SNAPKV_WINDOW queries (the observation window) attend again
+ *           over the whole prompt (causally inside the window); each earlier token's votes, its
+ *           attention summed over those queries, are max-pooled over SNAPKV_POOL neighbours, and the
+ *           B - w tokens with the most, with the window itself, are kept. Generation and later turns
+ *           append: the selection is made once.
+ *   H2O     every query's attention is added to each token's running score, the prompt's and every
+ *           generated token's; after the prompt each head keeps the B - B/2 most recent tokens and
+ *           the B/2 others with the highest scores (the heavy hitters); while generating, each new
+ *           token pushes out the lowest-scoring token outside the recent ones, so the cache stays at
+ *           B; after a later turn it is cut back the same way, to the B of all the tokens so far.
+ * Ties go to the earlier token. */
+
+/* The tokens -c razor holds over all KV heads once n tokens have arrived and its compressed heads got
+ * `window` (razor_window of the last prompt or turn), counted as head_bytes counts them: a retrieval
+ * head every token; another one its sinks, its window (the span with an ALiBi profile) and, if anything
+ * was dropped, the compensation token; a head still short, all of them. The same decisions as
+ * choose_head_caches, head_compress and head_append; the tests hold this to razor's. */
+static long razor_tokens(const CacheConfig *cache, int n_caches, int n, int window) {
+    const HeadProfile *p = cache->profile;
+    int n_sink = cache->n_sink;
+    long total = 0;
+    for (int i = 0; i < n_caches; i++) {
+        int retrieval = p && p->retrieval && p->retrieval[i];
+        int span = p && p->retrieval && p->span ? p->span[i] : 0, L = span ? span : window;
+        if (retrieval || n - n_sink < L) total += n;
+        else total += n_sink + L + (n - n_sink > L);
+    }
+    return total;
+}
+
+/* Adds to weight[j] the attention each of n_q queries pays slot j of a head: the softmax over the slots
+ * it sees (attention_reference's causal rule) of slot_score's scores (these heads have no compensation
+ * slot). The queries go SCORE_QUERIES at a time, sharing each tile of keys, widened to float32 once:
+ * scratch holds their rows of scores, then the tile (SCORE_SCRATCH floats). */
+static void attention_weights(const float *q, size_t q_stride, int n_q, const HeadCache *h, int n_past, int hd,
+                              float slope, float q_position, float *scratch, int capacity, double *weight) {
+    float *keys = scratch + (size_t)SCORE_QUERIES * capacity, scale = 1 / sqrtf((float)hd);
+    for (int i0 = 0; i0 < n_q; i0 += SCORE_QUERIES) {
+        int nq = min_int(n_q - i0, SCORE_QUERIES), seen = min_int(n_past + i0 + nq, h->n);
+        for (int k0 = 0; k0 < seen; k0 += ATT_TILE_K) { /* the scores, a tile of keys at a time */
+            int n = min_int(seen - k0, ATT_TILE_K);
+            kv_widen(keys, (const char *)h->key_tiles + key_index(k0, 0, hd) * kv_size(h->kv_type),
+                     (size_t)hd * ATT_TILE_K, h->kv_type); /* keys[d][j]: dimension d of slot k0 + j */
+            for (int i = 0; i < nq; i++) {
+                const float *qi = q + (size_t)(i0 + i) * q_stride;
+                float *row = scratch + (size_t)i * capacity + k0;
+                for (int j = 0; j < n; j++) row[j] = 0;
+                for (int d = 0; d < hd; d++)
+                    for (int j = 0; j < n; j++) row[j] += qi[d] * keys[d * ATT_TILE_K + j];
+                for (int j = 0; j < n; j++)
+                    row[j] = row[j] * scale - slope * (q_position + (float)(i0 + i) - h->position[k0 + j]);
+            }
+        }
+        for (int i = 0; i < nq; i++) { /* each query's softmax, over the slots it sees */
+            float *row = scratch + (size_t)i * capacity, max = -INFINITY, sum = 0;
+            int visible = min_int(n_past + i0 + i + 1, h->n);
+            for (int j = 0; j < visible; j++) if (row[j] > max) max = row[j];
+            for (int j = 0; j < visible; j++) sum += row[j] = expf(row[j] - max);
+            for (int j = 0; j < visible; j++) weight[j] += row[j] / sum;
+        }
+    }
+}
+
+typedef struct { double value; int slot; } Ranked;
+
+static int rank_before(const void *a, const void *b) { /* the larger value first; ties: the earlier slot */
+    const Ranked *x = a, *y = b;
+    double u = isnan(x->value) ? -INFINITY : x->value, v = isnan(y->value) ? -INFINITY : y->value; /* NaN: last */
+    return u != v ? (u < v ? 1 : -1) : x->slot - y->slot;
+}
+
+/* Sets keep[j] for the k slots of [0, n) with the largest value[j]. */
+static void keep_largest(const double *value, int n, int k, unsigned char *keep) {
+    Ranked *rank = xcalloc((size_t)n, sizeof(Ranked));
+    for (int j = 0; j < n; j++) rank[j] = (Ranked){value[j], j};
+    qsort(rank, (size_t)n, sizeof(Ranked), rank_before);
+    for (int r = 0; r < k && r < n; r++) keep[rank[r].slot] = 1;
+    free(rank);
+}
+
+/* Keeps the slots marked in keep (in order, moved to the front), drops the rest. */
+static void keep_slots(HeadCache *h, const unsigned char *keep, int hd) {
+    float key[MAX_HEAD_DIM], value[MAX_HEAD_DIM];
+    int n = 0;
+    for (int j = 0; j < h->n; j++) {
+        if (!keep[j]) continue;
+        if (j != n) {
+            get_slot(h, j, key, value, hd);
+            put_slot(h, n, key, value, h->position[j], hd);
+            if (h->score) h->score[n] = h->score[j];
+        }
+        n++;
+    }
+    h->n = n;
+    h->state = SELECTED_HEAD;
+}
+
+/* SnapKV's choice for head i (layer i / n_kv_heads), a short head holding the whole prompt (slot j is
+ * token j): the observation window's votes, max-pooled, their top B - w, and the window. */
+static void snapkv_choose(struct RunState *s, int i, unsigned char *keep, float *scratch) {
+    const Model *m = s->model;
+    const Config *c = &m->config;
+    const HeadCache *h = &s->heads[i];
+    int n = h->n, w = min_int(SNAPKV_WINDOW, s->budget), prefix = n - w, hd = c->head_dim;
+    int layer = i / c->n_kv_heads, group = c->n_heads / c->n_kv_heads, half = SNAPKV_POOL / 2;
+    size_t q_dim = (size_t)c->n_heads * hd;
+    double *votes = xcalloc((size_t)n, sizeof(double)), *pooled = xcalloc((size_t)prefix, sizeof(double));
+    float *window = xcalloc((size_t)w * hd, sizeof(float)); /* (w, head_dim) one query head's window queries */
+    for (int g = 0; g < group; g++) {
+        int query_head = (i % c->n_kv_heads) * group + g;
+        for (int p = prefix; p < n; p++) /* out of the ring, in order */
+            memcpy(window + (size_t)(p - prefix) * hd, s->window_queries + ((size_t)layer * SNAPKV_WINDOW +
+                   p % SNAPKV_WINDOW) * q_dim + (size_t)query_head * hd, (size_t)hd * sizeof(float));
+        float slope = m->alibi_slope ? m->alibi_slope[query_head] : 0;
+        /* the window's query at position p = prefix + k sees slots 0 .. p */
+        attention_weights(window, (size_t)hd, w, h, prefix, hd, slope, (float)prefix, scratch, s->capacity, votes);
+    }
+    for (int j = 0; j < prefix; j++) { /* max-pool over the neighbours before the window */
+        pooled[j] = votes[j];
+        for (int k = j - half; k <= j + half; k++)
+            if (k >= 0 && k < prefix && votes[k] > pooled[j]) pooled[j] = votes[k];
+    }
+    keep_largest(pooled, prefix, s->budget - w, keep);
+    for (int j = prefix; j < n; j++) keep[j] = 1;
+    free(votes); free(pooled); free(window);
+}
+
+/* H2O's choice: the B - B/2 most recent slots, and the B/2 others with the highest running scores. */
+static int h2o_recent(int budget) { return budget - budget / 2; }
+static void h2o_choose(const HeadCache *h, int budget, unsigned char *keep) {
+    int recent = h2o_recent(budget);
+    keep_largest(h->score, h->n - recent, budget / 2, keep);
+    for (int j = h->n - recent; j < h->n; j++) keep[j] = 1;
+}
+
+/* B for n tokens: what razor holds then, shared equally among the KV heads. */
+static int drop_budget(const struct RunState *s, int n) {
+    return (int)(razor_tokens(&s->cache, s->n_caches, n, s->razor_window) / s->n_caches);
+}
+
+static void drop_task(void *arg, int thread, int n_threads) {
+    RunState *s = arg;
+    int hd = s->model->config.head_dim;
+    float *scratch = s->score_rows + (size_t)thread * SCORE_SCRATCH(s->capacity, hd);
+    for (int i = thread; i < s->n_caches; i += n_threads) {
+        HeadCache *h = &s->heads[i];
+        if (h->n <= s->budget) continue;
+        unsigned char *keep = xcalloc((size_t)h->n, 1);
+        if (s->cache.policy == POLICY_SNAPKV) snapkv_choose(s, i, keep, scratch);
+        else h2o_choose(h, s->budget, keep);
+        keep_slots(h, keep, hd);
+        free(keep);
+        grow_slots(h, s->budget + 1, hd); /* B, and room for the next token */
+    }
+}
+
+/* compress_cache for -c snapkv and h2o: after the first prompt the budget is set and every head longer
+ * than it chooses its B tokens; after a later turn SnapKV keeps appending, and H2O cuts back to the
+ * budget of all the tokens so far. Each thread takes whole KV heads. */
+static void drop_tokens(struct RunState *s) {
+    if (s->budget && s->cache.policy == POLICY_SNAPKV) return;
+    s->razor_window = razor_window(&s->cache, s->n_tokens);
+    s->budget = drop_budget(s, s->n_tokens);
+    pool_run(drop_task, s);
+}
+
+/* After a layer's attention, what the baselines' choices need. SnapKV, until its choice: the block's
+ * queries, kept in a ring of the last SNAPKV_WINDOW positions. H2O: every query's attention added to
+ * the running score of each token it saw; while generating, once a head holds more than B tokens (B
+ * grows as razor's bytes do), the lowest-ranked token outside the recent ones leaves (keep_largest's
+ * order: the lowest score, of equal ones the later). Each thread takes whole KV heads. A one-token turn
+ * counts as a generation step, as it does for razor's windows. */
+static void observe_task(void *arg, int thread, int n_threads) {
+    const BlockJob *a = arg;
+    const Config *c = &a->m->config;
+    RunState *s = a->s;
+    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    size_t q_dim = (size_t)c->n_heads * hd;
+    float *scratch = s->score_rows + (size_t)thread * SCORE_SCRATCH(s->capacity, hd);
+    for (int kv = thread; kv < c->n_kv_heads; kv += n_threads) {
+        HeadCache *h = &s->heads[a->layer * c->n_kv_heads + kv];
+        for (int j = h->n - a->T; j < h->n; j++) h->score[j] = 0; /* the block's tokens, new at the end */
+        for (int g = 0; g < group; g++) {
+            int query_head = kv * group + g;
+            float slope = a->m->alibi_slope ? a->m->alibi_slope[query_head] : 0;
+            attention_weights(s->q + (size_t)query_head * hd, q_dim, a->T, h, h->n - a->T, hd, slope,
+                              (float)s->n_tokens, scratch, s->capacity, h->score);
+        }
+        if (!a->generating || !s->budget || h->n <= s->budget) continue;
+        int leaves = 0;
+        for (int j = 1; j < h->n - h2o_recent(s->budget); j++)
+            if (rank_before(&(Ranked){h->score[j], j}, &(Ranked){h->score[leaves], leaves}) > 0) leaves = j;
+        move_slots(h, leaves, leaves + 1, h->n - leaves - 1, hd);
+        memmove(h->score + leaves, h->score + leaves + 1, (size_t)(h->n - leaves - 1) * sizeof(double));
+        h->n--;
+        h->state = SELECTED_HEAD;
+    }
+}
+
+static void observe_attention(struct RunState *s, int layer, int T, int generating) {
+    const Config *c = &s->model->config;
+    if (s->cache.policy == POLICY_H2O) {
+        if (generating && s->budget) s->budget = drop_budget(s, s->n_tokens + T);
+        BlockJob job = {s->model, s, layer, T, generating};
+        pool_run(observe_task, &job);
+        return;
+    }
+    if (s->budget) return; /* SnapKV has chosen */
+    size_t q_dim = (size_t)c->n_heads * c->head_dim;
+    for (int t = T > SNAPKV_WINDOW ? T - SNAPKV_WINDOW : 0; t < T; t++) {
+        size_t p = (size_t)s->n_tokens + t;
+        memcpy(s->window_queries + ((size_t)layer * SNAPKV_WINDOW + p % SNAPKV_WINDOW) * q_dim,
+               s->q + (size_t)t * q_dim, q_dim * sizeof(float));
+    }
 }

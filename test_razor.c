@@ -1352,8 +1352,8 @@ static void test_cli(void) {
     snprintf(cmd, sizeof cmd, "%s docs/alibi/model.bin -z tokenizer.bin -m needle -L 500 -D 0,0.5 -o %s",
              razor_bin, tmp_path("alibi_needle"));
     Run an = run(cmd);
-    check(an.status == 0 && strstr(an.out, "\"razor\": {\"accuracy\": 1.0000") &&
-              strstr(an.out, "\"streaming\": {\"accuracy\": 0.0000"),
+    check(an.status == 0 && strstr(an.out, "\"razor\": {\"prompt\": {\"accuracy\": 1.0000") &&
+              strstr(an.out, "\"streaming\": {\"prompt\": {\"accuracy\": 0.0000"),
           "docs/alibi/model.bin: razor finds the pass key at 500 tokens (depths 0 and 50%%), streaming does not: %s",
           an.out);
     free_run(&an);
@@ -1414,6 +1414,14 @@ static void test_cli(void) {
     expect_cli_error("missing value", cmd, 2, "-n needs a value");
     snprintf(cmd, sizeof cmd, "%s %s -t hot", razor_bin, model);
     expect_cli_error("bad number", cmd, 2, "expected a number");
+    snprintf(cmd, sizeof cmd, "%s %s -n 0x10", razor_bin, model); /* strtod would take these */
+    expect_cli_error("a hex count", cmd, 2, "-n 0x10: expected an integer");
+    snprintf(cmd, sizeof cmd, "%s %s -n ' 5'", razor_bin, model);
+    expect_cli_error("a count with a space", cmd, 2, "expected an integer");
+    snprintf(cmd, sizeof cmd, "%s %s -t nan", razor_bin, model);
+    expect_cli_error("a NaN temperature", cmd, 2, "-t nan: expected a number");
+    snprintf(cmd, sizeof cmd, "%s %s -n 5 -t 0 -n 6", razor_bin, model);
+    expect_cli_error("a flag given twice", cmd, 2, "-n is given twice (5 and 6)");
     snprintf(cmd, sizeof cmd, "%s %s -m dance", razor_bin, model);
     expect_cli_error("unknown mode", cmd, 2, "unknown mode");
     snprintf(cmd, sizeof cmd, "%s %s -w f16", razor_bin, model);
@@ -1476,9 +1484,18 @@ static void test_cli(void) {
              tmp_path("needle.bin"), tmpdir);
     Run nd = run(cmd);
     struct stat svg;
-    check(nd.status == 0 && strstr(nd.out, "{\"full\": {\"accuracy\": ") && strstr(nd.out, "\"streaming\": ") &&
-              stat(tmp_path("needle_razor.svg"), &svg) == 0,
-          "-m needle runs every policy, writes its pictures and a JSON summary: exit %d %s", nd.status, nd.err);
+    int pictures = 0;
+    for (int p = 0; p < N_POLICIES; p++)
+        for (int st = 0; st < NEEDLE_SETTINGS; st++) {
+            char name[64];
+            snprintf(name, sizeof name, "needle_%s_%s.svg", policy_names[p], setting_names[st]);
+            pictures += stat(tmp_path(name), &svg) == 0;
+        }
+    check(nd.status == 0 && strstr(nd.out, "{\"full\": {\"prompt\": {\"accuracy\": ") &&
+              strstr(nd.out, "\"h2o\": {\"prompt\": {\"accuracy\": ") && strstr(nd.out, "}, \"after\": {") &&
+              strstr(nd.out, "\nsnapkv ") && pictures == 12,
+          "-m needle runs every policy in both settings, writes their %d pictures (of 12), a table and a JSON summary: "
+          "exit %d %s", pictures, nd.status, nd.err);
     free_run(&nd);
     /* -m perplexity: every policy, a table and a JSON line; its inputs checked */
     snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -m perplexity -f tests/llama2c_prompt.txt -l 64",
@@ -1636,6 +1653,11 @@ static void test_outputs_and_stops(void) {
     check(r.status == 0 && strstr(r.out, "usage: razor") && strstr(r.out, "built for "),
           "razor model.bin -h prints the usage, exit 0");
     free_run(&r);
+    snprintf(cmd, sizeof cmd, "%s %s %s -i -h -n 2 -t 0", razor_bin, model, tok);
+    r = run(cmd);
+    check(r.status == 0 && !strstr(r.out, "usage:") && !strncmp(r.out, "-h", 2),
+          "-i -h: -h as a flag's value is the prompt, not a request for help: exit %d, '%.20s'", r.status, r.out);
+    free_run(&r);
     snprintf(cmd, sizeof cmd, "%s %s -n 2.5", razor_bin, model);
     expect_cli_error("range errors as integers", cmd, 2, "expected an integer in [0, 2147483647]");
     /* where razor looked for a missing tokenizer */
@@ -1678,12 +1700,28 @@ static void test_outputs_and_stops(void) {
     r = run(cmd);
     char *lines = slurp(tmp_path("grid.jsonl"), &n);
     lines[n] = 0;
+    /* SnapKV appends the question asked after compression: more bytes than with the question inside the prompt */
+    const char *snap = strstr(lines, "\"snapkv\": {\"prompt\": {"), *bytes_prompt = snap ? strstr(snap, "kv_bytes") : 0;
+    const char *bytes_after = bytes_prompt ? strstr(bytes_prompt + 1, "kv_bytes") : 0;
+    long snap_prompt = bytes_prompt ? atol(bytes_prompt + 11) : 0;
+    long snap_after = bytes_after ? atol(bytes_after + 11) : 0;
     check(r.status == 0 && count_lines(lines) == 2 && strstr(lines, "\"depth\": 1,") &&
               strstr(r.err, "needle: case 2/2") && file_size(tmp_path("grid.jsonl.partial")) < 0 &&
-              file_size(tmp_path("grid_nocomp.svg")) > 0,
-          "-m needle -L -D: a 1 x 2 grid, progress per case, a JSON line per case: %s %s", r.err, lines);
+              file_size(tmp_path("grid_nocomp_after.svg")) > 0 && snap_prompt > 0 && snap_after > snap_prompt,
+          "-m needle -L -D: a 1 x 2 grid, progress per case, a JSON line per case (snapkv's kv bytes: %ld with the "
+          "question in the prompt, %ld asked after): %s %s", snap_prompt, snap_after, r.err, lines);
     free(lines);
     free_run(&r);
+    for (int p = POLICY_SNAPKV; p <= POLICY_H2O; p++) {
+        char want[32];
+        snprintf(cmd, sizeof cmd, "%s %s %s -m compare -n 6 -c %s -W 8 -S 2 -i 'It was a long day, and'", razor_bin,
+                 tmp_path("needle.bin"), tok, policy_names[p]);
+        snprintf(want, sizeof want, "policy %s vs full", policy_names[p]);
+        r = run(cmd);
+        check(r.status == 0 && strstr(r.out, want) && strstr(r.err, "kv cache: "), "-m compare -c %s: %s %s",
+              policy_names[p], r.out, r.err);
+        free_run(&r);
+    }
     snprintf(cmd, sizeof cmd, "%s %s %s -m compare -n 6 -c full -i 'It was a'", razor_bin, model, tok);
     r = run(cmd);
     check(r.status == 0 && strstr(r.out, "first divergence: none") && strstr(r.out, "full (greedy): "),
@@ -2477,6 +2515,322 @@ static void test_perplexity(void) {
     free_test_model(&tm);
 }
 
+/* The baselines that drop tokens by attention (razor.c, appendix G), each against a plain reference in
+ * double precision that keeps its own list of kept positions, keys and scores: SnapKV's selection
+ * (the window's softmax, summed over the group's query heads, max-pooled, top B - w, and the window),
+ * H2O's running scores and evictions over a prompt, a generation and a second turn, and the budget B
+ * (razor's kept tokens per KV head, counted on a razor run). GQA (4 query heads on 2 KV heads), every
+ * -K type, and ALiBi. */
+enum { DROP_POSITIONS = 512, DROP_HEADS = 4, DROP_HD = 12 };
+typedef struct {
+    const Model *m;
+    int n[DROP_HEADS], pos[DROP_HEADS][DROP_POSITIONS];  /* the positions each head keeps, in order */
+    double score[DROP_HEADS][DROP_POSITIONS];           /* H2O: by position */
+    float key[DROP_HEADS][DROP_POSITIONS][DROP_HD];     /* by position, as the cache stores them */
+    float value[DROP_HEADS][DROP_POSITIONS][DROP_HD];
+    int window;                                         /* H2O: razor's window after the prompt, for B */
+    float *queries;                                     /* (layer, position, q_dim), every query seen */
+    int mismatches, compared;
+    double worst_score;
+} DropRef;
+
+static double ref_score(const DropRef *r, int i, const float *q, int qh, int q_pos, int key_pos) {
+    int hd = r->m->config.head_dim;
+    double dot = 0;
+    for (int d = 0; d < hd; d++) dot += (double)q[d] * r->key[i][key_pos][d];
+    double slope = r->m->alibi_slope ? r->m->alibi_slope[qh] : 0;
+    return dot / sqrt((double)hd) - slope * (q_pos - key_pos);
+}
+
+/* Adds to weight[position] the attention query q (query head qh, at q_pos) pays each kept position <= q_pos. */
+static void ref_attention_weights(const DropRef *r, int i, const float *q, int qh, int q_pos, double *weight) {
+    double sc[DROP_POSITIONS], max = -INFINITY, sum = 0;
+    for (int k = 0; k < r->n[i]; k++) {
+        sc[k] = r->pos[i][k] <= q_pos ? ref_score(r, i, q, qh, q_pos, r->pos[i][k]) : -INFINITY;
+        if (sc[k] > max) max = sc[k];
+    }
+    for (int k = 0; k < r->n[i]; k++) sum += sc[k] = exp(sc[k] - max);
+    for (int k = 0; k < r->n[i]; k++) weight[r->pos[i][k]] += sc[k] / sum;
+}
+
+/* Keeps, of head i's list, the `top` positions with the largest value (ties: the earlier) among all but
+ * the last `tail`, and the last `tail`. */
+static void ref_keep_top(DropRef *r, int i, const double *value, int top, int tail) {
+    int n = r->n[i], cand = n - tail, chosen[DROP_POSITIONS] = {0};
+    for (int t = 0; t < top && t < cand; t++) {
+        int best = -1;
+        for (int k = 0; k < cand; k++)
+            if (!chosen[k] && (best < 0 || value[k] > value[best])) best = k; /* strict: the earlier wins ties */
+        chosen[best] = 1;
+    }
+    int kept = 0;
+    for (int k = 0; k < n; k++)
+        if (k >= cand || chosen[k]) r->pos[i][kept++] = r->pos[i][k];
+    r->n[i] = kept;
+}
+
+static void ref_compare(DropRef *r, const RunState *s, int layer) {
+    const Config *c = &r->m->config;
+    for (int kv = 0; kv < c->n_kv_heads; kv++) {
+        int i = layer * c->n_kv_heads + kv, same = s->heads[i].n == r->n[i];
+        for (int k = 0; same && k < r->n[i]; k++) {
+            float key[DROP_HD], value[DROP_HD];
+            get_slot(&s->heads[i], k, key, value, c->head_dim); /* the slot holds its token's key and value */
+            same &= (int)s->heads[i].position[k] == r->pos[i][k] &&
+                    !memcmp(key, r->key[i][r->pos[i][k]], c->head_dim * sizeof(float)) &&
+                    !memcmp(value, r->value[i][r->pos[i][k]], c->head_dim * sizeof(float));
+            if (s->heads[i].score) {
+                double want = r->score[i][r->pos[i][k]], got = s->heads[i].score[k];
+                double d = fabs(got - want) / (fabs(want) > 1e-3 ? fabs(want) : 1e-3);
+                if (d > r->worst_score) r->worst_score = d;
+            }
+        }
+        r->mismatches += !same;
+        r->compared++;
+    }
+}
+
+/* The probe hook, after each layer: the block's queries are kept; under H2O, the reference adds the new
+ * positions (their keys read from the cache), their attention, and evicts as H2O does while generating. */
+static void drop_probe(void *arg, const RunState *s, int layer, int pos, int T) {
+    DropRef *r = arg;
+    const Config *c = &r->m->config;
+    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads, q_dim = c->n_heads * hd;
+    memcpy(r->queries + ((size_t)layer * DROP_POSITIONS + pos) * q_dim, s->q, (size_t)T * q_dim * sizeof(float));
+    if (s->cache.policy != POLICY_H2O) return;
+    for (int kv = 0; kv < c->n_kv_heads; kv++) {
+        int i = layer * c->n_kv_heads + kv;
+        const HeadCache *h = &s->heads[i];
+        for (int t = 0; t < T; t++) {
+            for (int j = 0; j < h->n; j++) /* a new token's key and value, as they first arrive */
+                if ((int)h->position[j] == pos + t) get_slot(h, j, r->key[i][pos + t], r->value[i][pos + t], hd);
+            r->pos[i][r->n[i]++] = pos + t;
+        }
+        for (int t = 0; t < T; t++)
+            for (int g = 0; g < group; g++) {
+                int qh = kv * group + g;
+                ref_attention_weights(r, i, s->q + (size_t)t * q_dim + qh * hd, qh, pos + t, r->score[i]);
+            }
+        /* while generating, B is what razor holds for pos + 1 tokens (its window set after the prompt) */
+        int budget = (int)(razor_tokens(&s->cache, 4, pos + 1, r->window) / 4);
+        if (T == 1 && s->budget && r->n[i] > budget) {
+            double by_slot[DROP_POSITIONS];
+            for (int k = 0; k < r->n[i]; k++) by_slot[k] = r->score[i][r->pos[i][k]];
+            ref_keep_top(r, i, by_slot, budget / 2, budget - budget / 2);
+        }
+    }
+    if (T == 1) ref_compare(r, s, layer);
+}
+
+/* razor's kept tokens for a prompt of n under `cache`, counted on a razor run as head_bytes counts them */
+static long razor_kept_tokens(const Model *m, const int *ids, int n, CacheConfig cache) {
+    cache.policy = POLICY_RAZOR;
+    RunState s;
+    build_runstate(&s, m, n, 64, &cache);
+    forward(m, &s, ids, n, NULL, NULL);
+    compress_cache(&s, &m->config);
+    size_t kept, full;
+    cache_bytes(&s, &m->config, &kept, &full);
+    free_runstate(&s);
+    return (long)(kept / ((size_t)m->config.head_dim * 2 * kv_size(cache.kv_type)));
+}
+
+static void test_token_dropping(void) {
+    const char *kv_names[] = {"f32", "bf16", "f16"};
+    for (int variant = 0; variant < 4; variant++) { /* -K f32, bf16, f16 with RoPE; f32 with ALiBi */
+        Config c = small_config(48, 80, 2, 4, 2, 97, 400);
+        KVType kv_type = variant < 3 ? (KVType)variant : KV_F32;
+        if (variant == 3) c.pos_encoding = POS_ALIBI;
+        TestModel tm = make_model(c, 41);
+        write_model(&tm, tmp_path("drop.bin"), FORMAT_RAZOR);
+        Model m;
+        load_model(&m, tmp_path("drop.bin"));
+        const char *what = variant < 3 ? kv_names[variant] : "f32, ALiBi";
+        int n = 150, steps = 30, turn = 40, hd = c.head_dim, group = 2, q_dim = c.n_heads * hd;
+        int *ids = random_ids(n + steps + turn, 97);
+        unsigned char retrieval[4] = {0, 1, 0, 0};
+        HeadProfile profile = {.retrieval = retrieval};
+        CacheConfig cache = {.kv_type = kv_type, .n_sink = 4, .window_min = 16, .compression = 5.0f,
+                             .profile = &profile};
+        /* the budget: razor keeps 150 + 3 x (4 + 30 + 1) = 255 tokens, B = floor(255 / 4) = 63 */
+        int budget_ok = 1, spans[4] = {0, 0, 12, 100};
+        HeadProfile with_spans = {.retrieval = retrieval, .span = spans};
+        for (int k = 0; k < 8; k++) { /* and with ALiBi-style spans: heads 2 and 3 cut to 12 and 100 tokens */
+            int lengths[4] = {10, 20, 21, n};
+            CacheConfig cc = cache;
+            if (k >= 4) cc.profile = &with_spans;
+            long want = razor_kept_tokens(&m, ids, lengths[k % 4], cc);
+            budget_ok &= razor_tokens(&cc, 4, lengths[k % 4], razor_window(&cc, lengths[k % 4])) == want;
+        }
+        { /* and while generating: 150 prompt tokens, then 30 one at a time */
+            CacheConfig cc = cache;
+            cc.policy = POLICY_RAZOR;
+            RunState st;
+            build_runstate(&st, &m, n + steps, 64, &cc);
+            forward(&m, &st, ids, n, NULL, NULL);
+            compress_cache(&st, &m.config);
+            for (int t = n; t < n + steps; t++) forward(&m, &st, ids + t, 1, NULL, NULL);
+            size_t kept, full_bytes;
+            cache_bytes(&st, &m.config, &kept, &full_bytes);
+            budget_ok &= razor_tokens(&cache, 4, n + steps, razor_window(&cache, n)) ==
+                         (long)(kept / ((size_t)hd * 2 * kv_size(kv_type)));
+            free_runstate(&st);
+        }
+        long t_razor = razor_kept_tokens(&m, ids, n, cache);
+        int B = (int)(t_razor / 4);
+        check(budget_ok && t_razor == 255 && B == 63, "-K %s: razor_tokens is what razor keeps (prompts of 10, 20, 21 "
+              "and 150 tokens, with and without spans, and 30 tokens after; 150: %ld tokens, B = %d)", what,
+              t_razor, B);
+
+        /* SnapKV: the selection after the prompt, against the reference's */
+        DropRef *r = calloc(1, sizeof(DropRef));
+        r->m = &m;
+        r->queries = calloc((size_t)c.n_layers * DROP_POSITIONS * q_dim, sizeof(float));
+        CacheConfig snap = cache;
+        snap.policy = POLICY_SNAPKV;
+        RunState s;
+        build_runstate(&s, &m, n + steps + turn, 50, &snap);
+        s.probe = drop_probe;
+        s.probe_arg = r;
+        forward(&m, &s, ids, n, NULL, NULL); /* blocks of 50: the window (118 .. 149) spans two, unaligned */
+        RunState full;
+        CacheConfig full_cache = {.policy = POLICY_FULL, .kv_type = kv_type};
+        build_runstate(&full, &m, n, 50, &full_cache);
+        forward(&m, &full, ids, n, NULL, NULL);
+        for (int i = 0; i < 4; i++) {
+            for (int j = 0; j < n; j++) get_slot(&full.heads[i], j, r->key[i][j], r->value[i][j], hd);
+            r->n[i] = n;
+            for (int j = 0; j < n; j++) r->pos[i][j] = j;
+        }
+        compress_cache(&s, &m.config);
+        int w = 32, prefix = n - w;
+        for (int i = 0; i < 4; i++) {
+            double votes[DROP_POSITIONS] = {0}, pooled[DROP_POSITIONS];
+            int layer = i / 2, kv = i % 2;
+            for (int g = 0; g < group; g++)
+                for (int p = prefix; p < n; p++)
+                    ref_attention_weights(r, i, r->queries + ((size_t)layer * DROP_POSITIONS + p) * q_dim +
+                                          (kv * group + g) * hd, kv * group + g, p, votes);
+            for (int j = 0; j < prefix; j++) {
+                pooled[j] = -INFINITY;
+                for (int k = j - 3; k <= j + 3; k++) if (k >= 0 && k < prefix) pooled[j] = fmax(pooled[j], votes[k]);
+            }
+            ref_keep_top(r, i, pooled, B - w, w);
+        }
+        for (int layer = 0; layer < 2; layer++) ref_compare(r, &s, layer);
+        check(r->mismatches == 0 && r->compared == 4 && s.heads[1].state == SELECTED_HEAD && s.heads[1].n == B,
+              "-K %s: SnapKV keeps the reference's %d tokens, keys and values in every KV head (%d of %d differ)", what,
+              B,
+              r->mismatches, r->compared);
+        /* generation and a second turn append; nothing is chosen again */
+        for (int t = n; t < n + steps; t++) forward(&m, &s, ids + t, 1, NULL, NULL);
+        forward(&m, &s, ids + n + steps, turn, NULL, NULL);
+        compress_cache(&s, &m.config);
+        int appended = 1;
+        for (int i = 0; i < 4; i++) {
+            appended &= s.heads[i].n == B + steps + turn;
+            for (int k = 0; k < steps + turn && appended; k++)
+                appended &= (int)s.heads[i].position[B + k] == n + k;
+        }
+        check(appended, "-K %s: SnapKV keeps its selection, generated tokens and a second turn append", what);
+        free_runstate(&s);
+
+        /* H2O: running scores and evictions, step by step */
+        memset(r->n, 0, sizeof r->n);
+        memset(r->score, 0, sizeof r->score);
+        r->mismatches = r->compared = 0;
+        r->worst_score = 0;
+        r->window = razor_window(&cache, n);
+        CacheConfig h2o = cache;
+        h2o.policy = POLICY_H2O;
+        build_runstate(&s, &m, n + steps + turn, 64, &h2o);
+        s.probe = drop_probe;
+        s.probe_arg = r;
+        forward(&m, &s, ids, n, NULL, NULL);
+        compress_cache(&s, &m.config);
+        for (int i = 0; i < 4; i++) {
+            double by_slot[DROP_POSITIONS];
+            for (int k = 0; k < r->n[i]; k++) by_slot[k] = r->score[i][r->pos[i][k]];
+            ref_keep_top(r, i, by_slot, B / 2, B - B / 2);
+        }
+        for (int layer = 0; layer < 2; layer++) ref_compare(r, &s, layer);
+        int after_prompt = r->mismatches;
+        for (int t = n; t < n + steps; t++) forward(&m, &s, ids + t, 1, NULL, NULL); /* compared at every layer */
+        int at_b = 1, B_end = (int)(razor_tokens(&cache, 4, n + steps, r->window) / 4); /* 285 / 4 = 71 */
+        for (int i = 0; i < 4; i++) at_b &= s.heads[i].n == B_end && B_end == 71;
+        forward(&m, &s, ids + n + steps, turn, NULL, NULL);
+        compress_cache(&s, &m.config);
+        int B2 = (int)(razor_kept_tokens(&m, ids, n + steps + turn, cache) / 4); /* 220 tokens: 91 (of 111 held) */
+        for (int i = 0; i < 4; i++) {
+            double by_slot[DROP_POSITIONS];
+            for (int k = 0; k < r->n[i]; k++) by_slot[k] = r->score[i][r->pos[i][k]];
+            ref_keep_top(r, i, by_slot, B2 / 2, B2 - B2 / 2);
+        }
+        for (int layer = 0; layer < 2; layer++) ref_compare(r, &s, layer);
+        check(after_prompt == 0 && r->mismatches == 0 && r->compared == 4 * (steps + 2) && at_b && B2 == 91 &&
+                  s.heads[0].n == B2 && r->worst_score < 1e-4,
+              "-K %s: H2O keeps the reference's tokens, keys and values after the prompt, at each of %d steps (B "
+              "= %d, growing with razor's bytes to %d) and after a second turn (B = %d; %d of %d head checks "
+              "differ; scores within %.1e)", what, steps, B, B_end, B2, r->mismatches, r->compared, r->worst_score);
+        size_t kept[3], full_bytes;
+        cache_bytes(&s, &m.config, &kept[0], &full_bytes);
+        free_runstate(&s);
+        free_runstate(&full);
+        free(r->queries);
+        free(r);
+
+        /* bytes after the prompt: within one token per KV head of razor's */
+        Policy policies[3] = {POLICY_RAZOR, POLICY_SNAPKV, POLICY_H2O};
+        for (int k = 0; k < 3; k++) {
+            CacheConfig cc = cache;
+            cc.policy = policies[k];
+            build_runstate(&s, &m, n, 64, &cc);
+            forward(&m, &s, ids, n, NULL, NULL);
+            compress_cache(&s, &m.config);
+            cache_bytes(&s, &m.config, &kept[k], &full_bytes);
+            free_runstate(&s);
+        }
+        size_t per_token = (size_t)hd * 2 * kv_size(kv_type);
+        check(kept[1] == kept[2] && kept[1] <= kept[0] && kept[0] - kept[1] < 4 * per_token,
+              "-K %s: the kv line after the prompt: razor %zu, snapkv %zu, h2o %zu bytes (within 4 tokens)", what,
+              kept[0], kept[1], kept[2]);
+
+        /* a budget under SnapKV's window: 40 tokens, razor keeps 40 + 3 x (4 + 16 + 1) = 103, B = 25 < 32:
+         * the window is the last 25 tokens, and nothing else is kept */
+        build_runstate(&s, &m, 40, 64, &snap);
+        forward(&m, &s, ids, 40, NULL, NULL);
+        compress_cache(&s, &m.config);
+        int last = s.budget == 25;
+        for (int i = 0; i < 4; i++)
+            for (int k = 0; k < 25 && last; k++) last &= s.heads[i].n == 25 && (int)s.heads[i].position[k] == 15 + k;
+        check(last, "-K %s: SnapKV with a budget (%d) under its window of 32 keeps the last B tokens", what,
+              s.budget);
+        free_runstate(&s);
+
+        /* a prompt razor keeps whole (its window longer than the prompt and the generation) is not
+         * compressed, and H2O's budget grows with it: both are the full cache, bit for bit */
+        CacheConfig wide[2] = {snap, h2o};
+        wide[0].window_min = wide[1].window_min = n + steps;
+        float *logits[3];
+        for (int k = 0; k < 3; k++) {
+            CacheConfig cc = k ? wide[k - 1] : full_cache;
+            build_runstate(&s, &m, n + steps, 64, &cc);
+            forward(&m, &s, ids, n, NULL, NULL);
+            compress_cache(&s, &m.config);
+            float *l = NULL;
+            for (int t = n; t < n + steps; t++) l = forward(&m, &s, ids + t, 1, NULL, NULL);
+            logits[k] = memcpy(malloc(97 * sizeof(float)), l, 97 * sizeof(float));
+            free_runstate(&s);
+        }
+        check(!memcmp(logits[0], logits[1], 97 * sizeof(float)) && !memcmp(logits[0], logits[2], 97 * sizeof(float)),
+              "-K %s: SnapKV and H2O on a prompt no longer than their budget are the full cache, bit for bit", what);
+        free(logits[0]); free(logits[1]); free(logits[2]);
+        free(ids);
+        free_model(&m);
+        free_test_model(&tm);
+    }
+}
+
 /* The JSON profiles of other tools, written by hand from their formats (razor.c, appendix C):
  * golden-stick's {"layer": [kv_head, ...]} (json.dump(indent=3) of int keys), Retrieval_Head's
  * {"layer-head": [score per needle test, ...]} (json.dump on one line, ints and floats); bad files. */
@@ -2539,6 +2893,7 @@ static void test_json_profiles(void) {
         {"{\"0-0\": [1]}", "no scores for head \"0-1\""}, {"{\"0-4\": [1]}", "\"layer-query_head\" pair"},
         {"{\"0-0\": []}", "an empty list of scores"}, {"{\n\n\"0\": [nan]}", "line 3: expected a number"},
         {"{0: [1]}", "expected a key in double quotes"}, {"{\"0\" [1]}", "expected : and a list"}, {"", "JSON object"},
+        {"{\"0\": [1, ]}", "expected a number after ,"}, {"{\"0\x1b[2J\": [1]}", "a control byte in a key"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         write_text(tmp_path("bad.json"), bad[i].text);
@@ -2582,9 +2937,11 @@ static void test_no_bos(void) {
     Options o = {.needle = "The key is {key}.", .question = "The key is"};
     int filler[40], ids[160];
     for (int i = 0; i < 40; i++) filler[i] = plain[i % n_plain];
-    int k = needle_prompt(&tok, &o, m.config.add_bos, filler, 40, 100, 0.5f, 12345, ids);
-    check(k == 100 && ids[0] == filler[0], "needle: a 100-token case starts with the filler (%d tokens, first %d)", k,
-          k > 0 ? ids[0] : -1);
+    int asked = 0, k = needle_prompt(&tok, &o, m.config.add_bos, filler, 40, 100, 0.5f, 12345, ids, &asked);
+    int question[16], n_question = encode(&tok, "The key is", 0, question);
+    check(k == 100 && ids[0] == filler[0] && asked == n_question && !memcmp(ids + k - asked, question, sizeof(int) *
+          (size_t)asked), "needle: a 100-token case starts with the filler and ends with the %d-token question (%d "
+          "tokens, first %d)", asked, k, k > 0 ? ids[0] : -1);
     m.config.bos_id = tok.bos_id = -1;
     m.config.chat_template = CHAT_LLAMA3, m.config.chat_tokens[0] = 1973, m.config.chat_tokens[1] = 1974;
     m.config.chat_tokens[2] = 1975;
@@ -2646,6 +3003,7 @@ int main(int argc, char **argv) {
     test_no_bos();
     test_json_profiles();
     test_perplexity();
+    test_token_dropping();
     test_profiler();
     test_tokenizer();
     test_byte_level_tokenizer();

@@ -1,8 +1,9 @@
 /* fuzz/fuzz_model.c: load_model on all three header formats, razor's versions 1 and 2 (every weight
  * type, biases, q/k norms, ALiBi, chat records). A tiny model that loads (< 4 MB, seq_len >= 8) also
- * runs: full cache, 3 tokens as a block then 1; razor cache with f16 keys and values (1 sink, window 2,
- * every other KV head a retrieval head; an ALiBi model: its spans), 5 tokens, compression, then 3
- * single tokens; then again with bf16 weights (-w bf16; not for q8 files), 3 tokens then 1. */
+ * runs: full cache, 3 tokens as a block then 1; razor cache (or, by the input's size, snapkv or h2o at
+ * razor's budget) with f16 keys and values (1 sink, window 2, every other KV head a retrieval head; an
+ * ALiBi model: its spans), 5 tokens, compression, then 3 single tokens; then again with bf16 weights
+ * (-w bf16; not for q8 files), 3 tokens then 1. */
 #include "common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -21,7 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         free_runstate(&s);
         unsigned char retrieval[2 * 1024] = {0};
         for (int i = 0; i < c->n_layers * c->n_kv_heads && i < (int)sizeof retrieval; i += 2) retrieval[i] = 1;
-        CacheConfig cache = {.policy = POLICY_RAZOR,
+        Policy policies[3] = {POLICY_RAZOR, POLICY_SNAPKV, POLICY_H2O};
+        CacheConfig cache = {.policy = policies[size % 3],
                              .kv_type = KV_F16,
                              .n_sink = 1,
                              .window_min = 2,
