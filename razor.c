@@ -4809,7 +4809,7 @@ static void observe_task(void *arg, int thread, int n_threads) {
 static void observe_attention(struct RunState *s, int layer, int T, int generating) {
     const Config *c = &s->model->config;
     if (s->cache.policy == POLICY_H2O) {
-        if (generating && s->budget) s->budget = drop_budget(s, s->n_tokens + T);
+        if (generating && s->budget && layer == 0) s->budget = drop_budget(s, s->n_tokens + T); /* once a step */
         BlockJob job = {s->model, s, layer, T, generating};
         pool_run(observe_task, &job);
         return;

@@ -2622,13 +2622,15 @@ static void drop_probe(void *arg, const RunState *s, int layer, int pos, int T) 
     if (T == 1) ref_compare(r, s, layer);
 }
 
-/* razor's kept tokens for a prompt of n under `cache`, counted on a razor run as head_bytes counts them */
-static long razor_kept_tokens(const Model *m, const int *ids, int n, CacheConfig cache) {
+/* razor's kept tokens after a prompt of n under `cache` and then `generated` tokens one at a time, counted on
+ * a razor run as head_bytes counts them */
+static long razor_kept_tokens(const Model *m, const int *ids, int n, int generated, CacheConfig cache) {
     cache.policy = POLICY_RAZOR;
     RunState s;
-    build_runstate(&s, m, n, 64, &cache);
+    build_runstate(&s, m, n + generated, 64, &cache);
     forward(m, &s, ids, n, NULL, NULL);
     compress_cache(&s, &m->config);
+    for (int t = n; t < n + generated; t++) forward(m, &s, ids + t, 1, NULL, NULL);
     size_t kept, full;
     cache_bytes(&s, &m->config, &kept, &full);
     free_runstate(&s);
@@ -2659,24 +2661,13 @@ static void test_token_dropping(void) {
             int lengths[4] = {10, 20, 21, n};
             CacheConfig cc = cache;
             if (k >= 4) cc.profile = &with_spans;
-            long want = razor_kept_tokens(&m, ids, lengths[k % 4], cc);
+            long want = razor_kept_tokens(&m, ids, lengths[k % 4], 0, cc);
             budget_ok &= razor_tokens(&cc, 4, lengths[k % 4], razor_window(&cc, lengths[k % 4])) == want;
         }
-        { /* and while generating: 150 prompt tokens, then 30 one at a time */
-            CacheConfig cc = cache;
-            cc.policy = POLICY_RAZOR;
-            RunState st;
-            build_runstate(&st, &m, n + steps, 64, &cc);
-            forward(&m, &st, ids, n, NULL, NULL);
-            compress_cache(&st, &m.config);
-            for (int t = n; t < n + steps; t++) forward(&m, &st, ids + t, 1, NULL, NULL);
-            size_t kept, full_bytes;
-            cache_bytes(&st, &m.config, &kept, &full_bytes);
-            budget_ok &= razor_tokens(&cache, 4, n + steps, razor_window(&cache, n)) ==
-                         (long)(kept / ((size_t)hd * 2 * kv_size(kv_type)));
-            free_runstate(&st);
-        }
-        long t_razor = razor_kept_tokens(&m, ids, n, cache);
+        /* and while generating: 150 prompt tokens, then 30 one at a time */
+        budget_ok &= razor_tokens(&cache, 4, n + steps, razor_window(&cache, n)) ==
+                     razor_kept_tokens(&m, ids, n, steps, cache);
+        long t_razor = razor_kept_tokens(&m, ids, n, 0, cache);
         int B = (int)(t_razor / 4);
         check(budget_ok && t_razor == 255 && B == 63, "-K %s: razor_tokens is what razor keeps (prompts of 10, 20, 21 "
               "and 150 tokens, with and without spans, and 30 tokens after; 150: %ld tokens, B = %d)", what,
@@ -2760,7 +2751,7 @@ static void test_token_dropping(void) {
         for (int i = 0; i < 4; i++) at_b &= s.heads[i].n == B_end && B_end == 71;
         forward(&m, &s, ids + n + steps, turn, NULL, NULL);
         compress_cache(&s, &m.config);
-        int B2 = (int)(razor_kept_tokens(&m, ids, n + steps + turn, cache) / 4); /* 220 tokens: 91 (of 111 held) */
+        int B2 = (int)(razor_kept_tokens(&m, ids, n + steps + turn, 0, cache) / 4); /* 220 tokens: 91 (of 111 held) */
         for (int i = 0; i < 4; i++) {
             double by_slot[DROP_POSITIONS];
             for (int k = 0; k < r->n[i]; k++) by_slot[k] = r->score[i][r->pos[i][k]];

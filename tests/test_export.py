@@ -1238,8 +1238,22 @@ def check_meta_and_checkpoint(tmp):
     return f'hf safetensors/pytorch_model.bin/meta/checkpoint agree; max diff vs reference {d:.2g}'
 
 
-def main():
+def run_tests(tests):
+    """Runs each (name, check) in turn, a line of ok or FAIL for each, then the counts; returns the exit status."""
     passed = failed = 0
+    for name, fn in tests:
+        try:
+            note = fn()
+            print(f'ok    {name}' + (f'  ({note})' if note else ''), flush=True)
+            passed += 1
+        except Exception as e:
+            print(f'FAIL  {name}: {type(e).__name__}: {e}', flush=True)
+            failed += 1
+    print(f'{passed} passed, {failed} failed')
+    return 1 if failed else 0
+
+
+def main():
     with tempfile.TemporaryDirectory(prefix='razor_export_') as tmp:
         one = (('-B', '1'),)
         prompt = ((), ('-B', '37'))  # the default block, and blocks of 37 tokens
@@ -1272,16 +1286,7 @@ def main():
                   ('tokenizer', lambda: check_tokenizer(tmp)), ('tokenizer.json', lambda: check_tokenizer_json(tmp)),
                   ('torch absent', lambda: check_no_torch(tmp)),
                   ('pytorch_model.bin, meta and llama2.c checkpoint', lambda: check_meta_and_checkpoint(tmp))]
-        for name, fn in tests:
-            try:
-                note = fn()
-                print(f'ok    {name}' + (f'  ({note})' if note else ''), flush=True)
-                passed += 1
-            except Exception as e:
-                print(f'FAIL  {name}: {type(e).__name__}: {e}', flush=True)
-                failed += 1
-    print(f'{passed} passed, {failed} failed')
-    return 1 if failed else 0
+        return run_tests(tests)
 
 
 if __name__ == '__main__':

@@ -704,7 +704,6 @@ def check_bad(tmp, name):
 
 
 def main():
-    passed = failed = 0
     with tempfile.TemporaryDirectory(prefix='razor_gguf_') as tmp:
         tests = [(f'{k}: --dtype f32 == --hf on the dequantized values', lambda k=k: check_exact(tmp, k))
                  for k in CASES]
@@ -721,16 +720,7 @@ def main():
         tests += [(f'tokenizer: {k}', lambda k=k: check_tokenizer_bpe(tmp, k)) for k in BPE_CASES]
         tests += [(f'chat: {k}', lambda k=k: check_chat(tmp, k)) for k in CHAT_CASES]
         tests += [(f'refuse {k}', lambda k=k: check_bad(tmp, k)) for k in BAD]
-        for name, fn in tests:
-            try:
-                note = fn()
-                print(f'ok    {name}' + (f'  ({note})' if note else ''), flush=True)
-                passed += 1
-            except Exception as e:
-                print(f'FAIL  {name}: {type(e).__name__}: {e}', flush=True)
-                failed += 1
-    print(f'{passed} passed, {failed} failed')
-    return 1 if failed else 0
+        return tx.run_tests(tests)
 
 
 if __name__ == '__main__':
