@@ -29,8 +29,10 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -77,9 +79,10 @@ static int ordinary_tokens(const Tokenizer *t, int *out);
 #define SNAPKV_WINDOW 32
 #define SNAPKV_POOL   7
 #define SCORE_QUERIES 8 /* queries whose attention weights are computed together; their scratch: */
-#define SCORE_SCRATCH(capacity, head_dim) ((size_t)SCORE_QUERIES * (capacity) + (size_t)(head_dim) * ATT_TILE_K)
+#define SCORE_SCRATCH(width, head_dim) ((size_t)SCORE_QUERIES * (width) + (size_t)(head_dim) * ATT_TILE_K)
 struct RunState;
 static void drop_tokens(struct RunState *s);
+static int open_to_read(const char *path, struct stat *st); /* appendix A */
 static void observe_attention(struct RunState *s, int layer, int T, int generating);
 
 /* ------------------------------------------------------------------------------------------------
@@ -391,10 +394,10 @@ static int parse_header(Model *m, const unsigned char *h, size_t file_size, cons
 
 int load_model(Model *m, const char *path) {
     memset(m, 0, sizeof *m);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return fail("%s: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) { close(fd); return fail("%s: not a regular file", path); }
+    int fd = open_to_read(path, &st); /* (appendix A) */
+    if (fd < 0) return -1;
+    if (!S_ISREG(st.st_mode)) { close(fd); return fail("%s: not a regular file", path); }
     size_t file_size = (size_t)st.st_size;
     if (file_size < 28) { close(fd); return fail("%s: %zu bytes, too small to be a model file", path, file_size); }
     void *map = mmap(NULL, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -638,11 +641,15 @@ static int reserve_slots(HeadCache *h, int slots, int hd) {
 }
 
 static void grow_slots(HeadCache *h, int slots, int hd) {
-    if (reserve_slots(h, slots, hd) != 0) { fprintf(stderr, "razor: out of memory for the KV cache\n"); exit(1); }
+    if (reserve_slots(h, slots, hd) != 0) {
+        complain(1, "out of memory for the KV cache (a head of %d tokens)", slots);
+        exit(1);
+    }
 }
 
 /* An empty head cache with room for `slots` tokens of head_dim numbers, stored as kv_type; its state is
- * set by choose_head_caches. Returns -1 if out of memory (head_free still frees what it got). */
+ * set by choose_head_caches. It grows as tokens arrive (head_append), so a run holds what it uses, never
+ * what the model's context could hold. Returns -1 if out of memory (head_free still frees what it got). */
 int head_init(HeadCache *h, KVType kv_type, int head_dim, int slots) {
     *h = (HeadCache){.kv_type = kv_type, .key_sum = xcalloc((size_t)head_dim, sizeof(float)),
                      .value_sum = xcalloc((size_t)head_dim, sizeof(float))};
@@ -890,7 +897,7 @@ void head_append(HeadCache *h, const float *key, const float *value, float posit
         return;
     }
     if (h->state == COMPRESSED_HEAD) unroll_ring(h, hd); /* a block appends in order; head_compress settles it */
-    if (h->n == h->slots) grow_slots(h, h->n + 1, hd);
+    if (h->n == h->slots) grow_slots(h, h->n + h->n / 2 + 1, hd); /* by half again: amortised O(1) a token */
     put_slot(h, h->n++, key, value, position, hd);
 }
 
@@ -925,7 +932,9 @@ typedef struct RunState {
                                 budget follows razor's bytes as tokens arrive) */
     float *window_queries;   /* -c snapkv: (layer, SNAPKV_WINDOW, q_dim) the queries of the last SNAPKV_WINDOW
                                 positions, position p at row p % SNAPKV_WINDOW (appendix G) */
-    float *score_rows;       /* -c snapkv, h2o: (threads, SCORE_SCRATCH) queries' scores over a head's cache */
+    float *score_rows;       /* -c snapkv, h2o: (threads, SCORE_SCRATCH(score_width, head_dim)) queries' scores
+                                over a head's cache; grown with the heads (appendix G) */
+    int score_width;         /* the longest head's slots the score rows have room for */
     /* if set, called after each layer's attention with the block's queries in q (the profiler) */
     void (*probe)(void *arg, const struct RunState *s, int layer, int pos, int T);
     void *probe_arg;
@@ -963,19 +972,15 @@ int build_runstate(RunState *s, const Model *m, int capacity, int max_block, con
     s->cache = cache ? *cache : (CacheConfig){.policy = POLICY_FULL};
     int n_caches = c->n_layers * c->n_kv_heads;
     s->heads = xcalloc((size_t)n_caches, sizeof(HeadCache));
-    for (int i = 0; i < n_caches; i++)
-        if (head_init(&s->heads[i], s->cache.kv_type, c->head_dim, capacity) != 0) {
-            double mb = 2.0 * n_caches * capacity * c->head_dim * kv_size(s->cache.kv_type) / 1e6;
-            s->n_caches = i + 1;
-            free_runstate(s); /* zeroes s */
-            return fail("cannot allocate %.1f MB for the KV cache (%d tokens)", mb, capacity);
-        }
     s->n_caches = n_caches;
+    for (int i = 0; i < n_caches; i++) /* a key tile each: the heads grow as tokens arrive */
+        if (head_init(&s->heads[i], s->cache.kv_type, c->head_dim, ATT_TILE_K) != 0) {
+            free_runstate(s);
+            return fail("out of memory for the KV cache");
+        }
     choose_head_caches(s->heads, n_caches, &s->cache);
     if (s->cache.policy == POLICY_SNAPKV)
         s->window_queries = xcalloc((size_t)c->n_layers * SNAPKV_WINDOW * q_dim, sizeof(float));
-    if (drops_by_attention(s->cache.policy))
-        s->score_rows = xcalloc((size_t)pool_threads * SCORE_SCRATCH(capacity, c->head_dim), sizeof(float));
     if (s->cache.policy == POLICY_H2O)
         for (int i = 0; i < n_caches; i++) s->heads[i].score = xcalloc((size_t)s->heads[i].slots, sizeof(double));
     return 0;
@@ -1101,6 +1106,14 @@ static void attention_task(void *arg, int thread, int n_threads) {
     }
 }
 
+/* A model whose numbers stop being finite (NaN or Inf weights, or an overflow) would go on to print
+ * <unk> or miss every needle; razor stops instead, naming where the first one appeared. */
+static int all_finite(const float *x, size_t n) {
+    int finite = 1;
+    for (size_t i = 0; i < n; i++) finite &= fabsf(x[i]) <= FLT_MAX; /* false for NaN and +-Inf */
+    return finite;
+}
+
 /* Runs tokens[0..T) (T <= max_block) at positions n_tokens.. n_tokens+T-1. Their keys and values join
  * the cache (head_append; generating: one generated token, for which compressed heads slide their
  * windows). Returns the logits: (T, vocab_size) if all_logits, else the last token's (vocab_size).
@@ -1123,6 +1136,8 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
             s->rope_sin[(size_t)t * half + i] = sinf(angle);
         }
     }
+    if (!all_finite(s->x, (size_t)T * dim))
+        return fail("the model's numbers are not finite: NaN or Inf in the token embeddings"), NULL;
     for (int l = 0; l < c->n_layers; l++) {
         size_t layer = (size_t)l;
         Matrix wq = matrix_at(w->wq, layer * q_dim * dim), wk = matrix_at(w->wk, layer * kv_dim * dim),
@@ -1155,6 +1170,9 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
         run_block(swiglu_task, &job, T);
         Product down[1] = {{s->x, w2, dim, 1}};
         matmul(s->hb, s->xt, T, hidden, down, 1);
+        if (!all_finite(s->x, (size_t)T * dim))
+            return fail("the model's numbers are not finite: NaN or Inf first in layer %d (of 0..%d), from its "
+                        "weights or an overflow", l, c->n_layers - 1), NULL;
     }
     s->n_tokens += T;
 
@@ -1163,6 +1181,8 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
     norm_block(s->xb, s->x + (size_t)first * dim, w->rms_final_weight, T - first, c);
     Product classifier[1] = {{s->logits, w->wcls, c->vocab_size, 0}};
     matmul(s->xb, s->xt, T - first, dim, classifier, 1);
+    if (!all_finite(s->logits, (size_t)(T - first) * c->vocab_size))
+        return fail("the model's numbers are not finite: NaN or Inf first in the final norm or the classifier"), NULL;
     return s->logits;
 }
 
@@ -1178,6 +1198,7 @@ float *forward(const Model *m, RunState *s, const int *tokens, int n, LogitsSink
     for (int i = 0; i < n; i += s->max_block) {
         int T = min_int(n - i, s->max_block);
         logits = forward_block(m, s, tokens + i, T, sink != NULL, n == 1);
+        if (!logits) return NULL;
         if (sink && sink(sink_arg, logits, T, m->config.vocab_size) != 0) return NULL;
         if (sink) logits += (size_t)(T - 1) * m->config.vocab_size;
     }
@@ -1312,8 +1333,13 @@ int profile_heads(const Model *m, const Tokenizer *tok, HeadProfile *profile, ui
                    xcalloc((size_t)pool_threads * n, sizeof(float)), NULL, 0, 0, 0};
     s.probe = probe_hook;
     s.probe_arg = &probe;
-    forward(m, &s, probe_tokens, n, NULL, NULL);
+    int finite = forward(m, &s, probe_tokens, n, NULL, NULL) != NULL; /* else razor_error says where */
     fprintf(stderr, "\n");
+    if (!finite) {
+        free(probe.echo_sum); free(probe.induction_sum); free(probe.rows); free(probe_tokens);
+        free_runstate(&s);
+        return -1;
+    }
     init_profile(profile, c);
     profile->K = K;
     profile->seed = seed;
@@ -1407,9 +1433,12 @@ int span_rule(const Model *m, HeadProfile *profile, float eps) {
             Matrix A = matrix_at(m->weights.wq, (size_t)l * q_dim * dim + (size_t)query_head * hd * dim),
                    B = matrix_at(m->weights.wk, (size_t)l * kv_dim * dim + (size_t)g * hd * dim);
             double bound = spectral_norm_qk(A, B, gamma, hd, dim) * dim / sqrt((double)hd);
+            if (isnan(bound))
+                return fail("the model's numbers are not finite: NaN in layer %d's query or key weights or its "
+                            "attention norm", l);
             double slope = m->alibi_slope[query_head];
             double L_h = (2 * bound - log(eps) - log(1 - exp(-slope))) / slope;
-            int span = !(L_h + 1 < c->seq_len) ? c->seq_len : (int)ceil(L_h) + 1; /* NaN weights: keep everything */
+            int span = !(L_h + 1 < c->seq_len) ? c->seq_len : (int)ceil(L_h) + 1; /* Inf: keep everything */
             if (span < 1) span = 1;
             int *kv = &profile->span[l * c->n_kv_heads + g];
             if (span > *kv) *kv = span;
@@ -1466,7 +1495,8 @@ static int sample_topp(const float *probs, int n, float topp, ProbIndex *candida
 
 static int sample(Sampler *s, float *logits) {
     if (s->temperature == 0.0f) return argmax(logits, s->vocab_size);
-    for (int i = 0; i < s->vocab_size; i++) logits[i] /= s->temperature;
+    float max = logits[argmax(logits, s->vocab_size)]; /* (l - max) / t: no overflow at any t > 0, however small */
+    for (int i = 0; i < s->vocab_size; i++) logits[i] = (logits[i] - max) / s->temperature;
     softmax(logits, s->vocab_size);
     float coin = random_f32(&s->rng_state);
     if (s->topp <= 0 || s->topp >= 1) {
@@ -1497,16 +1527,21 @@ static int is_stop_token(const Config *c, int id) {
 
 /* Generates up to max_new tokens after the cache's current content, starting from `logits`;
  * prints them unless out_tokens is given (then it stores them); stops at a stop token or the end of
- * the cache. Returns the number generated. */
+ * the cache. Returns the number generated, or -1 (razor_error says why: the model's numbers went wrong, or
+ * standard output could not be written). */
 static int generate_tokens(const Model *m, RunState *s, const Tokenizer *tok, Sampler *sampler, float *logits,
                            int prev, int max_new, int *out_tokens, double *seconds) {
     double t0 = now_seconds();
     int n = 0;
     while (n < max_new) {
+        if (!logits) return -1; /* not finite (forward_block) */
         int next = sample(sampler, logits);
         if (is_stop_token(&m->config, next)) break;
         if (out_tokens) out_tokens[n] = next;
-        else { print_text(tok, &next, 1, prev, 0); fflush(stdout); }
+        else {
+            print_text(tok, &next, 1, prev, 0);
+            if (fflush(stdout) != 0) return fail("standard output: cannot write it all: %s", strerror(errno));
+        }
         n++;
         prev = next;
         if (n == max_new || s->n_tokens == s->capacity) break;
@@ -1539,7 +1574,7 @@ static int *encode_prompt(const Model *m, const Tokenizer *tok, const char *prom
 /* Prefills a prompt with full attention, then compresses the cache (as the paper does). */
 static float *prefill(const Model *m, RunState *s, const int *tokens, int n) {
     float *logits = forward(m, s, tokens, n, NULL, NULL);
-    compress_cache(s, &m->config);
+    if (logits) compress_cache(s, &m->config);
     return logits;
 }
 
@@ -1554,14 +1589,29 @@ static float *prefill(const Model *m, RunState *s, const int *tokens, int n) {
 /* ------------------------------------------------------------------------------------------------
  * Appendix A. Files */
 
+/* Opens a file to read without blocking: a FIFO that no one writes to would hang open() forever;
+ * opened with O_NONBLOCK it opens at once, and reads then block only while a writer is there. */
+static int open_to_read(const char *path, struct stat *st) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) return fail("%s: %s", path, strerror(errno));
+    if (fstat(fd, st) != 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+        int e = errno;
+        close(fd);
+        return fail("%s: %s", path, strerror(e));
+    }
+    return fd;
+}
+
 /* Reads a whole file into a NUL-terminated buffer (at most max_bytes); "-" is standard input. Pipes
- * and FIFOs work too: the file is read to its end, not sized first. */
+ * and FIFOs work too: the file is read to its end, not sized first (a FIFO with no writer reads as
+ * empty, and is refused as that). */
 static int read_file(const char *path, size_t max_bytes, char **out, size_t *out_len) {
-    int is_stdin = !strcmp(path, "-");
-    struct stat st;
-    if (!is_stdin && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return fail("%s: is a directory", path);
-    FILE *f = is_stdin ? stdin : fopen(path, "rb");
-    if (!f) return fail("%s: %s", path, strerror(errno));
+    int is_stdin = !strcmp(path, "-"), fd = -1;
+    struct stat st = {0};
+    if (!is_stdin && (fd = open_to_read(path, &st)) < 0) return -1;
+    if (!is_stdin && S_ISDIR(st.st_mode)) { close(fd); return fail("%s: is a directory", path); }
+    FILE *f = is_stdin ? stdin : fdopen(fd, "rb");
+    if (!f) { int e = errno; close(fd); return fail("%s: %s", path, strerror(e)); }
     size_t cap = 1 << 16, len = 0;
     char *buf = xcalloc(cap + 1, 1);
     for (;;) {
@@ -1576,17 +1626,47 @@ static int read_file(const char *path, size_t max_bytes, char **out, size_t *out
     if (!is_stdin) fclose(f);
     if (error) { free(buf); return fail("%s: read error", path); }
     if (len > max_bytes) { free(buf); return fail("%s: more than the %zu bytes this reader takes", path, max_bytes); }
+    if (len == 0 && S_ISFIFO(st.st_mode)) { free(buf); return fail("%s: a FIFO with nothing written to it", path); }
     buf[len] = 0;
     *out = buf;
     *out_len = len;
     return 0;
 }
 
+/* Files being written that are not complete yet: removed if the run ends early, by exit() (out of
+ * memory) or by SIGINT, SIGTERM or SIGHUP (main's on_signal), so that no run leaves a half-written or
+ * empty file behind. */
+#define MAX_TEMPORARIES 16
+static char *volatile temporaries[MAX_TEMPORARIES];
+
+static void track_temporary(char *path) {
+    for (int i = 0; i < MAX_TEMPORARIES; i++) if (!temporaries[i]) { temporaries[i] = path; return; }
+}
+
+static void untrack_temporary(const char *path) {
+    for (int i = 0; i < MAX_TEMPORARIES; i++) if (temporaries[i] == path) temporaries[i] = NULL;
+}
+
+void remove_temporaries(void) { /* async-signal-safe: unlink only */
+    for (int i = 0; i < MAX_TEMPORARIES; i++) if (temporaries[i]) unlink(temporaries[i]);
+}
+
+/* Blocks the signals on_signal handles; returns the mask to restore (pthread_sigmask(SIG_SETMASK, ..)). */
+static sigset_t hold_signals(void) {
+    sigset_t quiet, old;
+    sigemptyset(&quiet);
+    sigaddset(&quiet, SIGINT), sigaddset(&quiet, SIGTERM), sigaddset(&quiet, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &quiet, &old);
+    return old;
+}
+
 /* Output files: everything razor writes (logits, profiles, pictures, needle results) goes through
  * open_output/close_output, so that the path a user names is never destroyed:
  *  - a regular file, or a name that does not exist yet, is written to a temporary file beside it and
- *    renamed over it when complete: an interrupted or failed write leaves the old content. A symbolic
- *    link is followed first, so the temporary file sits beside its target and the link stays a link;
+ *    renamed over it when complete: an interrupted or failed write leaves the old content. A replaced
+ *    file keeps its permissions (and, when razor runs as root, its owner). A symbolic link is followed
+ *    first, so the temporary file sits beside its target and the link stays a link. The directory must
+ *    be writable: a writable file in a read-only directory is refused, not overwritten in place;
  *  - anything else that opens for writing (a device, a FIFO, a terminal) is written straight into;
  *  - "-" is standard output; a directory is refused.
  * Errors name the user's path, never the temporary one. */
@@ -1599,6 +1679,7 @@ typedef struct {
 
 static int open_output(Output *out, const char *path) {
     struct stat st, lst;
+    int exists = 0;
     memset(out, 0, sizeof *out);
     if (!strcmp(path, "-")) { out->f = stdout; return 0; }
     if (stat(path, &st) == 0) {
@@ -1609,6 +1690,7 @@ static int open_output(Output *out, const char *path) {
             return 0;
         }
         if (!(out->target = realpath(path, NULL))) return fail("%s: %s", path, strerror(errno));
+        exists = 1;
     } else if (lstat(path, &lst) == 0) {
         return fail("%s: a symbolic link to nothing", path);
     } else {
@@ -1617,30 +1699,73 @@ static int open_output(Output *out, const char *path) {
     size_t n = strlen(out->target) + 32;
     out->tmp = xcalloc(n, 1);
     snprintf(out->tmp, n, "%s.tmp%ld", out->target, (long)getpid());
-    if (!(out->f = fopen(out->tmp, "wb"))) {
-        int e = errno;
+    sigset_t mask = hold_signals(); /* no signal between creating the file and tracking it */
+    int fd = open(out->tmp, O_WRONLY | O_CREAT | O_EXCL, exists ? st.st_mode & 0600 : 0666), e = errno;
+    if (fd >= 0) track_temporary(out->tmp);
+    pthread_sigmask(SIG_SETMASK, &mask, NULL);
+    if (fd >= 0 && exists && ((geteuid() == 0 && fchown(fd, st.st_uid, st.st_gid) != 0) ||
+                              fchmod(fd, st.st_mode & 07777) != 0)) /* the owner first: chown clears setuid bits */
+        e = errno, close(fd), fd = -1, remove(out->tmp);
+    if (fd < 0 || !(out->f = fdopen(fd, "wb"))) {
+        if (fd >= 0) e = errno, close(fd), remove(out->tmp);
+        untrack_temporary(out->tmp);
+        const char *why = (e == EACCES || e == EROFS) && exists ? " (its directory: razor writes a new file beside it "
+                          "and renames it into place, so a failed run keeps the old one)" : "";
+        fail("%s: %s%s", path, strerror(e), why);
         free(out->target); free(out->tmp);
         memset(out, 0, sizeof *out);
-        return fail("%s: %s", path, strerror(e));
+        return -1;
     }
     out->path = xstrdup(path);
     return 0;
+}
+
+/* Did everything written to f reach the file? Flushes it, checks its error flag and closes it (not
+ * stdout); on failure, leaves "NAME: cannot write it all: <reason>" in razor_error. */
+static int finish_stream(FILE *f, const char *name) {
+    errno = 0;
+    int flushed = fflush(f) == 0, e = errno;
+    int ok = flushed && !ferror(f);
+    if (!ok && !e && f != stdout) { /* an earlier write failed and its errno is gone: one more byte says why */
+        clearerr(f);                /* (the file is discarded anyway) */
+        if (fputc(0, f) == EOF || fflush(f) != 0) e = errno;
+    }
+    if (f != stdout && fclose(f) != 0 && ok) ok = 0, e = errno;
+    if (ok) return 0;
+    return fail("%s: cannot write it all: %s", name, e ? strerror(e) : "a write failed");
 }
 
 /* keep: keep what was written (a temporary file is renamed into place), unless a write or the close
  * failed; else discard it, the caller's own error message standing. Returns -1 if not kept. */
 static int close_output(Output *out, int keep) {
     if (!out->f) return -1;
-    int written = !ferror(out->f) && (out->f == stdout ? fflush(stdout) : fclose(out->f)) == 0, status = 0;
-    if (!keep) status = -1;
-    else if (!written) status = fail("%s: cannot write it all", out->path ? out->path : "standard output");
+    char saved[sizeof error_message];
+    memcpy(saved, error_message, sizeof saved);
+    int written = finish_stream(out->f, out->path ? out->path : "standard output") == 0, status = 0;
+    if (!keep) status = -1, memcpy(error_message, saved, sizeof saved); /* the caller's message stands */
+    else if (!written) status = -1;
     if (out->tmp) {
         if (status == 0 && rename(out->tmp, out->target) != 0) status = fail("%s: %s", out->path, strerror(errno));
         if (status != 0) remove(out->tmp);
+        untrack_temporary(out->tmp);
     }
     free(out->path); free(out->target); free(out->tmp);
     memset(out, 0, sizeof *out);
     return status;
+}
+
+/* Outputs named by adding to a prefix (-m profile's PATH.svg, -m needle's PREFIX.jsonl and pictures) need
+ * a prefix that names a file: not a directory, a device or standard output, and not ending in '/'. */
+static int check_prefix(const char *prefix, const char *what) {
+    struct stat st;
+    size_t len = strlen(prefix);
+    const char *base = strrchr(prefix, '/') ? strrchr(prefix, '/') + 1 : prefix;
+    if (!len || !strcmp(prefix, "-") || !*base || !strcmp(base, ".") || !strcmp(base, ".."))
+        return fail("-o %s: %s named by adding to it; give a file name", prefix, what);
+    if (stat(prefix, &st) == 0 && !S_ISREG(st.st_mode))
+        return fail("-o %s: %s named by adding to it, and it is a %s; give a file name", prefix, what,
+                    S_ISDIR(st.st_mode) ? "directory" : "device or FIFO");
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -2744,6 +2869,7 @@ int run_generate(const Model *m, const Tokenizer *tok, const Options *o) {
     free_sampler(&sampler);
     printf("\n");
     fflush(stdout);
+    if (n_gen < 0) { free_runstate(&s); free(tokens); return report(1); }
     if (n_gen < o->steps && s.n_tokens == m->config.seq_len)
         complain(0, "stopped at the model's context of %d tokens: %d of the %d tokens asked for", m->config.seq_len,
                  n_gen, o->steps);
@@ -2815,32 +2941,55 @@ int chat_turn_tokens(const Config *c, const Tokenizer *tok, const char *system, 
 }
 
 /* Chat in the model's template (chat_turn_tokens): each user turn is appended to the cache (attending
- * to what the cache kept of earlier turns), compressed, and the reply generated after it. */
+ * to what the cache kept of earlier turns), compressed, and the reply generated after it. A line of
+ * input is a turn, of any length; an empty one is skipped. "/reset" starts the conversation over (the
+ * system prompt again), "/exit" ends it, as the end of input does. When input is not a terminal, each
+ * line is echoed after "User: ", so the transcript reads as a conversation. Exit status 1 if some input
+ * was never answered (the context filled up, or the tokenizer refused a line). */
 int run_chat(const Model *m, const Tokenizer *tok, const Options *o) {
     RunState s;
     if (build_runstate(&s, m, m->config.seq_len, o->block, &o->cache) != 0) return report(1);
     Sampler sampler;
     build_sampler(&sampler, m->config.vocab_size, o->temperature, o->topp, o->seed);
-    char line[8192];
-    int status = 0;
+    char *line = NULL;
+    size_t room = 0;
+    int status = 0, unanswered = 0, echo = !isatty(STDIN_FILENO), full = 0;
     for (int turn = 0;; turn++) {
-        const char *user = turn == 0 && o->prompt ? o->prompt : line;
-        if (user == line) {
+        const char *user = turn == 0 && o->prompt ? o->prompt : NULL;
+        if (!user) {
             printf("User: ");
             fflush(stdout);
-            if (!fgets(line, sizeof line, stdin)) { printf("\n"); break; } /* end of input: stats on their own line */
-            line[strcspn(line, "\r\n")] = 0;
+            ssize_t len = getline(&line, &room, stdin);
+            if (len < 0) { printf("\n"); break; } /* end of input: the stats go on their own line */
+            line[strcspn(line, "\r\n")] = 0; /* (a NUL inside a line ends it) */
+            if (echo) printf("%s\n", line);
             if (line[strspn(line, " \t")] == 0) { turn--; continue; } /* an empty line is not a turn */
+            if (!strcmp(line, "/exit")) break;
+            if (!strcmp(line, "/reset")) {
+                free_runstate(&s);
+                if (build_runstate(&s, m, m->config.seq_len, o->block, &o->cache) != 0) { status = report(1); break; }
+                fprintf(stderr, "razor: the conversation starts over\n");
+                turn = -1, full = 0;
+                continue;
+            }
+            if (full) { unanswered++; turn--; continue; } /* only /reset or /exit can go on */
+            user = line;
         }
         const char *system = turn == 0 ? o->system_prompt : NULL;
         int *tokens = xcalloc(2 * encode_room(user) + (system ? 2 * encode_room(system) : 0) + 64, sizeof(int));
         int n = chat_turn_tokens(&m->config, tok, system, user, turn, tokens);
-        if (n < 0) { report(0); free(tokens); continue; }
+        if (n < 0) { report(0); free(tokens); unanswered++; turn--; continue; }
         if (s.n_tokens + n >= s.capacity) {
             free(tokens);
-            if (s.n_tokens > 0) complain(0, "the conversation has filled the model's context (%d tokens)", s.capacity);
-            else status = complain(2, "the first turn is %d tokens, the model's context is %d", n, s.capacity);
-            break;
+            if (user == o->prompt) { status = complain(2, "the first turn is %d tokens, the model's context is %d", n,
+                                                     s.capacity); break; }
+            if (s.n_tokens > 0) complain(0, "the conversation has filled the model's context (%d tokens); /reset "
+                                            "starts over", s.capacity);
+            else complain(0, "this turn is %d tokens, the model's context is %d", n, s.capacity);
+            unanswered++;
+            full = s.n_tokens > 0; /* a first turn too long: the next line may fit */
+            turn--;
+            continue;
         }
         double t0 = now_seconds(), gen_s;
         float *logits = prefill(m, &s, tokens, n);
@@ -2849,13 +2998,18 @@ int run_chat(const Model *m, const Tokenizer *tok, const Options *o) {
         int n_gen = generate_tokens(m, &s, tok, &sampler, logits, tokens[n - 1], o->steps, NULL, &gen_s);
         printf("\n");
         fflush(stdout);
-        print_speed(n, prompt_s, n_gen, gen_s);
         free(tokens);
+        if (n_gen < 0) { status = report(1); break; }
+        print_speed(n, prompt_s, n_gen, gen_s);
         if (n_gen < o->steps && s.n_tokens == s.capacity) {
-            complain(0, "the answer was cut: the conversation has filled the model's context (%d tokens)", s.capacity);
-            break;
+            complain(0, "the answer was cut: the conversation has filled the model's context (%d tokens); /reset "
+                        "starts over", s.capacity);
+            full = 1;
         }
     }
+    if (status == 0 && unanswered)
+        status = complain(1, "%d turn%s of the input went unanswered", unanswered, unanswered == 1 ? "" : "s");
+    free(line);
     free_sampler(&sampler);
     print_kv_line(&s, &m->config);
     free_runstate(&s);
@@ -2917,20 +3071,16 @@ int run_compare(const Model *m, const Tokenizer *tok, const Options *o) {
         free_runstate(&reference); free(tokens);
         return report(1);
     }
-    float *full_logits = xcalloc((size_t)steps * V, sizeof(float));
-    int *gen = xcalloc((size_t)steps + 1, sizeof(int)), *pol_gen = xcalloc((size_t)steps + 1, sizeof(int)), n_gen = 0;
-    float *logits = prefill(m, &reference, tokens, n);
-    for (; n_gen < steps; n_gen++) {
-        memcpy(full_logits + (size_t)n_gen * V, logits, V * sizeof(float));
-        gen[n_gen] = argmax(logits, V);
-        if (n_gen + 1 < steps) logits = forward(m, &reference, &gen[n_gen], 1, NULL, NULL);
-    }
+    int *gen = xcalloc((size_t)steps + 1, sizeof(int)), *pol_gen = xcalloc((size_t)steps + 1, sizeof(int));
+    int n_gen = steps, agree = 0, first_divergence = -1, status = 0;
     double *p = xcalloc((size_t)V, sizeof(double)), *q = xcalloc((size_t)V, sizeof(double)), kl_sum = 0, kl_max = 0;
-    int agree = 0, first_divergence = -1;
     printf("%5s  %-16s %-16s %s\n", "step", "full top-1", "policy top-1", "KL(full||policy)");
-    logits = prefill(m, &pol, tokens, n);
+    /* the two caches side by side, both fed the full cache's greedy tokens */
+    float *full_logits = prefill(m, &reference, tokens, n), *logits = full_logits ? prefill(m, &pol, tokens, n) : NULL;
     for (int t = 0; t < n_gen; t++) {
-        softmax_into(p, full_logits + (size_t)t * V, V);
+        if (!full_logits || !logits) { status = report(1); break; } /* not finite (forward_block) */
+        gen[t] = argmax(full_logits, V);
+        softmax_into(p, full_logits, V);
         softmax_into(q, logits, V);
         double kl = kl_divergence(p, q, V);
         pol_gen[t] = argmax(logits, V);
@@ -2948,7 +3098,15 @@ int run_compare(const Model *m, const Tokenizer *tok, const Options *o) {
             for (char *ch = names[k]; *ch; ch++) if ((unsigned char)*ch < 0x20) *ch = ' ';
         }
         printf("%5d  %-16s %-16s %.5f\n", t, names[0], names[1], kl);
-        if (t + 1 < n_gen) logits = forward(m, &pol, &gen[t], 1, NULL, NULL);
+        if (t + 1 < n_gen) {
+            full_logits = forward(m, &reference, &gen[t], 1, NULL, NULL);
+            logits = full_logits ? forward(m, &pol, &gen[t], 1, NULL, NULL) : NULL;
+        }
+    }
+    if (status != 0) {
+        free(p); free(q); free(gen); free(pol_gen); free(tokens);
+        free_runstate(&reference); free_runstate(&pol);
+        return status;
     }
     size_t kept_full, kept_pol; /* the full cache's bytes counted in the policy's -K type, as the kv line does */
     cache_bytes(&pol, c, &kept_pol, &kept_full);
@@ -2973,9 +3131,9 @@ int run_compare(const Model *m, const Tokenizer *tok, const Options *o) {
     print_text(tok, pol_gen, n_gen, tokens[n - 1], 1);
     printf("}\n");
     print_kv_line(&pol, c);
-    free(p); free(q); free(full_logits); free(gen); free(pol_gen); free(tokens);
+    free(p); free(q); free(gen); free(pol_gen); free(tokens);
     free_runstate(&reference); free_runstate(&pol);
-    return 0;
+    return status;
 }
 
 /* -m needle: a pass key planted at several depths in filler text of several lengths, asked for at the
@@ -3035,10 +3193,11 @@ static int needle_found(const Model *m, const Tokenizer *tok, const CacheConfig 
     RunState s;
     if (build_runstate(&s, m, n + NEEDLE_ANSWER, block, cache) != 0) return -1;
     float *logits = prefill(m, &s, prompt, n - n_after);
-    if (n_after > 0) logits = prefill(m, &s, prompt + n - n_after, n_after);
+    if (n_after > 0 && logits) logits = prefill(m, &s, prompt + n - n_after, n_after);
     Sampler greedy = {.vocab_size = m->config.vocab_size, .temperature = 0};
     int answer[NEEDLE_ANSWER];
     int n_answer = generate_tokens(m, &s, tok, &greedy, logits, prompt[n - 1], NEEDLE_ANSWER, answer, NULL);
+    if (n_answer < 0) { free_runstate(&s); return -1; }
     char text[16 * NEEDLE_ANSWER + 1] = {0};
     size_t len = 0;
     for (int i = 0; i < n_answer; i++) {
@@ -3139,17 +3298,17 @@ static int needle_grid(NeedleGrid *g, const Config *c, const Options *o) {
 }
 
 /* After every case: PREFIX.jsonl.partial becomes PREFIX.jsonl; a table per policy and setting to stdout,
- * its picture to PREFIX_POLICY_SETTING.svg; a summary table; a summary line of JSON. Returns 0 or 2. */
+ * its picture to PREFIX_POLICY_SETTING.svg; a summary table; a summary line of JSON. Returns 0 or 1. */
 static int needle_report(NeedleGrid *g, const char *prefix, const char *path, const char *partial) {
     char *lines = NULL;
     size_t len = 0;
     Output out;
     int status = 0, cases = g->n_lengths * g->n_depths, longest = g->lengths[g->n_lengths - 1];
-    if (read_file(partial, MAX_PROMPT_BYTES, &lines, &len) != 0) status = 2;
-    else if (open_output(&out, path) != 0) status = 2;
+    if (read_file(partial, MAX_PROMPT_BYTES, &lines, &len) != 0) status = 1;
+    else if (open_output(&out, path) != 0) status = 1;
     else {
         fwrite(lines, 1, len, out.f); /* a short write sets the stream's error: close_output reports it */
-        if (close_output(&out, 1) != 0) status = 2;
+        if (close_output(&out, 1) != 0) status = 1;
         else remove(partial);
     }
     free(lines);
@@ -3177,7 +3336,7 @@ static int needle_report(NeedleGrid *g, const char *prefix, const char *path, co
         snprintf(svg, sizeof svg, "%s_%s_%s.svg", prefix, policy, setting_names[setting]);
         if (write_needle_svg(svg, policy, setting, g->n_lengths, g->n_depths, g->lengths, g->depths,
                              g->ok + r * cases, g->said + r * cases, g->accuracy[r], g->kv_ratio[r]) != 0)
-            return report(2);
+            return report(1);
     }
     printf("pass key found, %d cases: the question in the prompt | asked after compression; kv cache at %d "
            "tokens\n%-10s %8s %8s %9s %9s\n", cases, longest, "policy", "prompt", "after", "kv prompt", "kv after");
@@ -3202,8 +3361,10 @@ static int needle_report(NeedleGrid *g, const char *prefix, const char *path, co
     return 0;
 }
 /* -m needle: every (length, depth) case under each policy in both settings, the retrieval heads from
- * the profile in o->cache. Each case's results are appended, as one JSON line, to PREFIX.jsonl.partial as soon as
- * they are known (flushed, so an interrupted run keeps them); then needle_report. */
+ * the profile in o->cache. Every case's prompt is built first (a bad -L, -e or -q fails before any
+ * file exists). Each case's results are appended, as one JSON line, to PREFIX.jsonl.partial as soon as
+ * they are known, and flushed: an interrupted run keeps the cases done (an empty .partial is removed,
+ * as a temporary file is); then needle_report. Exit status 2 for the command line, 1 for files. */
 int run_needle(const Model *m, const Tokenizer *tok, const Options *o) {
     const Config *c = &m->config;
     const char *filler_text = o->prompt ? o->prompt : builtin_filler;
@@ -3214,25 +3375,30 @@ int run_needle(const Model *m, const Tokenizer *tok, const Options *o) {
     else snprintf(prefix, sizeof prefix, "%s.needle", o->model_path);
     snprintf(path, sizeof path, "%s.jsonl", prefix);
     snprintf(partial, sizeof partial, "%s.partial", path);
-    FILE *log = fopen(partial, "w"); /* opened first: an output that cannot be written fails at once */
-    if (!log) {
-        int status = complain(2, "%s: %s", partial, strerror(errno));
-        free(g.ok); free(g.said);
-        return status;
-    }
     int *filler = xcalloc(encode_room(filler_text), sizeof(int)), n_filler = encode(tok, filler_text, 0, filler);
-    int *prompt = xcalloc((size_t)c->seq_len + 1, sizeof(int)), status = 0, cases = g.n_lengths * g.n_depths;
+    int *prompt = xcalloc((size_t)g.lengths[g.n_lengths - 1] + 1, sizeof(int)), status = 0;
+    int cases = g.n_lengths * g.n_depths, n_asked, kept = 0, write_failed = 0;
+    if (check_prefix(prefix, "the outputs PREFIX.jsonl and PREFIX_POLICY_SETTING.svg are") != 0)
+        status = report(2);
+    else if (n_filler < 8) status = complain(2, "%s", n_filler < 0 ? razor_error() : "the filler text is too short");
+    for (int k = 0; k < cases && status == 0; k++) /* every case's prompt can be made: the key's digits are 5 */
+        if (needle_prompt(tok, o, c->add_bos, filler, n_filler, g.lengths[k / g.n_depths], g.depths[k % g.n_depths],
+                          99999, prompt, &n_asked) < 0) status = report(2);
+    sigset_t mask = hold_signals();
+    FILE *log = status == 0 ? fopen(partial, "w") : NULL; /* opened before the work: an unwritable one fails at once */
+    if (status == 0 && !log) status = complain(1, "%s: %s", partial, strerror(errno));
+    if (log) track_temporary(partial);
+    pthread_sigmask(SIG_SETMASK, &mask, NULL);
     uint64_t rng = o->seed_given ? o->seed : 42;
-    if (n_filler < 8) status = complain(2, "%s", n_filler < 0 ? razor_error() : "the filler text is too short");
     for (int k = 0; k < cases && status == 0; k++) {
         int li = k / g.n_depths, di = k % g.n_depths;
         long key = 10000 + (long)(random_f32(&rng) * 89999);
-        int n_asked = 0, n = needle_prompt(tok, o, c->add_bos, filler, n_filler, g.lengths[li], g.depths[di], key,
-                                       prompt, &n_asked);
-        if (n < 0) { status = report(2); break; }
+        int n = needle_prompt(tok, o, c->add_bos, filler, n_filler, g.lengths[li], g.depths[di], key, prompt, &n_asked);
         fprintf(stderr, "needle: case %d/%d, %d tokens, depth %.0f%%, key %ld:", k + 1, cases, g.lengths[li],
                 100 * g.depths[di], key);
-        fprintf(log, "{\"length\": %d, \"depth\": %g, \"key\": %ld", g.lengths[li], g.depths[di], key);
+        char line[4096]; /* the case's JSON line (at most ~1500 bytes), written whole once the case is done */
+        int used = snprintf(line, sizeof line, "{\"length\": %d, \"depth\": %g, \"key\": %ld", g.lengths[li],
+                            g.depths[di], key);
         for (int r = 0; r < NEEDLE_RUNS && status == 0; r++) {
             int pi = r / NEEDLE_SETTINGS, setting = r % NEEDLE_SETTINGS;
             CacheConfig cache = o->cache;
@@ -3242,25 +3408,33 @@ int run_needle(const Model *m, const Tokenizer *tok, const Options *o) {
             int *hit = &g.ok[r * cases + k];
             *hit = needle_found(m, tok, &cache, o->block, prompt, n, setting == NEEDLE_AFTER ? n_asked : 0, key,
                                 &g.said[r * cases + k], &ratio, &bytes);
-            if (*hit < 0) { /* the line stays JSON: the policy's object is closed, the case's below */
-                fprintf(stderr, "\nrazor: %s\n", razor_error());
-                if (setting) fprintf(log, "}");
-                status = 2;
-                break;
-            }
+            if (*hit < 0) { fprintf(stderr, "\n"); status = report(1); break; }
             if (li == g.n_lengths - 1) g.kv_ratio[r] += ratio / g.n_depths, g.kv_bytes[r] += (double)bytes / g.n_depths;
-            if (setting == 0) fprintf(stderr, " %s", policy_names[pi]), fprintf(log, ", \"%s\": {", policy_names[pi]);
+            if (setting == 0) fprintf(stderr, " %s", policy_names[pi]);
             fprintf(stderr, " %s", *hit ? "found" : "missed");
-            fprintf(log, "%s\"%s\": {\"found\": %s, \"said\": %ld, \"kv_ratio\": %.4f, \"kv_bytes\": %zu}%s",
-                    setting ? ", " : "", setting_names[setting], *hit ? "true" : "false", g.said[r * cases + k], ratio,
-                    bytes, setting == NEEDLE_SETTINGS - 1 ? "}" : "");
+            if (setting == 0)
+                used += snprintf(line + used, sizeof line - (size_t)used, ", \"%s\": {", policy_names[pi]);
+            used += snprintf(line + used, sizeof line - (size_t)used, "%s\"%s\": {\"found\": %s, \"said\": %ld, "
+                             "\"kv_ratio\": %.4f, \"kv_bytes\": %zu}%s", setting ? ", " : "", setting_names[setting],
+                             *hit ? "true" : "false", g.said[r * cases + k], ratio, bytes,
+                             setting == NEEDLE_SETTINGS - 1 ? "}" : "");
         }
+        if (status != 0) break; /* the case is not written: the .partial holds whole cases only */
         fprintf(stderr, "\n");
-        fprintf(log, "}\n");
-        fflush(log);
+        fprintf(log, "%s}\n", line);
+        errno = 0;
+        if (fflush(log) != 0 || ferror(log)) {
+            status = complain(1, "%s: cannot write it all: %s", partial, errno ? strerror(errno) : "a write failed");
+            write_failed = 1;
+            break;
+        }
+        kept++;
+        untrack_temporary(partial); /* it holds a case: worth keeping if the run is cut short */
     }
-    if (fclose(log) != 0 && status == 0) status = complain(2, "%s: cannot write", partial);
+    if (log && finish_stream(log, partial) != 0 && status == 0) status = report(1), write_failed = 1;
     if (status == 0) status = needle_report(&g, prefix, path, partial);
+    else if (log && (write_failed || kept == 0)) remove(partial); /* nothing it could not complete is left */
+    untrack_temporary(partial);
     free(g.ok); free(g.said); free(prompt); free(filler);
     return status;
 }
@@ -3305,9 +3479,11 @@ static int logits_file(const Model *m, const int *ids, int n, const Options *o) 
     RunState s;
     if (build_runstate(&s, m, n, o->block, &full_cache) != 0) { report(1); close_output(&out, 0); return 1; }
     double t0 = now_seconds();
-    forward(m, &s, ids, n, write_logits, out.f); /* a failed write stops it, and close_output says so */
+    /* a failed write stops it, and close_output says so; else NULL means the numbers went wrong */
+    int done = forward(m, &s, ids, n, write_logits, out.f) != NULL || ferror(out.f);
     double secs = now_seconds() - t0;
     free_runstate(&s);
+    if (!done) { report(1); close_output(&out, 0); return 1; }
     if (close_output(&out, 1) != 0) return report(1);
     fprintf(stderr, "wrote %d x %d logits to %s (%.1f tok/s)\n", n, m->config.vocab_size, o->out_path,
             secs > 0 ? n / secs : 0.0);
@@ -3379,15 +3555,17 @@ long perplexity_windows(const Model *m, const int *ids, int n_windows, int windo
         RunState s[1 + N_POLICIES];  /* s[0] the reference, s[1 + k] policy k */
         float *logits[1 + N_POLICIES];
         int built = 0;
-        for (; built <= N_POLICIES; built++) {
+        while (built <= N_POLICIES) {
             CacheConfig cc = *cache;
             cc.policy = built ? (Policy)(built - 1) : POLICY_FULL;
             if (!built) cc.kv_type = KV_F32;
             if (build_runstate(&s[built], m, window, block, &cc) != 0) { n_scored = -1; break; }
-            prefill(m, &s[built], x, half);
+            if (!prefill(m, &s[built++], x, half)) { n_scored = -1; break; } /* not finite (forward_block) */
         }
         for (int t = half; t + 1 < window && n_scored >= 0; t++, n_scored++) {
-            for (int k = 0; k <= N_POLICIES; k++) logits[k] = forward(m, &s[k], &x[t], 1, NULL, NULL);
+            for (int k = 0; k <= N_POLICIES && n_scored >= 0; k++)
+                if (!(logits[k] = forward(m, &s[k], &x[t], 1, NULL, NULL))) n_scored = -1;
+            if (n_scored < 0) break;
             softmax_into(p, logits[0], V);
             *reference_nll -= safe_log(p[x[t + 1]]);
             int top = argmax(logits[0], V);
@@ -3477,13 +3655,15 @@ int run_perplexity(const Model *m, const Tokenizer *tok, const Options *o) {
 }
 
 /* Profiles the model and writes PATH and its picture PATH.svg; both are opened before the probe
- * runs, so that a path that cannot be written fails at once, not after the work. */
+ * runs, so that a path that cannot be written fails at once, not after the work. Returns 0, -1 (a file
+ * failed) or -2 (PATH is not one this model's profile can have: a command-line error). */
 static int make_profile(const Model *m, const Tokenizer *tok, const Options *o, HeadProfile *profile,
                         const char *path) {
     int alibi = m->config.pos_encoding == POS_ALIBI, status;
     if (alibi && (ends_with(path, ".tsv") || ends_with(path, ".json")))
         return fail("%s: a %s cannot hold an ALiBi model's spans", path,
-                    ends_with(path, ".tsv") ? "DuoAttention .tsv" : ".json profile");
+                    ends_with(path, ".tsv") ? "DuoAttention .tsv" : ".json profile"), -2;
+    if (check_prefix(path, "the picture PATH.svg is") != 0) return -2;
     char svg_path[4400];
     snprintf(svg_path, sizeof svg_path, "%s.svg", path);
     Output heads, svg;
@@ -3513,9 +3693,8 @@ int run_profile(const Model *m, const Tokenizer *tok, const Options *o) {
     HeadProfile profile = {0};
     const char *path = o->out_path ? o->out_path : default_profile_path(o, buf, sizeof buf);
     int status = make_profile(m, tok, o, &profile, path);
-    if (status != 0) report(1);
     free_profile(&profile);
-    return status != 0;
+    return status == 0 ? 0 : report(status == -2 ? 2 : 1);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -3716,6 +3895,8 @@ static int check_args(Options *o) {
     } else if (o->out_path && strcmp(o->mode, "profile") && strcmp(o->mode, "needle")) {
         return complain(2, "-o is for -m logits, profile and needle");
     }
+    if (!strcmp(o->mode, "needle") && !strstr(o->needle, "{key}"))
+        return complain(2, "-e '%s': the needle must hold {key}, where the pass key goes", o->needle);
     return 0;
 }
 
@@ -3796,10 +3977,23 @@ static void warn_options(const Options *o) {
                     "its sinks", o->cache.n_sink, o->cache.window_min);
 }
 
+/* SIGINT, SIGTERM, SIGHUP: the files not complete yet are removed (appendix A), then the signal ends
+ * razor as it would have. */
+static void on_signal(int sig) {
+    remove_temporaries();
+    signal(sig, SIG_DFL);
+    raise(sig); /* the exit status still says which signal ended the run */
+}
+
 int main(int argc, char **argv) {
+    atexit(remove_temporaries); /* an exit() on the way (out of memory) leaves no half-written file */
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGHUP, on_signal);
     Options o;
     int status = parse_args(argc, argv, &o);
-    if (status) return status == 1 ? 0 : status;
+    if (status == 1) return finish_stream(stdout, "standard output") != 0 ? report(1) : 0; /* -h */
+    if (status) return status;
     const Mode *mode = find_mode(o.mode);
     Model model;
     if (load_model(&model, o.model_path) != 0 || (o.bf16 && model_to_bf16(&model) != 0)) {
@@ -3842,6 +4036,7 @@ int main(int argc, char **argv) {
     pool_stop();
     free(prompt);
     free_model(&model);
+    if (finish_stream(stdout, "standard output") != 0) status = status ? status : report(1); /* a full disk */
     return status;
 }
 #endif
@@ -3901,11 +4096,13 @@ static void *pool_worker(void *p) {
 void pool_start(int n) {
     pool.n = pool_threads = n;
     pool.threads = xcalloc((size_t)n, sizeof(pthread_t));
+    sigset_t old = hold_signals(); /* the workers inherit it: signals go to the main thread (appendix A) */
     for (int i = 1; i < n; i++)
         if (pthread_create(&pool.threads[i], NULL, pool_worker, (void *)(intptr_t)i) != 0) {
             pool.n = pool_threads = i; /* run with the threads we got */
             break;
         }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 void pool_stop(void) {
@@ -4642,8 +4839,8 @@ static long razor_tokens(const CacheConfig *cache, int n_caches, int n, int wind
  * slot). The queries go SCORE_QUERIES at a time, sharing each tile of keys, widened to float32 once:
  * scratch holds their rows of scores, then the tile (SCORE_SCRATCH floats). */
 static void attention_weights(const float *q, size_t q_stride, int n_q, const HeadCache *h, int n_past, int hd,
-                              float slope, float q_position, float *scratch, int capacity, double *weight) {
-    float *keys = scratch + (size_t)SCORE_QUERIES * capacity, scale = 1 / sqrtf((float)hd);
+                              float slope, float q_position, float *scratch, int width, double *weight) {
+    float *keys = scratch + (size_t)SCORE_QUERIES * width, scale = 1 / sqrtf((float)hd);
     for (int i0 = 0; i0 < n_q; i0 += SCORE_QUERIES) {
         int nq = min_int(n_q - i0, SCORE_QUERIES), seen = min_int(n_past + i0 + nq, h->n);
         for (int k0 = 0; k0 < seen; k0 += ATT_TILE_K) { /* the scores, a tile of keys at a time */
@@ -4652,7 +4849,7 @@ static void attention_weights(const float *q, size_t q_stride, int n_q, const He
                      (size_t)hd * ATT_TILE_K, h->kv_type); /* keys[d][j]: dimension d of slot k0 + j */
             for (int i = 0; i < nq; i++) {
                 const float *qi = q + (size_t)(i0 + i) * q_stride;
-                float *row = scratch + (size_t)i * capacity + k0;
+                float *row = scratch + (size_t)i * width + k0;
                 for (int j = 0; j < n; j++) row[j] = 0;
                 for (int d = 0; d < hd; d++)
                     for (int j = 0; j < n; j++) row[j] += qi[d] * keys[d * ATT_TILE_K + j];
@@ -4661,7 +4858,7 @@ static void attention_weights(const float *q, size_t q_stride, int n_q, const He
             }
         }
         for (int i = 0; i < nq; i++) { /* each query's softmax, over the slots it sees */
-            float *row = scratch + (size_t)i * capacity, max = -INFINITY, sum = 0;
+            float *row = scratch + (size_t)i * width, max = -INFINITY, sum = 0;
             int visible = min_int(n_past + i0 + i + 1, h->n);
             for (int j = 0; j < visible; j++) if (row[j] > max) max = row[j];
             for (int j = 0; j < visible; j++) sum += row[j] = expf(row[j] - max);
@@ -4722,7 +4919,7 @@ static void snapkv_choose(struct RunState *s, int i, unsigned char *keep, float 
                    p % SNAPKV_WINDOW) * q_dim + (size_t)query_head * hd, (size_t)hd * sizeof(float));
         float slope = m->alibi_slope ? m->alibi_slope[query_head] : 0;
         /* the window's query at position p = prefix + k sees slots 0 .. p */
-        attention_weights(window, (size_t)hd, w, h, prefix, hd, slope, (float)prefix, scratch, s->capacity, votes);
+        attention_weights(window, (size_t)hd, w, h, prefix, hd, slope, (float)prefix, scratch, s->score_width, votes);
     }
     for (int j = 0; j < prefix; j++) { /* max-pool over the neighbours before the window */
         pooled[j] = votes[j];
@@ -4747,10 +4944,21 @@ static int drop_budget(const struct RunState *s, int n) {
     return (int)(razor_tokens(&s->cache, s->n_caches, n, s->razor_window) / s->n_caches);
 }
 
+/* Before the score tasks: room in each thread's score rows for the longest head (by half again). */
+static void reserve_score_rows(struct RunState *s) {
+    int longest = 0;
+    for (int i = 0; i < s->n_caches; i++) longest = s->heads[i].n > longest ? s->heads[i].n : longest;
+    if (longest <= s->score_width) return;
+    int width = round_to_tile(longest + longest / 2);
+    free(s->score_rows);
+    s->score_rows = xcalloc((size_t)pool_threads * SCORE_SCRATCH(width, s->model->config.head_dim), sizeof(float));
+    s->score_width = width;
+}
+
 static void drop_task(void *arg, int thread, int n_threads) {
     RunState *s = arg;
     int hd = s->model->config.head_dim;
-    float *scratch = s->score_rows + (size_t)thread * SCORE_SCRATCH(s->capacity, hd);
+    float *scratch = s->score_rows + (size_t)thread * SCORE_SCRATCH(s->score_width, hd);
     for (int i = thread; i < s->n_caches; i += n_threads) {
         HeadCache *h = &s->heads[i];
         if (h->n <= s->budget) continue;
@@ -4770,6 +4978,7 @@ static void drop_tokens(struct RunState *s) {
     if (s->budget && s->cache.policy == POLICY_SNAPKV) return;
     s->razor_window = razor_window(&s->cache, s->n_tokens);
     s->budget = drop_budget(s, s->n_tokens);
+    reserve_score_rows(s);
     pool_run(drop_task, s);
 }
 
@@ -4785,7 +4994,7 @@ static void observe_task(void *arg, int thread, int n_threads) {
     RunState *s = a->s;
     int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     size_t q_dim = (size_t)c->n_heads * hd;
-    float *scratch = s->score_rows + (size_t)thread * SCORE_SCRATCH(s->capacity, hd);
+    float *scratch = s->score_rows + (size_t)thread * SCORE_SCRATCH(s->score_width, hd);
     for (int kv = thread; kv < c->n_kv_heads; kv += n_threads) {
         HeadCache *h = &s->heads[a->layer * c->n_kv_heads + kv];
         for (int j = h->n - a->T; j < h->n; j++) h->score[j] = 0; /* the block's tokens, new at the end */
@@ -4793,7 +5002,7 @@ static void observe_task(void *arg, int thread, int n_threads) {
             int query_head = kv * group + g;
             float slope = a->m->alibi_slope ? a->m->alibi_slope[query_head] : 0;
             attention_weights(s->q + (size_t)query_head * hd, q_dim, a->T, h, h->n - a->T, hd, slope,
-                              (float)s->n_tokens, scratch, s->capacity, h->score);
+                              (float)s->n_tokens, scratch, s->score_width, h->score);
         }
         if (!a->generating || !s->budget || h->n <= s->budget) continue;
         int leaves = 0;
@@ -4811,6 +5020,7 @@ static void observe_attention(struct RunState *s, int layer, int T, int generati
     if (s->cache.policy == POLICY_H2O) {
         if (generating && s->budget && layer == 0) s->budget = drop_budget(s, s->n_tokens + T); /* once a step */
         BlockJob job = {s->model, s, layer, T, generating};
+        reserve_score_rows(s);
         pool_run(observe_task, &job);
         return;
     }

@@ -7,6 +7,7 @@
 #include "razor.c" /* the whole program, its main left out (built with -DRAZOR_NO_MAIN): the tests see
                       * every function and struct, the static ones included */
 #include <dirent.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include "tests/tokenizer_vectors.h"
 #include "tests/bbpe_vectors.h"
@@ -1730,6 +1731,297 @@ static void test_outputs_and_stops(void) {
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * A careful user's second pass (#26): memory that follows the run, checked writes, kept modes,
+ * signals, FIFOs, numbers that are not finite, chat from a file */
+
+/* Runs cmd (sh -c), returns its exit status (128 + the signal if killed) and its peak RSS in KB. */
+static int run_measured(const char *cmd, long *max_rss_kb) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    struct rusage ru;
+    if (pid < 0 || wait4(pid, &status, 0, &ru) != pid) return -1;
+    *max_rss_kb = ru.ru_maxrss;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* The names in dir that contain part */
+static int files_named(const char *dir, const char *part) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) n += strstr(e->d_name, part) != NULL;
+    if (d) closedir(d);
+    return n;
+}
+
+/* Starts razor (sh -c cmd), waits until a file whose name contains `part` appears in dir, then sends
+ * sig; returns the exit status (128 + signal) or -1 if the file never appeared in 60 s. */
+static int kill_when_file_appears(const char *cmd, const char *dir, const char *part, int sig) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        setpgid(0, 0);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    int seen = 0, status = 0;
+    for (int i = 0; i < 6000 && !seen; i++) {
+        seen = files_named(dir, part) > 0;
+        if (!seen) usleep(10000);
+    }
+    kill(-pid, sig); /* the group: sh and razor */
+    waitpid(pid, &status, 0);
+    if (!seen) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void test_careful_user(void) {
+    Config c = small_config(48, 80, 2, 4, 2, 512, 96);
+    TestModel tm = make_model(c, 26);
+    char model[256], cmd[16384], dir[256];
+    const char *tok = "-z tests/sp512/tokenizer.bin";
+    snprintf(model, sizeof model, "%s", tmp_path("second.bin"));
+    write_model(&tm, model, FORMAT_RAZOR);
+    snprintf(dir, sizeof dir, "%s", tmp_path("second"));
+    mkdir(dir, 0755);
+    Run r;
+
+    /* 1. memory follows what the run holds: a header's seq_len of 2^22 allocates nothing of its size */
+    tm.c.seq_len = 1 << 22;
+    write_model(&tm, tmp_path("huge_context.bin"), FORMAT_RAZOR);
+    tm.c.seq_len = 96;
+    long rss = 0;
+    snprintf(cmd, sizeof cmd, "printf 'hello there\\nand again\\n' | %s %s %s -m chat -t 0 -n 20 -W 8 -S 2 -c streaming"
+             " > /dev/null 2>&1", razor_bin, tmp_path("huge_context.bin"), tok);
+    int rc = run_measured(cmd, &rss);
+    check(rc == 0 && rss > 0 && rss < 200 * 1024, "chat on a header of seq_len 2^22: exit %d, peak RSS %ld KB "
+          "(a cache sized by the header would hold 800 MB)", rc, rss);
+    Model m;
+    if (load_model(&m, tmp_path("huge_context.bin")) == 0) {
+        int *ids = random_ids(60, 512);
+        for (int p = 0; p < N_POLICIES; p++) {
+            CacheConfig cache = {.policy = (Policy)p, .kv_type = KV_BF16, .n_sink = 2, .window_min = 8,
+                                 .compression = 5.0f};
+            HeadProfile profile;
+            init_profile(&profile, &m.config);
+            profile.retrieval[1] = 1;
+            cache.profile = &profile;
+            RunState s;
+            int ok = build_runstate(&s, &m, 1 << 22, 64, &cache) == 0, bounded = 1;
+            for (int i = 0; ok && i < s.n_caches; i++) bounded &= s.heads[i].slots <= ATT_TILE_K;
+            if (ok) forward(&m, &s, ids, 60, NULL, NULL);
+            for (int i = 0; ok && i < s.n_caches; i++) bounded &= s.heads[i].slots <= 2 * 60 + ATT_TILE_K;
+            if (ok) compress_cache(&s, &m.config);
+            for (int i = 0; ok && i < s.n_caches; i++) {
+                const HeadCache *h = &s.heads[i];
+                if (h->state == COMPRESSED_HEAD) bounded &= h->slots == round_to_tile(window_start(h) + h->window);
+                if (h->state == SELECTED_HEAD) bounded &= h->slots == round_to_tile(s.budget + 1);
+            }
+            check(ok && bounded && s.score_width <= 2 * 60 + ATT_TILE_K,
+                  "-c %s, a context of 2^22: the heads start at one key tile, hold at most 1.5 x what they were given, "
+                  "and compressed ones sinks + compensation + window (score rows %d wide)", policy_names[p],
+                  ok ? s.score_width : -1);
+            if (ok) free_runstate(&s);
+            free_profile(&profile);
+        }
+        free(ids);
+        free_model(&m);
+    } else check(0, "load %s: %s", tmp_path("huge_context.bin"), razor_error());
+
+    /* 2 and 3, as root: a 64 KB tmpfs, full; a read-only one. Else they are skipped, saying so. */
+    char full[300], ro[300];
+    snprintf(full, sizeof full, "%s/full", dir);
+    snprintf(ro, sizeof ro, "%s/ro", dir);
+    mkdir(full, 0755);
+    mkdir(ro, 0755);
+    snprintf(cmd, sizeof cmd, "mount -t tmpfs -o size=64k tmpfs %s 2>/dev/null && mount -t tmpfs -o size=64k tmpfs %s",
+             full, ro);
+    if (geteuid() == 0 && system(cmd) == 0) {
+        write_text(tmp_path("second_ids.txt"), "1 5 9 200 7\n");
+        snprintf(cmd, sizeof cmd, "echo old > %s/keep.f32; dd if=/dev/zero of=%s/fill bs=1k 2>/dev/null; "
+                 "echo x >> %s/fill", full, full, full);
+        check(system(cmd) != 0, "the tmpfs is full");
+        snprintf(cmd, sizeof cmd, "%s %s %s -m needle -L 60 -D 0,1 -W 8 -S 2 -o %s/n", razor_bin, model, tok, full);
+        r = run(cmd);
+        check(r.status == 1 && strstr(r.err, "n.jsonl.partial: cannot write it all: No space left on device") &&
+                  files_named(full, "n.jsonl") == 0 && files_named(full, "n_") == 0,
+              "-m needle on a full disk: exit 1, why, and no .jsonl or .partial left: exit %d, %s", r.status, r.err);
+        free_run(&r);
+        snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s -o %s/keep.f32", razor_bin, model, tmp_path("second_ids.txt"),
+                 full);
+        r = run(cmd);
+        char path[400];
+        snprintf(path, sizeof path, "%s/keep.f32", full);
+        check(r.status == 1 && strstr(r.err, "keep.f32: cannot write it all: No space left on device") &&
+                  file_size(path) == 4 && files_named(full, ".tmp") == 0,
+              "-m logits on a full disk: exit 1 with errno, the old file kept, no temporary left: %s", r.err);
+        free_run(&r);
+        snprintf(cmd, sizeof cmd, "{ %s %s %s -m tokenize -i 'hello there' > %s/ids.txt; }", razor_bin, model, tok,
+                 full);
+        expect_cli_error("-m tokenize into a full disk", cmd, 1, "standard output: cannot write it all: No space");
+        /* 3. a writable file in a directory razor cannot write to: refused, the file as it was */
+        snprintf(cmd, sizeof cmd, "echo old > %s/p.f32 && mount -o remount,ro %s", ro, ro);
+        check(system(cmd) == 0, "remount read-only");
+        snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s -o %s/p.f32", razor_bin, model, tmp_path("second_ids.txt"),
+                 ro);
+        expect_cli_error("-o in a read-only directory", cmd, 1, "(its directory: razor writes a new file beside it");
+        snprintf(cmd, sizeof cmd, "umount %s; umount %s", full, ro);
+        if (system(cmd) != 0) fprintf(stderr, "could not unmount %s and %s\n", full, ro);
+    } else {
+        printf("SKIPPED: the full-disk and read-only-directory checks need root (a 64 KB tmpfs)\n");
+    }
+    snprintf(cmd, sizeof cmd, "{ %s %s %s -n 4 -t 0 -c full -i 'hello' > /dev/full; }", razor_bin, model, tok);
+    expect_cli_error("generate into /dev/full", cmd, 1, "standard output: cannot write it all: No space");
+    snprintf(cmd, sizeof cmd, "{ %s %s %s -m compare -n 4 -c streaming -i 'hello' > /dev/full; }", razor_bin, model,
+             tok);
+    expect_cli_error("compare into /dev/full", cmd, 1, "standard output: cannot write it all: No space");
+    /* 3. a replaced file keeps its mode, and as root its owner */
+    char out[400];
+    snprintf(out, sizeof out, "%s/private.f32", dir);
+    write_text(out, "old");
+    chmod(out, 0600);
+    int owner_changed = geteuid() == 0 && chown(out, 65534, 65534) == 0;
+    snprintf(cmd, sizeof cmd, "%s %s -m logits -i 'hello' %s -o %s", razor_bin, model, tok, out);
+    r = run(cmd);
+    struct stat st;
+    check(r.status == 0 && stat(out, &st) == 0 && (st.st_mode & 07777) == 0600 && file_size(out) > 3 &&
+              (!owner_changed || (st.st_uid == 65534 && st.st_gid == 65534)),
+          "a replaced file keeps mode 0600%s: mode %o, owner %d: %s", owner_changed ? " and its owner" : "",
+          st.st_mode & 07777, (int)st.st_uid, r.err);
+    free_run(&r);
+
+    /* 4. and 11. chat: a line of any length is one turn; input from a file is echoed; /reset, /exit */
+    char *long_line = xcalloc(20001, 1);
+    for (int i = 0; i < 20000; i++) long_line[i] = i % 3 == 2 ? ' ' : 'a' + i % 7;
+    snprintf(out, sizeof out, "%s/chat_in.txt", dir);
+    FILE *f = fopen(out, "w");
+    fprintf(f, "%s\nhello\n", long_line);
+    fclose(f);
+    int long_tokens = -1; /* what the turn is in the model's template, by the same functions in this process */
+    Tokenizer t;
+    if (load_model(&m, model) == 0 && load_tokenizer(&t, "tests/sp512/tokenizer.bin", 512, 1, 2) == 0) {
+        int *turn_ids = xcalloc(2 * encode_room(long_line) + 64, sizeof(int));
+        long_tokens = chat_turn_tokens(&m.config, &t, NULL, long_line, 0, turn_ids);
+        free(turn_ids);
+        free_tokenizer(&t);
+        free_model(&m);
+    }
+    free(long_line);
+    snprintf(cmd, sizeof cmd, "%s %s %s -m chat -t 0 -n 3 -c full < %s", razor_bin, model, tok, out);
+    r = run(cmd);
+    const char *said = strstr(r.err, "this turn is ");
+    int n_said = said ? atoi(said + 13) : 0, turns = 0;
+    for (const char *q = r.err; (q = strstr(q, "this turn is ")); q++) turns++;
+    check(r.status == 1 && turns == 1 && n_said == long_tokens && strstr(r.out, "Assistant: ") &&
+              strstr(r.err, "1 turn of the input went unanswered"),
+          "a 20000-byte chat line is one turn (%d tokens; %d in the template), refused once; the next line is "
+          "answered; exit 1 for the unanswered one: exit %d, %s", n_said, long_tokens, r.status, r.err);
+    free_run(&r);
+    snprintf(out, sizeof out, "%s/chat2.txt", dir);
+    write_text(out, "hello there\n/reset\nhi\n/exit\nnever answered\n");
+    snprintf(cmd, sizeof cmd, "%s %s %s -m chat -t 0 -n 3 -c full < %s", razor_bin, model, tok, out);
+    r = run(cmd);
+    int answers = 0;
+    for (const char *q = r.out; (q = strstr(q, "Assistant: ")); q++) answers++;
+    size_t len = strlen(r.out);
+    check(r.status == 0 && answers == 2 && !strncmp(r.out, "User: hello there\nAssistant: ", 29) &&
+              strstr(r.out, "User: /reset\nUser: hi\nAssistant: ") && strstr(r.err, "starts over") &&
+              !strstr(r.out, "never") && len && r.out[len - 1] == '\n',
+          "chat from a file: the user's lines echoed, /reset starts over, /exit leaves, a final newline: %s", r.out);
+    free_run(&r);
+    snprintf(out, sizeof out, "%s/chat3.txt", dir);
+    write_text(out, "tell me a long story\nand then\nand more\n");
+    snprintf(cmd, sizeof cmd, "%s %s %s -m chat -t 0 -n 200 -c full < %s", razor_bin, model, tok, out);
+    r = run(cmd);
+    check(r.status == 1 && strstr(r.err, "filled the model's context") &&
+              strstr(r.err, "2 turns of the input went unanswered"),
+          "chat that fills the context: exit 1, and how many lines went unanswered: exit %d, %s", r.status, r.err);
+    free_run(&r);
+
+    /* 6. prefixes that name no file; 7. errors before any file exists; 8. exit 1 for files */
+    snprintf(cmd, sizeof cmd, "%s %s %s -m needle -L 60 -o %s/", razor_bin, model, tok, dir);
+    expect_cli_error("-m needle -o DIR/", cmd, 2, "named by adding to it; give a file name");
+    snprintf(cmd, sizeof cmd, "%s %s %s -m needle -L 60 -o %s", razor_bin, model, tok, dir);
+    expect_cli_error("-m needle -o DIR", cmd, 2, "and it is a directory");
+    snprintf(cmd, sizeof cmd, "%s %s %s -m profile -o /dev/null", razor_bin, model, tok);
+    expect_cli_error("-m profile -o /dev/null", cmd, 2, "and it is a device or FIFO");
+    struct stat dev;
+    check(stat("/dev/null.svg", &dev) != 0 && stat("/dev/null.jsonl", &dev) != 0, "nothing written beside /dev/null");
+    check(files_named(dir, ".jsonl") == 0, "no hidden DIR/.jsonl");
+    snprintf(cmd, sizeof cmd, "%s %s %s -m needle -L 20 -o %s/short", razor_bin, model, tok, dir);
+    expect_cli_error("-m needle -L too short for the needle", cmd, 2, "too short for the needle and the question");
+    check(files_named(dir, "short") == 0, "a needle run refused for its -L leaves no file");
+    snprintf(cmd, sizeof cmd, "%s %s %s -m needle -L 60 -e 'a sentence with no key' -o %s/nokey", razor_bin, model, tok,
+             dir);
+    expect_cli_error("-m needle -e without {key}", cmd, 2, "the needle must hold {key}");
+    check(files_named(dir, "nokey") == 0, "a needle run refused for its -e leaves no file");
+    write_text(tmp_path("a_file"), "x");
+    snprintf(cmd, sizeof cmd, "%s %s %s -m needle -L 60 -o %s/x", razor_bin, model, tok, tmp_path("a_file"));
+    expect_cli_error("-m needle -o under a regular file", cmd, 1, "a_file/x.jsonl.partial: Not a directory");
+    /* 7. a signal: temporaries removed; a needle .partial with no case in it removed */
+    Config wide = small_config(48, 80, 2, 4, 2, 512, 4096);
+    TestModel big = make_model(wide, 27);
+    write_model(&big, tmp_path("long_probe.bin"), FORMAT_RAZOR);
+    free_test_model(&big);
+    snprintf(cmd, sizeof cmd, "exec %s %s %s -m profile -o %s/p.heads", razor_bin, tmp_path("long_probe.bin"), tok,
+             dir);
+    rc = kill_when_file_appears(cmd, dir, "p.heads.tmp", SIGTERM);
+    check(rc == 128 + SIGTERM && files_named(dir, "p.heads") == 0,
+          "SIGTERM during -m profile: killed by it (%d), and no p.heads, p.heads.svg or temporary left", rc);
+    write_text(tmp_path("two_by_two.tsv"), "1\t0\n0\t0\n"); /* a profile: layer 0's KV head 0 a retrieval head */
+    snprintf(cmd, sizeof cmd, "exec %s %s %s -k %s -m needle -L 4000 -o %s/sig", razor_bin, tmp_path("long_probe.bin"),
+             tok, tmp_path("two_by_two.tsv"), dir);
+    rc = kill_when_file_appears(cmd, dir, "sig.jsonl.partial", SIGINT);
+    check(rc == 128 + SIGINT && files_named(dir, "sig") == 0,
+          "SIGINT before the first needle case is done: no empty .partial left (exit %d)", rc);
+
+    /* 9. a FIFO as the model, -z or -k: refused at once, no hang */
+    snprintf(out, sizeof out, "%s/fifo", dir);
+    mkfifo(out, 0600);
+    snprintf(cmd, sizeof cmd, "timeout 20 %s %s -i hi", razor_bin, out);
+    expect_cli_error("a FIFO as the model", cmd, 1, "fifo: not a regular file");
+    snprintf(cmd, sizeof cmd, "timeout 20 %s %s -z %s -i hi", razor_bin, model, out);
+    expect_cli_error("a FIFO with no writer as -z", cmd, 1, "fifo: a FIFO with nothing written to it");
+    snprintf(cmd, sizeof cmd, "timeout 20 %s %s %s -k %s -i hi", razor_bin, model, tok, out);
+    expect_cli_error("a FIFO with no writer as -k", cmd, 1, "fifo: a FIFO with nothing written to it");
+    snprintf(cmd, sizeof cmd, "timeout 20 %s %s -z /dev/stdin -m tokenize -i hi < tests/sp512/tokenizer.bin", razor_bin,
+             model);
+    r = run(cmd);
+    check(r.status == 0, "a tokenizer through a pipe still reads: %s", r.err);
+    free_run(&r);
+
+    /* 10. a tiny temperature is greedy, not <unk>; NaN weights are an error naming the layer */
+    snprintf(cmd, sizeof cmd, "%s %s %s -n 12 -t 1e-38 -s 3 -c full -i 'It was'", razor_bin, model, tok);
+    Run a = run(cmd);
+    snprintf(cmd, sizeof cmd, "%s %s %s -n 12 -t 0 -c full -i 'It was'", razor_bin, model, tok);
+    Run b = run(cmd);
+    check(a.status == 0 && !strcmp(a.out, b.out) && !strstr(a.out, "<unk>"), "-t 1e-38 samples as greedy: '%s' '%s'",
+          a.out, b.out);
+    free_run(&a);
+    free_run(&b);
+    tm.w1[(size_t)1 * c.hidden_dim * c.dim + 7] = NAN; /* layer 1's ffn */
+    write_model(&tm, tmp_path("nan.bin"), FORMAT_RAZOR);
+    const char *modes[] = {"-n 4 -i hello", "-m compare -n 4 -i hello", "-m needle -L 60 -D 0 -o ", "-m profile -o ",
+                           "-m logits -i hello -o ", "-m perplexity -i 'hello there, how are you today, and then'"};
+    for (int i = 0; i < 6; i++) {
+        char outs[300] = "";
+        if (strstr(modes[i], "-o ")) snprintf(outs, sizeof outs, "%s/nan_%d", dir, i);
+        snprintf(cmd, sizeof cmd, "%s %s %s -k %s %s%s", razor_bin, tmp_path("nan.bin"), tok,
+                 tmp_path("two_by_two.tsv"), modes[i], outs);
+        if (i == 3) snprintf(cmd, sizeof cmd, "%s %s %s %s%s", razor_bin, tmp_path("nan.bin"), tok, modes[i], outs);
+        r = run(cmd);
+        check(r.status == 1 && strstr(r.err, "not finite: NaN or Inf first in layer 1 (of 0..1)") &&
+                  !strstr(r.out, "<unk>") && files_named(dir, "nan_") == 0,
+              "NaN weights in layer 1, %s: exit 1 naming the layer, no output file: exit %d, %s", modes[i], r.status,
+              r.err);
+        free_run(&r);
+    }
+    free_test_model(&tm);
+}
+
+/* ---------------------------------------------------------------------------------------------
  * The RazorAttention cache */
 
 /* a head to be compressed (a SHORT_HEAD until it is), as razor's choose_head_caches makes it */
@@ -3001,6 +3293,7 @@ int main(int argc, char **argv) {
     test_bad_model_files();
     test_cli();
     test_outputs_and_stops();
+    test_careful_user();
     test_fuzz_regressions();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);

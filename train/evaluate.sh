@@ -9,7 +9,8 @@
 # 3. the same with the retrieval heads forced to COMPRESSED (RETRIEVAL -> COMPRESSED in a copy of the
 #    profile): what the retrieval heads are worth;
 # 4. razor, nocomp, streaming, snapkv and h2o against the full cache on a held-out passage (-m compare): the
-#    first 430 bytes of docs/heldout_passage.txt (cut at a space), so that 64 steps fit the context.
+#    start of docs/heldout_passage.txt, cut at the last space before byte 430 (429 bytes), so that 64
+#    steps fit the context.
 set -e
 cd "$(dirname "$0")/.."
 model=${1:-model.bin}
@@ -29,7 +30,7 @@ echo "== needle, built-in filler, the retrieval heads forced to COMPRESSED"
 echo "== needle, held-out filler, the retrieval heads forced to COMPRESSED"
 ./razor "$model" -m needle -k "$tmp/forced.heads" -f docs/heldout_filler.txt -o "$tmp/forced2" 2>/dev/null | tail -8
 rm -f docs/needle.jsonl docs/heldout.jsonl
-echo "== compare on the first 430 bytes of docs/heldout_passage.txt, 64 greedy steps"
+echo "== compare on docs/heldout_passage.txt cut at the last space before byte 430, 64 greedy steps"
 head -c 430 docs/heldout_passage.txt | sed 's/ [^ ]*$//' > "$tmp/passage.txt"
 for policy in razor nocomp streaming snapkv h2o; do
     ./razor "$model" -m compare -c $policy -f "$tmp/passage.txt" -n 64 2>/dev/null | tail -1
