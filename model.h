@@ -181,7 +181,8 @@ typedef struct {
  *   q8_tile     Q8_TILE_R x Q8_TILE_C accumulators (8 floats each: ymm, or 2 NEON registers), + Q8_TILE_R
  *               weight vectors, + 1 input, + 1 product (below: q8 weights multiply int8 activations)
  * AVX-512 has 32 registers of 16 floats, AVX2 16 of 8, SSE2 16 of 4, ARM NEON 32 of 4. */
-#if defined(__AVX512F__)           /* 32 zmm: block 24 + 4 + 1, dot 16 + 4 + 1, scores 24 + 4 + 1, sums 12 + 2 + 1, q8 16 + 4 + 2 */
+#if defined(__AVX512F__)           /* 32 zmm: block 24 + 4 + 1, dot 16 + 4 + 1, scores 24 + 4 + 1, sums 12 + 2 + 1,
+                                      q8 16 + 4 + 2 */
 #define RAZOR_ISA "AVX-512"
 #define VEC 16
 #define BLOCK_TILE_R 6
@@ -230,7 +231,7 @@ typedef struct {
 #endif
 /* q8 weights multiply int8 activations (razor.c appendix F, "q8 x q8"): the matmul's input is quantized
  * to int8 in groups of Q8_GROUP, one float32 scale each, symmetric: scale = max|x| / 127, values in
- * [-127, 127]. dot_i8(w, x) gives the 32 products of one group of weights and one group of inputs,
+ * [-127, 127]. dot_i8(&sum, w, x) gives the 32 products of one group of weights and one group of inputs,
  * summed exactly in int32 into 8 lanes (which product goes to which lane is the instruction's business;
  * only the sum of the lanes is defined). dot_i8_plain is the definition, and the version for targets
  * without an int8 dot-product instruction (SSE2, AVX without AVX2, ARM without dotprod): the compiler
@@ -239,37 +240,34 @@ typedef struct {
  * in [-127, 127], so a weight of -128 (a GGUF's Q8_0 may hold one) is exact too; vpmaddubsw's int16
  * sums of two products, at most 2 * 128 * 127 = 32512, never saturate. */
 typedef int32_t i32x8 __attribute__((vector_size(8 * sizeof(int32_t))));
-static inline i32x8 dot_i8_plain(const int8_t *w, const int8_t *x) {
-    i32x8 sum = {0};
+static inline void dot_i8_plain(i32x8 *sum, const int8_t *w, const int8_t *x) {
+    *sum = (i32x8){0};
     for (int k = 0; k < 32; k += 8)
-        for (int l = 0; l < 8; l++) sum[l] += w[k + l] * x[k + l];
-    return sum;
+        for (int l = 0; l < 8; l++) (*sum)[l] += w[k + l] * x[k + l];
 }
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
 #include <immintrin.h>
 #define RAZOR_DOT_I8 "vpdpbusd"
-static inline i32x8 dot_i8(const int8_t *w, const int8_t *x) {
+static inline void dot_i8(i32x8 *sum, const int8_t *w, const int8_t *x) {
     __m256i wv = _mm256_loadu_si256((const __m256i *)w), xv = _mm256_loadu_si256((const __m256i *)x);
-    return (i32x8)_mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+    *sum = (i32x8)_mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
 }
 #elif defined(__AVX2__)
 #include <immintrin.h>
 #define RAZOR_DOT_I8 "vpmaddubsw"
-static inline i32x8 dot_i8(const int8_t *w, const int8_t *x) { /* pairs of products to int16, pairs of those to int32 */
+static inline void dot_i8(i32x8 *sum, const int8_t *w, const int8_t *x) { /* products to int16 pairs, to int32 */
     __m256i wv = _mm256_loadu_si256((const __m256i *)w), xv = _mm256_loadu_si256((const __m256i *)x);
     __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
-    return (i32x8)_mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+    *sum = (i32x8)_mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
 }
 #elif defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
 #include <arm_neon.h>
 #define RAZOR_DOT_I8 "sdot"
-static inline i32x8 dot_i8(const int8_t *w, const int8_t *x) { /* signed x signed: no trick needed */
+static inline void dot_i8(i32x8 *sum, const int8_t *w, const int8_t *x) { /* signed x signed: no trick needed */
     int32x4_t lo = vdotq_s32(vdupq_n_s32(0), vld1q_s8(w), vld1q_s8(x));
     int32x4_t hi = vdotq_s32(vdupq_n_s32(0), vld1q_s8(w + 16), vld1q_s8(x + 16));
-    i32x8 sum;
-    memcpy(&sum, &lo, sizeof lo);
-    memcpy((char *)&sum + sizeof lo, &hi, sizeof hi);
-    return sum;
+    memcpy(sum, &lo, sizeof lo);
+    memcpy((char *)sum + sizeof lo, &hi, sizeof hi);
 }
 #else
 #define RAZOR_DOT_I8 "plain C"

@@ -53,6 +53,7 @@
 typedef struct { float *out; Matrix w; int d, add; } Product;
 void matmul(const float *x, float *xt, int T, int n, const Product *products, int n_products);
 static int matmul_padded(int T); /* rows of the scratch xt that matmul fills for T tokens */
+static int q8_f32_inputs; /* -A f32: q8 weights widened to float32 and multiplied by float32 inputs, not int8 ones */
 static void swiglu(float *hb, const float *hb2, size_t n);
 typedef void (*Task)(void *arg, int thread, int n_threads);
 void pool_start(int n_threads); /* a no-op when built without pthreads */
@@ -2717,6 +2718,7 @@ typedef struct {
     CacheConfig cache;
     float induction_fraction, echo_fraction;
     int bf16;                /* -w bf16 */
+    int q8_f32;              /* -A f32 */
     int block;               /* -B: prompt tokens per forward block */
     int needle_lengths[MAX_NEEDLE_LENGTHS], n_needle_lengths; /* -L; 0: the default grid */
     float needle_depths[MAX_NEEDLE_DEPTHS];                   /* -D */
@@ -3542,6 +3544,8 @@ static void usage(FILE *f) {
             "  -B n        prompt tokens per forward block (default %d; 1: one at a time)\n"
             "  -w type     weights in memory: f32 (default, as the file has them) | bf16 (rounded copy:\n"
             "              half the bytes to read per token, faster generation)\n"
+            "  -A type     what q8 weights multiply: q8 (default: the inputs rounded to int8 too, int8\n"
+            "              dot products) | f32 (the weights widened to float32: slower, inputs unrounded)\n"
             "  -y text     system prompt (chat)\n"
             "  -I file     token ids to teacher-force (logits; instead of a prompt)\n"
             "  -o file     output: logits (float32 [n_tokens][vocab_size]); profile (.heads, .tsv or\n"
@@ -3564,8 +3568,10 @@ static void usage(FILE *f) {
             "  -q text     needle: the question at the end\n"
             "  -L n,n,..   needle: prompt lengths in tokens (default: 1/4, 1/2, 3/4, all of the context)\n"
             "  -D f,f,..   needle: depths of the pass key, 0 to 1 (default 0,0.25,0.5,0.75,1)\n"
-            "built for %s: vectors of %d floats (model.h chooses from the compile target)\n",
-            DEFAULT_BLOCK, SINKS_N0, WINDOW_S0, COMPRESSION_C, INDUCTION_FRACTION, ECHO_FRACTION, RAZOR_ISA, VEC);
+            "built for %s: vectors of %d floats, int8 dot products by %s (model.h chooses from"
+            " the compile target)\n",
+            DEFAULT_BLOCK, SINKS_N0, WINDOW_S0, COMPRESSION_C, INDUCTION_FRACTION, ECHO_FRACTION, RAZOR_ISA, VEC,
+            RAZOR_DOT_I8);
 }
 
 /* A number written plainly: decimal digits (an integer), or also a point and an exponent; no spaces,
@@ -3665,6 +3671,10 @@ static int parse_flag(Options *o, const char *flag, const char *val) {
         if (strcmp(val, "f32") && strcmp(val, "bf16")) return complain(2, "-w takes f32 or bf16, not '%s'", val);
         o->bf16 = !strcmp(val, "bf16");
         break;
+    case 'A':
+        if (strcmp(val, "q8") && strcmp(val, "f32")) return complain(2, "-A takes q8 or f32, not '%s'", val);
+        o->q8_f32 = !strcmp(val, "f32");
+        break;
     case 'K': {
         const char *types[] = {"f32", "bf16", "f16"};
         int k = 0;
@@ -3735,7 +3745,7 @@ static int parse_args(int argc, char **argv, Options *o) {
     o->model_path = argv[1];
     for (int i = 2; i < argc; i += 2) {
         const char *flag = argv[i];
-        if (flag[0] != '-' || strlen(flag) != 2 || !strchr("tpsnifzmToIycSWCkREeqwLDKBl", flag[1])) {
+        if (flag[0] != '-' || strlen(flag) != 2 || !strchr("tpsnifzmToIycSWCkREeqwALDKBl", flag[1])) {
             complain(2, "unknown option '%s'", flag);
             usage(stderr);
             return 2;
@@ -3802,6 +3812,7 @@ int main(int argc, char **argv) {
     if (status) return status == 1 ? 0 : status;
     const Mode *mode = find_mode(o.mode);
     Model model;
+    q8_f32_inputs = o.q8_f32;
     if (load_model(&model, o.model_path) != 0 || (o.bf16 && model_to_bf16(&model) != 0)) {
         free_model(&model);
         return report(1);
@@ -4000,11 +4011,16 @@ static inline float vsum(vecf v) { /* a tree of adds, log2(VEC) deep, not a VEC-
 
 /* Weights as matmul reads them (model.h): float32; bfloat16 (a file's, or -w bf16's rounded copy of a
  * float32 file: half the bytes every generated token must stream through the cores); or q8, int8 in
- * groups with one float32 scale each (a little over a quarter of the bytes), which meet int8 inputs
- * (q8 x q8, below) in kernels of their own. bfloat16 is the top half of a float32, so widening is a
- * shift. The kernels below take a constant TYPE, like their tile sizes, and compile once for each. */
+ * groups with one float32 scale each (a little over a quarter of the bytes), which by default meet int8
+ * inputs in kernels of their own (q8 x q8, below), and with -A f32 are widened to float32 here like
+ * the others. bfloat16 is the top half of a float32, so widening is a shift; an int8 widens by
+ * conversion, times its group's scale. The kernels below take a constant TYPE, like their tile sizes,
+ * and compile once for each. A vector of VEC weights never straddles two q8 groups: VEC divides
+ * Q8_GROUP, and vectors start at multiples of VEC within rows whose length is a multiple of Q8_GROUP. */
 typedef uint16_t vech __attribute__((vector_size(VEC * sizeof(uint16_t))));
 typedef uint32_t vecu __attribute__((vector_size(VEC * sizeof(uint32_t))));
+typedef int8_t vecb __attribute__((vector_size(VEC * sizeof(int8_t))));
+typedef int16_t vecs __attribute__((vector_size(VEC * sizeof(int16_t))));
 typedef int32_t veci __attribute__((vector_size(VEC * sizeof(int32_t))));
 static inline vecf widen_bf16(const uint16_t *p) {
     vech h;
@@ -4014,8 +4030,14 @@ static inline vecf widen_bf16(const uint16_t *p) {
     memcpy(&f, &u, sizeof f);
     return f;
 }
+static inline vecf widen_q8(const int8_t *p) { /* by way of int16: GCC turns int8 -> float into scalar code */
+    vecb b;
+    memcpy(&b, p, sizeof b);
+    return __builtin_convertvector(__builtin_convertvector(__builtin_convertvector(b, vecs), veci), vecf);
+}
 static inline vecf wload(Matrix w, size_t i, int TYPE) { /* weights i .. i + VEC - 1 */
     if (TYPE == WEIGHT_BF16) return widen_bf16((const uint16_t *)w.data + i);
+    if (TYPE == WEIGHT_Q8) return widen_q8((const int8_t *)w.data + i) * w.scale[i / Q8_GROUP];
     return vload((const float *)w.data + i);
 }
 static inline float wget(Matrix w, size_t i, int TYPE) { /* matrix_value, its type a constant */
@@ -4028,15 +4050,15 @@ typedef struct {
     float *out;       /* (T, d) */
     const float *x;   /* (T, n) */
     const float *xt;  /* x transposed tile by tile, for block_tile (see transpose_block); one token
-                         with bf16 weights: x reordered for dot_row (pair_inputs) */
+                         with bf16 or (-A f32) q8 weights: x reordered for dot_row (pair_inputs, quad_inputs) */
     Matrix xq;        /* q8 weights: x (T, n) quantized, in q8's layout (quantize_q8) */
     Matrix w;         /* (d, n) */
     int T, n, d, add;
 } Matmul;
 
-/* Three matmul kernels for float32 and bfloat16 weights: dot_row for one token, dot_tile for a few,
- * block_tile for a block (and one for q8 weights, q8_tile, below). Weights are row-major (d, n), as the
- * file stores them.
+/* Three matmul kernels for float32 inputs: dot_row for one token, dot_tile for a few, block_tile for a
+ * block (q8 weights have one of their own for int8 inputs, q8_tile, below). Weights are row-major (d,
+ * n), as the file stores them.
  *
  * dot_tile, for a few tokens (2 to 15: a short chat turn, a prompt's last block): out[t + c][i + r]
  * = dot(w row i + r, x row t + c) for R weight rows and C tokens (R, C <= DOT_TILE), vectorised along
@@ -4072,9 +4094,11 @@ static inline __attribute__((always_inline)) void dot_tile(const Matmul *a, size
  * below what the caches deliver). bf16 weights come 2 * VEC at a time as VEC uint32 pairs: the low
  * halves (even inputs, on a little-endian machine, as razor assumes throughout) widen with a shift, the
  * high halves (odd inputs) with a mask, with no shuffles (which would cost more than the bytes saved);
- * x_pairs is x reordered to match (pair_inputs). Each bf16 round also asks for the weights
- * PREFETCH_AHEAD bytes on (measured: +15-20% for bf16 when it was added, the hardware prefetcher alone
- * falling behind; q8_tile does the same for one token). fp32
+ * x_pairs is x reordered to match (pair_inputs). q8 weights (-A f32) come 4 * VEC at a time as VEC
+ * int32 lanes of 4 bytes: shifting each byte to the top of its lane and back down (arithmetic) widens
+ * it, again with no shuffles, and x_quads is x reordered to match (quad_inputs); each lane's sum is then
+ * multiplied by its group's scale. Each bf16 and q8 round also asks for the weights PREFETCH_AHEAD bytes
+ * on (measured: +15-20% for bf16 when it was added, the hardware prefetcher alone falling behind). fp32
  * rounds do not: on a Zen 4 the same request made the stories110M shape's fp32 generation 7-12%
  * slower (AVX-512 and AVX2 builds, 2026-11-30), the hardware prefetcher keeping up with a stream
  * whose every byte is used once. */
@@ -4089,13 +4113,34 @@ static inline vecf pair_dot(const uint16_t *w, const float *x_pairs, vecf acc) {
     return acc + even * vload(x_pairs) + odd * vload(x_pairs + VEC);
 }
 
+static inline vecf quad_dot(const int8_t *q, const float *x_quads, const float *scale, vecf acc) {
+    vecu u;
+    memcpy(&u, q, sizeof u);
+    vecf sum = __builtin_convertvector((veci)(u << 24) >> 24, vecf) * vload(x_quads) +
+               __builtin_convertvector((veci)(u << 16) >> 24, vecf) * vload(x_quads + VEC) +
+               __builtin_convertvector((veci)(u << 8) >> 24, vecf) * vload(x_quads + 2 * VEC) +
+               __builtin_convertvector((veci)u >> 24, vecf) * vload(x_quads + 3 * VEC);
+    /* lane l holds weights 4l .. 4l + 3, of group 4l / Q8_GROUP: all lanes in one group, or (VEC 16,
+     * 64 weights) the first 8 lanes in one and the last 8 in the next */
+    vecf lane_scale = scale[0] + (vecf){0};
+    if (4 * VEC > Q8_GROUP) {
+        static const int32_t lane_id[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+        veci id, in_second;
+        memcpy(&id, lane_id, sizeof id);
+        in_second = id >= Q8_GROUP / 4;
+        lane_scale = (vecf)(((veci)lane_scale & ~in_second) | ((veci)(scale[1] + (vecf){0}) & in_second));
+    }
+    return acc + sum * lane_scale;
+}
+
 #define PREFETCH_AHEAD 2048 /* bytes: the weights are one stream; ask for them this far ahead */
 static inline void prefetch_ahead(const void *p) { /* the 4 cache lines PREFETCH_AHEAD bytes past p */
     for (int k = 0; k < 4; k++) __builtin_prefetch((const char *)p + PREFETCH_AHEAD + 64 * k);
 }
 
-static inline __attribute__((always_inline)) float dot_row(const float *x, const float *x_pairs, Matrix w, int n,
+static inline __attribute__((always_inline)) float dot_row(const float *x, const float *x_reordered, Matrix w, int n,
                                                            int TYPE) {
+    const float *x_pairs = x_reordered, *x_quads = x_reordered;
     vecf acc[4] = {{0}, {0}, {0}, {0}};
     int j = 0;
     if (TYPE == WEIGHT_BF16) { /* 256 bytes of weights per round, as below */
@@ -4105,6 +4150,16 @@ static inline __attribute__((always_inline)) float dot_row(const float *x, const
             for (int u = 0; u < 4; u++) acc[u] = pair_dot(w16 + j + u * 2 * VEC, x_pairs + j + u * 2 * VEC, acc[u]);
         }
         for (; j + 2 * VEC <= n; j += 2 * VEC) acc[0] = pair_dot(w16 + j, x_pairs + j, acc[0]);
+    } else if (TYPE == WEIGHT_Q8) { /* 16 * VEC bytes of weights per round */
+        const int8_t *q = w.data;
+        for (; j + 16 * VEC <= n; j += 16 * VEC) {
+            prefetch_ahead(q + j);
+            for (int u = 0; u < 4; u++)
+                acc[u] = quad_dot(q + j + u * 4 * VEC, x_quads + j + u * 4 * VEC,
+                                  w.scale + (j + u * 4 * VEC) / Q8_GROUP, acc[u]);
+        }
+        for (; j + 4 * VEC <= n; j += 4 * VEC) acc[0] = quad_dot(q + j, x_quads + j, w.scale + j / Q8_GROUP, acc[0]);
+        for (; j + VEC <= n; j += VEC) acc[1] += wload(w, (size_t)j, TYPE) * vload(x + j); /* whole groups: no tail */
     } else {
         for (; j + 4 * VEC <= n; j += 4 * VEC)
             for (int u = 0; u < 4; u++) acc[u] += wload(w, (size_t)j + u * VEC, TYPE) * vload(x + j + u * VEC);
@@ -4120,6 +4175,14 @@ static inline __attribute__((always_inline)) float dot_row(const float *x, const
 static void pair_inputs(float *x_pairs, const float *x, int n) {
     for (int j = 0; j + 2 * VEC <= n; j += 2 * VEC)
         for (int k = 0; k < VEC; k++) { x_pairs[j + k] = x[j + 2 * k]; x_pairs[j + VEC + k] = x[j + 2 * k + 1]; }
+}
+
+/* x_quads, the same for q8: each run of 4 * VEC inputs as inputs 4l + k, k = 0..3 in turn, lane l:
+ * [0 4 8 .. | 1 5 9 .. | 2 6 10 .. | 3 7 11 ..]. The tail (n % (4 * VEC)) is not needed. */
+static void quad_inputs(float *x_quads, const float *x, int n) {
+    for (int j = 0; j + 4 * VEC <= n; j += 4 * VEC)
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < VEC; l++) x_quads[j + k * VEC + l] = x[j + 4 * l + k];
 }
 
 /* block_tile, for blocks of tokens (the prompt): R weight rows x BLOCK_TILE_T tokens over inputs
@@ -4204,7 +4267,8 @@ static inline __attribute__((always_inline)) void matmul_part(const Matmul *a, i
  * llama.cpp's Q8_0 x Q8_0 does: int8 in groups of Q8_GROUP with one float32 scale each, symmetric,
  * scale = max|x| / 127 and values round(x / scale) in [-127, 127] (quantize_q8). Then a group of 32
  * weights meets a group of 32 inputs in one int8 dot product (dot_i8, model.h: exact, in int32), which
- * is multiplied by the product of their two scales:
+ * is multiplied by the product of their two scales (-A f32 keeps the inputs in float32 instead, and
+ * widens the weights: the kernels above, TYPE WEIGHT_Q8):
  *     out[t][i] = sum over groups g of w.scale[i][g] * x.scale[t][g] * sum_k wq[i][32g + k] * xq[t][32g + k]
  * Widening every int8 weight to float32 instead (what razor did before) costs about 20 instructions and
  * 128 bytes of inputs per 32 weights; vpmaddubsw does the 32 products in one. The activations' rounding
@@ -4290,7 +4354,8 @@ static inline __attribute__((always_inline)) void q8_tile(const Matmul *a, size_
             for (int r = 0; r < R; r++)
                 for (int c = 0; c < C; c++) {
                     size_t wg = (size_t)r * groups + g + u, xg = (size_t)c * groups + g + u;
-                    i32x8 dot = dot_i8(wq + wg * Q8_GROUP, xq + xg * Q8_GROUP);
+                    i32x8 dot;
+                    dot_i8(&dot, wq + wg * Q8_GROUP, xq + xg * Q8_GROUP);
                     acc[u][r][c] += __builtin_convertvector(dot, vec8f) * (w.scale[wg] * x.scale[xg]);
                 }
     }
@@ -4335,7 +4400,8 @@ static void matmul_task(void *arg, int thread, int n_threads) {
     const Matmuls *a = arg;
     for (int k = 0; k < a->n; k++) {
         if (a->mat[k].w.type == WEIGHT_BF16) matmul_part(&a->mat[k], thread, n_threads, WEIGHT_BF16);
-        else if (a->mat[k].w.type == WEIGHT_Q8) q8_part(&a->mat[k], thread, n_threads);
+        else if (a->mat[k].w.type == WEIGHT_Q8 && !q8_f32_inputs) q8_part(&a->mat[k], thread, n_threads);
+        else if (a->mat[k].w.type == WEIGHT_Q8) matmul_part(&a->mat[k], thread, n_threads, WEIGHT_Q8);
         else matmul_part(&a->mat[k], thread, n_threads, WEIGHT_F32);
     }
 }
@@ -4380,12 +4446,13 @@ static void quantize_task(void *arg, int thread, int n_threads) {
  * (matmul_reference, section 3; matmul_q8_reference for q8 weights). Every weight row is read once for
  * the whole block of T tokens; the products share x and one trip through the thread pool. xt: scratch
  * of (n, matmul_padded(T)) floats, where x goes transposed tile by tile (transpose_block), or, for one
- * token with bf16 weights, reordered as pair_inputs orders it, or, with q8 weights (all products share
- * the file's type), quantized: T x n int8 values, then T x n / Q8_GROUP scales (9/32 of the room). */
+ * token with bf16 or (-A f32) q8 weights, reordered as pair_inputs or quad_inputs orders it, or, with
+ * q8 weights (all products share the file's type), quantized: T x n int8 values, then T x n / Q8_GROUP
+ * scales (9/32 of the room). */
 void matmul(const float *x, float *xt, int T, int n, const Product *products, int n_products) {
     Matmuls a = {.n = n_products};
     Quantize q = {{xt, xt + (size_t)T * n / 4, WEIGHT_Q8, (size_t)T * n}, x, (size_t)T * n / Q8_GROUP};
-    if (products[0].w.type == WEIGHT_Q8) {
+    if (products[0].w.type == WEIGHT_Q8 && !q8_f32_inputs) {
         if (T >= BLOCK_MIN_TOKENS) pool_run(quantize_task, &q);
         else quantize_task(&q, 0, 1);
     } else {
@@ -4395,6 +4462,7 @@ void matmul(const float *x, float *xt, int T, int n, const Product *products, in
         a.mat[k] = (Matmul){.out = products[k].out, .x = x, .xt = xt, .xq = q.xq, .w = products[k].w, .T = T, .n = n,
                             .d = products[k].d, .add = products[k].add};
     if (T == 1 && products[0].w.type == WEIGHT_BF16) pair_inputs(xt, x, n);
+    if (T == 1 && products[0].w.type == WEIGHT_Q8 && q8_f32_inputs) quad_inputs(xt, x, n);
     pool_run(matmul_task, &a);
 }
 

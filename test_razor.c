@@ -307,7 +307,8 @@ static void ref_matvec(double *out, const double *x, const float *w, int n, int 
     for (int g = 0; g < n; g += 32) {
         double max = 0;
         for (int j = g; j < g + 32 && j < n; j++) max = fmax(max, fabs(x[j]));
-        for (int j = g; j < g + 32 && j < n; j++) xq[j] = !ref_q8_inputs ? x[j] : max > 0 ? rint(x[j] / (max / 127)) * (max / 127) : 0;
+        for (int j = g; j < g + 32 && j < n; j++)
+            xq[j] = !ref_q8_inputs ? x[j] : max > 0 ? rint(x[j] / (max / 127)) * (max / 127) : 0;
     }
     for (int i = 0; i < d; i++) {
         double s = 0;
@@ -634,10 +635,22 @@ static void test_bf16_weights(void) {
              * move the logits by q8_effect (the reference with and without them; these random models
              * attend sharply, so that is 2-6% of their largest logit): a few of hundreds per position move
              * them by a fraction of it, for which q8_effect / 2 leaves room (measured: 0.11-0.13). */
-            if (way == 2) tol = 2 * tol + q8_effect / 2;
+            float tol_q8_sums = 2 * tol;
+            if (way == 2) tol = tol_q8_sums + q8_effect / 2;
             check(d_ref <= tol && d_single <= tol && d_odd <= tol,
-                  "%s, %s: razor vs reference on the stored weights%s, blocks of 128 / 1 / 7: %g, %g, %g (tolerance %g)",
+                  "%s, %s: razor vs reference on the stored weights%s, blocks of 128 / 1 / 7: %g, %g, %g "
+                  "(tolerance %g)",
                   cases[k].name, how[way], way == 2 ? " and inputs" : "", d_ref, d_single, d_odd, tol);
+            if (way == 2) { /* -A f32: the int8 weights widened, the inputs not rounded: the reference itself */
+                q8_f32_inputs = 1;
+                float *wide = razor_logits(&m, ids, n, 128), *wide_single = razor_logits(&m, ids, n, 1);
+                q8_f32_inputs = 0;
+                float d_wide = fmaxf(max_abs_diff(ref, wide, (size_t)n * 97),
+                                     max_abs_diff(ref, wide_single, (size_t)n * 97));
+                check(d_wide <= tol_q8_sums, "%s, q8 -A f32: razor vs reference on the stored weights, blocks of 128 "
+                      "/ 1: %g (tolerance %g)", cases[k].name, d_wide, tol_q8_sums);
+                free(wide); free(wide_single);
+            }
             if (way == 2)
                 check(q8_effect > 4 * d_ref, "%s, q8: quantizing the inputs moves the reference's logits by %g, "
                       "well beyond razor's distance from it (%g), so the test sees that razor does it", cases[k].name,
@@ -842,10 +855,11 @@ static void test_online_attention(void) {
 }
 
 /* matmul (every kernel: dot_row for one token, dot_tile for a few, block_tile for a block, whose
- * inputs go in slices of 2048; q8_tile for q8 weights) against razor.c's matmul_reference, for float32
- * and bfloat16 weights, and matmul_q8_reference for q8 weights, plain and adding into out; and swiglu against swiglu_reference. The fast kernels sum in
- * another order (vectors, several partial sums), so they agree to float rounding: over 2080-term dot
- * products, each rounded at 2^-24, within 1e-5 of the largest output (a missed term moves one by ~1e-3). */
+ * inputs go in slices of 2048; q8_tile for q8 weights) against razor.c's matmul_reference, for float32,
+ * bfloat16 and (-A f32) q8 weights, and matmul_q8_reference for q8 weights with int8 inputs, plain and
+ * adding into out; and swiglu against swiglu_reference. The fast kernels sum in another order
+ * (vectors, several partial sums), so they agree to float rounding: over 2080-term dot products, each
+ * rounded at 2^-24, within 1e-5 of the largest output (a missed term moves one by ~1e-3). */
 static void test_matmul_reference(void) {
     int n = 2080, d = 37, tokens[] = {1, 3, 7, 16, 50};
     float *w32 = random_tensor((size_t)d * n, 0.5f, 0), *scale = random_tensor((size_t)d * n / Q8_GROUP, 0.01f, 0.02f);
@@ -858,17 +872,19 @@ static void test_matmul_reference(void) {
     Matrix ws[3] = {{w32, NULL, WEIGHT_F32, (size_t)d * n}, {w16, NULL, WEIGHT_BF16, (size_t)d * n},
                     {w8, scale, WEIGHT_Q8, (size_t)d * n}};
     float worst = 0;
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++) /* k = 3: q8 weights, -A f32 */
         for (size_t a = 0; a < sizeof tokens / sizeof *tokens; a++)
             for (int add = 0; add <= 1; add++) {
                 int T = tokens[a];
                 float *x = random_tensor((size_t)T * n, 1.0f, 0), *out = random_tensor((size_t)T * d, 1.0f, 0);
                 float *ref = malloc((size_t)T * d * sizeof(float)), *xt = calloc((size_t)n * matmul_padded(T), 4);
                 float *before = memcpy(malloc((size_t)T * d * sizeof(float)), out, (size_t)T * d * sizeof(float));
-                Product product = {out, ws[k], d, add};
+                Product product = {out, ws[k < 3 ? k : 2], d, add};
+                q8_f32_inputs = k == 3;
                 matmul(x, xt, T, n, &product, 1);
+                q8_f32_inputs = 0;
                 if (k == 2) matmul_q8_reference(ref, x, ws[k], T, n, d); /* its input quantized, as matmul does */
-                else matmul_reference(ref, x, ws[k], T, n, d);
+                else matmul_reference(ref, x, ws[k < 3 ? k : 2], T, n, d);
                 for (int i = 0; i < T * d; i++) ref[i] += add ? before[i] : 0;
                 float largest = 1;
                 for (int i = 0; i < T * d; i++) largest = fmaxf(largest, fabsf(ref[i]));
@@ -876,7 +892,8 @@ static void test_matmul_reference(void) {
                 if (diff > worst || diff != diff) worst = diff;
                 free(x); free(out); free(ref); free(xt); free(before);
             }
-    check(worst <= 1e-5f, "matmul vs matmul_reference (f32, bf16, q8 weights; 1 to 50 tokens; plain and add): "
+    check(worst <= 1e-5f, "matmul vs matmul_reference (f32, bf16, q8 weights with int8 and -A f32's float32 inputs; "
+                          "1 to 50 tokens; plain and add): "
                           "max diff %g of the largest output", worst);
     float *hb = random_tensor(37, 4.0f, 0), *hb2 = random_tensor(37, 1.0f, 0);
     float *plain = memcpy(malloc(37 * sizeof(float)), hb, 37 * sizeof(float));
@@ -909,7 +926,9 @@ static void test_q8_kernels(void) {
             x[k] = (int8_t)(kind == 0 ? rx : kind == 1 ? 127 : kind == 2 ? -127 : (rx < 0 ? -127 : 127));
             want += w[k] * x[k];
         }
-        i32x8 a = dot_i8(w, x), b = dot_i8_plain(w, x);
+        i32x8 a, b;
+        dot_i8(&a, w, x);
+        dot_i8_plain(&b, w, x);
         for (int l = 0; l < 8; l++) { fast += a[l]; plain += b[l]; }
         dot_ok &= fast == want && plain == want;
     }
@@ -966,7 +985,8 @@ static void test_q8_kernels(void) {
                 for (int t = 0; t < T; t++)
                     for (int i = 0; i < d; i++) {
                         int64_t want = 0;
-                        for (int k = 0; k < n; k++) want += (int64_t)(ones[i * groups + k / 32] != 0) * w[i * n + k] * (int)x[t * n + k];
+                        for (int k = 0; k < n; k++)
+                            want += (int64_t)(ones[i * groups + k / 32] != 0) * w[i * n + k] * (int)x[t * n + k];
                         exact_ok &= out[t * d + i] == (float)want;
                     }
                 free(x); free(out); free(xt);
@@ -1422,6 +1442,36 @@ static void expect_cli_error(const char *what, const char *args, int status, con
               !strstr(r.err, "runtime error"),
           "%s: exit %d (wanted %d), stderr says '%s': %s", what, r.status, status, must_say, r.err);
     free_run(&r);
+}
+
+/* -A: what q8 weights multiply. The default rounds the inputs to int8 (-A q8, the same logits bit for
+ * bit); -A f32 does not, and its logits differ; anything else is refused. */
+static void test_cli_q8_inputs(void) {
+    TestModel tm = make_model(small_config(64, 96, 2, 4, 2, 512, 96), 12);
+    tm.c.weight_type = WEIGHT_Q8;
+    write_model(&tm, tmp_path("cliq8.bin"), FORMAT_RAZOR);
+    const char *how[3] = {"", "-A q8", "-A f32"};
+    char cmd[1024], out[3][256];
+    unsigned char *logits[3];
+    size_t n[3];
+    int ok = 1;
+    for (int k = 0; k < 3; k++) {
+        snprintf(out[k], sizeof out[k], "%s", tmp_path(k == 0 ? "q8_default.f32" : k == 1 ? "q8_q8.f32" : "q8_f32.f32"));
+        snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -m logits -i 'It is a truth' -o %s %s", razor_bin,
+                 tmp_path("cliq8.bin"), out[k], how[k]);
+        Run r = run(cmd);
+        ok &= r.status == 0;
+        free_run(&r);
+        logits[k] = slurp(out[k], &n[k]);
+    }
+    check(ok && n[0] > 0 && n[0] == n[1] && n[0] == n[2] && !memcmp(logits[0], logits[1], n[0]) &&
+              memcmp(logits[0], logits[2], n[0]),
+          "q8 weights: -A q8 is the default (the same logits bit for bit), -A f32 gives others");
+    for (int k = 0; k < 3; k++) free(logits[k]);
+    snprintf(cmd, sizeof cmd, "%s %s -A int8", razor_bin, tmp_path("cliq8.bin"));
+    expect_cli_error("-A int8", cmd, 2, "-A takes q8 or f32, not 'int8'");
+    tm.c.weight_type = WEIGHT_F32;
+    free_test_model(&tm);
 }
 
 static void test_cli(void) {
@@ -3147,6 +3197,7 @@ int main(int argc, char **argv) {
     test_byte_level_tokenizer();
     test_bad_model_files();
     test_cli();
+    test_cli_q8_inputs();
     test_outputs_and_stops();
     test_fuzz_regressions();
     char cmd[128];
