@@ -69,6 +69,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define RAZOR_MAGIC   0x727a6172u   /* "razr" read as a little-endian uint32 */
 #define RAZOR_VERSION 3             /* the version export.py writes; razor reads 1 to 3 */
@@ -177,8 +178,11 @@ typedef struct {
  *               (broadcast); then ATT_QUERIES x ATT_VALUE_V sums of values, + ATT_VALUE_V values, + 1
  *               softmax weight (broadcast)
  *   dot_row     4 sums, + 4 loads
+ *   q8_tile     Q8_TILE_R x Q8_TILE_C accumulators (8 floats each: ymm, or 2 NEON registers), + Q8_TILE_R
+ *               weight vectors, + 1 input, + 1 product (below: q8 weights multiply int8 activations)
  * AVX-512 has 32 registers of 16 floats, AVX2 16 of 8, SSE2 16 of 4, ARM NEON 32 of 4. */
-#if defined(__AVX512F__)           /* 32 zmm: block 24 + 4 + 1, dot 16 + 4 + 1, scores 24 + 4 + 1, sums 12 + 2 + 1 */
+#if defined(__AVX512F__)           /* 32 zmm: block 24 + 4 + 1, dot 16 + 4 + 1, scores 24 + 4 + 1, sums 12 + 2 + 1,
+                                      q8 16 + 4 + 2 */
 #define RAZOR_ISA "AVX-512"
 #define VEC 16
 #define BLOCK_TILE_R 6
@@ -187,8 +191,10 @@ typedef struct {
 #define ATT_SCORE_V 4
 #define ATT_QUERIES 6
 #define ATT_VALUE_V 2
+#define Q8_TILE_R 4
+#define Q8_TILE_C 4
 #elif defined(__aarch64__)         /* 32 NEON q registers: block 24 + 4 + 1, dot 16 + 4 + 1, scores 24 + 4 + 1,
-                                      sums 24 + 4 + 1 */
+                                      sums 24 + 4 + 1, q8 2 x 16 + 4 + 2 */
 #define RAZOR_ISA "NEON"
 #define VEC 4
 #define BLOCK_TILE_R 6
@@ -197,8 +203,10 @@ typedef struct {
 #define ATT_SCORE_V 4
 #define ATT_QUERIES 6
 #define ATT_VALUE_V 4
+#define Q8_TILE_R 4
+#define Q8_TILE_C 4
 #else                              /* 16 registers: block 12 + 2 + 1, dot 9 + 3 + 1, scores 12 + 2 + 1,
-                                      sums 12 + 2 + 1 */
+                                      sums 12 + 2 + 1, q8 8 + 2 + 2 */
 #if defined(__AVX2__) && defined(__FMA__)
 #define RAZOR_ISA "AVX2+FMA"
 #define VEC 8
@@ -218,6 +226,52 @@ typedef struct {
 #define ATT_SCORE_V 2
 #define ATT_QUERIES 6
 #define ATT_VALUE_V 2
+#define Q8_TILE_R 2
+#define Q8_TILE_C 4
+#endif
+/* q8 weights multiply int8 activations (razor.c appendix F, "q8 x q8"): the matmul's input is quantized
+ * to int8 in groups of Q8_GROUP, one float32 scale each, symmetric: scale = max|x| / 127, values in
+ * [-127, 127]. dot_i8(&sum, w, x) gives the 32 products of one group of weights and one group of inputs,
+ * summed exactly in int32 into 8 lanes (which product goes to which lane is the instruction's business;
+ * only the sum of the lanes is defined). dot_i8_plain is the definition, and the version for targets
+ * without an int8 dot-product instruction (SSE2, AVX without AVX2, ARM without dotprod): the compiler
+ * vectorises it by widening. x86's vpmaddubsw and vpdpbusd multiply UNSIGNED by signed bytes, so they
+ * get |w| and x with w's sign (ggml's trick): |w| <= 128 fits an unsigned byte and x * sign(w) stays
+ * in [-127, 127], so a weight of -128 (a GGUF's Q8_0 may hold one) is exact too; vpmaddubsw's int16
+ * sums of two products, at most 2 * 128 * 127 = 32512, never saturate. */
+typedef int32_t i32x8 __attribute__((vector_size(8 * sizeof(int32_t))));
+static inline void dot_i8_plain(i32x8 *sum, const int8_t *w, const int8_t *x) {
+    *sum = (i32x8){0};
+    for (int k = 0; k < 32; k += 8)
+        for (int l = 0; l < 8; l++) (*sum)[l] += w[k + l] * x[k + l];
+}
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#include <immintrin.h>
+#define RAZOR_DOT_I8 "vpdpbusd"
+static inline void dot_i8(i32x8 *sum, const int8_t *w, const int8_t *x) {
+    __m256i wv = _mm256_loadu_si256((const __m256i *)w), xv = _mm256_loadu_si256((const __m256i *)x);
+    *sum = (i32x8)_mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+}
+#elif defined(__AVX2__)
+#include <immintrin.h>
+#define RAZOR_DOT_I8 "vpmaddubsw"
+static inline void dot_i8(i32x8 *sum, const int8_t *w, const int8_t *x) { /* products to int16 pairs, to int32 */
+    __m256i wv = _mm256_loadu_si256((const __m256i *)w), xv = _mm256_loadu_si256((const __m256i *)x);
+    __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+    *sum = (i32x8)_mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+#elif defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
+#include <arm_neon.h>
+#define RAZOR_DOT_I8 "sdot"
+static inline void dot_i8(i32x8 *sum, const int8_t *w, const int8_t *x) { /* signed x signed: no trick needed */
+    int32x4_t lo = vdotq_s32(vdupq_n_s32(0), vld1q_s8(w), vld1q_s8(x));
+    int32x4_t hi = vdotq_s32(vdupq_n_s32(0), vld1q_s8(w + 16), vld1q_s8(x + 16));
+    memcpy(sum, &lo, sizeof lo);
+    memcpy((char *)sum + sizeof lo, &hi, sizeof hi);
+}
+#else
+#define RAZOR_DOT_I8 "plain C"
+#define dot_i8 dot_i8_plain
 #endif
 #define BLOCK_MIN_TOKENS 16  /* from this many tokens on, matmul uses block_tile, and the per-token steps of the
                                 forward pass run on all threads */

@@ -55,6 +55,7 @@
 typedef struct { float *out; Matrix w; int d, add; } Product;
 void matmul(const float *x, float *xt, int T, int n, const Product *products, int n_products);
 static int matmul_padded(int T); /* rows of the scratch xt that matmul fills for T tokens */
+static int q8_f32_inputs; /* -A f32: q8 weights widened to float32 and multiplied by float32 inputs, not int8 ones */
 static void swiglu(float *hb, const float *hb2, size_t n);
 typedef void (*Task)(void *arg, int thread, int n_threads);
 void pool_start(int n_threads); /* a no-op when built without pthreads */
@@ -2842,6 +2843,7 @@ typedef struct {
     CacheConfig cache;
     float induction_fraction, echo_fraction;
     int bf16;                /* -w bf16 */
+    int q8_f32;              /* -A f32 */
     int block;               /* -B: prompt tokens per forward block */
     int needle_lengths[MAX_NEEDLE_LENGTHS], n_needle_lengths; /* -L; 0: the default grid */
     float needle_depths[MAX_NEEDLE_DEPTHS];                   /* -D */
@@ -3721,6 +3723,8 @@ static void usage(FILE *f) {
             "  -B n        prompt tokens per forward block (default %d; 1: one at a time)\n"
             "  -w type     weights in memory: f32 (default, as the file has them) | bf16 (rounded copy:\n"
             "              half the bytes to read per token, faster generation)\n"
+            "  -A type     what q8 weights multiply: q8 (default: the inputs rounded to int8 too, int8\n"
+            "              dot products) | f32 (the weights widened to float32: slower, inputs unrounded)\n"
             "  -y text     system prompt (chat)\n"
             "  -I file     token ids to teacher-force (logits; instead of a prompt)\n"
             "  -o file     output: logits (float32 [n_tokens][vocab_size]); profile (.heads, .tsv or\n"
@@ -3743,8 +3747,10 @@ static void usage(FILE *f) {
             "  -q text     needle: the question at the end\n"
             "  -L n,n,..   needle: prompt lengths in tokens (default: 1/4, 1/2, 3/4, all of the context)\n"
             "  -D f,f,..   needle: depths of the pass key, 0 to 1 (default 0,0.25,0.5,0.75,1)\n"
-            "built for %s: vectors of %d floats (model.h chooses from the compile target)\n",
-            DEFAULT_BLOCK, SINKS_N0, WINDOW_S0, COMPRESSION_C, INDUCTION_FRACTION, ECHO_FRACTION, RAZOR_ISA, VEC);
+            "built for %s: vectors of %d floats, int8 dot products by %s (model.h chooses from"
+            " the compile target)\n",
+            DEFAULT_BLOCK, SINKS_N0, WINDOW_S0, COMPRESSION_C, INDUCTION_FRACTION, ECHO_FRACTION, RAZOR_ISA, VEC,
+            RAZOR_DOT_I8);
 }
 
 /* A number written plainly: decimal digits (an integer), or also a point and an exponent; no spaces,
@@ -3844,6 +3850,10 @@ static int parse_flag(Options *o, const char *flag, const char *val) {
         if (strcmp(val, "f32") && strcmp(val, "bf16")) return complain(2, "-w takes f32 or bf16, not '%s'", val);
         o->bf16 = !strcmp(val, "bf16");
         break;
+    case 'A':
+        if (strcmp(val, "q8") && strcmp(val, "f32")) return complain(2, "-A takes q8 or f32, not '%s'", val);
+        o->q8_f32 = !strcmp(val, "f32");
+        break;
     case 'K': {
         const char *types[] = {"f32", "bf16", "f16"};
         int k = 0;
@@ -3916,7 +3926,7 @@ static int parse_args(int argc, char **argv, Options *o) {
     o->model_path = argv[1];
     for (int i = 2; i < argc; i += 2) {
         const char *flag = argv[i];
-        if (flag[0] != '-' || strlen(flag) != 2 || !strchr("tpsnifzmToIycSWCkREeqwLDKBl", flag[1])) {
+        if (flag[0] != '-' || strlen(flag) != 2 || !strchr("tpsnifzmToIycSWCkREeqwALDKBl", flag[1])) {
             complain(2, "unknown option '%s'", flag);
             usage(stderr);
             return 2;
@@ -3996,6 +4006,7 @@ int main(int argc, char **argv) {
     if (status) return status;
     const Mode *mode = find_mode(o.mode);
     Model model;
+    q8_f32_inputs = o.q8_f32;
     if (load_model(&model, o.model_path) != 0 || (o.bf16 && model_to_bf16(&model) != 0)) {
         free_model(&model);
         return report(1);
@@ -4064,6 +4075,7 @@ static struct {
     Task task;
     void *arg;
     atomic_int generation; /* bumped once per job */
+    int first_generation;  /* generation when the workers started (pool_start may follow a pool_stop) */
     atomic_int busy;       /* workers still on the current job */
     atomic_int stop;
     pthread_mutex_t lock;
@@ -4074,7 +4086,7 @@ static struct {
 #define SPINS 2000 /* polls before a waiting thread yields its core; workers sleep after 64 rounds */
 
 static void *pool_worker(void *p) {
-    int id = (int)(intptr_t)p, seen = 0;
+    int id = (int)(intptr_t)p, seen = pool.first_generation;
     for (;;) {
         for (int spins = 0; atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop);) {
             if (++spins < SPINS) continue;
@@ -4095,6 +4107,8 @@ static void *pool_worker(void *p) {
 
 void pool_start(int n) {
     pool.n = pool_threads = n;
+    pool.first_generation = atomic_load(&pool.generation); /* not 0: a restarted pool's workers would rerun the
+                                                              last job, its arg long gone */
     pool.threads = xcalloc((size_t)n, sizeof(pthread_t));
     sigset_t old = hold_signals(); /* the workers inherit it: signals go to the main thread (appendix A) */
     for (int i = 1; i < n; i++)
@@ -4194,11 +4208,12 @@ static inline float vsum(vecf v) { /* a tree of adds, log2(VEC) deep, not a VEC-
 
 /* Weights as matmul reads them (model.h): float32; bfloat16 (a file's, or -w bf16's rounded copy of a
  * float32 file: half the bytes every generated token must stream through the cores); or q8, int8 in
- * groups with one float32 scale each (a little over a quarter of the bytes). bfloat16 is the top half
- * of a float32, so widening is a shift; an int8 widens by conversion, times its group's scale. The
- * kernels below take a constant TYPE, like their tile sizes, and compile once for each. A vector of
- * VEC weights never straddles two q8 groups: VEC divides Q8_GROUP, and vectors start at multiples of
- * VEC within rows whose length is a multiple of Q8_GROUP. */
+ * groups with one float32 scale each (a little over a quarter of the bytes), which by default meet int8
+ * inputs in kernels of their own (q8 x q8, below), and with -A f32 are widened to float32 here like
+ * the others. bfloat16 is the top half of a float32, so widening is a shift; an int8 widens by
+ * conversion, times its group's scale. The kernels below take a constant TYPE, like their tile sizes,
+ * and compile once for each. A vector of VEC weights never straddles two q8 groups: VEC divides
+ * Q8_GROUP, and vectors start at multiples of VEC within rows whose length is a multiple of Q8_GROUP. */
 typedef uint16_t vech __attribute__((vector_size(VEC * sizeof(uint16_t))));
 typedef uint32_t vecu __attribute__((vector_size(VEC * sizeof(uint32_t))));
 typedef int8_t vecb __attribute__((vector_size(VEC * sizeof(int8_t))));
@@ -4232,13 +4247,15 @@ typedef struct {
     float *out;       /* (T, d) */
     const float *x;   /* (T, n) */
     const float *xt;  /* x transposed tile by tile, for block_tile (see transpose_block); one token
-                         with bf16 or q8 weights: x reordered for dot_row (pair_inputs, quad_inputs) */
+                         with bf16 or (-A f32) q8 weights: x reordered for dot_row (pair_inputs, quad_inputs) */
+    Matrix xq;        /* q8 weights: x (T, n) quantized, in q8's layout (quantize_q8) */
     Matrix w;         /* (d, n) */
     int T, n, d, add;
 } Matmul;
 
-/* Three matmul kernels: dot_row for one token, dot_tile for a few, block_tile for a block. Weights are
- * row-major (d, n), as the file stores them.
+/* Three matmul kernels for float32 inputs: dot_row for one token, dot_tile for a few, block_tile for a
+ * block (q8 weights have one of their own for int8 inputs, q8_tile, below). Weights are row-major (d,
+ * n), as the file stores them.
  *
  * dot_tile, for a few tokens (2 to 15: a short chat turn, a prompt's last block): out[t + c][i + r]
  * = dot(w row i + r, x row t + c) for R weight rows and C tokens (R, C <= DOT_TILE), vectorised along
@@ -4274,11 +4291,11 @@ static inline __attribute__((always_inline)) void dot_tile(const Matmul *a, size
  * below what the caches deliver). bf16 weights come 2 * VEC at a time as VEC uint32 pairs: the low
  * halves (even inputs, on a little-endian machine, as razor assumes throughout) widen with a shift, the
  * high halves (odd inputs) with a mask, with no shuffles (which would cost more than the bytes saved);
- * x_pairs is x reordered to match (pair_inputs). q8 weights come 4 * VEC at a time as VEC int32 lanes of
- * 4 bytes: shifting each byte to the top of its lane and back down (arithmetic) widens it, again with
- * no shuffles, and x_quads is x reordered to match (quad_inputs); each lane's sum is then multiplied
- * by its group's scale. Each bf16 and q8 round also asks for the weights PREFETCH_AHEAD bytes on
- * (measured: +15-20% for bf16 when it was added, the hardware prefetcher alone falling behind). fp32
+ * x_pairs is x reordered to match (pair_inputs). q8 weights (-A f32) come 4 * VEC at a time as VEC
+ * int32 lanes of 4 bytes: shifting each byte to the top of its lane and back down (arithmetic) widens
+ * it, again with no shuffles, and x_quads is x reordered to match (quad_inputs); each lane's sum is then
+ * multiplied by its group's scale. Each bf16 and q8 round also asks for the weights PREFETCH_AHEAD bytes
+ * on (measured: +15-20% for bf16 when it was added, the hardware prefetcher alone falling behind). fp32
  * rounds do not: on a Zen 4 the same request made the stories110M shape's fp32 generation 7-12%
  * slower (AVX-512 and AVX2 builds, 2026-11-30), the hardware prefetcher keeping up with a stream
  * whose every byte is used once. */
@@ -4443,11 +4460,144 @@ static inline __attribute__((always_inline)) void matmul_part(const Matmul *a, i
         for (int t = 0; t < a->T; t++) dot_tile(a, i, t, 1, 1, TYPE);
 }
 
+/* q8 x q8. With q8 weights matmul quantizes its input too, once for all the products that share it, as
+ * llama.cpp's Q8_0 x Q8_0 does: int8 in groups of Q8_GROUP with one float32 scale each, symmetric,
+ * scale = max|x| / 127 and values round(x / scale) in [-127, 127] (quantize_q8). Then a group of 32
+ * weights meets a group of 32 inputs in one int8 dot product (dot_i8, model.h: exact, in int32), which
+ * is multiplied by the product of their two scales (-A f32 keeps the inputs in float32 instead, and
+ * widens the weights: the kernels above, TYPE WEIGHT_Q8):
+ *     out[t][i] = sum over groups g of w.scale[i][g] * x.scale[t][g] * sum_k wq[i][32g + k] * xq[t][32g + k]
+ * Widening every int8 weight to float32 instead (-A f32) costs about 20 instructions and 128 bytes of
+ * inputs per 32 weights; vpmaddubsw does the 32 products in one. The activations' rounding (half a
+ * step, max|x| / 254, per value) moves the shipped model's next-token distributions by a mean KL of
+ * 1.5e-4 against float32 inputs on the same weights (docs/memory.md). */
+
+/* Groups [g0, g1) of x (Q8_GROUP floats each) into q (int8) and scale (a float32 per group): scale =
+ * max|x| / 127, q = x / scale rounded to nearest, ties to even (adding and subtracting 1.5 * 2^23 rounds
+ * a float below 2^22 in magnitude to an integer, in the current rounding mode: nearest even, C's
+ * default), clamped to [-127, 127] against a scale that lost bits (subnormal). x / scale, not
+ * x * (1 / scale): below max|x| ~ 1e-36 the reciprocal overflows. An all-zero group gets scale 0 and q
+ * 0 (so 0, never NaN, comes out); a group with an infinity or NaN in it gets q 0 and a scale of inf or
+ * NaN, so that, as with float32 inputs, what it reaches is not finite either. */
+static void quantize_q8(int8_t *q, float *scale, const float *x, size_t g0, size_t g1) {
+    typedef int8_t vecb __attribute__((vector_size(VEC)));
+    for (size_t g = g0; g < g1; g++) {
+        const float *xg = x + g * Q8_GROUP;
+        vecf max = {0};
+        for (int k = 0; k < Q8_GROUP; k += VEC) { /* |x| > max, or NaN: NaN stays once in */
+            vecf a = (vecf)((veci)vload(xg + k) & 0x7fffffff);
+            veci take = (a > max) | (a != a);
+            max = (vecf)(((veci)a & take) | ((veci)max & ~take));
+        }
+        float m = 0;
+        for (int l = 0; l < VEC; l++) m = max[l] > m || max[l] != max[l] ? max[l] : m;
+        float d = m / 127;
+        scale[g] = d;
+        for (int k = 0; k < Q8_GROUP; k += VEC) {
+            vecb b = {0};
+            if (d > 0 && d < INFINITY) {
+                vecf v = vload(xg + k) / d;
+                v = (v + 0x1.8p23f) - 0x1.8p23f;
+                veci over = v > 127, under = v < -127;
+                v = (vecf)(((veci)v & ~(over | under)) | ((veci)((vecf){0} + 127) & over) |
+                           ((veci)((vecf){0} - 127) & under));
+                b = __builtin_convertvector(v, vecb);
+            }
+            memcpy(q + g * Q8_GROUP + k, &b, sizeof b);
+        }
+    }
+}
+
+/* What matmul computes for q8 weights, plainly: x quantized by quantize_q8, then for each token and row
+ * the int8 products of each group summed exactly (int32), times the two scales, summed over groups. */
+void matmul_q8_reference(float *out, const float *x, Matrix w, int T, int n, int d) {
+    int groups = n / Q8_GROUP;
+    int8_t *xq = xcalloc((size_t)T * n, 1);
+    float *xs = xcalloc((size_t)T * groups, sizeof(float));
+    quantize_q8(xq, xs, x, 0, (size_t)T * groups);
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < d; i++) {
+            float sum = 0;
+            for (int g = 0; g < groups; g++) {
+                int32_t dot = 0;
+                for (int k = g * Q8_GROUP; k < (g + 1) * Q8_GROUP; k++)
+                    dot += ((const int8_t *)w.data)[(size_t)i * n + k] * xq[(size_t)t * n + k];
+                sum += (float)dot * (w.scale[(size_t)i * groups + g] * xs[(size_t)t * groups + g]);
+            }
+            out[(size_t)t * d + i] = sum;
+        }
+    free(xq);
+    free(xs);
+}
+
+/* q8_tile: out[t + c][i + r] for R weight rows and C tokens (R <= Q8_TILE_R, C <= Q8_TILE_C), group by
+ * group, each output's sum kept as 8 float lanes (dot_i8's lanes, converted: exact below 2^24, and a
+ * group's lanes are at most 4 * 128 * 127) and summed at the end. One row and one token (generation)
+ * keep U = 4 independent sums, a group each in turn, so that each multiply-add need not wait for the one
+ * before it, and ask for the weights PREFETCH_AHEAD bytes on, as dot_row does; 2 or 3 outputs keep 2 or
+ * 1 each; a full tile's R x C outputs are independent already. Called with constant R and C. */
+typedef float vec8f __attribute__((vector_size(8 * sizeof(float))));
+static inline __attribute__((always_inline)) void q8_tile(const Matmul *a, size_t i, int t, int R, int C) {
+    int n = a->n, groups = n / Q8_GROUP, U = R * C >= 4 ? 1 : 4 / (R * C);
+    Matrix w = matrix_at(a->w, i * (size_t)n), x = matrix_at(a->xq, (size_t)t * n);
+    const int8_t *wq = w.data, *xq = x.data;
+    vec8f acc[4][Q8_TILE_R][Q8_TILE_C];
+    for (int u = 0; u < U; u++)
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++) acc[u][r][c] = (vec8f){0};
+    for (int g = 0; g < groups; g += U) {
+        if (U == 4) prefetch_ahead(wq + (size_t)g * Q8_GROUP);
+        for (int u = 0; u < U && g + u < groups; u++)
+            for (int r = 0; r < R; r++)
+                for (int c = 0; c < C; c++) {
+                    size_t wg = (size_t)r * groups + g + u, xg = (size_t)c * groups + g + u;
+                    i32x8 dot;
+                    dot_i8(&dot, wq + wg * Q8_GROUP, xq + xg * Q8_GROUP);
+                    acc[u][r][c] += __builtin_convertvector(dot, vec8f) * (w.scale[wg] * x.scale[xg]);
+                }
+    }
+    float *out = a->out + (size_t)t * a->d + i;
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) {
+            vec8f sum = acc[0][r][c];
+            for (int u = 1; u < U; u++) sum += acc[u][r][c];
+            float s = ((sum[0] + sum[4]) + (sum[1] + sum[5])) + ((sum[2] + sum[6]) + (sum[3] + sum[7]));
+            out[(size_t)c * a->d + r] = a->add ? out[(size_t)c * a->d + r] + s : s;
+        }
+}
+
+/* Rows [i0, i1) for the tokens [t, t + C): Q8_TILE_R rows at a time, then one by one. */
+static inline __attribute__((always_inline)) void q8_rows(const Matmul *a, size_t i0, size_t i1, int t, int C) {
+    size_t i = i0;
+    for (; i + Q8_TILE_R <= i1; i += Q8_TILE_R) q8_tile(a, i, t, Q8_TILE_R, C);
+    for (; i < i1; i++) q8_tile(a, i, t, 1, C);
+}
+
+/* A thread's share of the rows of a q8 product. One token: a row at a time (one stream of weights, as for
+ * dot_row). More: rows BLOCK_ROWS at a time, whose weights (BLOCK_ROWS x n bytes: 192 KB for n = 2048)
+ * stay in L2 while every tile of Q8_TILE_C tokens passes them (their int8 inputs, Q8_TILE_C x n bytes,
+ * in L1). */
+static void q8_part(const Matmul *a, int thread, int n_threads) {
+    size_t begin, end;
+    split((size_t)a->d, Q8_TILE_R, thread, n_threads, &begin, &end);
+    if (a->T == 1) {
+        for (size_t i = begin; i < end; i++) q8_tile(a, i, 0, 1, 1);
+        return;
+    }
+    for (size_t i0 = begin; i0 < end; i0 += BLOCK_ROWS) {
+        size_t i1 = i0 + BLOCK_ROWS < end ? i0 + BLOCK_ROWS : end;
+        int t = 0;
+        for (; t + Q8_TILE_C <= a->T; t += Q8_TILE_C) q8_rows(a, i0, i1, t, Q8_TILE_C);
+        for (; t < a->T; t++) q8_rows(a, i0, i1, t, 1);
+    }
+}
+
 typedef struct { Matmul mat[3]; int n; } Matmuls;
 static void matmul_task(void *arg, int thread, int n_threads) {
     const Matmuls *a = arg;
     for (int k = 0; k < a->n; k++) {
         if (a->mat[k].w.type == WEIGHT_BF16) matmul_part(&a->mat[k], thread, n_threads, WEIGHT_BF16);
+        else if (a->mat[k].w.type == WEIGHT_Q8 && !q8_f32_inputs) q8_part(&a->mat[k], thread, n_threads);
         else if (a->mat[k].w.type == WEIGHT_Q8) matmul_part(&a->mat[k], thread, n_threads, WEIGHT_Q8);
         else matmul_part(&a->mat[k], thread, n_threads, WEIGHT_F32);
     }
@@ -4480,18 +4630,36 @@ static void transpose_block(float *xt, const float *x, int T, int n) {
     if (T >= BLOCK_MIN_TOKENS) pool_run(transpose_task, &a);
 }
 
+/* Before the matmuls of q8 weights: x (T, n) quantized (quantize_q8), on all threads for a block. */
+typedef struct { Matrix xq; const float *x; size_t groups; } Quantize;
+static void quantize_task(void *arg, int thread, int n_threads) {
+    const Quantize *a = arg;
+    size_t begin, end;
+    split(a->groups, 1, thread, n_threads, &begin, &end);
+    quantize_q8((int8_t *)a->xq.data, (float *)a->xq.scale, a->x, begin, end);
+}
+
 /* For each of the n products (at most 3): out (T, d) = x (T, n) @ w (d, n)^T, or out += with add
- * (matmul_reference, section 3). Every weight row is read once for the whole block of T tokens; the
- * products share x and one trip through the thread pool. xt: scratch of (n, matmul_padded(T)) floats,
- * where x goes transposed tile by tile (transpose_block), or, for one token with bf16 or q8 weights
- * (all products share the file's type), reordered as pair_inputs or quad_inputs orders it. */
+ * (matmul_reference, section 3; matmul_q8_reference for q8 weights). Every weight row is read once for
+ * the whole block of T tokens; the products share x and one trip through the thread pool. xt: scratch
+ * of (n, matmul_padded(T)) floats, where x goes transposed tile by tile (transpose_block), or, for one
+ * token with bf16 or (-A f32) q8 weights, reordered as pair_inputs or quad_inputs orders it, or, with
+ * q8 weights (all products share the file's type), quantized: T x n int8 values, then T x n / Q8_GROUP
+ * scales (9/32 of the room). */
 void matmul(const float *x, float *xt, int T, int n, const Product *products, int n_products) {
     Matmuls a = {.n = n_products};
-    transpose_block(xt, x, T, n);
+    Quantize q = {{xt, xt + (size_t)T * n / 4, WEIGHT_Q8, (size_t)T * n}, x, (size_t)T * n / Q8_GROUP};
+    if (products[0].w.type == WEIGHT_Q8 && !q8_f32_inputs) {
+        if (T >= BLOCK_MIN_TOKENS) pool_run(quantize_task, &q);
+        else quantize_task(&q, 0, 1);
+    } else {
+        transpose_block(xt, x, T, n);
+    }
     for (int k = 0; k < n_products; k++)
-        a.mat[k] = (Matmul){products[k].out, x, xt, products[k].w, T, n, products[k].d, products[k].add};
+        a.mat[k] = (Matmul){.out = products[k].out, .x = x, .xt = xt, .xq = q.xq, .w = products[k].w, .T = T, .n = n,
+                            .d = products[k].d, .add = products[k].add};
     if (T == 1 && products[0].w.type == WEIGHT_BF16) pair_inputs(xt, x, n);
-    if (T == 1 && products[0].w.type == WEIGHT_Q8) quad_inputs(xt, x, n);
+    if (T == 1 && products[0].w.type == WEIGHT_Q8 && q8_f32_inputs) quad_inputs(xt, x, n);
     pool_run(matmul_task, &a);
 }
 

@@ -299,12 +299,23 @@ static void write_model(const TestModel *m, const char *path, int format) {
 /* ---------------------------------------------------------------------------------------------
  * The reference: one token at a time, plain loops in double, full score rows, softmax, weighted sum */
 
+/* With ref_q8_inputs set, every matmul's input is first quantized as razor's does for q8 weights
+ * (quantize_q8, appendix F: groups of 32, scale max|x| / 127, rounded to nearest even), in double. */
+static int ref_q8_inputs;
 static void ref_matvec(double *out, const double *x, const float *w, int n, int d) {
+    double *xq = malloc(n * sizeof(double));
+    for (int g = 0; g < n; g += 32) {
+        double max = 0;
+        for (int j = g; j < g + 32 && j < n; j++) max = fmax(max, fabs(x[j]));
+        for (int j = g; j < g + 32 && j < n; j++)
+            xq[j] = !ref_q8_inputs ? x[j] : max > 0 ? rint(x[j] / (max / 127)) * (max / 127) : 0;
+    }
     for (int i = 0; i < d; i++) {
         double s = 0;
-        for (int j = 0; j < n; j++) s += (double)w[(size_t)i * n + j] * x[j];
+        for (int j = 0; j < n; j++) s += (double)w[(size_t)i * n + j] * xq[j];
         out[i] = s;
     }
+    free(xq);
 }
 
 static void ref_rmsnorm(double *out, const double *x, const float *w, int n, double eps) {
@@ -600,26 +611,57 @@ static void test_bf16_weights(void) {
                 free_stored_model(&r);
                 continue;
             }
-            float *ref = ref_forward(&r, ids, n);
+            float *ref = ref_forward(&r, ids, n), *quantized = NULL, q8_effect = 0;
+            if (way == 2) { /* q8 weights: razor quantizes the matmuls' inputs too; the same reference with them so */
+                ref_q8_inputs = 1;
+                quantized = ref_forward(&r, ids, n);
+                ref_q8_inputs = 0;
+                q8_effect = max_abs_diff(ref, quantized, (size_t)n * 97);
+            }
+            const float *want = way == 2 ? quantized : ref;
             float *batched = razor_logits(&m, ids, n, 128), *single = razor_logits(&m, ids, n, 1),
                   *odd = razor_logits(&m, ids, n, 7);
-            float d_ref = max_abs_diff(ref, batched, (size_t)n * 97),
-                  d_single = max_abs_diff(ref, single, (size_t)n * 97);
-            float d_odd = max_abs_diff(ref, odd, (size_t)n * 97), d_fp32 = max_abs_diff(ref, full, (size_t)n * 97);
+            float d_ref = max_abs_diff(want, batched, (size_t)n * 97),
+                  d_single = max_abs_diff(want, single, (size_t)n * 97);
+            float d_odd = max_abs_diff(want, odd, (size_t)n * 97), d_fp32 = max_abs_diff(ref, full, (size_t)n * 97);
             float big = 0;
             for (size_t i = 0; i < (size_t)n * 97; i++) big = fabsf(ref[i]) > big ? fabsf(ref[i]) : big;
             float tol = 1e-4f * (big > 10 ? big / 10 : 1); /* fp32 sums: the error grows with the logits */
-            if (type == WEIGHT_Q8 && way == 2) tol *= 2; /* q8 sums q * x over a group, then scales: another order */
+            /* q8: the sums go in another order (q * x over a group, then scales): twice that. And razor's
+             * inputs are float32 where the reference's are double: where one lies within their difference
+             * of a rounding boundary (x / scale near k + 1/2: about 1 input in 10^4 here), the two round it
+             * to neighbours, both half a step off. Then razor's inputs are one more rounding of the same
+             * kind, differing from the reference's in a few of the inputs whose roundings, all together,
+             * move the logits by q8_effect (the reference with and without them; these random models
+             * attend sharply, so that is 2-6% of their largest logit): a few of hundreds per position move
+             * them by a fraction of it, for which q8_effect / 2 leaves room (measured: 0.11-0.13). */
+            float tol_q8_sums = 2 * tol;
+            if (way == 2) tol = tol_q8_sums + q8_effect / 2;
             check(d_ref <= tol && d_single <= tol && d_odd <= tol,
-                  "%s, %s: razor vs reference on the stored weights, blocks of 128 / 1 / 7: %g, %g, %g (tolerance %g)",
-                  cases[k].name, how[way], d_ref, d_single, d_odd, tol);
+                  "%s, %s: razor vs reference on the stored weights%s, blocks of 128 / 1 / 7: %g, %g, %g "
+                  "(tolerance %g)",
+                  cases[k].name, how[way], way == 2 ? " and inputs" : "", d_ref, d_single, d_odd, tol);
+            if (way == 2) { /* -A f32: the int8 weights widened, the inputs not rounded: the reference itself */
+                q8_f32_inputs = 1;
+                float *wide = razor_logits(&m, ids, n, 128), *wide_single = razor_logits(&m, ids, n, 1);
+                q8_f32_inputs = 0;
+                float d_wide = fmaxf(max_abs_diff(ref, wide, (size_t)n * 97),
+                                     max_abs_diff(ref, wide_single, (size_t)n * 97));
+                check(d_wide <= tol_q8_sums, "%s, q8 -A f32: razor vs reference on the stored weights, blocks of 128 "
+                      "/ 1: %g (tolerance %g)", cases[k].name, d_wide, tol_q8_sums);
+                free(wide); free(wide_single);
+            }
+            if (way == 2)
+                check(q8_effect > 4 * d_ref, "%s, q8: quantizing the inputs moves the reference's logits by %g, "
+                      "well beyond razor's distance from it (%g), so the test sees that razor does it", cases[k].name,
+                      q8_effect, d_ref);
             check(d_fp32 > 1e-3f, "%s, %s: and rounding does change the logits (by %g vs fp32), so the test sees it",
                   cases[k].name, how[way], d_fp32);
             if (way == 0) from_f32 = batched;
             if (way == 1)
                 check(from_f32 && memcmp(from_f32, batched, (size_t)n * 97 * sizeof(float)) == 0,
                       "%s: a bfloat16 file gives bit for bit the logits of -w bf16 on the float32 file", cases[k].name);
-            free(ref); free(single); free(odd);
+            free(ref); free(quantized); free(single); free(odd);
             if (way != 0) free(batched);
             free_stored_model(&r);
             free_model(&m);
@@ -813,10 +855,11 @@ static void test_online_attention(void) {
 }
 
 /* matmul (every kernel: dot_row for one token, dot_tile for a few, block_tile for a block, whose
- * inputs go in slices of 2048) against razor.c's matmul_reference, for float32, bfloat16 and q8
- * weights, plain and adding into out; and swiglu against swiglu_reference. The fast kernels sum in
- * another order (vectors, several partial sums), so they agree to float rounding: over 2080-term dot
- * products, each rounded at 2^-24, within 1e-5 of the largest output (a missed term moves one by ~1e-3). */
+ * inputs go in slices of 2048; q8_tile for q8 weights) against razor.c's matmul_reference, for float32,
+ * bfloat16 and (-A f32) q8 weights, and matmul_q8_reference for q8 weights with int8 inputs, plain and
+ * adding into out; and swiglu against swiglu_reference. The fast kernels sum in another order
+ * (vectors, several partial sums), so they agree to float rounding: over 2080-term dot products, each
+ * rounded at 2^-24, within 1e-5 of the largest output (a missed term moves one by ~1e-3). */
 static void test_matmul_reference(void) {
     int n = 2080, d = 37, tokens[] = {1, 3, 7, 16, 50};
     float *w32 = random_tensor((size_t)d * n, 0.5f, 0), *scale = random_tensor((size_t)d * n / Q8_GROUP, 0.01f, 0.02f);
@@ -829,16 +872,19 @@ static void test_matmul_reference(void) {
     Matrix ws[3] = {{w32, NULL, WEIGHT_F32, (size_t)d * n}, {w16, NULL, WEIGHT_BF16, (size_t)d * n},
                     {w8, scale, WEIGHT_Q8, (size_t)d * n}};
     float worst = 0;
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++) /* k = 3: q8 weights, -A f32 */
         for (size_t a = 0; a < sizeof tokens / sizeof *tokens; a++)
             for (int add = 0; add <= 1; add++) {
                 int T = tokens[a];
                 float *x = random_tensor((size_t)T * n, 1.0f, 0), *out = random_tensor((size_t)T * d, 1.0f, 0);
                 float *ref = malloc((size_t)T * d * sizeof(float)), *xt = calloc((size_t)n * matmul_padded(T), 4);
                 float *before = memcpy(malloc((size_t)T * d * sizeof(float)), out, (size_t)T * d * sizeof(float));
-                Product product = {out, ws[k], d, add};
+                Product product = {out, ws[k < 3 ? k : 2], d, add};
+                q8_f32_inputs = k == 3;
                 matmul(x, xt, T, n, &product, 1);
-                matmul_reference(ref, x, ws[k], T, n, d);
+                q8_f32_inputs = 0;
+                if (k == 2) matmul_q8_reference(ref, x, ws[k], T, n, d); /* its input quantized, as matmul does */
+                else matmul_reference(ref, x, ws[k < 3 ? k : 2], T, n, d);
                 for (int i = 0; i < T * d; i++) ref[i] += add ? before[i] : 0;
                 float largest = 1;
                 for (int i = 0; i < T * d; i++) largest = fmaxf(largest, fabsf(ref[i]));
@@ -846,7 +892,8 @@ static void test_matmul_reference(void) {
                 if (diff > worst || diff != diff) worst = diff;
                 free(x); free(out); free(ref); free(xt); free(before);
             }
-    check(worst <= 1e-5f, "matmul vs matmul_reference (f32, bf16, q8 weights; 1 to 50 tokens; plain and add): "
+    check(worst <= 1e-5f, "matmul vs matmul_reference (f32, bf16, q8 weights with int8 and -A f32's float32 inputs; "
+                          "1 to 50 tokens; plain and add): "
                           "max diff %g of the largest output", worst);
     float *hb = random_tensor(37, 4.0f, 0), *hb2 = random_tensor(37, 1.0f, 0);
     float *plain = memcpy(malloc(37 * sizeof(float)), hb, 37 * sizeof(float));
@@ -856,6 +903,125 @@ static void test_matmul_reference(void) {
     check(swiglu_diff <= 1e-6f, "swiglu vs swiglu_reference (37 values: vectors and a tail): max abs diff %g",
           swiglu_diff);
     free(w32); free(scale); free(w16); free(w8); free(hb); free(hb2); free(plain);
+}
+
+/* q8 x q8 (appendix F). dot_i8, whichever instruction model.h chose for this build, gives exactly the int32
+ * sum a plain loop gives, and so does dot_i8_plain: random groups, weights of -128, and the extremes (32 x
+ * 128 x 127 = 130048 in magnitude). quantize_q8: zero groups give scale 0 and q 0; each value within half
+ * a step of q * scale, the largest at +-127, for huge, ordinary, tiny and subnormal magnitudes; an inf or
+ * NaN makes the scale so. matmul with every scale 1 (inputs integers, each group's largest 127) gives the
+ * integer sums exactly (every partial sum stays below 2^24), for row lengths of 1 to 65 groups (one-token
+ * rounds of 4 groups: whole, short, none), rows and tokens that do and do not fill a tile, and threads;
+ * all-zero inputs or weight groups of scale 0 give 0, not NaN. Then matmul against matmul_q8_reference with
+ * random scales and inputs from 1e-30 to 1e30. */
+static void test_q8_kernels(void) {
+    uint64_t rng = 77;
+    int dot_ok = 1;
+    for (int trial = 0; trial < 2000; trial++) {
+        int8_t w[32], x[32];
+        int32_t want = 0, fast = 0, plain = 0;
+        for (int k = 0; k < 32; k++) {
+            int kind = trial % 4, rw = (int)(random_f32(&rng) * 256) - 128, rx = (int)(random_f32(&rng) * 255) - 127;
+            w[k] = (int8_t)(kind == 0 ? rw : kind == 3 ? (rw < 0 ? -128 : 127) : -128);
+            x[k] = (int8_t)(kind == 0 ? rx : kind == 1 ? 127 : kind == 2 ? -127 : (rx < 0 ? -127 : 127));
+            want += w[k] * x[k];
+        }
+        i32x8 a, b;
+        dot_i8(&a, w, x);
+        dot_i8_plain(&b, w, x);
+        for (int l = 0; l < 8; l++) { fast += a[l]; plain += b[l]; }
+        dot_ok &= fast == want && plain == want;
+    }
+    check(dot_ok, "dot_i8 (%s) and dot_i8_plain: the exact int32 sum of 32 int8 products, 2000 groups (random; "
+                  "w = -128 with x = +-127; +-127/-128 mixed)", RAZOR_DOT_I8);
+
+    enum { G = 8 };
+    float xs[G * 32], scale[G];
+    int8_t q[G * 32];
+    float magnitude[G] = {0, 1, 3e38f, 1e-30f, 1e-40f, 5, 1, 1};
+    for (int g = 0; g < G; g++)
+        for (int k = 0; k < 32; k++) xs[g * 32 + k] = magnitude[g] * (2 * random_f32(&rng) - 1);
+    xs[5 * 32 + 7] = 5; /* the largest exactly at the scale's 127 */
+    xs[6 * 32 + 3] = INFINITY;
+    xs[7 * 32 + 30] = NAN;
+    quantize_q8(q, scale, xs, 0, G);
+    int zero_ok = scale[0] == 0, round_ok = 1, max_ok = q[5 * 32 + 7] == 127;
+    for (int k = 0; k < 32; k++) zero_ok &= q[k] == 0;
+    for (int g = 1; g <= 5; g++) {
+        float largest = 0;
+        for (int k = 0; k < 32; k++) {
+            float v = xs[g * 32 + k], err = fabsf(v - q[g * 32 + k] * scale[g]);
+            round_ok &= q[g * 32 + k] >= -127 && err <= scale[g] / 2 * (1 + 1e-6f) + 127 * 0x1p-149f;
+            largest = fmaxf(largest, fabsf(v));
+        }
+        round_ok &= scale[g] > 0 && fabsf(scale[g] * 127 - largest) <= largest * 1e-6f + 127 * 0x1p-149f;
+    }
+    int bad_ok = isinf(scale[6]) && isnan(scale[7]);
+    for (int k = 0; k < 64; k++) bad_ok &= q[6 * 32 + k] == 0;
+    check(zero_ok && round_ok && max_ok && bad_ok,
+          "quantize_q8: a zero group gives scale 0 and q 0 (%d); values within half a step, for magnitudes 1, 3e38, "
+          "1e-30, 1e-40 (%d); the largest at 127 (%d); inf and NaN in a group make its scale so (%d)",
+          zero_ok, round_ok, max_ok, bad_ok);
+
+    int lengths[] = {32, 96, 128, 160, 2080}, tokens[] = {1, 2, 3, 4, 5, 9, 16, 17, 33}, d = 7, exact_ok = 1;
+    for (size_t a = 0; a < sizeof lengths / sizeof *lengths; a++) {
+        int n = lengths[a], groups = n / 32;
+        int8_t *w = malloc((size_t)d * n);
+        float *ones = malloc((size_t)d * groups * sizeof(float));
+        for (int i = 0; i < d * n; i++) w[i] = (int8_t)((int)(random_f32(&rng) * 256) - 128);
+        for (int i = 0; i < d * groups; i++) ones[i] = i % 5 == 4 ? 0 : 1; /* some weight groups of scale 0 */
+        Matrix m = {w, ones, WEIGHT_Q8, (size_t)d * n};
+        for (size_t b = 0; b < sizeof tokens / sizeof *tokens; b++)
+            for (int threads = 1; threads <= 3; threads += 2) {
+                int T = tokens[b];
+                float *x = malloc((size_t)T * n * sizeof(float)), *out = malloc((size_t)T * d * sizeof(float));
+                float *xt = calloc((size_t)n * matmul_padded(T), sizeof(float));
+                for (int i = 0; i < T * n; i++)
+                    x[i] = i / n == 1 ? 0 : i % 32 == 0 ? 127 : (float)((int)(random_f32(&rng) * 101) - 50);
+                Product p = {out, m, d, 0};
+                if (threads > 1) pool_start(threads);
+                matmul(x, xt, T, n, &p, 1);
+                if (threads > 1) pool_stop();
+                for (int t = 0; t < T; t++)
+                    for (int i = 0; i < d; i++) {
+                        int64_t want = 0;
+                        for (int k = 0; k < n; k++)
+                            want += (int64_t)(ones[i * groups + k / 32] != 0) * w[i * n + k] * (int)x[t * n + k];
+                        exact_ok &= out[t * d + i] == (float)want;
+                    }
+                free(x); free(out); free(xt);
+            }
+        free(w); free(ones);
+    }
+    check(exact_ok, "matmul, q8 weights, every scale 1 or 0: the exact integer sums, for rows of 1, 3, 4, 5 and 65 "
+                    "groups, 7 rows, 1 to 33 tokens (one all zero), 1 and 3 threads");
+
+    int n = 2080, groups = n / 32;
+    float worst = 0;
+    int8_t *w = malloc((size_t)d * n);
+    float *ws = random_tensor((size_t)d * groups, 0.01f, 0.02f);
+    for (int i = 0; i < d * n; i++) w[i] = (int8_t)((int)(random_f32(&rng) * 256) - 128);
+    Matrix m = {w, ws, WEIGHT_Q8, (size_t)d * n};
+    for (size_t b = 0; b < sizeof tokens / sizeof *tokens; b++) {
+        int T = tokens[b];
+        float *x = random_tensor((size_t)T * n, 1.0f, 0), *out = malloc((size_t)T * d * sizeof(float));
+        float *ref = malloc((size_t)T * d * sizeof(float)), *xt = calloc((size_t)n * matmul_padded(T), sizeof(float));
+        for (int t = 0; t < T; t++)
+            for (int k = 0; k < n; k++) x[t * n + k] *= t % 3 == 0 ? 1e30f : t % 3 == 1 ? 1e-30f : 1;
+        Product p = {out, m, d, 0};
+        matmul(x, xt, T, n, &p, 1);
+        matmul_q8_reference(ref, x, m, T, n, d);
+        for (int t = 0; t < T; t++) { /* each token to 1e-5 of its largest output: the sums in another order */
+            float largest = 0;
+            for (int i = 0; i < d; i++) largest = fmaxf(largest, fabsf(ref[t * d + i]));
+            float diff = max_abs_diff(out + t * d, ref + t * d, (size_t)d) / largest;
+            if (diff > worst || diff != diff) worst = diff;
+        }
+        free(x); free(out); free(ref); free(xt);
+    }
+    check(worst <= 1e-5f, "matmul vs matmul_q8_reference, q8 weights, inputs of 1e30, 1 and 1e-30, 1 to 33 tokens: max "
+                          "diff %g of each token's largest output", worst);
+    free(w); free(ws);
 }
 
 /* move_slots shifts a window by a slot or two within the same head: overlapping ranges, both ways;
@@ -1276,6 +1442,37 @@ static void expect_cli_error(const char *what, const char *args, int status, con
               !strstr(r.err, "runtime error"),
           "%s: exit %d (wanted %d), stderr says '%s': %s", what, r.status, status, must_say, r.err);
     free_run(&r);
+}
+
+/* -A: what q8 weights multiply. The default rounds the inputs to int8 (-A q8, the same logits bit for
+ * bit); -A f32 does not, and its logits differ; anything else is refused. */
+static void test_cli_q8_inputs(void) {
+    TestModel tm = make_model(small_config(64, 96, 2, 4, 2, 512, 96), 12);
+    tm.c.weight_type = WEIGHT_Q8;
+    write_model(&tm, tmp_path("cliq8.bin"), FORMAT_RAZOR);
+    const char *how[3] = {"", "-A q8", "-A f32"};
+    char cmd[1024], out[3][256];
+    unsigned char *logits[3];
+    size_t n[3];
+    int ok = 1;
+    for (int k = 0; k < 3; k++) {
+        const char *name = k == 0 ? "q8_default.f32" : k == 1 ? "q8_q8.f32" : "q8_f32.f32";
+        snprintf(out[k], sizeof out[k], "%s", tmp_path(name));
+        snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -m logits -i 'It is a truth' -o %s %s", razor_bin,
+                 tmp_path("cliq8.bin"), out[k], how[k]);
+        Run r = run(cmd);
+        ok &= r.status == 0;
+        free_run(&r);
+        logits[k] = slurp(out[k], &n[k]);
+    }
+    check(ok && n[0] > 0 && n[0] == n[1] && n[0] == n[2] && !memcmp(logits[0], logits[1], n[0]) &&
+              memcmp(logits[0], logits[2], n[0]),
+          "q8 weights: -A q8 is the default (the same logits bit for bit), -A f32 gives others");
+    for (int k = 0; k < 3; k++) free(logits[k]);
+    snprintf(cmd, sizeof cmd, "%s %s -A int8", razor_bin, tmp_path("cliq8.bin"));
+    expect_cli_error("-A int8", cmd, 2, "-A takes q8 or f32, not 'int8'");
+    tm.c.weight_type = WEIGHT_F32;
+    free_test_model(&tm);
 }
 
 static void test_cli(void) {
@@ -3264,6 +3461,7 @@ int main(int argc, char **argv) {
     test_tiled_attention();
     test_online_attention();
     test_matmul_reference();
+    test_q8_kernels();
     test_move_slots();
     test_compensation();
     test_cache_policies();
@@ -3279,6 +3477,7 @@ int main(int argc, char **argv) {
     test_byte_level_tokenizer();
     test_bad_model_files();
     test_cli();
+    test_cli_q8_inputs();
     test_outputs_and_stops();
     test_careful_user();
     test_fuzz_regressions();

@@ -768,7 +768,7 @@ DTYPE_MODELS = {'llama': dict(dim=64, hidden=128, heads=4, kv=2, seed=21),
 # models, and their sharp attention (scores of several units) amplifies the q/k errors: numpy on the very
 # q8 values (no razor) puts the largest difference at 2.9% (Llama) and 3.1% (Qwen2) of the largest logit
 # (RMS 2.7% and 1.8%). The bound is about twice that; a wrong scale or group would be off by ~100%. The
-# exact check is razor on the q8 file against numpy on its dequantised values, within TOL.
+# exact check is razor -A f32 on the q8 file against numpy on its dequantised values, within TOL.
 Q8_REL = 0.06
 
 
@@ -848,7 +848,8 @@ def check_dtype_bf16_razor(tmp, model):
 def check_dtype_q8_razor(tmp, model):
     """razor on the q8 file: within Q8_REL of the largest |logit| of razor on the f32 file, the same top
     token wherever the f32 logits' top two are further apart than twice that difference; within TOL of
-    numpy on the dequantised file (through the prompt path and -B 1)."""
+    numpy on the dequantised file with -A f32 (through the prompt path and -B 1; by default razor rounds the
+    matmuls' inputs to int8 too, which the first two checks include)."""
     spec = DTYPE_MODELS[model]
     cfg, w, out8, ids = exported(tmp, f'dtype_{model}_q8', spec, '--dtype', 'q8')
     out32 = exported(tmp, f'dtype_{model}_f32', spec)[2]
@@ -862,7 +863,7 @@ def check_dtype_q8_razor(tmp, model):
     clear = top2[:, 1] - top2[:, 0] > 2 * d
     same = a.argmax(axis=1) == b.argmax(axis=1)
     assert np.all(same[clear]), f'top-1 differs at positions {np.flatnonzero(clear & ~same).tolist()}'
-    for flags in ((), ('-B', '1')):
+    for flags in (('-A', 'f32'), ('-A', 'f32', '-B', '1')):  # -A f32: the inputs unrounded, the weights alone
         e = maxdiff(razor_logits(out8, ids, tmp, *flags), back)
         assert e <= TOL, f'razor {" ".join(flags)} (q8 file) vs numpy on its dequantised values: max abs diff {e:.3g}'
     return (f'max diff vs f32 {d:.2g} = {d / top:.1%} of the largest logit (numpy: {simulated:.2g}); top-1 same at '

@@ -296,8 +296,8 @@ def razor_layout_ints(b, hf_name):
 
 
 def check_q8_exact(tmp, name):
-    """Q8_0/Q4_0/Q5_0 -> razor q8 by default: the GGUF's int8 values and scales as they are; razor within TOL
-    of numpy on them and of razor on the float32 file."""
+    """Q8_0/Q4_0/Q5_0 -> razor q8 by default: the GGUF's int8 values and scales as they are; razor -A f32
+    within TOL of numpy on them and of razor on the float32 file."""
     b = build(tmp, name)
     out, r = exported(tmp, b, tag='_q8')
     assert 'writing --dtype q8' in r.stdout, f'no note on the default dtype: {r.stdout.strip()}'
@@ -316,7 +316,7 @@ def check_q8_exact(tmp, name):
     if not os.path.exists(out32):
         out32 = exported(tmp, b, '--dtype', 'f32')[0]
     worst = []
-    for flags in ((), ('-B', '1')):
+    for flags in (('-A', 'f32'), ('-A', 'f32', '-B', '1')):  # the inputs unrounded: the weights alone
         a = tx.razor_logits(out, IDS, tmp, *flags)
         e = tx.maxdiff(a, tx.readback_logits(out, IDS)[1])
         f = tx.maxdiff(a, tx.razor_logits(out32, IDS, tmp, *flags))
