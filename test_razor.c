@@ -2185,6 +2185,16 @@ static void test_careful_user(void) {
           a.out, b.out);
     free_run(&a);
     free_run(&b);
+    Config ac = c; /* an ALiBi model: its span rule sees NaN query weights, with no forward pass */
+    ac.pos_encoding = POS_ALIBI;
+    TestModel alibi = make_model(ac, 28);
+    alibi.wq[(size_t)1 * c.dim * c.dim + 3] = NAN; /* layer 1 */
+    write_model(&alibi, tmp_path("nan_alibi.bin"), FORMAT_RAZOR);
+    free_test_model(&alibi);
+    snprintf(cmd, sizeof cmd, "%s %s %s -m profile -o %s/nan_alibi.heads", razor_bin, tmp_path("nan_alibi.bin"), tok,
+             dir);
+    expect_cli_error("NaN query weights, the span rule", cmd, 1, "NaN in layer 1's query or key weights");
+    check(files_named(dir, "nan_") == 0, "no profile from NaN weights");
     tm.w1[(size_t)1 * c.hidden_dim * c.dim + 7] = NAN; /* layer 1's ffn */
     write_model(&tm, tmp_path("nan.bin"), FORMAT_RAZOR);
     const char *modes[] = {"-n 4 -i hello", "-m compare -n 4 -i hello", "-m needle -L 60 -D 0 -o ", "-m profile -o ",

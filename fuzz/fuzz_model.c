@@ -6,6 +6,13 @@
  * (-w bf16; not for q8 files), 3 tokens then 1. */
 #include "common.h"
 
+/* forward may refuse a run (NULL) only because the random weights' numbers are not finite */
+static int refused(const float *logits) {
+    if (logits) return 0;
+    if (!strstr(razor_error(), "not finite")) abort();
+    return 1;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *path = fuzz_path(".bin");
     fuzz_write(path, data, size);
@@ -18,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         RunState s;
         int ids[5] = {c->bos_id, c->vocab_size - 1, 0, c->eos_id, c->vocab_size / 2};
         if (build_runstate(&s, &m, 8, 4, NULL) != 0) abort(); /* 8 <= seq_len: must work */
-        if (!forward(&m, &s, ids, 3, NULL, NULL) || !forward(&m, &s, ids + 3, 1, NULL, NULL)) abort();
+        if (!refused(forward(&m, &s, ids, 3, NULL, NULL))) refused(forward(&m, &s, ids + 3, 1, NULL, NULL));
         free_runstate(&s);
         unsigned char retrieval[2 * 1024] = {0};
         for (int i = 0; i < c->n_layers * c->n_kv_heads && i < (int)sizeof retrieval; i += 2) retrieval[i] = 1;
@@ -33,9 +40,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (c->n_layers * c->n_kv_heads <= (int)sizeof retrieval) cache.profile = &marked;
         if (c->pos_encoding == POS_ALIBI && c->dim <= 64 && span_rule(&m, &spans, 1e-3f) == 0) cache.profile = &spans;
         if (build_runstate(&s, &m, 8, 4, &cache) != 0) abort();
-        if (!forward(&m, &s, ids, 5, NULL, NULL)) abort();
-        compress_cache(&s, c);
-        for (int i = 0; i < 3; i++) if (!forward(&m, &s, ids + i, 1, NULL, NULL)) abort();
+        if (!refused(forward(&m, &s, ids, 5, NULL, NULL))) {
+            compress_cache(&s, c);
+            for (int i = 0; i < 3; i++) if (refused(forward(&m, &s, ids + i, 1, NULL, NULL))) break;
+        }
         free_runstate(&s);
         free_profile(&spans);
         if (model_to_bf16(&m) != 0) { /* q8 weights have no -w bf16 */
@@ -44,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             return 0;
         }
         if (build_runstate(&s, &m, 8, 4, NULL) != 0) abort();
-        if (!forward(&m, &s, ids, 3, NULL, NULL) || !forward(&m, &s, ids + 3, 1, NULL, NULL)) abort();
+        if (!refused(forward(&m, &s, ids, 3, NULL, NULL))) refused(forward(&m, &s, ids + 3, 1, NULL, NULL));
         free_runstate(&s);
     }
     free_model(&m);
