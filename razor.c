@@ -1635,7 +1635,7 @@ static int read_file(const char *path, size_t max_bytes, char **out, size_t *out
 }
 
 /* Files being written that are not complete yet: removed if the run ends early, by exit() (out of
- * memory) or by SIGINT, SIGTERM or SIGHUP (main's on_signal), so that no run leaves a half-written or
+ * memory) or by SIGINT, SIGTERM, SIGHUP or SIGPIPE (main's on_signal), so that no run leaves a half-written or
  * empty file behind. */
 #define MAX_TEMPORARIES 16
 static char *volatile temporaries[MAX_TEMPORARIES];
@@ -1656,7 +1656,7 @@ void remove_temporaries(void) { /* async-signal-safe: unlink only */
 static sigset_t hold_signals(void) {
     sigset_t quiet, old;
     sigemptyset(&quiet);
-    sigaddset(&quiet, SIGINT), sigaddset(&quiet, SIGTERM), sigaddset(&quiet, SIGHUP);
+    sigaddset(&quiet, SIGINT), sigaddset(&quiet, SIGTERM), sigaddset(&quiet, SIGHUP), sigaddset(&quiet, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &quiet, &old);
     return old;
 }
@@ -1665,9 +1665,10 @@ static sigset_t hold_signals(void) {
  * open_output/close_output, so that the path a user names is never destroyed:
  *  - a regular file, or a name that does not exist yet, is written to a temporary file beside it and
  *    renamed over it when complete: an interrupted or failed write leaves the old content. A replaced
- *    file keeps its permissions (and, when razor runs as root, its owner). A symbolic link is followed
- *    first, so the temporary file sits beside its target and the link stays a link. The directory must
- *    be writable: a writable file in a read-only directory is refused, not overwritten in place;
+ *    file keeps its permissions and group (and, when razor runs as root, its owner; a group razor
+ *    cannot give it loses its group permissions). A symbolic link is followed first, so the temporary
+ *    file sits beside its target and the link stays a link. The directory must be writable: a writable
+ *    file in a read-only directory is refused, not overwritten in place;
  *  - anything else that opens for writing (a device, a FIFO, a terminal) is written straight into;
  *  - "-" is standard output; a directory is refused.
  * Errors name the user's path, never the temporary one. */
@@ -1702,11 +1703,17 @@ static int open_output(Output *out, const char *path) {
     snprintf(out->tmp, n, "%s.tmp%ld", out->target, (long)getpid());
     sigset_t mask = hold_signals(); /* no signal between creating the file and tracking it */
     int fd = open(out->tmp, O_WRONLY | O_CREAT | O_EXCL, exists ? st.st_mode & 0600 : 0666), e = errno;
+    if (fd < 0 && e == EEXIST && unlink(out->tmp) == 0) /* left by a killed run that had this process id */
+        fd = open(out->tmp, O_WRONLY | O_CREAT | O_EXCL, exists ? st.st_mode & 0600 : 0666), e = errno;
     if (fd >= 0) track_temporary(out->tmp);
     pthread_sigmask(SIG_SETMASK, &mask, NULL);
-    if (fd >= 0 && exists && ((geteuid() == 0 && fchown(fd, st.st_uid, st.st_gid) != 0) ||
-                              fchmod(fd, st.st_mode & 07777) != 0)) /* the owner first: chown clears setuid bits */
-        e = errno, close(fd), fd = -1, remove(out->tmp);
+    if (fd >= 0 && exists) { /* the owner first (chown clears setuid bits); a group razor cannot give loses its bits */
+        mode_t mode = st.st_mode & 07777;
+        int owned = geteuid() == 0 ? fchown(fd, st.st_uid, st.st_gid) : fchown(fd, (uid_t)-1, st.st_gid);
+        if (owned != 0 && geteuid() == 0) e = errno, close(fd), fd = -1, remove(out->tmp);
+        else if (owned != 0) mode &= ~(mode_t)02070;
+        if (fd >= 0 && fchmod(fd, mode) != 0) e = errno, close(fd), fd = -1, remove(out->tmp);
+    }
     if (fd < 0 || !(out->f = fdopen(fd, "wb"))) {
         if (fd >= 0) e = errno, close(fd), remove(out->tmp);
         untrack_temporary(out->tmp);
@@ -1722,13 +1729,14 @@ static int open_output(Output *out, const char *path) {
 }
 
 /* Did everything written to f reach the file? Flushes it, checks its error flag and closes it (not
- * stdout); on failure, leaves "NAME: cannot write it all: <reason>" in razor_error. */
-static int finish_stream(FILE *f, const char *name) {
+ * stdout); on failure, leaves "NAME: cannot write it all: <reason>" in razor_error. discarded: f is a
+ * file removed on failure, so one more byte may be written to it to learn the reason. */
+static int finish_stream(FILE *f, const char *name, int discarded) {
     errno = 0;
     int flushed = fflush(f) == 0, e = errno;
     int ok = flushed && !ferror(f);
-    if (!ok && !e && f != stdout) { /* an earlier write failed and its errno is gone: one more byte says why */
-        clearerr(f);                /* (the file is discarded anyway) */
+    if (!ok && !e && discarded) { /* an earlier write failed and its errno is gone: one more byte says why */
+        clearerr(f);              /* (only into a temporary file, which is removed anyway) */
         if (fputc(0, f) == EOF || fflush(f) != 0) e = errno;
     }
     if (f != stdout && fclose(f) != 0 && ok) ok = 0, e = errno;
@@ -1742,7 +1750,8 @@ static int close_output(Output *out, int keep) {
     if (!out->f) return -1;
     char saved[sizeof error_message];
     memcpy(saved, error_message, sizeof saved);
-    int written = finish_stream(out->f, out->path ? out->path : "standard output") == 0, status = 0;
+    int written = finish_stream(out->f, out->path ? out->path : "standard output", out->tmp != NULL) == 0;
+    int status = 0;
     if (!keep) status = -1, memcpy(error_message, saved, sizeof saved); /* the caller's message stands */
     else if (!written) status = -1;
     if (out->tmp) {
@@ -2865,6 +2874,7 @@ int run_generate(const Model *m, const Tokenizer *tok, const Options *o) {
     double t0 = now_seconds(), gen_s;
     float *logits = prefill(m, &s, tokens, n);
     double prompt_s = now_seconds() - t0;
+    if (!logits) { free_runstate(&s); free(tokens); return report(1); } /* numbers that are not finite */
     Sampler sampler;
     build_sampler(&sampler, m->config.vocab_size, o->temperature, o->topp, o->seed);
     int n_gen = generate_tokens(m, &s, tok, &sampler, logits, tokens[n - 1], o->steps, NULL, &gen_s);
@@ -2955,16 +2965,17 @@ int run_chat(const Model *m, const Tokenizer *tok, const Options *o) {
     build_sampler(&sampler, m->config.vocab_size, o->temperature, o->topp, o->seed);
     char *line = NULL;
     size_t room = 0;
-    int status = 0, unanswered = 0, echo = !isatty(STDIN_FILENO), full = 0;
+    int status = 0, unanswered = 0, echo = !isatty(STDIN_FILENO), full = 0, prompt_used = 0;
     for (int turn = 0;; turn++) {
-        const char *user = turn == 0 && o->prompt ? o->prompt : NULL;
+        const char *user = turn == 0 && o->prompt && !prompt_used ? o->prompt : NULL; /* -i: the first turn, once */
+        prompt_used |= user != NULL;
         if (!user) {
             printf("User: ");
             fflush(stdout);
             ssize_t len = getline(&line, &room, stdin);
             if (len < 0) { printf("\n"); break; } /* end of input: the stats go on their own line */
             line[strcspn(line, "\r\n")] = 0; /* (a NUL inside a line ends it) */
-            if (echo) printf("%s\n", line);
+            if (echo) printf("%s\n", line), fflush(stdout);
             if (line[strspn(line, " \t")] == 0) { turn--; continue; } /* an empty line is not a turn */
             if (!strcmp(line, "/exit")) break;
             if (!strcmp(line, "/reset")) {
@@ -2980,22 +2991,22 @@ int run_chat(const Model *m, const Tokenizer *tok, const Options *o) {
         const char *system = turn == 0 ? o->system_prompt : NULL;
         int *tokens = xcalloc(2 * encode_room(user) + (system ? 2 * encode_room(system) : 0) + 64, sizeof(int));
         int n = chat_turn_tokens(&m->config, tok, system, user, turn, tokens);
+        if (n < 0 && user == o->prompt) { free(tokens); status = report(2); break; }
         if (n < 0) { report(0); free(tokens); unanswered++; turn--; continue; }
-        if (s.n_tokens + n >= s.capacity) {
+        if (s.n_tokens + n >= s.capacity) { /* a shorter line may still fit: the conversation goes on */
             free(tokens);
             if (user == o->prompt) { status = complain(2, "the first turn is %d tokens, the model's context is %d", n,
                                                      s.capacity); break; }
-            if (s.n_tokens > 0) complain(0, "the conversation has filled the model's context (%d tokens); /reset "
-                                            "starts over", s.capacity);
-            else complain(0, "this turn is %d tokens, the model's context is %d", n, s.capacity);
+            complain(0, "this turn is %d tokens and %d of the model's context (%d tokens) remain; /reset starts over",
+                     n, s.capacity - s.n_tokens, s.capacity);
             unanswered++;
-            full = s.n_tokens > 0; /* a first turn too long: the next line may fit */
             turn--;
             continue;
         }
         double t0 = now_seconds(), gen_s;
         float *logits = prefill(m, &s, tokens, n);
         double prompt_s = now_seconds() - t0;
+        if (!logits) { free(tokens); status = report(1); break; } /* numbers that are not finite */
         printf("Assistant: ");
         int n_gen = generate_tokens(m, &s, tok, &sampler, logits, tokens[n - 1], o->steps, NULL, &gen_s);
         printf("\n");
@@ -3055,9 +3066,10 @@ static void print_text(const Tokenizer *tok, const int *tokens, int n, int prev,
     if (json) putchar('"');
 }
 
-/* -m compare: a greedy continuation under the full cache (keys and values in float32), then the same
- * tokens teacher-forced under the chosen policy and -K type; per step, each one's top-1 and
- * KL(full || policy). (-c full -K f16 measures what 16-bit keys and values alone cost.) */
+/* -m compare: two caches side by side, the full one (keys and values in float32) and the chosen policy
+ * and -K type, both fed the prompt and then, step by step, the full cache's greedy token (the policy's
+ * run is teacher-forced); per step, each one's top-1 and KL(full || policy). (-c full -K f16 measures
+ * what 16-bit keys and values alone cost.) */
 int run_compare(const Model *m, const Tokenizer *tok, const Options *o) {
     const Config *c = &m->config;
     int n, V = c->vocab_size;
@@ -3074,13 +3086,13 @@ int run_compare(const Model *m, const Tokenizer *tok, const Options *o) {
         return report(1);
     }
     int *gen = xcalloc((size_t)steps + 1, sizeof(int)), *pol_gen = xcalloc((size_t)steps + 1, sizeof(int));
-    int n_gen = steps, agree = 0, first_divergence = -1, status = 0;
+    int agree = 0, first_divergence = -1, status = 0;
     double *p = xcalloc((size_t)V, sizeof(double)), *q = xcalloc((size_t)V, sizeof(double)), kl_sum = 0, kl_max = 0;
     printf("%5s  %-16s %-16s %s\n", "step", "full top-1", "policy top-1", "KL(full||policy)");
     /* the two caches side by side, both fed the full cache's greedy tokens */
     float *full_logits = prefill(m, &reference, tokens, n), *logits = full_logits ? prefill(m, &pol, tokens, n) : NULL;
-    for (int t = 0; t < n_gen; t++) {
-        if (!full_logits || !logits) { status = report(1); break; } /* not finite (forward_block) */
+    if (!full_logits || !logits) status = report(1); /* not finite (forward_block), even for -n 0 */
+    for (int t = 0; t < steps && status == 0; t++) {
         gen[t] = argmax(full_logits, V);
         softmax_into(p, full_logits, V);
         softmax_into(q, logits, V);
@@ -3100,9 +3112,10 @@ int run_compare(const Model *m, const Tokenizer *tok, const Options *o) {
             for (char *ch = names[k]; *ch; ch++) if ((unsigned char)*ch < 0x20) *ch = ' ';
         }
         printf("%5d  %-16s %-16s %.5f\n", t, names[0], names[1], kl);
-        if (t + 1 < n_gen) {
+        if (t + 1 < steps) {
             full_logits = forward(m, &reference, &gen[t], 1, NULL, NULL);
             logits = full_logits ? forward(m, &pol, &gen[t], 1, NULL, NULL) : NULL;
+            if (!full_logits || !logits) status = report(1);
         }
     }
     if (status != 0) {
@@ -3112,25 +3125,25 @@ int run_compare(const Model *m, const Tokenizer *tok, const Options *o) {
     }
     size_t kept_full, kept_pol; /* the full cache's bytes counted in the policy's -K type, as the kv line does */
     cache_bytes(&pol, c, &kept_pol, &kept_full);
-    double mean_kl = n_gen ? kl_sum / n_gen : 0;
+    double mean_kl = steps ? kl_sum / steps : 0;
     printf("\npolicy %s vs full, %d prompt tokens, %d steps: top-1 agreement %.1f%%, KL mean %.5f max %.5f, ",
-           policy_names[o->cache.policy], n, n_gen, n_gen ? 100.0 * agree / n_gen : 100.0, mean_kl, kl_max);
+           policy_names[o->cache.policy], n, steps, steps ? 100.0 * agree / steps : 100.0, mean_kl, kl_max);
     if (first_divergence < 0) printf("first divergence: none\n");
     else printf("first divergence: at step %d\n", first_divergence);
     printf("full (greedy):   ");
-    print_text(tok, gen, n_gen, tokens[n - 1], 0);
+    print_text(tok, gen, steps, tokens[n - 1], 0);
     printf("\n%-6s (top-1): ", policy_names[o->cache.policy]);
-    print_text(tok, pol_gen, n_gen, tokens[n - 1], 0);
+    print_text(tok, pol_gen, steps, tokens[n - 1], 0);
     printf("\nkv bytes: full %zu, %s %zu (%.1f%%)\n", kept_full, policy_names[o->cache.policy], kept_pol,
            kept_full ? 100.0 * kept_pol / kept_full : 100.0);
     printf("{\"policy\": \"%s\", \"prompt_tokens\": %d, \"steps\": %d, \"top1_agreement\": %.4f, \"mean_kl\": %.6f, "
            "\"max_kl\": %.6f, "
            "\"first_divergence\": %d, \"kv_bytes_full\": %zu, \"kv_bytes_policy\": %zu, \"full_text\": ",
-           policy_names[o->cache.policy], n, n_gen, n_gen ? (double)agree / n_gen : 1.0, mean_kl, kl_max,
+           policy_names[o->cache.policy], n, steps, steps ? (double)agree / steps : 1.0, mean_kl, kl_max,
            first_divergence, kept_full, kept_pol);
-    print_text(tok, gen, n_gen, tokens[n - 1], 1);
+    print_text(tok, gen, steps, tokens[n - 1], 1);
     printf(", \"policy_text\": ");
-    print_text(tok, pol_gen, n_gen, tokens[n - 1], 1);
+    print_text(tok, pol_gen, steps, tokens[n - 1], 1);
     printf("}\n");
     print_kv_line(&pol, c);
     free(p); free(q); free(gen); free(pol_gen); free(tokens);
@@ -3289,6 +3302,11 @@ static int needle_grid(NeedleGrid *g, const Config *c, const Options *o) {
         g->n_depths = 5;
         for (int di = 0; di < 5; di++) g->depths[di] = di / 4.0f;
     }
+    for (int li = 1; li < g->n_lengths; li++) /* ascending: the last is the longest (its prompt sizes the buffer) */
+        for (int lj = li; lj > 0 && g->lengths[lj - 1] > g->lengths[lj]; lj--) {
+            int t = g->lengths[lj];
+            g->lengths[lj] = g->lengths[lj - 1], g->lengths[lj - 1] = t;
+        }
     for (int li = 0; li < g->n_lengths; li++)
         if (g->lengths[li] + NEEDLE_ANSWER > c->seq_len)
             return fail("-L: %d tokens + a %d-token answer do not fit the context (%d)", g->lengths[li],
@@ -3396,6 +3414,7 @@ int run_needle(const Model *m, const Tokenizer *tok, const Options *o) {
         int li = k / g.n_depths, di = k % g.n_depths;
         long key = 10000 + (long)(random_f32(&rng) * 89999);
         int n = needle_prompt(tok, o, c->add_bos, filler, n_filler, g.lengths[li], g.depths[di], key, prompt, &n_asked);
+        if (n < 0) { status = report(2); break; }
         fprintf(stderr, "needle: case %d/%d, %d tokens, depth %.0f%%, key %ld:", k + 1, cases, g.lengths[li],
                 100 * g.depths[di], key);
         char line[4096]; /* the case's JSON line (at most ~1500 bytes), written whole once the case is done */
@@ -3433,7 +3452,7 @@ int run_needle(const Model *m, const Tokenizer *tok, const Options *o) {
         kept++;
         untrack_temporary(partial); /* it holds a case: worth keeping if the run is cut short */
     }
-    if (log && finish_stream(log, partial) != 0 && status == 0) status = report(1), write_failed = 1;
+    if (log && finish_stream(log, partial, 1) != 0 && status == 0) status = report(1), write_failed = 1;
     if (status == 0) status = needle_report(&g, prefix, path, partial);
     else if (log && (write_failed || kept == 0)) remove(partial); /* nothing it could not complete is left */
     untrack_temporary(partial);
@@ -3987,22 +4006,28 @@ static void warn_options(const Options *o) {
                     "its sinks", o->cache.n_sink, o->cache.window_min);
 }
 
-/* SIGINT, SIGTERM, SIGHUP: the files not complete yet are removed (appendix A), then the signal ends
- * razor as it would have. */
+/* SIGINT, SIGTERM, SIGHUP and SIGPIPE (a reader that went away: `./razor ... | head` ends quietly, as
+ * other tools do): the files not complete yet are removed (appendix A), then the signal ends razor as it
+ * would have. A signal razor was started ignoring (nohup, a shell's background job) stays ignored; an
+ * ignored SIGPIPE makes a write to a closed pipe an error like any other. */
 static void on_signal(int sig) {
     remove_temporaries();
     signal(sig, SIG_DFL);
-    raise(sig); /* the exit status still says which signal ended the run */
+    raise(sig); /* delivered when on_signal returns: the exit status still says which signal ended the run */
+}
+
+static void catch_signal(int sig) {
+    struct sigaction now, catch = {.sa_handler = on_signal};
+    sigemptyset(&catch.sa_mask);
+    if (sigaction(sig, NULL, &now) == 0 && now.sa_handler != SIG_IGN) sigaction(sig, &catch, NULL);
 }
 
 int main(int argc, char **argv) {
     atexit(remove_temporaries); /* an exit() on the way (out of memory) leaves no half-written file */
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    signal(SIGHUP, on_signal);
+    catch_signal(SIGINT), catch_signal(SIGTERM), catch_signal(SIGHUP), catch_signal(SIGPIPE);
     Options o;
     int status = parse_args(argc, argv, &o);
-    if (status == 1) return finish_stream(stdout, "standard output") != 0 ? report(1) : 0; /* -h */
+    if (status == 1) return finish_stream(stdout, "standard output", 0) != 0 ? report(1) : 0; /* -h */
     if (status) return status;
     const Mode *mode = find_mode(o.mode);
     Model model;
@@ -4047,7 +4072,7 @@ int main(int argc, char **argv) {
     pool_stop();
     free(prompt);
     free_model(&model);
-    if (finish_stream(stdout, "standard output") != 0) status = status ? status : report(1); /* a full disk */
+    if (finish_stream(stdout, "standard output", 0) != 0) status = status ? status : report(1); /* a full disk */
     return status;
 }
 #endif

@@ -1312,6 +1312,15 @@ static void *slurp(const char *path, size_t *n) {
     return d;
 }
 
+/* A file's text, NUL-terminated ("" if it cannot be read); free it */
+static char *slurp_text(const char *path) {
+    size_t n;
+    char *text = slurp(path, &n);
+    if (!text) return calloc(1, 1);
+    text[n] = 0;
+    return text;
+}
+
 static void expect_refused(const char *what, const void *data, size_t n, const char *must_say) {
     write_bytes(tmp_path("bad.bin"), data, n);
     Model m;
@@ -1940,21 +1949,22 @@ static int files_named(const char *dir, const char *part) {
 }
 
 /* Starts razor (sh -c cmd), waits until a file whose name contains `part` appears in dir, then sends
- * sig; returns the exit status (128 + signal) or -1 if the file never appeared in 60 s. */
+ * sig; returns the exit status (128 + signal), or -1 if the file never appeared (razor ended first, or
+ * 60 s passed). */
 static int kill_when_file_appears(const char *cmd, const char *dir, const char *part, int sig) {
     pid_t pid = fork();
     if (pid == 0) {
         setpgid(0, 0);
+        signal(SIGINT, SIG_DFL), signal(SIGTERM, SIG_DFL), signal(SIGHUP, SIG_DFL); /* even if make ran under nohup */
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
-    int seen = 0, status = 0;
-    for (int i = 0; i < 6000 && !seen; i++) {
+    int seen = 0, status = 0, ended = 0;
+    for (int i = 0; i < 60000 && !seen && !ended; i++) {
         seen = files_named(dir, part) > 0;
-        if (!seen) usleep(10000);
+        if (!seen) ended = waitpid(pid, &status, WNOHANG) == pid, usleep(1000);
     }
-    kill(-pid, sig); /* the group: sh and razor */
-    waitpid(pid, &status, 0);
+    if (!ended) kill(-pid, sig), waitpid(pid, &status, 0); /* the group: sh and razor */
     if (!seen) return -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
@@ -2020,9 +2030,12 @@ static void test_careful_user(void) {
     snprintf(ro, sizeof ro, "%s/ro", dir);
     mkdir(full, 0755);
     mkdir(ro, 0755);
-    snprintf(cmd, sizeof cmd, "mount -t tmpfs -o size=64k tmpfs %s 2>/dev/null && mount -t tmpfs -o size=64k tmpfs %s",
-             full, ro);
-    if (geteuid() == 0 && system(cmd) == 0) {
+    char mount_full[400], mount_ro[400];
+    snprintf(mount_full, sizeof mount_full, "mount -t tmpfs -o size=64k tmpfs %s 2>/dev/null", full);
+    snprintf(mount_ro, sizeof mount_ro, "mount -t tmpfs -o size=64k tmpfs %s 2>/dev/null", ro);
+    int full_mounted = geteuid() == 0 && system(mount_full) == 0;
+    int ro_mounted = full_mounted && system(mount_ro) == 0;
+    if (ro_mounted) {
         write_text(tmp_path("second_ids.txt"), "1 5 9 200 7\n");
         snprintf(cmd, sizeof cmd, "echo old > %s/keep.f32; dd if=/dev/zero of=%s/fill bs=1k 2>/dev/null; "
                  "{ echo x >> %s/fill; } 2>/dev/null", full, full, full);
@@ -2051,29 +2064,81 @@ static void test_careful_user(void) {
         snprintf(cmd, sizeof cmd, "%s %s -m logits -I %s -o %s/p.f32", razor_bin, model, tmp_path("second_ids.txt"),
                  ro);
         expect_cli_error("-o in a read-only directory", cmd, 1, "(its directory: razor writes a new file beside it");
-        snprintf(cmd, sizeof cmd, "umount %s; umount %s", full, ro);
-        if (system(cmd) != 0) fprintf(stderr, "could not unmount %s and %s\n", full, ro);
     } else {
         printf("SKIPPED: the full-disk and read-only-directory checks need root (a 64 KB tmpfs)\n");
+    }
+    const char *mounted[2] = {full_mounted ? full : NULL, ro_mounted ? ro : NULL};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd, "umount %s", mounted[i]);
+        if (mounted[i] && system(cmd) != 0) check(0, "unmount %s", mounted[i]);
     }
     snprintf(cmd, sizeof cmd, "{ %s %s %s -n 4 -t 0 -c full -i 'hello' > /dev/full; }", razor_bin, model, tok);
     expect_cli_error("generate into /dev/full", cmd, 1, "standard output: cannot write it all: No space");
     snprintf(cmd, sizeof cmd, "{ %s %s %s -m compare -n 4 -c streaming -i 'hello' > /dev/full; }", razor_bin, model,
              tok);
     expect_cli_error("compare into /dev/full", cmd, 1, "standard output: cannot write it all: No space");
-    /* 3. a replaced file keeps its mode, and as root its owner */
+    /* 3. a replaced file keeps its mode (0604: not what a umask of 077 would give), and as root its owner */
     char out[400];
     snprintf(out, sizeof out, "%s/private.f32", dir);
     write_text(out, "old");
-    chmod(out, 0600);
+    chmod(out, 0604);
     int owner_changed = geteuid() == 0 && chown(out, 65534, 65534) == 0;
     snprintf(cmd, sizeof cmd, "%s %s -m logits -i 'hello' %s -o %s", razor_bin, model, tok, out);
     r = run(cmd);
     struct stat st;
-    check(r.status == 0 && stat(out, &st) == 0 && (st.st_mode & 07777) == 0600 && file_size(out) > 3 &&
+    int stated = stat(out, &st) == 0; /* before check(): its arguments are read before it runs */
+    check(r.status == 0 && stated && (st.st_mode & 07777) == 0604 && file_size(out) > 3 &&
               (!owner_changed || (st.st_uid == 65534 && st.st_gid == 65534)),
-          "a replaced file keeps mode 0600%s: mode %o, owner %d: %s", owner_changed ? " and its owner" : "",
+          "a replaced file keeps mode 0604%s: mode %o, owner %d: %s", owner_changed ? " and its owner" : "",
           st.st_mode & 07777, (int)st.st_uid, r.err);
+    free_run(&r);
+
+    /* 3. as a user who is not root (as root: nobody, by setpriv, with root's group as a supplementary one):
+     * a group the user is in is kept, one it is not in loses its permissions; a directory the user cannot
+     * write to is refused, the file as it was */
+    char user_dir[] = "/tmp/razor-user-XXXXXX", as_user[128] = "";
+    int root = geteuid() == 0;
+    if (root) snprintf(as_user, sizeof as_user, "setpriv --reuid=65534 --regid=65534 --groups=0 ");
+    if (mkdtemp(user_dir) && (!root || chown(user_dir, 65534, 65534) == 0) && chmod(user_dir, 0755) == 0) {
+        snprintf(cmd, sizeof cmd, "cp %s %s/razor && cp %s %s/m.bin && cp tests/sp512/tokenizer.bin %s/t.bin && "
+                 "mkdir %s/locked && echo old > %s/locked/p.f32 && chmod 0555 %s/locked && chmod -R a+r %s",
+                 razor_bin, user_dir, model, user_dir, user_dir, user_dir, user_dir, user_dir, user_dir);
+        check(system(cmd) == 0, "set up %s", user_dir);
+        snprintf(cmd, sizeof cmd, "%s%s/razor %s/m.bin -z %s/t.bin -m logits -i hello -o %s/locked/p.f32", as_user,
+                 user_dir, user_dir, user_dir, user_dir);
+        expect_cli_error("-o in a directory the user cannot write to", cmd, 1, "(its directory: razor writes a new");
+        snprintf(out, sizeof out, "%s/locked/p.f32", user_dir);
+        check(file_size(out) == 4, "the file in the locked directory as it was");
+        if (root) {
+            const char *names[2] = {"in_group.f32", "other_group.f32"};
+            int gids[2] = {0, 100}, modes[2] = {0640, 0664}, want_gid[2] = {0, 65534}, want_mode[2] = {0640, 0604};
+            for (int i = 0; i < 2; i++) {
+                snprintf(out, sizeof out, "%s/%s", user_dir, names[i]);
+                write_text(out, "old");
+                check(chown(out, 65534, gids[i]) == 0 && chmod(out, modes[i]) == 0, "chown %s", out);
+                snprintf(cmd, sizeof cmd, "%s%s/razor %s/m.bin -z %s/t.bin -m logits -i hello -o %s", as_user,
+                         user_dir, user_dir, user_dir, out);
+                r = run(cmd);
+                stated = stat(out, &st) == 0;
+                check(r.status == 0 && stated && (int)st.st_gid == want_gid[i] &&
+                          (int)(st.st_mode & 07777) == want_mode[i] && file_size(out) > 3,
+                      "as nobody, a file of group %d, mode %o: group %d and mode %o (want %d, %o): %s", gids[i],
+                      modes[i], (int)st.st_gid, st.st_mode & 07777, want_gid[i], want_mode[i], r.err);
+                free_run(&r);
+            }
+        } else {
+            printf("SKIPPED: the group checks need root (to run razor as nobody)\n");
+        }
+        snprintf(cmd, sizeof cmd, "chmod -R u+w %s; rm -rf %s", user_dir, user_dir);
+        check(system(cmd) == 0, "remove %s", user_dir);
+    } else check(0, "make %s", user_dir);
+    /* a temporary file left by a killed run with the same process id is replaced */
+    snprintf(out, sizeof out, "%s/stale.f32", dir);
+    snprintf(cmd, sizeof cmd, "sh -c 'echo stale > %s.tmp$$ && exec %s %s %s -m logits -i hello -o %s'", out,
+             razor_bin, model, tok, out);
+    r = run(cmd);
+    check(r.status == 0 && file_size(out) > 6 && files_named(dir, "stale.f32.tmp") == 0,
+          "a stale temporary with razor's process id: replaced, not an error: %s", r.err);
     free_run(&r);
 
     /* 4. and 11. chat: a line of any length is one turn; input from a file is echoed; /reset, /exit */
@@ -2081,13 +2146,13 @@ static void test_careful_user(void) {
     for (int i = 0; i < 20000; i++) long_line[i] = i % 3 == 2 ? ' ' : 'a' + i % 7;
     snprintf(out, sizeof out, "%s/chat_in.txt", dir);
     FILE *f = fopen(out, "w");
-    fprintf(f, "%s\nhello\n", long_line);
+    fprintf(f, "hi\n%s\nhello\n", long_line);
     fclose(f);
     int long_tokens = -1; /* what the turn is in the model's template, by the same functions in this process */
     Tokenizer t;
     if (load_model(&m, model) == 0 && load_tokenizer(&t, "tests/sp512/tokenizer.bin", 512, 1, 2) == 0) {
         int *turn_ids = xcalloc(2 * encode_room(long_line) + 64, sizeof(int));
-        long_tokens = chat_turn_tokens(&m.config, &t, NULL, long_line, 0, turn_ids);
+        long_tokens = chat_turn_tokens(&m.config, &t, NULL, long_line, 1, turn_ids); /* the second turn */
         free(turn_ids);
         free_tokenizer(&t);
         free_model(&m);
@@ -2096,12 +2161,14 @@ static void test_careful_user(void) {
     snprintf(cmd, sizeof cmd, "%s %s %s -m chat -t 0 -n 3 -c full < %s", razor_bin, model, tok, out);
     r = run(cmd);
     const char *said = strstr(r.err, "this turn is ");
-    int n_said = said ? atoi(said + 13) : 0, turns = 0;
+    int n_said = said ? atoi(said + 13) : 0, turns = 0, replies = 0;
     for (const char *q = r.err; (q = strstr(q, "this turn is ")); q++) turns++;
-    check(r.status == 1 && turns == 1 && n_said == long_tokens && strstr(r.out, "Assistant: ") &&
+    for (const char *q = r.out; (q = strstr(q, "Assistant: ")); q++) replies++;
+    check(r.status == 1 && turns == 1 && n_said == long_tokens && replies == 2 && strstr(r.err, " remain; ") &&
               strstr(r.err, "1 turn of the input went unanswered"),
-          "a 20000-byte chat line is one turn (%d tokens; %d in the template), refused once; the next line is "
-          "answered; exit 1 for the unanswered one: exit %d, %s", n_said, long_tokens, r.status, r.err);
+          "a 20000-byte chat line after a first turn is one turn (%d tokens; %d in the template), refused once, "
+          "saying what remains; the next line is answered; exit 1 for the unanswered one: exit %d, %s", n_said,
+          long_tokens, r.status, r.err);
     free_run(&r);
     snprintf(out, sizeof out, "%s/chat2.txt", dir);
     write_text(out, "hello there\n/reset\nhi\n/exit\nnever answered\n");
@@ -2115,11 +2182,20 @@ static void test_careful_user(void) {
               !strstr(r.out, "never") && len && r.out[len - 1] == '\n',
           "chat from a file: the user's lines echoed, /reset starts over, /exit leaves, a final newline: %s", r.out);
     free_run(&r);
+    snprintf(out, sizeof out, "%s/chat_reset.txt", dir);
+    write_text(out, "/reset\nhi\n");
+    snprintf(cmd, sizeof cmd, "%s %s %s -m chat -t 0 -n 3 -c full -i 'hello there' < %s", razor_bin, model, tok, out);
+    r = run(cmd);
+    replies = 0;
+    for (const char *q = r.out; (q = strstr(q, "Assistant: ")); q++) replies++;
+    check(r.status == 0 && replies == 2 && strstr(r.out, "User: /reset\nUser: hi\nAssistant: "),
+          "/reset after -i: the conversation starts over without -i's turn again: %s", r.out);
+    free_run(&r);
     snprintf(out, sizeof out, "%s/chat3.txt", dir);
     write_text(out, "tell me a long story\nand then\nand more\n");
     snprintf(cmd, sizeof cmd, "%s %s %s -m chat -t 0 -n 200 -c full < %s", razor_bin, model, tok, out);
     r = run(cmd);
-    check(r.status == 1 && strstr(r.err, "filled the model's context") &&
+    check(r.status == 1 && (strstr(r.err, "filled the model's context") || strstr(r.err, " remain; ")) &&
               strstr(r.err, "2 turns of the input went unanswered"),
           "chat that fills the context: exit 1, and how many lines went unanswered: exit %d, %s", r.status, r.err);
     free_run(&r);
@@ -2131,8 +2207,19 @@ static void test_careful_user(void) {
     expect_cli_error("-m needle -o DIR", cmd, 2, "and it is a directory");
     snprintf(cmd, sizeof cmd, "%s %s %s -m profile -o /dev/null", razor_bin, model, tok);
     expect_cli_error("-m profile -o /dev/null", cmd, 2, "and it is a device or FIFO");
-    struct stat dev;
-    check(stat("/dev/null.svg", &dev) != 0 && stat("/dev/null.jsonl", &dev) != 0, "nothing written beside /dev/null");
+    snprintf(out, sizeof out, "%s/out_fifo", dir);
+    mkfifo(out, 0600);
+    snprintf(cmd, sizeof cmd, "%s %s %s -m needle -L 60 -o %s", razor_bin, model, tok, out);
+    expect_cli_error("-m needle -o FIFO", cmd, 2, "and it is a device or FIFO");
+    check(files_named(dir, "out_fifo") == 1, "nothing written beside a FIFO given as the prefix");
+    snprintf(cmd, sizeof cmd, "%s %s %s -m needle -L 80,60 -D 0 -W 8 -S 2 -o %s", razor_bin, model, tok,
+             tmp_path("descending"));
+    r = run(cmd);
+    const char *row60 = strstr(r.out, "\n      60  "), *row80 = strstr(r.out, "\n      80  ");
+    check(r.status == 0 && row60 && row80 && row60 < row80 && strstr(r.out, "kv cache at 80 tokens"),
+          "-m needle -L 80,60: lengths sorted, the longest sizing the prompt and the kv figures: exit %d, %s", r.status,
+          r.err);
+    free_run(&r);
     check(files_named(dir, ".jsonl") == 0, "no hidden DIR/.jsonl");
     snprintf(cmd, sizeof cmd, "%s %s %s -m needle -L 20 -o %s/short", razor_bin, model, tok, dir);
     expect_cli_error("-m needle -L too short for the needle", cmd, 2, "too short for the needle and the question");
@@ -2154,6 +2241,27 @@ static void test_careful_user(void) {
     int rc = kill_when_file_appears(cmd, dir, "p.heads.tmp", SIGTERM);
     check(rc == 128 + SIGTERM && files_named(dir, "p.heads") == 0,
           "SIGTERM during -m profile: killed by it (%d), and no p.heads, p.heads.svg or temporary left", rc);
+    snprintf(cmd, sizeof cmd, "trap '' TERM; exec %s %s %s -m profile -o %s/ignored.heads 2>/dev/null", razor_bin,
+             tmp_path("long_probe.bin"), tok, dir);
+    rc = kill_when_file_appears(cmd, dir, "ignored.heads.tmp", SIGTERM);
+    snprintf(out, sizeof out, "%s/ignored.heads", dir);
+    check(rc == 0 && file_size(out) > 0, "SIGTERM ignored when razor starts (nohup): the profile completes (%d)", rc);
+    for (int ignored = 0; ignored < 2; ignored++) { /* a reader that goes away: SIGPIPE, or with it ignored, EPIPE */
+        snprintf(cmd, sizeof cmd, "%s{ %s %s %s -n 3000 -t 0 -c full -i hello 2>%s/pipe_err; echo $? >%s/pipe_rc; } | "
+                 "true", ignored ? "trap '' PIPE; " : "", razor_bin, tmp_path("long_probe.bin"), tok, dir, dir);
+        check(system(cmd) == 0, "%s", cmd);
+        snprintf(out, sizeof out, "%s/pipe_rc", dir);
+        char *said_rc = slurp_text(out);
+        snprintf(out, sizeof out, "%s/pipe_err", dir);
+        char *said_err = slurp_text(out);
+        if (ignored)
+            check(atoi(said_rc) == 1 && strstr(said_err, "standard output: cannot write it all: Broken pipe"),
+                  "SIGPIPE ignored, the reader gone: one line, exit 1: %s %s", said_rc, said_err);
+        else check(atoi(said_rc) == 128 + SIGPIPE, "the reader gone: SIGPIPE ends razor quietly: %s %s", said_rc,
+                   said_err);
+        free(said_rc);
+        free(said_err);
+    }
     write_text(tmp_path("two_by_two.tsv"), "1\t0\n0\t0\n"); /* a profile: layer 0's KV head 0 a retrieval head */
     snprintf(cmd, sizeof cmd, "exec %s %s %s -k %s -m needle -L 4000 -o %s/sig 2>/dev/null", razor_bin,
              tmp_path("long_probe.bin"), tok, tmp_path("two_by_two.tsv"), dir);
