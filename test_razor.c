@@ -2096,14 +2096,17 @@ static void test_careful_user(void) {
     /* 3. as a user who is not root (as root: nobody, by setpriv, with root's group as a supplementary one):
      * a group the user is in is kept, one it is not in loses its permissions; a directory the user cannot
      * write to is refused, the file as it was */
-    char user_dir[] = "/tmp/razor-user-XXXXXX", as_user[128] = "";
+    char user_dir[] = "/tmp/razor-user-XXXXXX", as_user[256] = "";
     int root = geteuid() == 0;
     if (root) snprintf(as_user, sizeof as_user, "setpriv --reuid=65534 --regid=65534 --groups=0 ");
+    const char *exe = strrchr(razor_bin, ' ') ? strrchr(razor_bin, ' ') + 1 : razor_bin; /* after "qemu-aarch64 " */
     if (mkdtemp(user_dir) && (!root || chown(user_dir, 65534, 65534) == 0) && chmod(user_dir, 0755) == 0) {
         snprintf(cmd, sizeof cmd, "cp %s %s/razor && cp %s %s/m.bin && cp tests/sp512/tokenizer.bin %s/t.bin && "
                  "mkdir %s/locked && echo old > %s/locked/p.f32 && chmod 0555 %s/locked && chmod -R a+r %s",
-                 razor_bin, user_dir, model, user_dir, user_dir, user_dir, user_dir, user_dir, user_dir);
+                 exe, user_dir, model, user_dir, user_dir, user_dir, user_dir, user_dir, user_dir);
         check(system(cmd) == 0, "set up %s", user_dir);
+        snprintf(as_user + strlen(as_user), sizeof as_user - strlen(as_user), "%.*s", (int)(exe - razor_bin),
+                 razor_bin); /* the runner, if any */
         snprintf(cmd, sizeof cmd, "%s%s/razor %s/m.bin -z %s/t.bin -m logits -i hello -o %s/locked/p.f32", as_user,
                  user_dir, user_dir, user_dir, user_dir);
         expect_cli_error("-o in a directory the user cannot write to", cmd, 1, "(its directory: razor writes a new");
