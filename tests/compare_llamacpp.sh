@@ -8,6 +8,8 @@
 # LLAMA_CPP_BUILD_DIR: a llama.cpp build (cmake -B build -DGGML_NATIVE=ON; cmake --build build --target
 #   llama-bench llama-batched-bench llama-quantize llama-convert-llama2c-to-ggml), its bin/ folder.
 # TOKENIZER_BIN: Llama 2's tokenizer.bin (llama2.c ships it; llama.cpp's converter copies its vocabulary).
+# The converter holds the whole model in a memory pool of mem_model_gb = 2 GB (its source): for the 1.1B
+# shape in float32 (4.1 GB) raise it to 8 and rebuild it; the script says so if the conversion fails.
 # The llama2.c files are made once by tests/make_llama2c_models.py in $TMPDIR/razor_llamacpp; llama.cpp's
 # GGUF files from them by its own converter and quantizer (F32, BF16, Q8_0), razor's by export.py --bin
 # --dtype (f32 is the llama2.c file itself).
@@ -31,9 +33,12 @@ declare -A ggml=([f32]=F32 [bf16]=BF16 [q8]=Q8_0)
 files() {
     local m=$1 t=$2
     [ -f "$dir/$m.bin" ] || "$py" tests/make_llama2c_models.py "$dir" "$m" >&2
-    if [ ! -f "$dir/$m-f32.gguf" ]; then
-        "$bin/llama-convert-llama2c-to-ggml" --copy-vocab-from-model "$tok" --llama2c-model "$dir/$m.bin" \
-            --llama2c-output-model "$dir/$m-f32.gguf" >"$dir/convert.log" 2>&1
+    if [ ! -f "$dir/$m-f32.gguf" ] && ! "$bin/llama-convert-llama2c-to-ggml" --copy-vocab-from-model "$tok" \
+        --llama2c-model "$dir/$m.bin" --llama2c-output-model "$dir/$m-f32.gguf" >"$dir/convert.log" 2>&1; then
+        echo "llama-convert-llama2c-to-ggml failed on $m.bin: $(grep -m1 -E 'not enough space|error' "$dir/convert.log")" >&2
+        echo "(for m1b: raise mem_model_gb from 2 to 8 in its source, examples/convert-llama2c-to-ggml, and rebuild)" >&2
+        rm -f "$dir/$m-f32.gguf"
+        exit 1
     fi
     [ -f "$dir/$m-$t.gguf" ] || "$bin/llama-quantize" "$dir/$m-f32.gguf" "$dir/$m-$t.gguf" "${ggml[$t]}" >"$dir/quantize.log" 2>&1
     if [ $t = f32 ]; then ln -sf "$m.bin" "$dir/$m-f32.rz"
