@@ -1635,8 +1635,8 @@ static int read_file(const char *path, size_t max_bytes, char **out, size_t *out
 }
 
 /* Files being written that are not complete yet: removed if the run ends early, by exit() (out of
- * memory) or by SIGINT, SIGTERM, SIGHUP or SIGPIPE (main's on_signal), so that no run leaves a half-written or
- * empty file behind. */
+ * memory) or by SIGINT, SIGTERM, SIGHUP or SIGPIPE (main's on_signal), so that no run leaves a
+ * half-written or empty file behind. */
 #define MAX_TEMPORARIES 16
 static char *volatile temporaries[MAX_TEMPORARIES];
 
@@ -1701,17 +1701,20 @@ static int open_output(Output *out, const char *path) {
     size_t n = strlen(out->target) + 32;
     out->tmp = xcalloc(n, 1);
     snprintf(out->tmp, n, "%s.tmp%ld", out->target, (long)getpid());
+    mode_t first_mode = exists ? st.st_mode & 0600 : 0666;
     sigset_t mask = hold_signals(); /* no signal between creating the file and tracking it */
-    int fd = open(out->tmp, O_WRONLY | O_CREAT | O_EXCL, exists ? st.st_mode & 0600 : 0666), e = errno;
+    int fd = open(out->tmp, O_WRONLY | O_CREAT | O_EXCL, first_mode), e = errno;
     if (fd < 0 && e == EEXIST && unlink(out->tmp) == 0) /* left by a killed run that had this process id */
-        fd = open(out->tmp, O_WRONLY | O_CREAT | O_EXCL, exists ? st.st_mode & 0600 : 0666), e = errno;
+        fd = open(out->tmp, O_WRONLY | O_CREAT | O_EXCL, first_mode), e = errno;
     if (fd >= 0) track_temporary(out->tmp);
     pthread_sigmask(SIG_SETMASK, &mask, NULL);
     if (fd >= 0 && exists) { /* the owner first (chown clears setuid bits); a group razor cannot give loses its bits */
         mode_t mode = st.st_mode & 07777;
-        int owned = geteuid() == 0 ? fchown(fd, st.st_uid, st.st_gid) : fchown(fd, (uid_t)-1, st.st_gid);
-        if (owned != 0 && geteuid() == 0) e = errno, close(fd), fd = -1, remove(out->tmp);
-        else if (owned != 0) mode &= ~(mode_t)02070;
+        int root = geteuid() == 0;
+        if (fchown(fd, root ? st.st_uid : (uid_t)-1, st.st_gid) != 0) {
+            if (root) e = errno, close(fd), fd = -1, remove(out->tmp);
+            else mode &= ~(mode_t)02070;
+        }
         if (fd >= 0 && fchmod(fd, mode) != 0) e = errno, close(fd), fd = -1, remove(out->tmp);
     }
     if (fd < 0 || !(out->f = fdopen(fd, "wb"))) {

@@ -1429,11 +1429,8 @@ static Run run(const char *args) {
     snprintf(cmd, sizeof cmd, "%s >%s 2>%s", args, tmp_path("stdout"), tmp_path("stderr"));
     int rc = system(cmd);
     Run r = {WIFEXITED(rc) ? WEXITSTATUS(rc) : 128, NULL, NULL};
-    size_t n;
-    r.out = slurp(tmp_path("stdout"), &n);
-    r.out[n] = 0;
-    r.err = slurp(tmp_path("stderr"), &n);
-    r.err[n] = 0;
+    r.out = slurp_text(tmp_path("stdout"));
+    r.err = slurp_text(tmp_path("stderr"));
     return r;
 }
 
@@ -1442,6 +1439,13 @@ static void free_run(Run *r) { free(r->out); free(r->err); }
 static int count_lines(const char *s) {
     int n = 0;
     for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+/* How many times part occurs in s */
+static int occurrences(const char *s, const char *part) {
+    int n = 0;
+    for (const char *q = s; (q = strstr(q, part)); q++) n++;
     return n;
 }
 
@@ -1889,8 +1893,7 @@ static void test_outputs_and_stops(void) {
      * longer than the context fails */
     snprintf(cmd, sizeof cmd, "printf 'hello\\n\\n   \\n' | %s %s %s -m chat -t 0 -n 3 -c full", razor_bin, model, tok);
     r = run(cmd);
-    int answers = 0;
-    for (const char *q = r.out; (q = strstr(q, "Assistant: ")); q++) answers++;
+    int answers = occurrences(r.out, "Assistant: ");
     size_t len = strlen(r.out);
     check(r.status == 0 && answers == 1 && len > 0 && r.out[len - 1] == '\n',
           "chat skips empty lines and ends its output with a newline");
@@ -1904,8 +1907,7 @@ static void test_outputs_and_stops(void) {
     snprintf(cmd, sizeof cmd, "%s %s %s -m needle -L 80 -D 0,1 -W 8 -S 2 -o %s/grid", razor_bin, tmp_path("needle.bin"),
              tok, tmpdir);
     r = run(cmd);
-    char *lines = slurp(tmp_path("grid.jsonl"), &n);
-    lines[n] = 0;
+    char *lines = slurp_text(tmp_path("grid.jsonl"));
     /* SnapKV appends the question asked after compression: more bytes than with the question inside the prompt */
     const char *snap = strstr(lines, "\"snapkv\": {\"prompt\": {"), *bytes_prompt = snap ? strstr(snap, "kv_bytes") : 0;
     const char *bytes_after = bytes_prompt ? strstr(bytes_prompt + 1, "kv_bytes") : 0;
@@ -2164,9 +2166,8 @@ static void test_careful_user(void) {
     snprintf(cmd, sizeof cmd, "%s %s %s -m chat -t 0 -n 3 -c full < %s", razor_bin, model, tok, out);
     r = run(cmd);
     const char *said = strstr(r.err, "this turn is ");
-    int n_said = said ? atoi(said + 13) : 0, turns = 0, replies = 0;
-    for (const char *q = r.err; (q = strstr(q, "this turn is ")); q++) turns++;
-    for (const char *q = r.out; (q = strstr(q, "Assistant: ")); q++) replies++;
+    int n_said = said ? atoi(said + 13) : 0, turns = occurrences(r.err, "this turn is ");
+    int replies = occurrences(r.out, "Assistant: ");
     check(r.status == 1 && turns == 1 && n_said == long_tokens && replies == 2 && strstr(r.err, " remain; ") &&
               strstr(r.err, "1 turn of the input went unanswered"),
           "a 20000-byte chat line after a first turn is one turn (%d tokens; %d in the template), refused once, "
@@ -2177,8 +2178,7 @@ static void test_careful_user(void) {
     write_text(out, "hello there\n/reset\nhi\n/exit\nnever answered\n");
     snprintf(cmd, sizeof cmd, "%s %s %s -m chat -t 0 -n 3 -c full < %s", razor_bin, model, tok, out);
     r = run(cmd);
-    int answers = 0;
-    for (const char *q = r.out; (q = strstr(q, "Assistant: ")); q++) answers++;
+    int answers = occurrences(r.out, "Assistant: ");
     size_t len = strlen(r.out);
     check(r.status == 0 && answers == 2 && !strncmp(r.out, "User: hello there\nAssistant: ", 29) &&
               strstr(r.out, "User: /reset\nUser: hi\nAssistant: ") && strstr(r.err, "starts over") &&
@@ -2189,8 +2189,7 @@ static void test_careful_user(void) {
     write_text(out, "/reset\nhi\n");
     snprintf(cmd, sizeof cmd, "%s %s %s -m chat -t 0 -n 3 -c full -i 'hello there' < %s", razor_bin, model, tok, out);
     r = run(cmd);
-    replies = 0;
-    for (const char *q = r.out; (q = strstr(q, "Assistant: ")); q++) replies++;
+    replies = occurrences(r.out, "Assistant: ");
     check(r.status == 0 && replies == 2 && strstr(r.out, "User: /reset\nUser: hi\nAssistant: "),
           "/reset after -i: the conversation starts over without -i's turn again: %s", r.out);
     free_run(&r);
@@ -3445,8 +3444,7 @@ static void test_json_profiles(void) {
         if (ok) free_profile(&back);
         memset(p.retrieval, 0, 6);
         save_profile(&p, tmp_path("none.json"));
-        text = slurp(tmp_path("none.json"), &n);
-        text[n] = 0;
+        text = slurp_text(tmp_path("none.json"));
         check(!strcmp(text, "{}\n"), "no retrieval heads: {} (%s)", text);
         free(text);
         free_profile(&p);
