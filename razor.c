@@ -908,6 +908,10 @@ size_t head_bytes(const HeadCache *h, int hd) {
     return (size_t)slots * hd * 2 * kv_size(h->kv_type);
 }
 
+/* One job of a layer's attention (plan_attention, section 5): a query head's tile of queries (job = head *
+ * tiles + tile), its cost (the keys its queries see) and the thread that runs it. */
+typedef struct { long cost; int job, thread; } AttentionJob;
+
 /* Activations for a block of up to max_block tokens, and the KV cache. */
 typedef struct RunState {
     const Model *model;      /* the model it was built for (appendix G's choices need its shape and slopes) */
@@ -919,6 +923,8 @@ typedef struct RunState {
     float *k, *v;            /* (block, kv_dim) */
     float *rope_cos, *rope_sin; /* (block, head_dim / 2) */
     float *att_scratch;      /* (threads, ATT_SCRATCH(head_dim)) */
+    AttentionJob *att_jobs;  /* (n_heads * tiles of a block) this layer's attention jobs and their threads */
+    long *att_load;          /* (threads) the attention work given to each thread (plan_attention) */
     float *logits;           /* (block, vocab_size) */
     float *xt;               /* (widest input, matmul_padded(block)) matmul's scratch: the block transposed tile
                                 by tile; one token with bf16 or q8 weights: its input reordered */
@@ -966,6 +972,8 @@ int build_runstate(RunState *s, const Model *m, int capacity, int max_block, con
     s->rope_cos = xcalloc(B * (c->head_dim / 2), sizeof(float));
     s->rope_sin = xcalloc(B * (c->head_dim / 2), sizeof(float));
     s->att_scratch = xcalloc((size_t)pool_threads * ATT_SCRATCH(c->head_dim), sizeof(float));
+    s->att_jobs = xcalloc((size_t)c->n_heads * ((B + ATT_TILE_Q - 1) / ATT_TILE_Q), sizeof *s->att_jobs);
+    s->att_load = xcalloc((size_t)pool_threads, sizeof(long));
     s->logits = xcalloc(B * c->vocab_size, sizeof(float));
     size_t widest = xb_dim > (size_t)c->hidden_dim ? xb_dim : (size_t)c->hidden_dim;
     s->xt = xcalloc(widest * matmul_padded(max_block), sizeof(float));
@@ -989,7 +997,8 @@ int build_runstate(RunState *s, const Model *m, int capacity, int max_block, con
 
 void free_runstate(RunState *s) {
     free(s->x); free(s->xb); free(s->hb); free(s->hb2); free(s->q); free(s->k); free(s->v); free(s->rope_cos);
-    free(s->rope_sin); free(s->att_scratch); free(s->logits); free(s->xt); free(s->window_queries); free(s->score_rows);
+    free(s->rope_sin); free(s->att_scratch); free(s->att_jobs); free(s->att_load); free(s->logits); free(s->xt);
+    free(s->window_queries); free(s->score_rows);
     for (int i = 0; i < s->n_caches; i++) head_free(&s->heads[i]);
     free(s->heads);
     memset(s, 0, sizeof *s);
@@ -1088,8 +1097,35 @@ static void swiglu_task(void *arg, int thread, int n_threads) {
     swiglu(a->s->hb + begin, a->s->hb2 + begin, end - begin);
 }
 
-/* Spreads (query head, tile of queries) pairs over the threads, round robin so that the long tiles
- * at the end of a causal block do not all land on one thread. */
+/* The block's attention, as jobs: (query head, tile of queries) pairs. Their costs differ: a retrieval
+ * head's cache holds every token and a compressed head's a fifth or so, and a causal block's last tiles
+ * see the most keys. So each job's cost is the keys its queries see, and the jobs go to the threads
+ * longest first, each to the thread with the least work so far (LPT scheduling: within 4/3 of the best
+ * split). Which thread computes a head does not change its numbers. */
+static int costlier_job(const void *a, const void *b) { /* the larger cost first; ties: the earlier job */
+    const AttentionJob *x = a, *y = b;
+    if (x->cost != y->cost) return x->cost < y->cost ? 1 : -1;
+    return (x->job > y->job) - (x->job < y->job);
+}
+static void plan_attention(RunState *s, const Config *c, int layer, int T) {
+    int tiles = (T + ATT_TILE_Q - 1) / ATT_TILE_Q, n_jobs = c->n_heads * tiles, group = c->n_heads / c->n_kv_heads;
+    for (int job = 0; job < n_jobs; job++) {
+        const HeadCache *hc = &s->heads[layer * c->n_kv_heads + (job / tiles) / group];
+        int q0 = (job % tiles) * ATT_TILE_Q, nq = min_int(T - q0, ATT_TILE_Q);
+        s->att_jobs[job] = (AttentionJob){(long)nq * min_int(hc->n - T + q0 + nq, hc->n), job, 0};
+    }
+    qsort(s->att_jobs, (size_t)n_jobs, sizeof *s->att_jobs, costlier_job);
+    long *load = s->att_load;
+    memset(load, 0, (size_t)pool_threads * sizeof *load);
+    for (int k = 0; k < n_jobs; k++) {
+        int least = 0;
+        for (int t = 1; t < pool_threads; t++) least = load[t] < load[least] ? t : least;
+        s->att_jobs[k].thread = least;
+        load[least] += s->att_jobs[k].cost + 1;
+    }
+}
+
+/* A thread's jobs of the plan above. */
 static void attention_task(void *arg, int thread, int n_threads) {
     const BlockJob *a = arg;
     const Config *c = &a->m->config;
@@ -1097,7 +1133,10 @@ static void attention_task(void *arg, int thread, int n_threads) {
     size_t q_dim = (size_t)c->n_heads * c->head_dim;
     int tiles = (a->T + ATT_TILE_Q - 1) / ATT_TILE_Q, group = c->n_heads / c->n_kv_heads;
     float *scratch = s->att_scratch + (size_t)thread * ATT_SCRATCH(c->head_dim);
-    for (int job = thread; job < c->n_heads * tiles; job += n_threads) {
+    (void)n_threads;
+    for (int k = 0; k < c->n_heads * tiles; k++) {
+        if (s->att_jobs[k].thread != thread) continue;
+        int job = s->att_jobs[k].job;
         int query_head = job / tiles, q0 = (job % tiles) * ATT_TILE_Q, nq = min_int(a->T - q0, ATT_TILE_Q);
         const HeadCache *hc = &s->heads[a->layer * c->n_kv_heads + query_head / group];
         float slope = a->m->alibi_slope ? a->m->alibi_slope[query_head] : 0;
@@ -1155,6 +1194,7 @@ float *forward_block(const Model *m, RunState *s, const int *tokens, int T, int 
         /* biases, q/k norms, RoPE; the keys and values join the cache (heads_task) */
         run_block(heads_task, &job, T);
         /* attention: every query head against what its KV head's cache holds, output into xb */
+        plan_attention(s, c, l, T);
         pool_run(attention_task, &job);
         /* -c snapkv, h2o: what their choice of tokens needs (appendix G) */
         if (drops_by_attention(s->cache.policy)) observe_attention(s, l, T, generating);

@@ -673,6 +673,47 @@ static void test_bf16_weights(void) {
 }
 
 /* Threads split rows and heads; the numbers must not change. */
+/* plan_attention: every job once, on a thread that exists, with its cost (the keys its queries see),
+ * and no thread given more than LPT's bound, 4/3 of the best split's lower bound (the largest job, or
+ * the total over the threads). The heads are lopsided as after RazorAttention's compression: a few
+ * long retrieval heads among short compressed ones, next to one another, as round robin splits badly. */
+static void test_attention_plan(void) {
+    Config c = {.n_heads = 12, .n_kv_heads = 6, .n_layers = 2};
+    HeadCache heads[12] = {{0}};
+    for (int i = 0; i < 12; i++) heads[i].n = i == 7 || i == 9 ? 16000 : i == 11 ? 9000 : 3300;
+    int ok = 1;
+    for (int threads = 2; threads <= 5; threads++)
+        for (int T = 1; T <= 3 * ATT_TILE_Q + 5; T += 3 * ATT_TILE_Q + 4) {
+            int tiles = (T + ATT_TILE_Q - 1) / ATT_TILE_Q, n_jobs = c.n_heads * tiles, seen[12 * 4] = {0};
+            RunState s = {.heads = heads, .att_jobs = calloc((size_t)n_jobs, sizeof(AttentionJob)),
+                          .att_load = calloc((size_t)threads, sizeof(long))};
+            pool_start(threads);
+            int used = pool_threads; /* 1 without pthreads */
+            plan_attention(&s, &c, 1, T);
+            pool_stop();
+            long load[5] = {0}, total = 0, largest = 0;
+            for (int k = 0; k < n_jobs; k++) {
+                AttentionJob j = s.att_jobs[k];
+                int q0 = (j.job % tiles) * ATT_TILE_Q, nq = T - q0 < ATT_TILE_Q ? T - q0 : ATT_TILE_Q;
+                const HeadCache *hc = &heads[6 + (j.job / tiles) / 2];
+                long cost = (long)nq * (hc->n - T + q0 + nq);
+                ok &= j.job >= 0 && j.job < n_jobs && j.thread >= 0 && j.thread < used && j.cost == cost;
+                if (!ok) break;
+                seen[j.job]++;
+                load[j.thread] += cost;
+                total += cost;
+                largest = cost > largest ? cost : largest;
+            }
+            for (int k = 0; k < n_jobs && ok; k++) ok &= seen[k] == 1;
+            double bound = (double)(largest > total / used ? largest : total / used) * 4 / 3 + n_jobs;
+            for (int t = 0; t < used && ok; t++) ok &= load[t] <= bound;
+            free(s.att_jobs); free(s.att_load);
+        }
+    check(ok, "plan_attention: each job once, its cost the keys its queries see, every thread within LPT's 4/3 "
+              "bound, for 2 to 5 threads, 1 and %d tokens, two retrieval heads among compressed ones",
+          3 * ATT_TILE_Q + 5);
+}
+
 static void test_threads_same_numbers(void) {
     TestModel tm = make_model(small_config(48, 80, 2, 4, 2, 97, 200), 5);
     write_model(&tm, tmp_path("thr.bin"), FORMAT_RAZOR);
@@ -3576,6 +3617,7 @@ int main(int argc, char **argv) {
     test_loaders_agree();
     test_forward_matches_reference();
     test_threads_same_numbers();
+    test_attention_plan();
     test_bf16_weights();
     test_tiled_attention();
     test_online_attention();

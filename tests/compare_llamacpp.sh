@@ -13,7 +13,7 @@
 # The llama2.c files are made once by tests/make_llama2c_models.py in $TMPDIR/razor_llamacpp; llama.cpp's
 # GGUF files from them by its own converter and quantizer (F32, BF16, Q8_0), razor's by export.py --bin
 # --dtype (f32 is the llama2.c file itself).
-# MODELS (default "m15 m110 m1b"), TYPES (default "f32 bf16 q8"; m1b runs bf16 and q8 only), LONG (the
+# MODELS (default "m15 m110 m1b"; "" skips them), TYPES (default "f32 bf16 q8"; m1b runs bf16 and q8 only), LONG (the
 # long prompts in tokens, default "4096 16384"; "" skips them) pick what runs. RAZOR: the razor binary
 # (default ./razor), e.g. one built with -march=x86-64-v3 to measure AVX2 on an AVX-512 machine (then
 # build llama.cpp with -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON as well).
@@ -43,7 +43,7 @@ files() {
     [ -f "$dir/$m-$t.gguf" ] || "$bin/llama-quantize" "$dir/$m-f32.gguf" "$dir/$m-$t.gguf" "${ggml[$t]}" >"$dir/quantize.log" 2>&1
     if [ $t = f32 ]; then ln -sf "$m.bin" "$dir/$m-f32.rz"
     elif [ ! -f "$dir/$m-$t.rz" ]; then "$py" export.py "$dir/$m-$t.rz" --bin "$dir/$m.bin" --dtype $t >&2; fi
-    cp -f "$tok" "$dir/tokenizer.bin"
+    [ "$tok" -ef "$dir/tokenizer.bin" ] || cp -f "$tok" "$dir/tokenizer.bin"
 }
 
 # tokens per second: llama-bench's average of one repetition; razor's own figure (prompt or generation)
@@ -53,7 +53,7 @@ speed_rz() { "$rz" "$1" -z "$dir/tokenizer.bin" -t 0 -T 2 -c full -n "$2" "${@:4
 
 prompt=$(cat tests/llama2c_prompt.txt)
 printf '%-5s %-5s %-10s %10s %10s %7s\n' model type test llama.cpp razor ratio
-for m in ${MODELS:-m15 m110 m1b}; do
+for m in ${MODELS-m15 m110 m1b}; do
     for t in ${TYPES:-f32 bf16 q8}; do
         [ $m = m1b ] && [ $t = f32 ] && continue
         files $m $t
@@ -95,19 +95,19 @@ long_text() { # $1 tokens of text: words of the prompt, repeated, as many as giv
     while [ $lo -lt $hi ]; do
         mid=$(((lo + hi + 1) / 2))
         text=$(echo "$words" | cut -d' ' -f1-$mid)
-        n=$("$rz" "$dir/$m.bin" -z "$dir/tokenizer.bin" -m tokenize -i "$text" | wc -w)
+        n=$("$rz" "$dir/$m.bin" -z "$dir/tokenizer.bin" -m tokenize -i "$text" 2>/dev/null | wc -w)
         if [ "$n" -le "$want" ]; then lo=$mid; else hi=$((mid - 1)); fi
     done
     echo "$words" | cut -d' ' -f1-$lo
 }
 printf '\n%-6s %10s %10s %10s %10s %10s %9s\n' prompt "llama.cpp" "-fa" "razor full" "razor" "ratio" "kv bytes"
 for D in ${LONG-4096 16384}; do
-    text=$(long_text $D)
-    n=$("$rz" "$dir/$m.bin" -z "$dir/tokenizer.bin" -m tokenize -i "$text" | wc -w)
+    text=$(long_text $((D < 16384 - 128 ? D : 16384 - 128))) # room for the 128 tokens in the 16K context
+    n=$("$rz" "$dir/$m.bin" -z "$dir/tokenizer.bin" -m tokenize -i "$text" 2>/dev/null | wc -w)
     a=() f=() b=() c=()
     for i in $(seq "$runs"); do
         for fa in "" -fa; do
-            s=$("$bin/llama-batched-bench" -m "$dir/$m-f32.gguf" -c $((n + 256)) -b 2048 -ub 512 -npp $n -ntg 128 \
+            s=$("$bin/llama-batched-bench" -m "$dir/$m-f32.gguf" -c $((n + 128)) -b 2048 -ub 512 -npp $n -ntg 128 \
                 -npl 1 -t 2 $fa 2>&1 | awk -F'|' -v n=$n '$2 + 0 == n {gsub(/ /, "", $9); print $9}')
             if [ -z "$fa" ]; then a+=("$s"); else f+=("$s"); fi
         done
@@ -117,7 +117,7 @@ for D in ${LONG-4096 16384}; do
         kv=$(echo "$line" | sed -n 's/^kv cache: .*(\([0-9.]*%\) of.*/\1/p')
     done
     x=$(median "${a[@]}") y=$(median "${f[@]}") z=$(median "${b[@]}") w=$(median "${c[@]}")
-    best=$(awk -v a="$x" -v b="$y" 'BEGIN {print a > b ? a : b}')
+    best=$(awk -v a="$x" -v b="$y" 'BEGIN {print (a > b ? a : b)}')
     printf '%-6s %10.1f %10.1f %10.1f %10.1f %10s %9s\n' $n "$x" "$y" "$z" "$w" "$(ratio "$best" "$w")" "$kv"
 done
 echo "(ratio: razor -c razor over the faster of llama.cpp with and without -fa; kv bytes: razor's, of the full cache)"
