@@ -1112,7 +1112,7 @@ static void plan_attention(RunState *s, const Config *c, int layer, int T) {
     for (int job = 0; job < n_jobs; job++) {
         const HeadCache *hc = &s->heads[layer * c->n_kv_heads + (job / tiles) / group];
         int q0 = (job % tiles) * ATT_TILE_Q, nq = min_int(T - q0, ATT_TILE_Q);
-        s->att_jobs[job] = (AttentionJob){(long)nq * min_int(hc->n - T + q0 + nq, hc->n), job, 0};
+        s->att_jobs[job] = (AttentionJob){(long)nq * (hc->n - T + q0 + nq), job, 0}; /* q0 + nq <= T */
     }
     qsort(s->att_jobs, (size_t)n_jobs, sizeof *s->att_jobs, costlier_job);
     long *load = s->att_load;

@@ -672,7 +672,6 @@ static void test_bf16_weights(void) {
     }
 }
 
-/* Threads split rows and heads; the numbers must not change. */
 /* plan_attention: every job once, on a thread that exists, with its cost (the keys its queries see),
  * and no thread given more than LPT's bound, 4/3 of the best split's lower bound (the largest job, or
  * the total over the threads). The heads are lopsided as after RazorAttention's compression: a few
@@ -714,6 +713,7 @@ static void test_attention_plan(void) {
           3 * ATT_TILE_Q + 5);
 }
 
+/* Threads split rows and heads; the numbers must not change. */
 static void test_threads_same_numbers(void) {
     TestModel tm = make_model(small_config(48, 80, 2, 4, 2, 97, 200), 5);
     write_model(&tm, tmp_path("thr.bin"), FORMAT_RAZOR);
