@@ -234,8 +234,9 @@ typedef struct {
  * [-127, 127]. dot_i8(&sum, w, x) gives the 32 products of one group of weights and one group of inputs,
  * summed exactly in int32 into 8 lanes (which product goes to which lane is the instruction's business;
  * only the sum of the lanes is defined). dot_i8_plain is the definition, and the version for targets
- * without an int8 dot-product instruction (SSE2, AVX without AVX2, ARM without dotprod): the compiler
- * vectorises it by widening. x86's vpmaddubsw and vpdpbusd multiply UNSIGNED by signed bytes, so they
+ * with none of the instructions below (ARM without dotprod, non-x86, non-ARM): the compiler vectorises
+ * it by widening. SSE2 (and AVX without AVX2) widens the bytes to int16 itself and multiplies with
+ * pmaddwd, int16 x int16 summed in pairs to int32. x86's vpmaddubsw and vpdpbusd multiply UNSIGNED by signed bytes, so they
  * get |w| and x with w's sign (ggml's trick): |w| <= 128 fits an unsigned byte and x * sign(w) stays
  * in [-127, 127], so a weight of -128 (a GGUF's Q8_0 may hold one) is exact too; vpmaddubsw's int16
  * sums of two products, at most 2 * 128 * 127 = 32512, never saturate. */
@@ -268,6 +269,19 @@ static inline void dot_i8(i32x8 *sum, const int8_t *w, const int8_t *x) { /* sig
     int32x4_t hi = vdotq_s32(vdupq_n_s32(0), vld1q_s8(w + 16), vld1q_s8(x + 16));
     memcpy(sum, &lo, sizeof lo);
     memcpy((char *)sum + sizeof lo, &hi, sizeof hi);
+}
+#elif defined(__SSE2__)             /* every x86-64 CPU: no byte multiply, but pmaddwd multiplies int16 pairs */
+#include <emmintrin.h>
+#define RAZOR_DOT_I8 "pmaddwd"
+static inline void dot_i8(i32x8 *sum, const int8_t *w, const int8_t *x) { /* bytes sign-extended to int16 */
+    __m128i half[2], zero = _mm_setzero_si128();
+    for (int h = 0; h < 2; h++) {
+        __m128i wv = _mm_loadu_si128((const __m128i *)(w + 16 * h)), ws = _mm_cmpgt_epi8(zero, wv);
+        __m128i xv = _mm_loadu_si128((const __m128i *)(x + 16 * h)), xs = _mm_cmpgt_epi8(zero, xv);
+        half[h] = _mm_add_epi32(_mm_madd_epi16(_mm_unpacklo_epi8(wv, ws), _mm_unpacklo_epi8(xv, xs)),
+                                _mm_madd_epi16(_mm_unpackhi_epi8(wv, ws), _mm_unpackhi_epi8(xv, xs)));
+    }
+    memcpy(sum, half, sizeof half);
 }
 #else
 #define RAZOR_DOT_I8 "plain C"
