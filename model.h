@@ -236,10 +236,10 @@ typedef struct {
  * only the sum of the lanes is defined). dot_i8_plain is the definition, and the version for targets
  * with none of the instructions below (ARM without dotprod, non-x86, non-ARM): the compiler vectorises
  * it by widening. SSE2 (and AVX without AVX2) widens the bytes to int16 itself and multiplies with
- * pmaddwd, int16 x int16 summed in pairs to int32. x86's vpmaddubsw and vpdpbusd multiply UNSIGNED by signed bytes, so they
- * get |w| and x with w's sign (ggml's trick): |w| <= 128 fits an unsigned byte and x * sign(w) stays
- * in [-127, 127], so a weight of -128 (a GGUF's Q8_0 may hold one) is exact too; vpmaddubsw's int16
- * sums of two products, at most 2 * 128 * 127 = 32512, never saturate. */
+ * pmaddwd, int16 x int16 summed in pairs to int32. x86's vpmaddubsw and vpdpbusd multiply UNSIGNED by
+ * signed bytes, so they get |w| and x with w's sign (ggml's trick): |w| <= 128 fits an unsigned byte and
+ * x * sign(w) stays in [-127, 127], so a weight of -128 (a GGUF's Q8_0 may hold one) is exact too;
+ * vpmaddubsw's int16 sums of two products, at most 2 * 128 * 127 = 32512, never saturate. */
 typedef int32_t i32x8 __attribute__((vector_size(8 * sizeof(int32_t))));
 static inline void dot_i8_plain(i32x8 *sum, const int8_t *w, const int8_t *x) {
     *sum = (i32x8){0};
