@@ -3809,10 +3809,10 @@ static void usage(FILE *f) {
             "  -q text     needle: the question at the end\n"
             "  -L n,n,..   needle: prompt lengths in tokens (default: 1/4, 1/2, 3/4, all of the context)\n"
             "  -D f,f,..   needle: depths of the pass key, 0 to 1 (default 0,0.25,0.5,0.75,1)\n"
-            "built for %s: vectors of %d floats, int8 dot products by %s (model.h chooses from"
+            "built for %s: vectors of %d floats, int8 dot products by %s%s (model.h chooses from"
             " the compile target)\n",
             DEFAULT_BLOCK, SINKS_N0, WINDOW_S0, COMPRESSION_C, INDUCTION_FRACTION, ECHO_FRACTION, RAZOR_ISA, VEC,
-            RAZOR_DOT_I8);
+            RAZOR_DOT_I8, RAZOR_AMX_NOTE);
 }
 
 /* A number written plainly: decimal digits (an integer), or also a point and an exponent; no spaces,
@@ -4317,6 +4317,8 @@ typedef struct {
     const float *xt;  /* x transposed tile by tile, for block_tile (see transpose_block); one token
                          with bf16 or (-A f32) q8 weights: x reordered for dot_row (pair_inputs, quad_inputs) */
     Matrix xq;        /* q8 weights: x (T, n) quantized, in q8's layout (quantize_q8) */
+    Matrix xtiles;    /* q8 weights on AMX, 16 tokens or more: xq again, in tdpbssd's layout (amx_pack); else
+                         data NULL */
     Matrix w;         /* (d, n) */
     int T, n, d, add;
 } Matmul;
@@ -4461,12 +4463,22 @@ static inline __attribute__((always_inline)) void block_tile(vecf *acc_io, const
     vecf acc[BLOCK_TILE_R][BLOCK_TILE_V];
     for (int r = 0; r < R; r++)
         for (int v = 0; v < BLOCK_TILE_V; v++) acc[r][v] = j0 ? acc_io[r * BLOCK_TILE_V + v] : (vecf){0};
-    for (int j = j0; j < j1; j++) {
-        vecf x[BLOCK_TILE_V];
-        for (int v = 0; v < BLOCK_TILE_V; v++) x[v] = vload(xt + (size_t)j * BLOCK_TILE_T + v * VEC);
-        for (int r = 0; r < R; r++) {
-            float wr = wget(w, (size_t)(i0 + r) * n + j, TYPE);
-            for (int v = 0; v < BLOCK_TILE_V; v++) acc[r][v] += wr * x[v];
+    for (int j = j0; j < j1; j += VEC) {
+        /* 16-bit and 8-bit weights: with WIDEN_AHEAD (model.h) the next VEC of each row are widened a
+         * vector at a time into `wide`, then each is broadcast from there, rather than widened one by one */
+        int m = min_int(VEC, j1 - j), ahead = WIDEN_AHEAD && TYPE != WEIGHT_F32 && m == VEC;
+        float wide[BLOCK_TILE_R][VEC];
+        for (int r = 0; r < R && ahead; r++) {
+            vecf v = wload(w, (size_t)(i0 + r) * n + j, TYPE);
+            memcpy(wide[r], &v, sizeof v);
+        }
+        for (int k = 0; k < m; k++) {
+            vecf x[BLOCK_TILE_V];
+            for (int v = 0; v < BLOCK_TILE_V; v++) x[v] = vload(xt + (size_t)(j + k) * BLOCK_TILE_T + v * VEC);
+            for (int r = 0; r < R; r++) {
+                float wr = ahead ? wide[r][k] : wget(w, (size_t)(i0 + r) * n + j + k, TYPE);
+                for (int v = 0; v < BLOCK_TILE_V; v++) acc[r][v] += wr * x[v];
+            }
         }
     }
     for (int r = 0; r < R; r++)
@@ -4535,6 +4547,8 @@ static inline __attribute__((always_inline)) void matmul_part(const Matmul *a, i
  * is multiplied by the product of their two scales (-A f32 keeps the inputs in float32 instead, and
  * widens the weights: the kernels above, TYPE WEIGHT_Q8):
  *     out[t][i] = sum over groups g of w.scale[i][g] * x.scale[t][g] * sum_k wq[i][32g + k] * xq[t][32g + k]
+ * q8_tile computes it for a few rows and tokens with dot_i8; on CPUs with AMX, q8_amx computes it for 16
+ * rows and 16 tokens at once, for blocks of BLOCK_MIN_TOKENS tokens or more.
  * Widening every int8 weight to float32 instead (-A f32) costs about 20 instructions and 128 bytes of
  * inputs per 32 weights; vpmaddubsw does the 32 products in one. The activations' rounding (half a
  * step, max|x| / 254, per value) moves the shipped model's next-token distributions by a mean KL of
@@ -4645,8 +4659,100 @@ static inline __attribute__((always_inline)) void q8_rows(const Matmul *a, size_
  * dot_row). More: rows BLOCK_ROWS at a time, whose weights (BLOCK_ROWS x n bytes: 192 KB for n = 2048)
  * stay in L2 while every tile of Q8_TILE_C tokens passes them (their int8 inputs, Q8_TILE_C x n bytes,
  * in L1). */
+#ifdef RAZOR_AMX
+/* q8 x q8 on AMX. Eight tile registers of up to 16 rows x 64 bytes; tdpbssd C += A B multiplies a tile
+ * A of 16 rows x 32 int8 (here: 16 weight rows, one group) by a tile B of 8 rows x 64 int8 (16 tokens'
+ * same group, each row holding 4 consecutive bytes of every token in turn) into C, 16 x 16 exact int32
+ * sums: 8192 products in one instruction. Each group's sums are stored, converted and multiplied by
+ * the two scales, as q8_tile does with dot_i8's. Linux hands the tile registers out only on request,
+ * once per process (amx_granted); each thread then states the tiles' shapes (amx_configure). */
+#include <immintrin.h>
+#include <sys/syscall.h>
+_Static_assert(BLOCK_TILE_T % 16 == 0, "AMX: xt holds whole blocks of 16 tokens");
+static int amx_granted(void) { /* ARCH_REQ_XCOMP_PERM (0x1023) for XFEATURE_XTILEDATA (18); on the main thread */
+    static int granted = -1;
+    if (granted < 0) granted = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+    return granted;
+}
+
+static void amx_configure(void) {
+    struct { uint8_t palette, start_row, reserved[14]; uint16_t colsb[16]; uint8_t rows[16]; }
+        __attribute__((aligned(64))) config = {.palette = 1};
+    config.rows[0] = 16, config.colsb[0] = 64; /* C: 16 rows x 16 tokens, int32 */
+    config.rows[1] = 16, config.colsb[1] = 32; /* A: 16 weight rows x one group */
+    config.rows[2] = 8, config.colsb[2] = 64;  /* B: 16 tokens' group, 4 bytes of each per row */
+    _tile_loadconfig(&config);
+}
+
+/* xq (T, n) into B's layout: xtiles.data (T / 16 rounded up, groups, 8, 16, 4), byte 4r + j of token
+ * 16b + c's group g at [b][g][r][c][j]; xtiles.scale (T / 16 rounded up, groups, 16). Tokens past T
+ * are 0, with scale 0. Each thread takes whole blocks of 16 tokens. */
+typedef struct { Matrix xtiles, xq; int T, n; } AmxPack;
+static void amx_pack_task(void *arg, int thread, int n_threads) {
+    const AmxPack *a = arg;
+    size_t begin, end, n = (size_t)a->n, groups = n / Q8_GROUP, T = (size_t)a->T;
+    const int8_t *xq = a->xq.data;
+    int8_t *tiles = (int8_t *)a->xtiles.data;
+    float *scales = (float *)a->xtiles.scale;
+    split((T + 15) / 16, 1, thread, n_threads, &begin, &end);
+    for (size_t b = begin; b < end; b++)
+        for (size_t g = 0; g < groups; g++)
+            for (size_t c = 0, t = 16 * b; c < 16; c++, t++) {
+                int8_t *tile = tiles + (b * groups + g) * 512;
+                scales[(b * groups + g) * 16 + c] = t < T ? a->xq.scale[t * groups + g] : 0;
+                for (int k = 0; k < Q8_GROUP; k++)
+                    tile[k / 4 * 64 + c * 4 + k % 4] = t < T ? xq[t * n + g * Q8_GROUP + k] : 0;
+            }
+}
+
+/* out[16b + c][i + r] for the 16 rows from i and the 16 tokens of block b (those below T) */
+static void q8_amx(const Matmul *a, size_t i, size_t b) {
+    size_t n = (size_t)a->n, groups = n / Q8_GROUP;
+    const int8_t *w = (const int8_t *)a->w.data + i * n, *tiles = (const int8_t *)a->xtiles.data + b * groups * 512;
+    const float *wscale = a->w.scale + i * groups, *xscale = a->xtiles.scale + b * groups * 16;
+    vecf acc[16] = {{0}};
+    int32_t dots[16][16] __attribute__((aligned(64)));
+    for (size_t g = 0; g < groups; g++) {
+        _tile_zero(0);
+        _tile_loadd(1, w + g * Q8_GROUP, n);
+        _tile_loadd(2, tiles + g * 512, 64);
+        _tile_dpbssd(0, 1, 2); /* dots[r][c] = sum over k of w[i + r][32g + k] * xq[16b + c][32g + k] */
+        _tile_stored(0, dots, 64);
+        vecf xs = vload(xscale + g * 16);
+        for (int r = 0; r < 16; r++) {
+            veci dot;
+            memcpy(&dot, dots[r], sizeof dot);
+            acc[r] += __builtin_convertvector(dot, vecf) * (xs * wscale[r * groups + g]);
+        }
+    }
+    float *out = a->out + 16 * b * a->d + i;
+    for (size_t c = 0; c < 16 && 16 * b + c < (size_t)a->T; c++)
+        for (int r = 0; r < 16; r++) out[c * a->d + r] = a->add ? out[c * a->d + r] + acc[r][c] : acc[r][c];
+}
+
+/* A thread's share of a q8 product on AMX: 64 rows at a time (their weights stay in L2) meet each block
+ * of 16 tokens in turn; the rows past the last whole 16, if any, go to q8_tile. */
+static void q8_amx_part(const Matmul *a, int thread, int n_threads) {
+    size_t begin, end, rows = (size_t)a->d / 16 * 16, blocks = ((size_t)a->T + 15) / 16;
+    split(rows, 16, thread, n_threads, &begin, &end);
+    amx_configure();
+    for (size_t i0 = begin; i0 < end; i0 += 64)
+        for (size_t b = 0; b < blocks; b++)
+            for (size_t i = i0; i < i0 + 64 && i < end; i += 16) q8_amx(a, i, b);
+    _tile_release();
+    split((size_t)a->d - rows, 1, thread, n_threads, &begin, &end);
+    for (int t = 0; t < a->T; t++) q8_rows(a, rows + begin, rows + end, t, 1);
+}
+#endif
+
 static void q8_part(const Matmul *a, int thread, int n_threads) {
     size_t begin, end;
+#ifdef RAZOR_AMX
+    if (a->xtiles.data) {
+        q8_amx_part(a, thread, n_threads);
+        return;
+    }
+#endif
     split((size_t)a->d, Q8_TILE_R, thread, n_threads, &begin, &end);
     if (a->T == 1) {
         for (size_t i = begin; i < end; i++) q8_tile(a, i, 0, 1, 1);
@@ -4713,18 +4819,29 @@ static void quantize_task(void *arg, int thread, int n_threads) {
  * of (n, matmul_padded(T)) floats, where x goes transposed tile by tile (transpose_block), or, for one
  * token with bf16 or (-A f32) q8 weights, reordered as pair_inputs or quad_inputs orders it, or, with
  * q8 weights (all products share the file's type), quantized: T x n int8 values, then T x n / Q8_GROUP
- * scales (9/32 of the room). */
+ * scales (9/32 of the room), then on AMX for 16 tokens or more the same in tdpbssd's layout (amx_pack:
+ * with T rounded up to 16, 9/32 of the room again). */
 void matmul(const float *x, float *xt, int T, int n, const Product *products, int n_products) {
     Matmuls a = {.n = n_products};
     Quantize q = {{xt, xt + (size_t)T * n / 4, WEIGHT_Q8, (size_t)T * n}, x, (size_t)T * n / Q8_GROUP};
+    Matrix xtiles = {NULL, NULL, WEIGHT_Q8, 0};
     if (products[0].w.type == WEIGHT_Q8 && !q8_f32_inputs) {
         if (T >= BLOCK_MIN_TOKENS) pool_run(quantize_task, &q);
         else quantize_task(&q, 0, 1);
+#ifdef RAZOR_AMX
+        size_t padded = ((size_t)T + 15) / 16 * 16, used = (size_t)T * n / 4 + q.groups;
+        AmxPack pack = {{xt + used, xt + used + padded * n / 4, WEIGHT_Q8, padded * n}, q.xq, T, n};
+        if (T >= BLOCK_MIN_TOKENS && amx_granted()) {
+            pool_run(amx_pack_task, &pack);
+            xtiles = pack.xtiles;
+        }
+#endif
     } else {
         transpose_block(xt, x, T, n);
     }
     for (int k = 0; k < n_products; k++)
-        a.mat[k] = (Matmul){.out = products[k].out, .x = x, .xt = xt, .xq = q.xq, .w = products[k].w, .T = T, .n = n,
+        a.mat[k] = (Matmul){.out = products[k].out, .x = x, .xt = xt, .xq = q.xq, .xtiles = xtiles, .w = products[k].w,
+                            .T = T, .n = n,
                             .d = products[k].d, .add = products[k].add};
     if (T == 1 && products[0].w.type == WEIGHT_BF16) pair_inputs(xt, x, n);
     if (T == 1 && products[0].w.type == WEIGHT_Q8 && q8_f32_inputs) quad_inputs(xt, x, n);

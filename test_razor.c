@@ -952,9 +952,16 @@ static void test_matmul_reference(void) {
  * a step of q * scale, the largest at +-127, for huge, ordinary, tiny and subnormal magnitudes; an inf or
  * NaN makes the scale so. matmul with every scale 1 (inputs integers, each group's largest 127) gives the
  * integer sums exactly (every partial sum stays below 2^24), for row lengths of 1 to 65 groups (one-token
- * rounds of 4 groups: whole, short, none), rows and tokens that do and do not fill a tile, and threads;
- * all-zero inputs or weight groups of scale 0 give 0, not NaN. Then matmul against matmul_q8_reference with
- * random scales and inputs from 1e-30 to 1e30. */
+ * rounds of 4 groups: whole, short, none), rows and tokens that do and do not fill a tile (AMX: 16 x 16),
+ * and threads; all-zero inputs or weight groups of scale 0 give 0, not NaN. Then matmul against
+ * matmul_q8_reference with random scales and inputs from 1e-30 to 1e30. */
+static const char *amx_state(void) { /* which kernel multiplies q8 weights into blocks of tokens here */
+#ifdef RAZOR_AMX
+    return amx_granted() ? "AMX tdpbssd" : "dot_i8 (this build has AMX, Linux did not grant it)";
+#else
+    return "dot_i8 (no AMX in this build)";
+#endif
+}
 static void test_q8_kernels(void) {
     uint64_t rng = 77;
     int dot_ok = 1;
@@ -1004,7 +1011,7 @@ static void test_q8_kernels(void) {
           "1e-30, 1e-40 (%d); the largest at 127 (%d); inf and NaN in a group make its scale so (%d)",
           zero_ok, round_ok, max_ok, bad_ok);
 
-    int lengths[] = {32, 96, 128, 160, 2080}, tokens[] = {1, 2, 3, 4, 5, 9, 16, 17, 33}, d = 7, exact_ok = 1;
+    int lengths[] = {32, 96, 128, 160, 2080}, tokens[] = {1, 2, 3, 4, 5, 9, 16, 17, 33}, d = 83, exact_ok = 1;
     for (size_t a = 0; a < sizeof lengths / sizeof *lengths; a++) {
         int n = lengths[a], groups = n / 32;
         int8_t *w = malloc((size_t)d * n);
@@ -1035,7 +1042,8 @@ static void test_q8_kernels(void) {
         free(w); free(ones);
     }
     check(exact_ok, "matmul, q8 weights, every scale 1 or 0: the exact integer sums, for rows of 1, 3, 4, 5 and 65 "
-                    "groups, 7 rows, 1 to 33 tokens (one all zero), 1 and 3 threads");
+                    "groups, 83 rows (5 x 16 + 3), 1 to 33 tokens (one all zero), 1 and 3 threads; blocks of 16 tokens "
+                    "or more: %s", amx_state());
 
     int n = 2080, groups = n / 32;
     float worst = 0;
@@ -1061,7 +1069,7 @@ static void test_q8_kernels(void) {
         free(x); free(out); free(ref); free(xt);
     }
     check(worst <= 1e-5f, "matmul vs matmul_q8_reference, q8 weights, inputs of 1e30, 1 and 1e-30, 1 to 33 tokens: max "
-                          "diff %g of each token's largest output", worst);
+                          "diff %g of each token's largest output (%s)", worst, amx_state());
     free(w); free(ws);
 }
 
