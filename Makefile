@@ -73,16 +73,20 @@ valgrind: razor-vg test_razor
 	rm -rf $$d && echo "valgrind: 0 errors, no leaks (a generation with bf16 weights; the razor cache: profiling, compression," \
 	  "sliding window; snapkv and h2o)"
 
-# the C tests for 64-bit ARM (NEON vectors of 4, 32 registers), cross-compiled and run under qemu-user
-# (no sanitizers there); needs Debian's gcc-aarch64-linux-gnu and qemu-user, else skipped
+# the C tests for 64-bit ARM (NEON vectors of 4, 32 registers) with the dotprod extension (int8 dot
+# products by sdot; qemu's default CPU has it), cross-compiled and run under qemu-user (no sanitizers
+# there); plain armv8-a (no sdot: dot_i8_plain, which the tests check in every build) is compiled, with
+# warnings as errors. Needs Debian's gcc-aarch64-linux-gnu and qemu-user, else skipped
 AARCH64_CC = aarch64-linux-gnu-gcc
+AARCH64_ARCH = -march=armv8.2-a+dotprod
 test-aarch64:
 	@if ! command -v $(AARCH64_CC) >/dev/null || ! command -v qemu-aarch64 >/dev/null; then \
 	    echo "aarch64: SKIPPED ($(AARCH64_CC) or qemu-aarch64 not installed)"; exit 0; fi; \
 	d=$$(mktemp -d) && \
-	$(AARCH64_CC) -O2 $(WARN) -o $$d/razor razor.c -lm -lpthread && \
-	$(AARCH64_CC) -O2 $(WARN) -DRAZOR_NO_THREADS -o $$d/razor-nothreads razor.c -lm && \
-	$(AARCH64_CC) -O2 $(WARN) -DRAZOR_NO_MAIN -o $$d/test_razor test_razor.c -lm -lpthread && \
+	$(AARCH64_CC) -O2 $(WARN) -Werror -o $$d/razor-armv8 razor.c -lm -lpthread && \
+	$(AARCH64_CC) -O2 $(AARCH64_ARCH) $(WARN) -o $$d/razor razor.c -lm -lpthread && \
+	$(AARCH64_CC) -O2 $(AARCH64_ARCH) $(WARN) -DRAZOR_NO_THREADS -o $$d/razor-nothreads razor.c -lm && \
+	$(AARCH64_CC) -O2 $(AARCH64_ARCH) $(WARN) -DRAZOR_NO_MAIN -o $$d/test_razor test_razor.c -lm -lpthread && \
 	export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu && \
 	{ qemu-aarch64 $$d/test_razor "qemu-aarch64 $$d/razor" "qemu-aarch64 $$d/razor-nothreads" > $$d/log 2>&1 \
 	  || { cat $$d/log; rm -rf $$d; exit 1; }; } && \
