@@ -4317,8 +4317,8 @@ typedef struct {
     const float *xt;  /* x transposed tile by tile, for block_tile (see transpose_block); one token
                          with bf16 or (-A f32) q8 weights: x reordered for dot_row (pair_inputs, quad_inputs) */
     Matrix xq;        /* q8 weights: x (T, n) quantized, in q8's layout (quantize_q8) */
-    Matrix xtiles;    /* q8 weights on AMX, 16 tokens or more: xq again, in tdpbssd's layout (amx_pack); else
-                         data NULL */
+    Matrix xtiles;    /* q8 weights on AMX, 16 tokens or more: xq again, in tdpbssd's layout
+                         (amx_pack_task); else data NULL */
     Matrix w;         /* (d, n) */
     int T, n, d, add;
 } Matmul;
@@ -4668,10 +4668,11 @@ static inline __attribute__((always_inline)) void q8_rows(const Matmul *a, size_
  * once per process (amx_granted); each thread then states the tiles' shapes (amx_configure). */
 #include <immintrin.h>
 #include <sys/syscall.h>
-_Static_assert(BLOCK_TILE_T % 16 == 0, "AMX: xt holds whole blocks of 16 tokens");
-static int amx_granted(void) { /* ARCH_REQ_XCOMP_PERM (0x1023) for XFEATURE_XTILEDATA (18); on the main thread */
-    static int granted = -1;
-    if (granted < 0) granted = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+_Static_assert(VEC == 16 && BLOCK_TILE_T % 16 == 0, "AMX: a vector holds a row of C, and matmul_padded(T) is T "
+               "rounded up to 16 or more, for xt's packed copy");
+static int amx_granted(void) { /* ARCH_REQ_XCOMP_PERM (0x1023) for XFEATURE_XTILEDATA (18); process-wide */
+    static int granted = -1; /* asked by the thread that calls matmul (one at a time) */
+    if (granted < 0) granted = syscall(SYS_arch_prctl, 0x1023UL, 18UL) == 0;
     return granted;
 }
 
@@ -4819,8 +4820,8 @@ static void quantize_task(void *arg, int thread, int n_threads) {
  * of (n, matmul_padded(T)) floats, where x goes transposed tile by tile (transpose_block), or, for one
  * token with bf16 or (-A f32) q8 weights, reordered as pair_inputs or quad_inputs orders it, or, with
  * q8 weights (all products share the file's type), quantized: T x n int8 values, then T x n / Q8_GROUP
- * scales (9/32 of the room), then on AMX for 16 tokens or more the same in tdpbssd's layout (amx_pack:
- * with T rounded up to 16, 9/32 of the room again). */
+ * scales (9/32 of the room), then on AMX for 16 tokens or more the same in tdpbssd's layout
+ * (amx_pack_task, with T rounded up to 16: 9/32 of the room again), from the next 64-byte boundary. */
 void matmul(const float *x, float *xt, int T, int n, const Product *products, int n_products) {
     Matmuls a = {.n = n_products};
     Quantize q = {{xt, xt + (size_t)T * n / 4, WEIGHT_Q8, (size_t)T * n}, x, (size_t)T * n / Q8_GROUP};
@@ -4829,8 +4830,9 @@ void matmul(const float *x, float *xt, int T, int n, const Product *products, in
         if (T >= BLOCK_MIN_TOKENS) pool_run(quantize_task, &q);
         else quantize_task(&q, 0, 1);
 #ifdef RAZOR_AMX
-        size_t padded = ((size_t)T + 15) / 16 * 16, used = (size_t)T * n / 4 + q.groups;
-        AmxPack pack = {{xt + used, xt + used + padded * n / 4, WEIGHT_Q8, padded * n}, q.xq, T, n};
+        size_t padded = ((size_t)T + 15) / 16 * 16;
+        float *tiles = (float *)(((uintptr_t)(xt + (size_t)T * n / 4 + q.groups) + 63) & ~(uintptr_t)63);
+        AmxPack pack = {{tiles, tiles + padded * n / 4, WEIGHT_Q8, padded * n}, q.xq, T, n};
         if (T >= BLOCK_MIN_TOKENS && amx_granted()) {
             pool_run(amx_pack_task, &pack);
             xtiles = pack.xtiles;
