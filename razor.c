@@ -4655,10 +4655,6 @@ static inline __attribute__((always_inline)) void q8_rows(const Matmul *a, size_
     for (; i < i1; i++) q8_tile(a, i, t, 1, C);
 }
 
-/* A thread's share of the rows of a q8 product. One token: a row at a time (one stream of weights, as for
- * dot_row). More: rows BLOCK_ROWS at a time, whose weights (BLOCK_ROWS x n bytes: 192 KB for n = 2048)
- * stay in L2 while every tile of Q8_TILE_C tokens passes them (their int8 inputs, Q8_TILE_C x n bytes,
- * in L1). */
 #ifdef RAZOR_AMX
 /* q8 x q8 on AMX. Eight tile registers of up to 16 rows x 64 bytes; tdpbssd C += A B multiplies a tile
  * A of 16 rows x 32 int8 (here: 16 weight rows, one group) by a tile B of 8 rows x 64 int8 (16 tokens'
@@ -4697,13 +4693,14 @@ static void amx_pack_task(void *arg, int thread, int n_threads) {
     float *scales = (float *)a->xtiles.scale;
     split((T + 15) / 16, 1, thread, n_threads, &begin, &end);
     for (size_t b = begin; b < end; b++)
-        for (size_t g = 0; g < groups; g++)
+        for (size_t g = 0; g < groups; g++) {
+            int8_t *tile = tiles + (b * groups + g) * 512;
             for (size_t c = 0, t = 16 * b; c < 16; c++, t++) {
-                int8_t *tile = tiles + (b * groups + g) * 512;
                 scales[(b * groups + g) * 16 + c] = t < T ? a->xq.scale[t * groups + g] : 0;
                 for (int k = 0; k < Q8_GROUP; k++)
                     tile[k / 4 * 64 + c * 4 + k % 4] = t < T ? xq[t * n + g * Q8_GROUP + k] : 0;
             }
+        }
 }
 
 /* out[16b + c][i + r] for the 16 rows from i and the 16 tokens of block b (those below T) */
@@ -4746,6 +4743,10 @@ static void q8_amx_part(const Matmul *a, int thread, int n_threads) {
 }
 #endif
 
+/* A thread's share of the rows of a q8 product. One token: a row at a time (one stream of weights, as for
+ * dot_row). More: rows BLOCK_ROWS at a time, whose weights (BLOCK_ROWS x n bytes: 192 KB for n = 2048)
+ * stay in L2 while every tile of Q8_TILE_C tokens passes them (their int8 inputs, Q8_TILE_C x n bytes,
+ * in L1). */
 static void q8_part(const Matmul *a, int thread, int n_threads) {
     size_t begin, end;
 #ifdef RAZOR_AMX
@@ -4843,8 +4844,7 @@ void matmul(const float *x, float *xt, int T, int n, const Product *products, in
     }
     for (int k = 0; k < n_products; k++)
         a.mat[k] = (Matmul){.out = products[k].out, .x = x, .xt = xt, .xq = q.xq, .xtiles = xtiles, .w = products[k].w,
-                            .T = T, .n = n,
-                            .d = products[k].d, .add = products[k].add};
+                            .T = T, .n = n, .d = products[k].d, .add = products[k].add};
     if (T == 1 && products[0].w.type == WEIGHT_BF16) pair_inputs(xt, x, n);
     if (T == 1 && products[0].w.type == WEIGHT_Q8 && q8_f32_inputs) quad_inputs(xt, x, n);
     pool_run(matmul_task, &a);
