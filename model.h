@@ -178,15 +178,17 @@ typedef struct {
  *               (broadcast); then ATT_QUERIES x ATT_VALUE_V sums of values, + ATT_VALUE_V values, + 1
  *               softmax weight (broadcast)
  *   dot_row     4 sums, + 4 loads
- *   q8_tile     Q8_TILE_R x Q8_TILE_C accumulators (8 floats each: ymm, or 2 NEON registers), + Q8_TILE_R
- *               weight vectors, + 1 input, + 1 product (below: q8 weights multiply int8 activations)
+ *   q8_tile     Q8_TILE_R x Q8_TILE_C accumulators (8 floats each: a ymm; 2 registers with SSE2 or NEON,
+ *               where the tile does not fit and the compiler spills), + Q8_TILE_R weight vectors, + 1
+ *               input, + 1 product, + Q8_TILE_R rows of scale products (4 floats each) (below: q8
+ *               weights multiply int8 activations)
  * AVX-512 has 32 registers of 16 floats, AVX2 16 of 8, SSE2 16 of 4, ARM NEON 32 of 4.
  * WIDEN_AHEAD: block_tile widens 16-bit and 8-bit weights a vector at a time before its multiply-adds,
  * not one by one among them. With 2 vectors of tokens per weight (16 registers) that pays: bf16 prompts
  * with AVX2 on a Xeon (2 threads, 354 tokens, 2026-12-04), TinyLlama 1.1B's shape 42-56 -> 70-73 tok/s,
  * stories110M's 487-539 -> 585-714; with AVX-512's 4 it cost 7-9% (stories110M: 997-1068 -> 910-974). */
 #if defined(__AVX512F__)           /* 32 zmm: block 24 + 4 + 1, dot 16 + 4 + 1, scores 24 + 4 + 1, sums 12 + 2 + 1,
-                                      q8 16 + 4 + 2 */
+                                      q8 16 + 4 + 2 + 4 */
 #define RAZOR_ISA "AVX-512"
 #define VEC 16
 #define BLOCK_TILE_R 6
@@ -199,7 +201,7 @@ typedef struct {
 #define Q8_TILE_C 4
 #define WIDEN_AHEAD 0
 #elif defined(__aarch64__)         /* 32 NEON q registers: block 24 + 4 + 1, dot 16 + 4 + 1, scores 24 + 4 + 1,
-                                      sums 24 + 4 + 1, q8 2 x 16 + 4 + 2 */
+                                      sums 24 + 4 + 1, q8 2 x 16 + 4 + 2 + 4 */
 #define RAZOR_ISA "NEON"
 #define VEC 4
 #define BLOCK_TILE_R 6
@@ -212,7 +214,7 @@ typedef struct {
 #define Q8_TILE_C 4
 #define WIDEN_AHEAD 0
 #else                              /* 16 registers: block 12 + 2 + 1, dot 9 + 3 + 1, scores 12 + 2 + 1,
-                                      sums 12 + 2 + 1, q8 8 + 2 + 2 */
+                                      sums 12 + 2 + 1, q8 8 + 2 + 2 + 2 */
 #if defined(__AVX2__) && defined(__FMA__)
 #define RAZOR_ISA "AVX2+FMA"
 #define VEC 8
