@@ -178,10 +178,11 @@ typedef struct {
  *               (broadcast); then ATT_QUERIES x ATT_VALUE_V sums of values, + ATT_VALUE_V values, + 1
  *               softmax weight (broadcast)
  *   dot_row     4 sums, + 4 loads
- *   q8_tile     Q8_TILE_R x Q8_TILE_C accumulators (8 floats each: a ymm; 2 registers with SSE2 or NEON,
- *               where the tile does not fit and the compiler spills), + Q8_TILE_R weight vectors, + 1
- *               input, + 1 product, + Q8_TILE_R rows of scale products (4 floats each) (below: q8
- *               weights multiply int8 activations)
+ *   q8_tile     Q8_TILE_R x Q8_TILE_C accumulators (8 x Q8_STEP floats each: a zmm with AVX-512, a ymm
+ *               with AVX2; 2 registers with SSE2 or NEON, where the tile does not fit and the compiler
+ *               spills), + Q8_TILE_R rows of weights (Q8Weights: 1 vector, 2 with AVX2), + 1 input, + 1
+ *               product, + Q8_TILE_R rows of scale products (4 floats each) (below: q8 weights
+ *               multiply int8 activations)
  * AVX-512 has 32 registers of 16 floats, AVX2 16 of 8, SSE2 16 of 4, ARM NEON 32 of 4.
  * WIDEN_AHEAD: block_tile widens 16-bit and 8-bit weights a vector at a time before its multiply-adds,
  * not one by one among them. With 2 vectors of tokens per weight (16 registers) that pays: bf16 prompts
@@ -214,7 +215,7 @@ typedef struct {
 #define Q8_TILE_C 4
 #define WIDEN_AHEAD 0
 #else                              /* 16 registers: block 12 + 2 + 1, dot 9 + 3 + 1, scores 12 + 2 + 1,
-                                      sums 12 + 2 + 1, q8 8 + 2 + 2 + 2 */
+                                      sums 12 + 2 + 1, q8 8 + 4 + 2 + 2 */
 #if defined(__AVX2__) && defined(__FMA__)
 #define RAZOR_ISA "AVX2+FMA"
 #define VEC 8
@@ -240,9 +241,13 @@ typedef struct {
 #endif
 /* q8 weights multiply int8 activations (razor.c appendix F, "q8 x q8"): the matmul's input is quantized
  * to int8 in groups of Q8_GROUP, one float32 scale each, symmetric: scale = max|x| / 127, values in
- * [-127, 127]. dot_i8(&sum, w, x) gives the 32 products of one group of weights and one group of inputs,
- * summed exactly in int32 into 8 lanes (which product goes to which lane is the instruction's business;
- * only the sum of the lanes is defined). dot_i8_plain is the definition, and the version for targets
+ * [-127, 127]. A weight row's next k groups (1 <= k <= Q8_STEP) are loaded once, q8_weights(w, k), for
+ * all the tokens they meet; dot_i8(&sum, weights, x, k) multiplies them by k groups of a token's inputs:
+ * group j's 32 products summed exactly in int32 into lanes [8j, 8j + 8) of sum (which product goes to
+ * which of those lanes is the instruction's business; only their sum is defined), the lanes of groups
+ * past k zero. q8_lane_scales(&lanes, s, c) gives each of those lanes the scale its group's sum is to be
+ * multiplied by: s[j][c] for group j, token c. Q8_STEP is 2 where AVX-512 multiplies 64 bytes in one
+ * instruction, 1 elsewhere. dot_i8_plain is the definition, for one group, and the version for targets
  * with none of the instructions below (ARM without dotprod, non-x86, non-ARM): the compiler vectorises
  * it by widening. SSE2 (and AVX without AVX2) widens the bytes to int16 itself and multiplies with
  * pmaddwd, int16 x int16 summed in pairs to int32. x86's vpmaddubsw and vpdpbusd multiply UNSIGNED by
@@ -250,51 +255,108 @@ typedef struct {
  * x * sign(w) stays in [-127, 127], so a weight of -128 (a GGUF's Q8_0 may hold one) is exact too;
  * vpmaddubsw's int16 sums of two products, at most 2 * 128 * 127 = 32512, never saturate. */
 typedef int32_t i32x8 __attribute__((vector_size(8 * sizeof(int32_t))));
+typedef float vec4f __attribute__((vector_size(4 * sizeof(float)))); /* a group's scale products, C <= 4 tokens */
 static inline void dot_i8_plain(i32x8 *sum, const int8_t *w, const int8_t *x) {
     *sum = (i32x8){0};
     for (int k = 0; k < 32; k += 8)
         for (int l = 0; l < 8; l++) (*sum)[l] += w[k + l] * x[k + l];
 }
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#if defined(__AVX512BW__)          /* two groups in a zmm; AVX-512 has no vpsignb: w's sign moves by a mask */
 #include <immintrin.h>
-#define RAZOR_DOT_I8 "vpdpbusd"
-static inline void dot_i8(i32x8 *sum, const int8_t *w, const int8_t *x) {
-    __m256i wv = _mm256_loadu_si256((const __m256i *)w), xv = _mm256_loadu_si256((const __m256i *)x);
-    *sum = (i32x8)_mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+#define Q8_STEP 2
+#if defined(__AVX512VNNI__)
+#define RAZOR_DOT_I8 "vpdpbusd, 2 groups at a time"
+#else
+#define RAZOR_DOT_I8 "vpmaddubsw, 2 groups at a time"
+#endif
+typedef int32_t i32xstep __attribute__((vector_size(8 * Q8_STEP * sizeof(int32_t))));
+typedef float f32xstep __attribute__((vector_size(8 * Q8_STEP * sizeof(float))));
+typedef struct { __m512i abs; __mmask64 negative; } Q8Weights;
+static inline Q8Weights q8_weights(const int8_t *w, int k) { /* k = 1: 32 bytes read, the rest 0 */
+    __m512i wv = k == 2 ? _mm512_loadu_si512(w) : _mm512_maskz_loadu_epi8(0xffffffffULL, w);
+    return (Q8Weights){_mm512_abs_epi8(wv), _mm512_movepi8_mask(wv)};
 }
-#elif defined(__AVX2__)
+static inline void dot_i8(i32xstep *sum, Q8Weights w, const int8_t *x, int k) {
+    __m512i xv = k == 2 ? _mm512_loadu_si512(x) : _mm512_maskz_loadu_epi8(0xffffffffULL, x);
+    __m512i xs = _mm512_mask_sub_epi8(xv, w.negative, _mm512_setzero_si512(), xv);
+#if defined(__AVX512VNNI__)
+    *sum = (i32xstep)_mm512_dpbusd_epi32(_mm512_setzero_si512(), w.abs, xs);
+#else
+    *sum = (i32xstep)_mm512_madd_epi16(_mm512_maddubs_epi16(w.abs, xs), _mm512_set1_epi16(1));
+#endif
+}
+static inline void q8_lane_scales(f32xstep *lanes, const vec4f s[2], int c) { /* 0-7: s[0][c], 8-15: s[1][c] */
+    __m256 both = _mm256_insertf128_ps(_mm256_castps128_ps256((__m128)s[0]), (__m128)s[1], 1);
+    __m512i pick = _mm512_set_epi32(4 + c, 4 + c, 4 + c, 4 + c, 4 + c, 4 + c, 4 + c, 4 + c, c, c, c, c, c, c, c, c);
+    *lanes = (f32xstep)_mm512_permutexvar_ps(pick, _mm512_castps256_ps512(both));
+}
+#else
+#define Q8_STEP 1
+typedef i32x8 i32xstep;
+typedef float f32xstep __attribute__((vector_size(8 * sizeof(float))));
+static inline void q8_lane_scales(f32xstep *lanes, const vec4f s[1], int c) {
+    float v = s[0][c];
+    *lanes = (f32xstep){v, v, v, v, v, v, v, v};
+}
+#if defined(__AVX2__)
 #include <immintrin.h>
 #define RAZOR_DOT_I8 "vpmaddubsw"
-static inline void dot_i8(i32x8 *sum, const int8_t *w, const int8_t *x) { /* products to int16 pairs, to int32 */
-    __m256i wv = _mm256_loadu_si256((const __m256i *)w), xv = _mm256_loadu_si256((const __m256i *)x);
-    __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+typedef struct { __m256i w, abs; } Q8Weights;
+static inline Q8Weights q8_weights(const int8_t *w, int k) {
+    (void)k;
+    __m256i wv = _mm256_loadu_si256((const __m256i *)w);
+    return (Q8Weights){wv, _mm256_sign_epi8(wv, wv)};
+}
+static inline void dot_i8(i32x8 *sum, Q8Weights w, const int8_t *x, int k) { /* to int16 pairs, to int32 */
+    (void)k;
+    __m256i pairs = _mm256_maddubs_epi16(w.abs, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)x), w.w));
     *sum = (i32x8)_mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
 }
 #elif defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
 #include <arm_neon.h>
 #define RAZOR_DOT_I8 "sdot"
-static inline void dot_i8(i32x8 *sum, const int8_t *w, const int8_t *x) { /* signed x signed: no trick needed */
-    int32x4_t lo = vdotq_s32(vdupq_n_s32(0), vld1q_s8(w), vld1q_s8(x));
-    int32x4_t hi = vdotq_s32(vdupq_n_s32(0), vld1q_s8(w + 16), vld1q_s8(x + 16));
+typedef struct { int8x16_t lo, hi; } Q8Weights;
+static inline Q8Weights q8_weights(const int8_t *w, int k) {
+    (void)k;
+    return (Q8Weights){vld1q_s8(w), vld1q_s8(w + 16)};
+}
+static inline void dot_i8(i32x8 *sum, Q8Weights w, const int8_t *x, int k) { /* signed x signed */
+    (void)k;
+    int32x4_t lo = vdotq_s32(vdupq_n_s32(0), w.lo, vld1q_s8(x));
+    int32x4_t hi = vdotq_s32(vdupq_n_s32(0), w.hi, vld1q_s8(x + 16));
     memcpy(sum, &lo, sizeof lo);
     memcpy((char *)sum + sizeof lo, &hi, sizeof hi);
 }
 #elif defined(__SSE2__)             /* every x86-64 CPU: no byte multiply, but pmaddwd multiplies int16 pairs */
 #include <emmintrin.h>
 #define RAZOR_DOT_I8 "pmaddwd"
-static inline void dot_i8(i32x8 *sum, const int8_t *w, const int8_t *x) { /* bytes sign-extended to int16 */
-    __m128i half[2], zero = _mm_setzero_si128();
+typedef struct { __m128i w16[4]; } Q8Weights; /* the 32 weights sign-extended to int16 */
+static inline Q8Weights q8_weights(const int8_t *w, int k) {
+    (void)k;
+    Q8Weights q;
     for (int h = 0; h < 2; h++) {
-        __m128i wv = _mm_loadu_si128((const __m128i *)(w + 16 * h)), ws = _mm_cmpgt_epi8(zero, wv);
-        __m128i xv = _mm_loadu_si128((const __m128i *)(x + 16 * h)), xs = _mm_cmpgt_epi8(zero, xv);
-        half[h] = _mm_add_epi32(_mm_madd_epi16(_mm_unpacklo_epi8(wv, ws), _mm_unpacklo_epi8(xv, xs)),
-                                _mm_madd_epi16(_mm_unpackhi_epi8(wv, ws), _mm_unpackhi_epi8(xv, xs)));
+        __m128i wv = _mm_loadu_si128((const __m128i *)(w + 16 * h)), ws = _mm_cmpgt_epi8(_mm_setzero_si128(), wv);
+        q.w16[2 * h] = _mm_unpacklo_epi8(wv, ws);
+        q.w16[2 * h + 1] = _mm_unpackhi_epi8(wv, ws);
+    }
+    return q;
+}
+static inline void dot_i8(i32x8 *sum, Q8Weights w, const int8_t *x, int k) { /* bytes sign-extended */
+    (void)k;
+    __m128i half[2];
+    for (int h = 0; h < 2; h++) {
+        __m128i xv = _mm_loadu_si128((const __m128i *)(x + 16 * h)), xs = _mm_cmpgt_epi8(_mm_setzero_si128(), xv);
+        half[h] = _mm_add_epi32(_mm_madd_epi16(w.w16[2 * h], _mm_unpacklo_epi8(xv, xs)),
+                                _mm_madd_epi16(w.w16[2 * h + 1], _mm_unpackhi_epi8(xv, xs)));
     }
     memcpy(sum, half, sizeof half);
 }
 #else
 #define RAZOR_DOT_I8 "plain C"
-#define dot_i8 dot_i8_plain
+typedef struct { const int8_t *w; } Q8Weights;
+static inline Q8Weights q8_weights(const int8_t *w, int k) { (void)k; return (Q8Weights){w}; }
+static inline void dot_i8(i32x8 *sum, Q8Weights w, const int8_t *x, int k) { (void)k; dot_i8_plain(sum, w.w, x); }
+#endif
 #endif
 /* Intel's AMX (Sapphire Rapids on) multiplies whole tiles of int8 at once: with it, q8 weights meet blocks
  * of 16 or more tokens in tdpbssd, 16 rows x 16 tokens x one group per instruction (razor.c appendix F,

@@ -4547,7 +4547,8 @@ static inline __attribute__((always_inline)) void matmul_part(const Matmul *a, i
  * is multiplied by the product of their two scales (-A f32 keeps the inputs in float32 instead, and
  * widens the weights: the kernels above, TYPE WEIGHT_Q8):
  *     out[t][i] = sum over groups g of w.scale[i][g] * x.scale[t][g] * sum_k wq[i][32g + k] * xq[t][32g + k]
- * q8_tile computes it for a few rows and tokens with dot_i8; on CPUs with AMX, q8_amx computes it for 16
+ * q8_tile computes it for a few rows and tokens with dot_i8 (a group at a time; two with AVX-512, whose
+ * 512-bit vpdpbusd or vpmaddubsw takes 64 bytes); on CPUs with AMX, q8_amx computes it for 16
  * rows and 16 tokens at once, for blocks of BLOCK_MIN_TOKENS tokens or more.
  * Widening every int8 weight to float32 instead (-A f32) costs about 20 instructions and 128 bytes of
  * inputs per 32 weights; vpmaddubsw does the 32 products in one. The activations' rounding (half a
@@ -4612,47 +4613,62 @@ void matmul_q8_reference(float *out, const float *x, Matrix w, int T, int n, int
     free(xs);
 }
 
-/* q8_tile: out[t + c][i + r] for R weight rows and C tokens (R <= Q8_TILE_R, C <= Q8_TILE_C), group by
- * group, each output's sum kept as 8 float lanes (dot_i8's lanes, converted: exact below 2^24, and a
- * group's lanes are at most 4 * 128 * 127) and summed at the end. One row and one token (generation)
- * keep U = 4 independent sums, a group each in turn, so that each multiply-add need not wait for the one
- * before it, and ask for the weights PREFETCH_AHEAD bytes on, as dot_row does; 2 or 3 outputs keep 2 or
- * 1 each; a full tile's R x C outputs are independent already. Called with constant R and C.
- * Each group's R x C products of two scales are made first, a vector multiply per row (the C tokens'
- * scales times the row's), not a multiply per output: those would take the ports the int8 products need
- * (AVX2 on a Xeon, 2 threads, TinyLlama 1.1B's shape, a q8 prompt: 60 -> 68 tok/s; AVX-512 without AMX
- * 75 -> 85). */
-typedef float vec8f __attribute__((vector_size(8 * sizeof(float))));
-typedef float vec4f __attribute__((vector_size(4 * sizeof(float)))); /* C <= 4 scales */
+/* q8_tile: out[t + c][i + r] for R weight rows and C tokens (R <= Q8_TILE_R, C <= Q8_TILE_C), Q8_STEP
+ * groups at a time (dot_i8's step), each output's sum kept as dot_i8's 8 x Q8_STEP lanes, converted to
+ * float (exact below 2^24, and a group's lanes are at most 4 * 128 * 127), each lane times its group's
+ * two scales, and summed at the end. One row and one token (generation) keep U = 4 independent sums, a
+ * step each in turn, so that each multiply-add need not wait for the one before it, and ask for the
+ * weights PREFETCH_AHEAD bytes on, as dot_row does; 2 or 3 outputs keep 2 or 1 each; a full tile's
+ * R x C outputs are independent already. Called with constant R and C.
+ * A step's R x C products of two scales are made first, a vector multiply per row and group (the C
+ * tokens' scales times the row's), not a multiply per output: those would take the ports the int8
+ * products need (AVX2 on a Xeon, 2 threads, TinyLlama 1.1B's shape, a q8 prompt: 60 -> 68 tok/s). With
+ * AVX-512 each step is two groups, so each lane takes its own group's scale (q8_lane_scales): the same
+ * prompt without AMX (-mno-amx-int8), 73-76 tok/s with one group a step, 84-86 with the scale products
+ * first, 91-93 with two groups a step. */
 _Static_assert(Q8_TILE_C <= 4, "q8_tile keeps a group's Q8_TILE_C token scales in a vec4f");
-static inline __attribute__((always_inline)) void q8_tile(const Matmul *a, size_t i, int t, int R, int C) {
-    int n = a->n, groups = n / Q8_GROUP, U = R * C >= 4 ? 1 : 4 / (R * C);
-    Matrix w = matrix_at(a->w, i * (size_t)n), x = matrix_at(a->xq, (size_t)t * n);
+/* One step: groups [g, g + k) of R rows and C tokens into acc; k = Q8_STEP, or fewer at a row's end. */
+static inline __attribute__((always_inline)) void q8_step(f32xstep acc[Q8_TILE_R][Q8_TILE_C], Matrix w, Matrix x,
+                                                          int groups, int g, int k, int R, int C) {
     const int8_t *wq = w.data, *xq = x.data;
-    vec8f acc[4][Q8_TILE_R][Q8_TILE_C];
-    for (int u = 0; u < U; u++)
-        for (int r = 0; r < R; r++)
-            for (int c = 0; c < C; c++) acc[u][r][c] = (vec8f){0};
-    for (int g = 0; g < groups; g += U) {
-        if (U == 4) prefetch_ahead(wq + (size_t)g * Q8_GROUP);
-        for (int u = 0; u < U && g + u < groups; u++) {
-            vec4f xs = {0}, scales[Q8_TILE_R]; /* scales[r][c]: w.scale of row r times x.scale of token c */
-            for (int c = 0; c < C; c++) xs[c] = x.scale[(size_t)c * groups + g + u];
-            for (int r = 0; r < R; r++) scales[r] = xs * w.scale[(size_t)r * groups + g + u];
-            for (int r = 0; r < R; r++)
-                for (int c = 0; c < C; c++) {
-                    size_t wg = (size_t)r * groups + g + u, xg = (size_t)c * groups + g + u;
-                    i32x8 dot;
-                    dot_i8(&dot, wq + wg * Q8_GROUP, xq + xg * Q8_GROUP);
-                    acc[u][r][c] += __builtin_convertvector(dot, vec8f) * scales[r][c];
-                }
+    vec4f scales[Q8_TILE_R][Q8_STEP] = {{{0}}}; /* [r][j][c]: row r's scale times token c's, group g + j */
+    for (int j = 0; j < k; j++) {
+        vec4f xs = {0};
+        for (int c = 0; c < C; c++) xs[c] = x.scale[(size_t)c * groups + g + j];
+        for (int r = 0; r < R; r++) scales[r][j] = xs * w.scale[(size_t)r * groups + g + j];
+    }
+    for (int r = 0; r < R; r++) {
+        Q8Weights row = q8_weights(wq + ((size_t)r * groups + g) * Q8_GROUP, k);
+        for (int c = 0; c < C; c++) {
+            i32xstep dot;
+            f32xstep lane_scales;
+            dot_i8(&dot, row, xq + ((size_t)c * groups + g) * Q8_GROUP, k);
+            q8_lane_scales(&lane_scales, scales[r], c);
+            acc[r][c] += __builtin_convertvector(dot, f32xstep) * lane_scales;
         }
     }
+}
+static inline __attribute__((always_inline)) void q8_tile(const Matmul *a, size_t i, int t, int R, int C) {
+    int n = a->n, groups = n / Q8_GROUP, U = R * C >= 4 ? 1 : 4 / (R * C), g = 0;
+    Matrix w = matrix_at(a->w, i * (size_t)n), x = matrix_at(a->xq, (size_t)t * n);
+    f32xstep acc[4][Q8_TILE_R][Q8_TILE_C];
+    for (int u = 0; u < U; u++)
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++) acc[u][r][c] = (f32xstep){0};
+    for (; g + U * Q8_STEP <= groups; g += U * Q8_STEP) {
+        if (U == 4) prefetch_ahead((const int8_t *)w.data + (size_t)g * Q8_GROUP);
+        for (int u = 0; u < U; u++) q8_step(acc[u], w, x, groups, g + u * Q8_STEP, Q8_STEP, R, C);
+    }
+    for (; g + Q8_STEP <= groups; g += Q8_STEP) q8_step(acc[0], w, x, groups, g, Q8_STEP, R, C);
+    if (g < groups) q8_step(acc[0], w, x, groups, g, groups - g, R, C);
     float *out = a->out + (size_t)t * a->d + i;
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) {
-            vec8f sum = acc[0][r][c];
-            for (int u = 1; u < U; u++) sum += acc[u][r][c];
+            f32xstep all = acc[0][r][c];
+            for (int u = 1; u < U; u++) all += acc[u][r][c];
+            float sum[8];
+            for (int l = 0; l < 8; l++) sum[l] = all[l];
+            for (int l = 8; l < 8 * Q8_STEP; l++) sum[l % 8] += all[l];
             float s = ((sum[0] + sum[4]) + (sum[1] + sum[5])) + ((sum[2] + sum[6]) + (sum[3] + sum[7]));
             out[(size_t)c * a->d + r] = a->add ? out[(size_t)c * a->d + r] + s : s;
         }

@@ -947,7 +947,8 @@ static void test_matmul_reference(void) {
 }
 
 /* q8 x q8 (appendix F). dot_i8, whichever instruction model.h chose for this build, gives exactly the int32
- * sum a plain loop gives, and so does dot_i8_plain: random groups, weights of -128, and the extremes (32 x
+ * sum a plain loop gives for each group, one group or Q8_STEP at a time (lanes of the groups not asked for
+ * 0), and so does dot_i8_plain: random groups, weights of -128, and the extremes (32 x
  * 128 x 127 = 130048 in magnitude). quantize_q8: zero groups give scale 0 and q 0; each value within half
  * a step of q * scale, the largest at +-127, for huge, ordinary, tiny and subnormal magnitudes; an inf or
  * NaN makes the scale so. matmul with every scale 1 (inputs integers, each group's largest 127) gives the
@@ -966,22 +967,30 @@ static void test_q8_kernels(void) {
     uint64_t rng = 77;
     int dot_ok = 1;
     for (int trial = 0; trial < 2000; trial++) {
-        int8_t w[32], x[32];
-        int32_t want = 0, fast = 0, plain = 0;
-        for (int k = 0; k < 32; k++) {
-            int kind = trial % 4, rw = (int)(random_f32(&rng) * 256) - 128, rx = (int)(random_f32(&rng) * 255) - 127;
+        int8_t w[32 * Q8_STEP], x[32 * Q8_STEP];
+        int32_t want[Q8_STEP] = {0};
+        int steps = 1 + trial % Q8_STEP; /* groups in this dot_i8: 1, or (AVX-512) 2 */
+        for (int k = 0; k < 32 * Q8_STEP; k++) {
+            int kind = (trial + k / 32) % 4, rw = (int)(random_f32(&rng) * 256) - 128;
+            int rx = (int)(random_f32(&rng) * 255) - 127;
             w[k] = (int8_t)(kind == 0 ? rw : kind == 3 ? (rw < 0 ? -128 : 127) : -128);
             x[k] = (int8_t)(kind == 0 ? rx : kind == 1 ? 127 : kind == 2 ? -127 : (rx < 0 ? -127 : 127));
-            want += w[k] * x[k];
+            want[k / 32] += w[k] * x[k];
         }
-        i32x8 a, b;
-        dot_i8(&a, w, x);
-        dot_i8_plain(&b, w, x);
-        for (int l = 0; l < 8; l++) { fast += a[l]; plain += b[l]; }
-        dot_ok &= fast == want && plain == want;
+        i32xstep a;
+        dot_i8(&a, q8_weights(w, steps), x, steps);
+        for (int j = 0; j < Q8_STEP; j++) {
+            i32x8 b;
+            int32_t fast = 0, plain = 0;
+            dot_i8_plain(&b, w + 32 * j, x + 32 * j);
+            for (int l = 0; l < 8; l++) { fast += a[8 * j + l]; plain += b[l]; }
+            dot_ok &= plain == want[j] && (j < steps ? fast == want[j] : fast == 0);
+            for (int l = 0; l < 8 && j >= steps; l++) dot_ok &= a[8 * j + l] == 0;
+        }
     }
-    check(dot_ok, "dot_i8 (%s) and dot_i8_plain: the exact int32 sum of 32 int8 products, 2000 groups (random; "
-                  "w = -128 with x = +-127; +-127/-128 mixed)", RAZOR_DOT_I8);
+    check(dot_ok, "dot_i8 (%s; Q8_STEP %d) and dot_i8_plain: the exact int32 sum of 32 int8 products per group, "
+                  "0 past the groups asked for; 2000 steps (random; w = -128 with x = +-127; +-127/-128 mixed)",
+                  RAZOR_DOT_I8, Q8_STEP);
 
     enum { G = 8 };
     float xs[G * 32], scale[G];
