@@ -180,9 +180,9 @@ typedef struct {
  *   dot_row     4 sums, + 4 loads
  *   q8_tile     Q8_TILE_R x Q8_TILE_C accumulators (8 x Q8_STEP floats each: a zmm with AVX-512, a ymm
  *               with AVX2; 2 registers with SSE2 or NEON, where the tile does not fit and the compiler
- *               spills), + Q8_TILE_R rows of weights (Q8Weights: 1 vector, 2 with AVX2), + 1 input, + 1
- *               product, + Q8_TILE_R rows of scale products (4 floats each) (below: q8 weights
- *               multiply int8 activations)
+ *               spills), + Q8_TILE_R rows of weights (Q8Weights: 1 zmm with AVX-512, 2 ymm with AVX2,
+ *               2 NEON registers, 4 with SSE2), + 1 input, + 1 product, + Q8_TILE_R rows of scale
+ *               products (4 floats each) (below: q8 weights multiply int8 activations)
  * AVX-512 has 32 registers of 16 floats, AVX2 16 of 8, SSE2 16 of 4, ARM NEON 32 of 4.
  * WIDEN_AHEAD: block_tile widens 16-bit and 8-bit weights a vector at a time before its multiply-adds,
  * not one by one among them. With 2 vectors of tokens per weight (16 registers) that pays: bf16 prompts

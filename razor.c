@@ -4659,8 +4659,7 @@ static inline __attribute__((always_inline)) void q8_tile(const Matmul *a, size_
         if (U == 4) prefetch_ahead((const int8_t *)w.data + (size_t)g * Q8_GROUP);
         for (int u = 0; u < U; u++) q8_step(acc[u], w, x, groups, g + u * Q8_STEP, Q8_STEP, R, C);
     }
-    for (; g + Q8_STEP <= groups; g += Q8_STEP) q8_step(acc[0], w, x, groups, g, Q8_STEP, R, C);
-    if (g < groups) q8_step(acc[0], w, x, groups, g, groups - g, R, C);
+    for (; g < groups; g += Q8_STEP) q8_step(acc[0], w, x, groups, g, min_int(Q8_STEP, groups - g), R, C);
     float *out = a->out + (size_t)t * a->d + i;
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) {
