@@ -367,6 +367,18 @@ static inline void dot_i8(i32x8 *sum, Q8Weights w, const int8_t *x, int k) { (vo
 #else
 #define RAZOR_AMX_NOTE ""
 #endif
+/* AVX512-BF16 (Zen 4, Cooper Lake and Sapphire Rapids on) multiplies bfloat16 pairs: vdpbf16ps adds
+ * a[2l] * b[2l] + a[2l + 1] * b[2l + 1] to float32 lane l, 32 products per instruction, twice what a
+ * float32 multiply-add does. With it bf16 weights meet inputs rounded to bf16 (razor.c appendix F, "bf16
+ * x bf16"; -A f32 keeps them float32); elsewhere the weights are widened to float32 (wload). */
+#if defined(__AVX512BF16__) && defined(__AVX512F__)
+#define RAZOR_BF16_DOT 1
+#define RAZOR_BF16_NOTE ", bf16 pairs by vdpbf16ps"
+#define BF16_TILE_R 6  /* bf16_tile: 6 x 4 accumulators (zmm), + 4 token vectors, + 1 weight */
+#define BF16_TILE_C 4
+#else
+#define RAZOR_BF16_NOTE ""
+#endif
 #define BLOCK_MIN_TOKENS 16  /* from this many tokens on, matmul uses block_tile, and the per-token steps of the
                                 forward pass run on all threads */
 #define ATT_TILE_K 64        /* keys per tile of the attention loop (and of the cache's transposed keys): one

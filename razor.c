@@ -55,7 +55,8 @@
 typedef struct { float *out; Matrix w; int d, add; } Product;
 void matmul(const float *x, float *xt, int T, int n, const Product *products, int n_products);
 static int matmul_padded(int T); /* rows of the scratch xt that matmul fills for T tokens */
-static int q8_f32_inputs; /* -A f32: q8 weights widened to float32 and multiplied by float32 inputs, not int8 ones */
+static int f32_inputs; /* -A f32: q8 and bf16 weights widened to float32 and multiplied by float32 inputs, not
+                          * by inputs rounded to int8 (q8) or, where the CPU multiplies bf16 pairs, bf16 */
 static void swiglu(float *hb, const float *hb2, size_t n);
 typedef void (*Task)(void *arg, int thread, int n_threads);
 void pool_start(int n_threads); /* a no-op when built without pthreads */
@@ -452,7 +453,8 @@ static Matrix matrix_at(Matrix w, size_t offset) {
 }
 
 /* out (T, d) = x (T, n) @ w (d, n)^T: each token's x times each weight row. matmul() computes the same
- * for a block of tokens, reading each weight once per block (appendix F). */
+ * for a block of tokens, reading each weight once per block (appendix F); for q8 weights, and for bf16
+ * ones on CPUs that multiply bf16 pairs, it first rounds x to the weights' type (-A f32: not). */
 void matmul_reference(float *out, const float *x, Matrix w, int T, int n, int d) {
     for (int t = 0; t < T; t++)
         for (int i = 0; i < d; i++) {
@@ -2895,7 +2897,7 @@ typedef struct {
     CacheConfig cache;
     float induction_fraction, echo_fraction;
     int bf16;                /* -w bf16 */
-    int q8_f32;              /* -A f32 */
+    int f32_inputs;          /* -A f32 */
     int block;               /* -B: prompt tokens per forward block */
     int needle_lengths[MAX_NEEDLE_LENGTHS], n_needle_lengths; /* -L; 0: the default grid */
     float needle_depths[MAX_NEEDLE_DEPTHS];                   /* -D */
@@ -3785,8 +3787,9 @@ static void usage(FILE *f) {
             "  -B n        prompt tokens per forward block (default %d; 1: one at a time)\n"
             "  -w type     weights in memory: f32 (default, as the file has them) | bf16 (rounded copy:\n"
             "              half the bytes to read per token, faster generation)\n"
-            "  -A type     what q8 weights multiply: q8 (default: the inputs rounded to int8 too, int8\n"
-            "              dot products) | f32 (the weights widened to float32: slower, inputs unrounded)\n"
+            "  -A type     what q8 and bf16 weights multiply: rounded (default: the inputs rounded to the\n"
+            "              weights' type, int8 dot products for q8, bf16 ones for bf16 where the CPU has\n"
+            "              them) | f32 (the weights widened to float32: slower, inputs unrounded)\n"
             "  -y text     system prompt (chat)\n"
             "  -I file     token ids to teacher-force (logits; instead of a prompt)\n"
             "  -o file     output: logits (float32 [n_tokens][vocab_size]); profile (.heads, .tsv or\n"
@@ -3809,10 +3812,10 @@ static void usage(FILE *f) {
             "  -q text     needle: the question at the end\n"
             "  -L n,n,..   needle: prompt lengths in tokens (default: 1/4, 1/2, 3/4, all of the context)\n"
             "  -D f,f,..   needle: depths of the pass key, 0 to 1 (default 0,0.25,0.5,0.75,1)\n"
-            "built for %s: vectors of %d floats, int8 dot products by %s%s (model.h chooses from"
+            "built for %s: vectors of %d floats, int8 dot products by %s%s%s (model.h chooses from"
             " the compile target)\n",
             DEFAULT_BLOCK, SINKS_N0, WINDOW_S0, COMPRESSION_C, INDUCTION_FRACTION, ECHO_FRACTION, RAZOR_ISA, VEC,
-            RAZOR_DOT_I8, RAZOR_AMX_NOTE);
+            RAZOR_DOT_I8, RAZOR_AMX_NOTE, RAZOR_BF16_NOTE);
 }
 
 /* A number written plainly: decimal digits (an integer), or also a point and an exponent; no spaces,
@@ -3913,8 +3916,8 @@ static int parse_flag(Options *o, const char *flag, const char *val) {
         o->bf16 = !strcmp(val, "bf16");
         break;
     case 'A':
-        if (strcmp(val, "q8") && strcmp(val, "f32")) return complain(2, "-A takes q8 or f32, not '%s'", val);
-        o->q8_f32 = !strcmp(val, "f32");
+        if (strcmp(val, "rounded") && strcmp(val, "f32")) return complain(2, "-A takes rounded or f32, not '%s'", val);
+        o->f32_inputs = !strcmp(val, "f32");
         break;
     case 'K': {
         const char *types[] = {"f32", "bf16", "f16"};
@@ -4074,7 +4077,7 @@ int main(int argc, char **argv) {
     if (status) return status;
     const Mode *mode = find_mode(o.mode);
     Model model;
-    q8_f32_inputs = o.q8_f32;
+    f32_inputs = o.f32_inputs;
     if (load_model(&model, o.model_path) != 0 || (o.bf16 && model_to_bf16(&model) != 0)) {
         free_model(&model);
         return report(1);
@@ -4121,10 +4124,10 @@ int main(int argc, char **argv) {
 #endif
 
 /* ------------------------------------------------------------------------------------------------
- * Appendix F. The fast kernels: threads, vectors, matmul, THE tiled attention loop, 16-bit numbers,
- * bfloat16 weights. Skippable on a first read: sections 3-5 say what each computes (matmul_reference,
- * swiglu_reference, attention_online); this is how it is made fast. The vector width and tile sizes
- * come from the compile target (model.h). */
+ * Appendix F. The fast kernels: threads, vectors, matmul (q8 x q8, bf16 x bf16), THE tiled attention
+ * loop, 16-bit numbers, bfloat16 weights. Skippable on a first read: sections 3-5 say what each
+ * computes (matmul_reference, swiglu_reference, attention_online); this is how it is made fast. The
+ * vector width and tile sizes come from the compile target (model.h). */
 
 /* Threads. One pool for the whole program: pool_run(task, arg) runs task(arg, i, n) on all n
  * threads (the caller is thread 0) and returns when all are done. Workers spin briefly between jobs
@@ -4319,6 +4322,7 @@ typedef struct {
     Matrix xq;        /* q8 weights: x (T, n) quantized, in q8's layout (quantize_q8) */
     Matrix xtiles;    /* q8 weights on AMX, 16 tokens or more: xq again, in tdpbssd's layout
                          (amx_pack_task); else data NULL */
+    const uint16_t *xb; /* bf16 weights where the CPU multiplies bf16 pairs: x (T, n) rounded to bf16 */
     Matrix w;         /* (d, n) */
     int T, n, d, add;
 } Matmul;
@@ -4673,13 +4677,6 @@ static inline __attribute__((always_inline)) void q8_tile(const Matmul *a, size_
         }
 }
 
-/* Rows [i0, i1) for the tokens [t, t + C): Q8_TILE_R rows at a time, then one by one. */
-static inline __attribute__((always_inline)) void q8_rows(const Matmul *a, size_t i0, size_t i1, int t, int C) {
-    size_t i = i0;
-    for (; i + Q8_TILE_R <= i1; i += Q8_TILE_R) q8_tile(a, i, t, Q8_TILE_R, C);
-    for (; i < i1; i++) q8_tile(a, i, t, 1, C);
-}
-
 #ifdef RAZOR_AMX
 /* q8 x q8 on AMX. Eight tile registers of up to 16 rows x 64 bytes; tdpbssd C += A B multiplies a tile
  * A of 16 rows x 32 int8 (here: 16 weight rows, one group) by a tile B of 8 rows x 64 int8 (16 tokens'
@@ -4764,32 +4761,118 @@ static void q8_amx_part(const Matmul *a, int thread, int n_threads) {
             for (size_t i = i0; i < i0 + 64 && i < end; i += 16) q8_amx(a, i, b);
     _tile_release();
     split((size_t)a->d - rows, 1, thread, n_threads, &begin, &end);
-    for (int t = 0; t < a->T; t++) q8_rows(a, rows + begin, rows + end, t, 1);
+    for (int t = 0; t < a->T; t++)
+        for (size_t i = rows + begin; i < rows + end; i++) q8_tile(a, i, t, 1, 1);
 }
 #endif
 
-/* A thread's share of the rows of a q8 product. One token: a row at a time (one stream of weights, as for
- * dot_row). More: rows BLOCK_ROWS at a time, whose weights (BLOCK_ROWS x n bytes: 192 KB for n = 2048)
- * stay in L2 while every tile of Q8_TILE_C tokens passes them (their int8 inputs, Q8_TILE_C x n bytes,
- * in L1). */
-static void q8_part(const Matmul *a, int thread, int n_threads) {
+#ifdef RAZOR_BF16_DOT
+/* bf16 x bf16. Where the CPU has AVX512-BF16 (model.h), bf16 weights meet inputs rounded to bf16 as
+ * well, as llama.cpp's BF16 does: matmul rounds x (T, n) once (round_bf16: to nearest, ties to even),
+ * and vdpbf16ps multiplies 32 of a row's weights by 32 of a token's inputs, in pairs, each pair's two
+ * products (exact in float32) added to a float32 lane:
+ *     out[t][i] = sum over j of w[i][j] * bf16(x[t][j])
+ * One instruction per 32 weights and token, where widening the weights takes four (a shift or a mask,
+ * and a multiply-add per 16). The instruction treats subnormal inputs and results as zero. bf16_tile is
+ * q8_tile's shape for it: R rows x C tokens, one zmm sum each, and for one row and one token U = 4 sums
+ * in turn. Unlike dot_row and q8_tile it asks for no weights ahead: on a Zen 4 (2 threads, TinyLlama
+ * 1.1B's shape, 2026-12-06) generation was faster without (medians 19 against 16.5 tok/s; the host's
+ * memory was noisy). What rounding the inputs costs in accuracy: docs/memory.md. */
+typedef struct { uint16_t *xb; const float *x; size_t n; } RoundBf16;
+static void round_bf16_task(void *arg, int thread, int n_threads) { /* x's n numbers, 32 at a time */
+    const RoundBf16 *a = arg;
+    size_t begin, end, j;
+    split(a->n, 32, thread, n_threads, &begin, &end);
+    for (j = begin; j + 32 <= end; j += 32) { /* vcvtne2ps2bf16 rounds as f32_to_bf16 does (NaN stays NaN) */
+        __m512bh pair = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(a->x + j + 16), _mm512_loadu_ps(a->x + j));
+        _mm512_storeu_si512(a->xb + j, (__m512i)pair);
+    }
+    for (; j < end; j++) a->xb[j] = f32_to_bf16(a->x[j]);
+}
+
+/* 32 inputs from j (fewer at a row's end: mask) of R rows and C tokens into acc */
+static inline __attribute__((always_inline)) void bf16_step(__m512 acc[BF16_TILE_R][BF16_TILE_C], const uint16_t *w,
+                                                            const uint16_t *x, int n, int j, __mmask32 mask, int R,
+                                                            int C) {
+    __m512i xv[BF16_TILE_C];
+    for (int c = 0; c < C; c++)
+        xv[c] = mask == 0xffffffffu ? _mm512_loadu_si512(x + (size_t)c * n + j)
+                                    : _mm512_maskz_loadu_epi16(mask, x + (size_t)c * n + j);
+    for (int r = 0; r < R; r++) {
+        __m512i wv = mask == 0xffffffffu ? _mm512_loadu_si512(w + (size_t)r * n + j)
+                                         : _mm512_maskz_loadu_epi16(mask, w + (size_t)r * n + j);
+        for (int c = 0; c < C; c++) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], (__m512bh)wv, (__m512bh)xv[c]);
+    }
+}
+/* out[t + c][i + r] for R weight rows and C tokens (R <= BF16_TILE_R, C <= BF16_TILE_C) */
+static inline __attribute__((always_inline)) void bf16_tile(const Matmul *a, size_t i, int t, int R, int C) {
+    int n = a->n, U = R * C >= 4 ? 1 : 4 / (R * C), j = 0;
+    const uint16_t *w = (const uint16_t *)a->w.data + i * (size_t)n, *x = a->xb + (size_t)t * n;
+    __m512 acc[4][BF16_TILE_R][BF16_TILE_C];
+    for (int u = 0; u < U; u++)
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++) acc[u][r][c] = _mm512_setzero_ps();
+    for (; j + 32 * U <= n; j += 32 * U)
+        for (int u = 0; u < U; u++) bf16_step(acc[u], w, x, n, j + 32 * u, 0xffffffffu, R, C);
+    for (; j < n; j += 32) bf16_step(acc[0], w, x, n, j, n - j >= 32 ? 0xffffffffu : (1u << (n - j)) - 1, R, C);
+    float *out = a->out + (size_t)t * a->d + i;
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) {
+            __m512 all = acc[0][r][c];
+            for (int u = 1; u < U; u++) all = _mm512_add_ps(all, acc[u][r][c]);
+            float s = _mm512_reduce_add_ps(all);
+            out[(size_t)c * a->d + r] = a->add ? out[(size_t)c * a->d + r] + s : s;
+        }
+}
+#endif
+
+/* A tile of a product whose inputs are rounded to its weights' type: q8 (q8_tile) or bf16 (bf16_tile) */
+static inline __attribute__((always_inline)) void rounded_tile(const Matmul *a, size_t i, int t, int R, int C,
+                                                               int TYPE) {
+#ifdef RAZOR_BF16_DOT
+    if (TYPE == WEIGHT_BF16) {
+        bf16_tile(a, i, t, R, C);
+        return;
+    }
+#endif
+    (void)TYPE;
+    q8_tile(a, i, t, R, C);
+}
+
+/* Rows [i0, i1) for the tokens [t, t + C): R rows at a time, then one by one. */
+static inline __attribute__((always_inline)) void rounded_rows(const Matmul *a, size_t i0, size_t i1, int t, int R,
+                                                               int C, int TYPE) {
+    size_t i = i0;
+    for (; i + (size_t)R <= i1; i += (size_t)R) rounded_tile(a, i, t, R, C, TYPE);
+    for (; i < i1; i++) rounded_tile(a, i, t, 1, C, TYPE);
+}
+
+/* A thread's share of the rows of a product with rounded inputs (q8, or bf16 pairs). One token: a row at
+ * a time (one stream of weights, as for dot_row). More: rows BLOCK_ROWS at a time, whose weights
+ * (BLOCK_ROWS x n bytes for q8: 192 KB for n = 2048; twice that for bf16) stay in L2 while every tile of
+ * C tokens passes them (their inputs, C x n bytes for q8, in L1). */
+static inline __attribute__((always_inline)) void rounded_part(const Matmul *a, int thread, int n_threads, int TYPE) {
     size_t begin, end;
+    int R = Q8_TILE_R, C = Q8_TILE_C;
 #ifdef RAZOR_AMX
-    if (a->xtiles.data) {
+    if (TYPE == WEIGHT_Q8 && a->xtiles.data) {
         q8_amx_part(a, thread, n_threads);
         return;
     }
 #endif
-    split((size_t)a->d, Q8_TILE_R, thread, n_threads, &begin, &end);
+#ifdef RAZOR_BF16_DOT
+    if (TYPE == WEIGHT_BF16) R = BF16_TILE_R, C = BF16_TILE_C;
+#endif
+    split((size_t)a->d, (size_t)R, thread, n_threads, &begin, &end);
     if (a->T == 1) {
-        for (size_t i = begin; i < end; i++) q8_tile(a, i, 0, 1, 1);
+        for (size_t i = begin; i < end; i++) rounded_tile(a, i, 0, 1, 1, TYPE);
         return;
     }
     for (size_t i0 = begin; i0 < end; i0 += BLOCK_ROWS) {
         size_t i1 = i0 + BLOCK_ROWS < end ? i0 + BLOCK_ROWS : end;
         int t = 0;
-        for (; t + Q8_TILE_C <= a->T; t += Q8_TILE_C) q8_rows(a, i0, i1, t, Q8_TILE_C);
-        for (; t < a->T; t++) q8_rows(a, i0, i1, t, 1);
+        for (; t + C <= a->T; t += C) rounded_rows(a, i0, i1, t, R, C, TYPE);
+        for (; t < a->T; t++) rounded_rows(a, i0, i1, t, R, 1, TYPE);
     }
 }
 
@@ -4797,8 +4880,9 @@ typedef struct { Matmul mat[3]; int n; } Matmuls;
 static void matmul_task(void *arg, int thread, int n_threads) {
     const Matmuls *a = arg;
     for (int k = 0; k < a->n; k++) {
-        if (a->mat[k].w.type == WEIGHT_BF16) matmul_part(&a->mat[k], thread, n_threads, WEIGHT_BF16);
-        else if (a->mat[k].w.type == WEIGHT_Q8 && !q8_f32_inputs) q8_part(&a->mat[k], thread, n_threads);
+        if (a->mat[k].xb) rounded_part(&a->mat[k], thread, n_threads, WEIGHT_BF16);
+        else if (a->mat[k].w.type == WEIGHT_BF16) matmul_part(&a->mat[k], thread, n_threads, WEIGHT_BF16);
+        else if (a->mat[k].w.type == WEIGHT_Q8 && !f32_inputs) rounded_part(&a->mat[k], thread, n_threads, WEIGHT_Q8);
         else if (a->mat[k].w.type == WEIGHT_Q8) matmul_part(&a->mat[k], thread, n_threads, WEIGHT_Q8);
         else matmul_part(&a->mat[k], thread, n_threads, WEIGHT_F32);
     }
@@ -4845,6 +4929,7 @@ static void quantize_task(void *arg, int thread, int n_threads) {
  * the whole block of T tokens; the products share x and one trip through the thread pool. xt: scratch
  * of (n, matmul_padded(T)) floats, where x goes transposed tile by tile (transpose_block), or, for one
  * token with bf16 or (-A f32) q8 weights, reordered as pair_inputs or quad_inputs orders it, or, with
+ * bf16 weights where the CPU multiplies bf16 pairs, rounded to bf16 (T x n of them), or, with
  * q8 weights (all products share the file's type), quantized: T x n int8 values, then T x n / Q8_GROUP
  * scales (9/32 of the room), then on AMX for 16 tokens or more the same in tdpbssd's layout
  * (amx_pack_task, with T rounded up to 16: 9/32 of the room again), from the next 64-byte boundary. */
@@ -4852,7 +4937,16 @@ void matmul(const float *x, float *xt, int T, int n, const Product *products, in
     Matmuls a = {.n = n_products};
     Quantize q = {{xt, xt + (size_t)T * n / 4, WEIGHT_Q8, (size_t)T * n}, x, (size_t)T * n / Q8_GROUP};
     Matrix xtiles = {NULL, NULL, WEIGHT_Q8, 0};
-    if (products[0].w.type == WEIGHT_Q8 && !q8_f32_inputs) {
+    const uint16_t *xb = NULL;
+#ifdef RAZOR_BF16_DOT
+    RoundBf16 rounding = {(uint16_t *)xt, x, (size_t)T * n};
+    if (products[0].w.type == WEIGHT_BF16 && !f32_inputs) {
+        if (T >= BLOCK_MIN_TOKENS) pool_run(round_bf16_task, &rounding);
+        else round_bf16_task(&rounding, 0, 1);
+        xb = rounding.xb;
+    } else
+#endif
+    if (products[0].w.type == WEIGHT_Q8 && !f32_inputs) {
         if (T >= BLOCK_MIN_TOKENS) pool_run(quantize_task, &q);
         else quantize_task(&q, 0, 1);
 #ifdef RAZOR_AMX
@@ -4868,10 +4962,10 @@ void matmul(const float *x, float *xt, int T, int n, const Product *products, in
         transpose_block(xt, x, T, n);
     }
     for (int k = 0; k < n_products; k++)
-        a.mat[k] = (Matmul){.out = products[k].out, .x = x, .xt = xt, .xq = q.xq, .xtiles = xtiles, .w = products[k].w,
-                            .T = T, .n = n, .d = products[k].d, .add = products[k].add};
-    if (T == 1 && products[0].w.type == WEIGHT_BF16) pair_inputs(xt, x, n);
-    if (T == 1 && products[0].w.type == WEIGHT_Q8 && q8_f32_inputs) quad_inputs(xt, x, n);
+        a.mat[k] = (Matmul){.out = products[k].out, .x = x, .xt = xt, .xq = q.xq, .xtiles = xtiles, .xb = xb,
+                            .w = products[k].w, .T = T, .n = n, .d = products[k].d, .add = products[k].add};
+    if (T == 1 && products[0].w.type == WEIGHT_BF16 && !xb) pair_inputs(xt, x, n);
+    if (T == 1 && products[0].w.type == WEIGHT_Q8 && f32_inputs) quad_inputs(xt, x, n);
     pool_run(matmul_task, &a);
 }
 

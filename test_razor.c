@@ -300,15 +300,23 @@ static void write_model(const TestModel *m, const char *path, int format) {
  * The reference: one token at a time, plain loops in double, full score rows, softmax, weighted sum */
 
 /* With ref_q8_inputs set, every matmul's input is first quantized as razor's does for q8 weights
- * (quantize_q8, appendix F: groups of 32, scale max|x| / 127, rounded to nearest even), in double. */
-static int ref_q8_inputs;
+ * (quantize_q8, appendix F: groups of 32, scale max|x| / 127, rounded to nearest even), in double; with
+ * ref_bf16_inputs, rounded to bf16 as razor's are for bf16 weights where the CPU multiplies bf16 pairs
+ * (BF16_ROUNDS_INPUTS: model.h's RAZOR_BF16_DOT; appendix F, "bf16 x bf16"). */
+static int ref_q8_inputs, ref_bf16_inputs;
+#ifdef RAZOR_BF16_DOT
+#define BF16_ROUNDS_INPUTS 1
+#else
+#define BF16_ROUNDS_INPUTS 0
+#endif
 static void ref_matvec(double *out, const double *x, const float *w, int n, int d) {
     double *xq = malloc(n * sizeof(double));
     for (int g = 0; g < n; g += 32) {
         double max = 0;
         for (int j = g; j < g + 32 && j < n; j++) max = fmax(max, fabs(x[j]));
         for (int j = g; j < g + 32 && j < n; j++)
-            xq[j] = !ref_q8_inputs ? x[j] : max > 0 ? rint(x[j] / (max / 127)) * (max / 127) : 0;
+            xq[j] = ref_bf16_inputs ? bf16_to_f32(f32_to_bf16((float)x[j]))
+                    : !ref_q8_inputs ? x[j] : max > 0 ? rint(x[j] / (max / 127)) * (max / 127) : 0;
     }
     for (int i = 0; i < d; i++) {
         double s = 0;
@@ -611,14 +619,17 @@ static void test_bf16_weights(void) {
                 free_stored_model(&r);
                 continue;
             }
-            float *ref = ref_forward(&r, ids, n), *quantized = NULL, q8_effect = 0;
-            if (way == 2) { /* q8 weights: razor quantizes the matmuls' inputs too; the same reference with them so */
-                ref_q8_inputs = 1;
+            /* q8 weights, and bf16 ones where the CPU multiplies bf16 pairs: razor rounds the matmuls'
+             * inputs too; the same reference with them so */
+            int rounds = way == 2 || BF16_ROUNDS_INPUTS;
+            float *ref = ref_forward(&r, ids, n), *quantized = NULL, rounding_effect = 0;
+            if (rounds) {
+                ref_q8_inputs = way == 2, ref_bf16_inputs = way != 2;
                 quantized = ref_forward(&r, ids, n);
-                ref_q8_inputs = 0;
-                q8_effect = max_abs_diff(ref, quantized, (size_t)n * 97);
+                ref_q8_inputs = ref_bf16_inputs = 0;
+                rounding_effect = max_abs_diff(ref, quantized, (size_t)n * 97);
             }
-            const float *want = way == 2 ? quantized : ref;
+            const float *want = rounds ? quantized : ref;
             float *batched = razor_logits(&m, ids, n, 128), *single = razor_logits(&m, ids, n, 1),
                   *odd = razor_logits(&m, ids, n, 7);
             float d_ref = max_abs_diff(want, batched, (size_t)n * 97),
@@ -632,29 +643,29 @@ static void test_bf16_weights(void) {
              * of a rounding boundary (x / scale near k + 1/2: about 1 input in 10^4 here), the two round it
              * to neighbours, both half a step off. Then razor's inputs are one more rounding of the same
              * kind, differing from the reference's in a few of the inputs whose roundings, all together,
-             * move the logits by q8_effect (the reference with and without them; these random models
+             * move the logits by rounding_effect (the reference with and without them; these random models
              * attend sharply, so that is 2-6% of their largest logit): a few of hundreds per position move
-             * them by a fraction of it, for which q8_effect / 2 leaves room (measured: 0.11-0.13). */
+             * them by a fraction of it, for which rounding_effect / 2 leaves room (measured: 0.11-0.13). */
             float tol_q8_sums = 2 * tol;
-            if (way == 2) tol = tol_q8_sums + q8_effect / 2;
+            if (rounds) tol = tol_q8_sums + rounding_effect / 2;
             check(d_ref <= tol && d_single <= tol && d_odd <= tol,
                   "%s, %s: razor vs reference on the stored weights%s, blocks of 128 / 1 / 7: %g, %g, %g "
                   "(tolerance %g)",
-                  cases[k].name, how[way], way == 2 ? " and inputs" : "", d_ref, d_single, d_odd, tol);
-            if (way == 2) { /* -A f32: the int8 weights widened, the inputs not rounded: the reference itself */
-                q8_f32_inputs = 1;
+                  cases[k].name, how[way], rounds ? " and inputs" : "", d_ref, d_single, d_odd, tol);
+            if (rounds) { /* -A f32: the weights widened, the inputs not rounded: the reference itself */
+                f32_inputs = 1;
                 float *wide = razor_logits(&m, ids, n, 128), *wide_single = razor_logits(&m, ids, n, 1);
-                q8_f32_inputs = 0;
+                f32_inputs = 0;
                 float d_wide = fmaxf(max_abs_diff(ref, wide, (size_t)n * 97),
                                      max_abs_diff(ref, wide_single, (size_t)n * 97));
-                check(d_wide <= tol_q8_sums, "%s, q8 -A f32: razor vs reference on the stored weights, blocks of 128 "
-                      "/ 1: %g (tolerance %g)", cases[k].name, d_wide, tol_q8_sums);
+                check(d_wide <= tol_q8_sums, "%s, %s, -A f32: razor vs reference on the stored weights, blocks of "
+                      "128 / 1: %g (tolerance %g)", cases[k].name, how[way], d_wide, tol_q8_sums);
                 free(wide); free(wide_single);
             }
-            if (way == 2)
-                check(q8_effect > 4 * d_ref, "%s, q8: quantizing the inputs moves the reference's logits by %g, "
+            if (rounds)
+                check(rounding_effect > 4 * d_ref, "%s, %s: rounding the inputs moves the reference's logits by %g, "
                       "well beyond razor's distance from it (%g), so the test sees that razor does it", cases[k].name,
-                      q8_effect, d_ref);
+                      how[way], rounding_effect, d_ref);
             check(d_fp32 > 1e-3f, "%s, %s: and rounding does change the logits (by %g vs fp32), so the test sees it",
                   cases[k].name, how[way], d_fp32);
             if (way == 0) from_f32 = batched;
@@ -896,36 +907,41 @@ static void test_online_attention(void) {
 }
 
 /* matmul (every kernel: dot_row for one token, dot_tile for a few, block_tile for a block, whose
- * inputs go in slices of 2048; q8_tile for q8 weights) against razor.c's matmul_reference, for float32,
- * bfloat16 and (-A f32) q8 weights, and matmul_q8_reference for q8 weights with int8 inputs, plain and
- * adding into out; and swiglu against swiglu_reference. The fast kernels sum in another order
- * (vectors, several partial sums), so they agree to float rounding: over 2080-term dot products, each
- * rounded at 2^-24, within 1e-5 of the largest output (a missed term moves one by ~1e-3). */
+ * inputs go in slices of 2048; q8_tile for q8 weights; bf16_tile where the CPU multiplies bf16 pairs)
+ * against razor.c's matmul_reference, for float32, bfloat16 and (-A f32) q8 weights, and
+ * matmul_q8_reference for q8 weights with int8 inputs, plain and adding into out; bf16 weights by
+ * default (inputs rounded to bf16 where the CPU multiplies bf16 pairs: the reference gets them rounded
+ * too) and with -A f32, also for rows of 2093 = 65 x 32 + 13 inputs (bf16_tile's masked end); and
+ * swiglu against swiglu_reference. The fast kernels sum in another order (vectors, several partial
+ * sums), so they agree to float rounding: over 2080-term dot products, each rounded at 2^-24, within
+ * 1e-5 of the largest output (a missed term moves one by ~1e-3; an unrounded input among the rounded,
+ * by ~1e-3 of itself). */
 static void test_matmul_reference(void) {
     int n = 2080, d = 37, tokens[] = {1, 3, 7, 16, 50};
-    float *w32 = random_tensor((size_t)d * n, 0.5f, 0), *scale = random_tensor((size_t)d * n / Q8_GROUP, 0.01f, 0.02f);
-    uint16_t *w16 = malloc((size_t)d * n * sizeof(uint16_t));
+    float *w32 = random_tensor((size_t)d * 2093, 0.5f, 0);
+    float *scale = random_tensor((size_t)d * n / Q8_GROUP, 0.01f, 0.02f);
+    uint16_t *w16 = malloc((size_t)d * 2093 * sizeof(uint16_t));
     int8_t *w8 = malloc((size_t)d * n);
-    for (size_t i = 0; i < (size_t)d * n; i++) {
-        w16[i] = f32_to_bf16(w32[i]);
-        w8[i] = (int8_t)lroundf(127 * w32[i]);
-    }
-    Matrix ws[3] = {{w32, NULL, WEIGHT_F32, (size_t)d * n}, {w16, NULL, WEIGHT_BF16, (size_t)d * n},
+    for (size_t i = 0; i < (size_t)d * 2093; i++) w16[i] = f32_to_bf16(w32[i]);
+    for (size_t i = 0; i < (size_t)d * n; i++) w8[i] = (int8_t)lroundf(127 * w32[i]);
+    Matrix ws[3] = {{w32, NULL, WEIGHT_F32, (size_t)d * n}, {w16, NULL, WEIGHT_BF16, (size_t)d * 2093},
                     {w8, scale, WEIGHT_Q8, (size_t)d * n}};
     float worst = 0;
-    for (int k = 0; k < 4; k++) /* k = 3: q8 weights, -A f32 */
+    for (int k = 0; k < 7; k++) /* k = 3: q8 weights, -A f32; 4: bf16, -A f32; 5, 6: bf16, 2093 inputs */
         for (size_t a = 0; a < sizeof tokens / sizeof *tokens; a++)
             for (int add = 0; add <= 1; add++) {
-                int T = tokens[a];
-                float *x = random_tensor((size_t)T * n, 1.0f, 0), *out = random_tensor((size_t)T * d, 1.0f, 0);
-                float *ref = malloc((size_t)T * d * sizeof(float)), *xt = calloc((size_t)n * matmul_padded(T), 4);
+                int T = tokens[a], m = k >= 5 ? 2093 : n, type = k == 3 ? 2 : k >= 4 ? 1 : k;
+                float *x = random_tensor((size_t)T * m, 1.0f, 0), *out = random_tensor((size_t)T * d, 1.0f, 0);
+                float *ref = malloc((size_t)T * d * sizeof(float)), *xt = calloc((size_t)m * matmul_padded(T), 4);
                 float *before = memcpy(malloc((size_t)T * d * sizeof(float)), out, (size_t)T * d * sizeof(float));
-                Product product = {out, ws[k < 3 ? k : 2], d, add};
-                q8_f32_inputs = k == 3;
-                matmul(x, xt, T, n, &product, 1);
-                q8_f32_inputs = 0;
+                Product product = {out, ws[type], d, add};
+                f32_inputs = k == 3 || k == 4 || k == 6;
+                int rounded = BF16_ROUNDS_INPUTS && type == 1 && !f32_inputs;
+                matmul(x, xt, T, m, &product, 1);
+                f32_inputs = 0;
+                for (size_t i = 0; rounded && i < (size_t)T * m; i++) x[i] = bf16_to_f32(f32_to_bf16(x[i]));
                 if (k == 2) matmul_q8_reference(ref, x, ws[k], T, n, d); /* its input quantized, as matmul does */
-                else matmul_reference(ref, x, ws[k < 3 ? k : 2], T, n, d);
+                else matmul_reference(ref, x, ws[type], T, m, d);
                 for (int i = 0; i < T * d; i++) ref[i] += add ? before[i] : 0;
                 float largest = 1;
                 for (int i = 0; i < T * d; i++) largest = fmaxf(largest, fabsf(ref[i]));
@@ -933,8 +949,8 @@ static void test_matmul_reference(void) {
                 if (diff > worst || diff != diff) worst = diff;
                 free(x); free(out); free(ref); free(xt); free(before);
             }
-    check(worst <= 1e-5f, "matmul vs matmul_reference (f32, bf16, q8 weights with int8 and -A f32's float32 inputs; "
-                          "1 to 50 tokens; plain and add): "
+    check(worst <= 1e-5f, "matmul vs matmul_reference (f32, bf16 with rounded and -A f32's float32 inputs, 2080 "
+                          "and 2093 of them, q8 with int8 and float32 inputs; 1 to 50 tokens; plain and add): "
                           "max diff %g of the largest output", worst);
     float *hb = random_tensor(37, 4.0f, 0), *hb2 = random_tensor(37, 1.0f, 0);
     float *plain = memcpy(malloc(37 * sizeof(float)), hb, 37 * sizeof(float));
@@ -1515,13 +1531,13 @@ static void expect_cli_error(const char *what, const char *args, int status, con
     free_run(&r);
 }
 
-/* -A: what q8 weights multiply. The default rounds the inputs to int8 (-A q8, the same logits bit for
- * bit); -A f32 does not, and its logits differ; anything else is refused. */
+/* -A: what q8 weights multiply. The default rounds the inputs to int8 (-A rounded, the same logits bit
+ * for bit); -A f32 does not, and its logits differ; anything else is refused. */
 static void test_cli_q8_inputs(void) {
     TestModel tm = make_model(small_config(64, 96, 2, 4, 2, 512, 96), 12);
     tm.c.weight_type = WEIGHT_Q8;
     write_model(&tm, tmp_path("cliq8.bin"), FORMAT_RAZOR);
-    const char *how[3] = {"", "-A q8", "-A f32"};
+    const char *how[3] = {"", "-A rounded", "-A f32"};
     char cmd[1024], out[3][256];
     unsigned char *logits[3];
     size_t n[3];
@@ -1538,10 +1554,10 @@ static void test_cli_q8_inputs(void) {
     }
     check(ok && n[0] > 0 && n[0] == n[1] && n[0] == n[2] && !memcmp(logits[0], logits[1], n[0]) &&
               memcmp(logits[0], logits[2], n[0]),
-          "q8 weights: -A q8 is the default (the same logits bit for bit), -A f32 gives others");
+          "q8 weights: -A rounded is the default (the same logits bit for bit), -A f32 gives others");
     for (int k = 0; k < 3; k++) free(logits[k]);
     snprintf(cmd, sizeof cmd, "%s %s -A int8", razor_bin, tmp_path("cliq8.bin"));
-    expect_cli_error("-A int8", cmd, 2, "-A takes q8 or f32, not 'int8'");
+    expect_cli_error("-A int8", cmd, 2, "-A takes rounded or f32, not 'int8'");
     tm.c.weight_type = WEIGHT_F32;
     free_test_model(&tm);
 }
