@@ -183,6 +183,8 @@ typedef struct {
  *               spills), + Q8_TILE_R rows of weights (Q8Weights: 1 zmm with AVX-512, 2 ymm with AVX2,
  *               2 NEON registers, 4 with SSE2), + 1 input, + 1 product, + Q8_TILE_R rows of scale
  *               products (4 floats each) (below: q8 weights multiply int8 activations)
+ *   bf16_tile   BF16_TILE_R x BF16_TILE_C zmm accumulators, + BF16_TILE_C token vectors, + 1 weight
+ *               (AVX512-BF16 only, below)
  * AVX-512 has 32 registers of 16 floats, AVX2 16 of 8, SSE2 16 of 4, ARM NEON 32 of 4.
  * WIDEN_AHEAD: block_tile widens 16-bit and 8-bit weights a vector at a time before its multiply-adds,
  * not one by one among them. With 2 vectors of tokens per weight (16 registers) that pays: bf16 prompts
@@ -379,8 +381,8 @@ static inline void dot_i8(i32x8 *sum, Q8Weights w, const int8_t *x, int k) { (vo
 #else
 #define RAZOR_BF16_NOTE ""
 #endif
-#define BLOCK_MIN_TOKENS 16  /* from this many tokens on, matmul uses block_tile, and the per-token steps of the
-                                forward pass run on all threads */
+#define BLOCK_MIN_TOKENS 16  /* from this many tokens on, matmul uses block_tile (for float32 inputs), and the
+                                per-token steps of the forward pass run on all threads */
 #define ATT_TILE_K 64        /* keys per tile of the attention loop (and of the cache's transposed keys): one
                                 online-softmax step per query for each; their scores are computed ATT_SCORE_V
                                 vectors at a time (a divisor of ATT_TILE_K / VEC) */

@@ -4281,8 +4281,9 @@ static inline float vsum(vecf v) { /* a tree of adds, log2(VEC) deep, not a VEC-
  * float32 file: half the bytes every generated token must stream through the cores); or q8, int8 in
  * groups with one float32 scale each (a little over a quarter of the bytes), which by default meet int8
  * inputs in kernels of their own (q8 x q8, below), and with -A f32 are widened to float32 here like
- * the others. bfloat16 is the top half of a float32, so widening is a shift; an int8 widens by
- * conversion, times its group's scale. The kernels below take a constant TYPE, like their tile sizes,
+ * the others, as bf16 weights are unless the CPU multiplies bf16 pairs (bf16 x bf16, below).
+ * bfloat16 is the top half of a float32, so widening is a shift; an int8 widens by conversion, times
+ * its group's scale. The kernels below take a constant TYPE, like their tile sizes,
  * and compile once for each. A vector of VEC weights never straddles two q8 groups: VEC divides
  * Q8_GROUP, and vectors start at multiples of VEC within rows whose length is a multiple of Q8_GROUP. */
 typedef uint16_t vech __attribute__((vector_size(VEC * sizeof(uint16_t))));
@@ -4318,7 +4319,8 @@ typedef struct {
     float *out;       /* (T, d) */
     const float *x;   /* (T, n) */
     const float *xt;  /* x transposed tile by tile, for block_tile (see transpose_block); one token
-                         with bf16 or (-A f32) q8 weights: x reordered for dot_row (pair_inputs, quad_inputs) */
+                         with bf16 (no xb) or (-A f32) q8 weights: x reordered for dot_row (pair_inputs,
+                         quad_inputs) */
     Matrix xq;        /* q8 weights: x (T, n) quantized, in q8's layout (quantize_q8) */
     Matrix xtiles;    /* q8 weights on AMX, 16 tokens or more: xq again, in tdpbssd's layout
                          (amx_pack_task); else data NULL */
@@ -4328,7 +4330,8 @@ typedef struct {
 } Matmul;
 
 /* Three matmul kernels for float32 inputs: dot_row for one token, dot_tile for a few, block_tile for a
- * block (q8 weights have one of their own for int8 inputs, q8_tile, below). Weights are row-major (d,
+ * block (q8 weights have one of their own for int8 inputs, q8_tile, below, and so do bf16 weights for
+ * bf16 inputs where the CPU multiplies bf16 pairs, bf16_tile). Weights are row-major (d,
  * n), as the file stores them.
  *
  * dot_tile, for a few tokens (2 to 15: a short chat turn, a prompt's last block): out[t + c][i + r]
@@ -4783,7 +4786,8 @@ static void round_bf16_task(void *arg, int thread, int n_threads) { /* x's n num
     const RoundBf16 *a = arg;
     size_t begin, end, j;
     split(a->n, 32, thread, n_threads, &begin, &end);
-    for (j = begin; j + 32 <= end; j += 32) { /* vcvtne2ps2bf16 rounds as f32_to_bf16 does (NaN stays NaN) */
+    for (j = begin; j + 32 <= end; j += 32) { /* as f32_to_bf16 (NaN stays NaN), but subnormals go to 0, */
+        /* as vdpbf16ps reads them anyway */
         __m512bh pair = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(a->x + j + 16), _mm512_loadu_ps(a->x + j));
         _mm512_storeu_si512(a->xb + j, (__m512i)pair);
     }
@@ -4850,7 +4854,7 @@ static inline __attribute__((always_inline)) void rounded_rows(const Matmul *a, 
 /* A thread's share of the rows of a product with rounded inputs (q8, or bf16 pairs). One token: a row at
  * a time (one stream of weights, as for dot_row). More: rows BLOCK_ROWS at a time, whose weights
  * (BLOCK_ROWS x n bytes for q8: 192 KB for n = 2048; twice that for bf16) stay in L2 while every tile of
- * C tokens passes them (their inputs, C x n bytes for q8, in L1). */
+ * C tokens passes them (their inputs: C x n bytes for q8, in L1; 2 x BF16_TILE_C x n for bf16, in L1 or L2). */
 static inline __attribute__((always_inline)) void rounded_part(const Matmul *a, int thread, int n_threads, int TYPE) {
     size_t begin, end;
     int R = Q8_TILE_R, C = Q8_TILE_C;
@@ -4880,8 +4884,11 @@ typedef struct { Matmul mat[3]; int n; } Matmuls;
 static void matmul_task(void *arg, int thread, int n_threads) {
     const Matmuls *a = arg;
     for (int k = 0; k < a->n; k++) {
+#ifdef RAZOR_BF16_DOT
         if (a->mat[k].xb) rounded_part(&a->mat[k], thread, n_threads, WEIGHT_BF16);
-        else if (a->mat[k].w.type == WEIGHT_BF16) matmul_part(&a->mat[k], thread, n_threads, WEIGHT_BF16);
+        else
+#endif
+        if (a->mat[k].w.type == WEIGHT_BF16) matmul_part(&a->mat[k], thread, n_threads, WEIGHT_BF16);
         else if (a->mat[k].w.type == WEIGHT_Q8 && !f32_inputs) rounded_part(&a->mat[k], thread, n_threads, WEIGHT_Q8);
         else if (a->mat[k].w.type == WEIGHT_Q8) matmul_part(&a->mat[k], thread, n_threads, WEIGHT_Q8);
         else matmul_part(&a->mat[k], thread, n_threads, WEIGHT_F32);
@@ -4928,8 +4935,9 @@ static void quantize_task(void *arg, int thread, int n_threads) {
  * (matmul_reference, section 3; matmul_q8_reference for q8 weights). Every weight row is read once for
  * the whole block of T tokens; the products share x and one trip through the thread pool. xt: scratch
  * of (n, matmul_padded(T)) floats, where x goes transposed tile by tile (transpose_block), or, for one
- * token with bf16 or (-A f32) q8 weights, reordered as pair_inputs or quad_inputs orders it, or, with
- * bf16 weights where the CPU multiplies bf16 pairs, rounded to bf16 (T x n of them), or, with
+ * token with bf16 (but for the next case) or (-A f32) q8 weights, reordered as pair_inputs or
+ * quad_inputs orders it, or, with bf16 weights where the CPU multiplies bf16 pairs, rounded to bf16
+ * (T x n of them), or, with
  * q8 weights (all products share the file's type), quantized: T x n int8 values, then T x n / Q8_GROUP
  * scales (9/32 of the room), then on AMX for 16 tokens or more the same in tdpbssd's layout
  * (amx_pack_task, with T rounded up to 16: 9/32 of the room again), from the next 64-byte boundary. */

@@ -724,20 +724,26 @@ static void test_attention_plan(void) {
           3 * ATT_TILE_Q + 5);
 }
 
-/* Threads split rows and heads; the numbers must not change. */
+/* Threads split rows and heads; the numbers must not change: float32 weights, and -w bf16's (on a CPU
+ * with AVX512-BF16, its inputs rounded by all threads and bf16_tile). */
 static void test_threads_same_numbers(void) {
     TestModel tm = make_model(small_config(48, 80, 2, 4, 2, 97, 200), 5);
     write_model(&tm, tmp_path("thr.bin"), FORMAT_RAZOR);
-    Model m;
-    load_model(&m, tmp_path("thr.bin"));
     int *ids = random_ids(150, 97);
-    float *one = razor_logits(&m, ids, 150, 64);
-    pool_start(3);
-    float *three = razor_logits(&m, ids, 150, 64);
-    pool_stop();
-    check(max_abs_diff(one, three, 150 * 97) == 0, "1 thread and 3 threads give identical logits");
-    free(one); free(three); free(ids);
-    free_model(&m);
+    for (int bf16 = 0; bf16 <= 1; bf16++) {
+        Model m;
+        load_model(&m, tmp_path("thr.bin"));
+        if (bf16) model_to_bf16(&m);
+        float *one = razor_logits(&m, ids, 150, 64);
+        pool_start(3);
+        float *three = razor_logits(&m, ids, 150, 64);
+        pool_stop();
+        check(max_abs_diff(one, three, 150 * 97) == 0, "%s weights: 1 thread and 3 threads give identical logits",
+              bf16 ? "-w bf16" : "float32");
+        free(one); free(three);
+        free_model(&m);
+    }
+    free(ids);
     free_test_model(&tm);
 }
 
@@ -1531,7 +1537,7 @@ static void expect_cli_error(const char *what, const char *args, int status, con
     free_run(&r);
 }
 
-/* -A: what q8 weights multiply. The default rounds the inputs to int8 (-A rounded, the same logits bit
+/* -A: what q8 (and bf16) weights multiply. The default rounds the inputs to int8 (-A rounded, the same logits bit
  * for bit); -A f32 does not, and its logits differ; anything else is refused. */
 static void test_cli_q8_inputs(void) {
     TestModel tm = make_model(small_config(64, 96, 2, 4, 2, 512, 96), 12);
@@ -1543,7 +1549,7 @@ static void test_cli_q8_inputs(void) {
     size_t n[3];
     int ok = 1;
     for (int k = 0; k < 3; k++) {
-        const char *name = k == 0 ? "q8_default.f32" : k == 1 ? "q8_q8.f32" : "q8_f32.f32";
+        const char *name = k == 0 ? "q8_default.f32" : k == 1 ? "q8_rounded.f32" : "q8_f32.f32";
         snprintf(out[k], sizeof out[k], "%s", tmp_path(name));
         snprintf(cmd, sizeof cmd, "%s %s -z tests/sp512/tokenizer.bin -m logits -i 'It is a truth' -o %s %s", razor_bin,
                  tmp_path("cliq8.bin"), out[k], how[k]);
