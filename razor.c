@@ -4283,8 +4283,8 @@ static inline float vsum(vecf v) { /* a tree of adds, log2(VEC) deep, not a VEC-
  * inputs in kernels of their own (q8 x q8, below), and with -A f32 are widened to float32 here like
  * the others, as bf16 weights are unless the CPU multiplies bf16 pairs (bf16 x bf16, below).
  * bfloat16 is the top half of a float32, so widening is a shift; an int8 widens by conversion, times
- * its group's scale. The kernels below take a constant TYPE, like their tile sizes,
- * and compile once for each. A vector of VEC weights never straddles two q8 groups: VEC divides
+ * its group's scale. The kernels below take a constant TYPE, like their tile sizes, and compile once
+ * for each. A vector of VEC weights never straddles two q8 groups: VEC divides
  * Q8_GROUP, and vectors start at multiples of VEC within rows whose length is a multiple of Q8_GROUP. */
 typedef uint16_t vech __attribute__((vector_size(VEC * sizeof(uint16_t))));
 typedef uint32_t vecu __attribute__((vector_size(VEC * sizeof(uint32_t))));
@@ -4331,8 +4331,8 @@ typedef struct {
 
 /* Three matmul kernels for float32 inputs: dot_row for one token, dot_tile for a few, block_tile for a
  * block (q8 weights have one of their own for int8 inputs, q8_tile, below, and so do bf16 weights for
- * bf16 inputs where the CPU multiplies bf16 pairs, bf16_tile). Weights are row-major (d,
- * n), as the file stores them.
+ * bf16 inputs where the CPU multiplies bf16 pairs, bf16_tile). Weights are row-major (d, n), as the
+ * file stores them.
  *
  * dot_tile, for a few tokens (2 to 15: a short chat turn, a prompt's last block): out[t + c][i + r]
  * = dot(w row i + r, x row t + c) for R weight rows and C tokens (R, C <= DOT_TILE), vectorised along
@@ -4771,7 +4771,7 @@ static void q8_amx_part(const Matmul *a, int thread, int n_threads) {
 
 #ifdef RAZOR_BF16_DOT
 /* bf16 x bf16. Where the CPU has AVX512-BF16 (model.h), bf16 weights meet inputs rounded to bf16 as
- * well, as llama.cpp's BF16 does: matmul rounds x (T, n) once (round_bf16: to nearest, ties to even),
+ * well, as llama.cpp's BF16 does: matmul rounds x (T, n) once (round_bf16_task: to nearest, ties to even),
  * and vdpbf16ps multiplies 32 of a row's weights by 32 of a token's inputs, in pairs, each pair's two
  * products (exact in float32) added to a float32 lane:
  *     out[t][i] = sum over j of w[i][j] * bf16(x[t][j])
@@ -4794,17 +4794,18 @@ static void round_bf16_task(void *arg, int thread, int n_threads) { /* x's n num
     for (; j < end; j++) a->xb[j] = f32_to_bf16(a->x[j]);
 }
 
+/* 32 bf16 numbers from p, those past a row's end (mask) 0 */
+static inline __m512i bf16_load(const uint16_t *p, __mmask32 mask) {
+    return mask == 0xffffffffu ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi16(mask, p);
+}
 /* 32 inputs from j (fewer at a row's end: mask) of R rows and C tokens into acc */
 static inline __attribute__((always_inline)) void bf16_step(__m512 acc[BF16_TILE_R][BF16_TILE_C], const uint16_t *w,
                                                             const uint16_t *x, int n, int j, __mmask32 mask, int R,
                                                             int C) {
     __m512i xv[BF16_TILE_C];
-    for (int c = 0; c < C; c++)
-        xv[c] = mask == 0xffffffffu ? _mm512_loadu_si512(x + (size_t)c * n + j)
-                                    : _mm512_maskz_loadu_epi16(mask, x + (size_t)c * n + j);
+    for (int c = 0; c < C; c++) xv[c] = bf16_load(x + (size_t)c * n + j, mask);
     for (int r = 0; r < R; r++) {
-        __m512i wv = mask == 0xffffffffu ? _mm512_loadu_si512(w + (size_t)r * n + j)
-                                         : _mm512_maskz_loadu_epi16(mask, w + (size_t)r * n + j);
+        __m512i wv = bf16_load(w + (size_t)r * n + j, mask);
         for (int c = 0; c < C; c++) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], (__m512bh)wv, (__m512bh)xv[c]);
     }
 }
@@ -4937,10 +4938,10 @@ static void quantize_task(void *arg, int thread, int n_threads) {
  * of (n, matmul_padded(T)) floats, where x goes transposed tile by tile (transpose_block), or, for one
  * token with bf16 (but for the next case) or (-A f32) q8 weights, reordered as pair_inputs or
  * quad_inputs orders it, or, with bf16 weights where the CPU multiplies bf16 pairs, rounded to bf16
- * (T x n of them), or, with
- * q8 weights (all products share the file's type), quantized: T x n int8 values, then T x n / Q8_GROUP
- * scales (9/32 of the room), then on AMX for 16 tokens or more the same in tdpbssd's layout
- * (amx_pack_task, with T rounded up to 16: 9/32 of the room again), from the next 64-byte boundary. */
+ * (T x n of them), or, with q8 weights (all products share the file's type), quantized: T x n int8
+ * values, then T x n / Q8_GROUP scales (9/32 of the room), then on AMX for 16 tokens or more the same
+ * in tdpbssd's layout (amx_pack_task, with T rounded up to 16: 9/32 of the room again), from the next
+ * 64-byte boundary. */
 void matmul(const float *x, float *xt, int T, int n, const Product *products, int n_products) {
     Matmuls a = {.n = n_products};
     Quantize q = {{xt, xt + (size_t)T * n / 4, WEIGHT_Q8, (size_t)T * n}, x, (size_t)T * n / Q8_GROUP};
