@@ -4786,8 +4786,9 @@ static void round_bf16_task(void *arg, int thread, int n_threads) { /* x's n num
     const RoundBf16 *a = arg;
     size_t begin, end, j;
     split(a->n, 32, thread, n_threads, &begin, &end);
-    for (j = begin; j + 32 <= end; j += 32) { /* as f32_to_bf16 (NaN stays NaN), but subnormals go to 0, */
-        /* as vdpbf16ps reads them anyway */
+    /* vcvtne2ps2bf16 rounds as f32_to_bf16 does (NaN stays NaN), but subnormals go to 0, as vdpbf16ps
+     * reads them anyway */
+    for (j = begin; j + 32 <= end; j += 32) {
         __m512bh pair = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(a->x + j + 16), _mm512_loadu_ps(a->x + j));
         _mm512_storeu_si512(a->xb + j, (__m512i)pair);
     }
