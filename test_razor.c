@@ -2843,8 +2843,9 @@ static double ref_f16(float x) {
 }
 
 static void test_kv_types(void) {
-    /* every half widens to the float it stands for, and back; scalar and vector widening agree */
-    int ok = 1, back = 1, vec = 1;
+    /* every half widens to the float it stands for, and back; scalar and vector widening agree, for halves
+     * and for bfloat16 */
+    int ok = 1, back = 1, vec = 1, vec_bf16 = 1;
     for (uint32_t u = 0; u < 65536; u++) {
         uint16_t h = (uint16_t)u;
         int e = (h >> 10) & 31, frac = h & 1023;
@@ -2862,10 +2863,17 @@ static void test_kv_types(void) {
             float one = f16_to_f32(lanes[k]);
             vec &= isnan(one) ? isnan(wide[k]) : wide[k] == one;
         }
+        w = widen_bf16(lanes);
+        memcpy(wide, &w, sizeof wide);
+        for (int k = 0; k < VEC; k++) {
+            float one = bf16_to_f32(lanes[k]);
+            vec_bf16 &= memcmp(&wide[k], &one, sizeof one) == 0; /* bit for bit: NaNs keep their payload */
+        }
     }
     check(ok, "f16 -> f32: all 65536 halves, subnormals, infinities and NaN included");
     check(back, "f32 -> f16 -> f32 gives every half back");
     check(vec, "the vector widening (widen_f16) equals the scalar one for every half");
+    check(vec_bf16, "the vector widening (widen_bf16) equals the scalar one for every bfloat16, bit for bit");
     int rounding = 1;
     for (int i = 0; i < 200000; i++) { /* random floats over the whole range of halves */
         float x = ldexpf(urand(), (int)(urand() * 20));
