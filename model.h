@@ -176,7 +176,8 @@ typedef struct {
  *   dot_tile    DOT_TILE x DOT_TILE accumulators, + DOT_TILE token vectors, + 1 weight
  *   attend_tile ATT_QUERIES x ATT_SCORE_V score vectors, + ATT_SCORE_V keys, + 1 query number
  *               (broadcast); then ATT_QUERIES x ATT_VALUE_V sums of values, + ATT_VALUE_V values, + 1
- *               softmax weight (broadcast); one query alone, 2 x ATT_SCORE_V and 2 x ATT_VALUE_V
+ *               softmax weight (broadcast); one query alone, 2 x ATT_VALUE_V, and 2 x ATT_SCORE_V where
+ *               that many vectors still divide a tile of keys (not with AVX-512: 4 are the whole tile)
  *   dot_row     4 sums, + 4 loads
  *   q8_tile     Q8_TILE_R x Q8_TILE_C accumulators (8 x Q8_STEP floats each: a zmm with AVX-512, a ymm
  *               with AVX2; 2 registers with SSE2 or NEON, where the tile does not fit and the compiler
@@ -363,9 +364,10 @@ static inline void dot_i8(i32x8 *sum, Q8Weights w, const int8_t *x, int k) { (vo
 /* widen_u16: VEC 16-bit numbers (bfloat16 or IEEE half bits) zero-extended to 32-bit lanes, for razor.c's
  * widen_bf16 and widen_f16 (16-bit keys, values and weights). Plainly, __builtin_convertvector: the
  * fallback below. GCC 12 lowers that a half at a time (with AVX-512: two vpmovzxwd of ymm halves, an
- * extract and an insert, not one vpmovzxwd; on ARM, lane by lane in scalar code), so x86 and ARM get
- * the instruction that does it. On a Zen 4 (one thread, one query against 48 heads of 1024 bf16 keys
- * and values, in L3) attention took 8.2 -> 5.8 us a head with AVX-512, 16.3 -> 11.0 with AVX2. */
+ * extract and an insert, not one vpmovzxwd; on 64-bit ARM, lane by lane in scalar code), so SSE2, AVX2,
+ * AVX-512 and 64-bit ARM get the instruction that does it (AVX without AVX2 and 32-bit ARM keep the
+ * fallback). On a Zen 4 (one thread, one query against 48 heads of 1024 bf16 keys and values, in L3)
+ * attention took 8.2 -> 5.8 us a head with AVX-512, 16.3 -> 9.7-11.0 with AVX2 (two runs). */
 typedef uint16_t u16xvec __attribute__((vector_size(VEC * sizeof(uint16_t))));
 typedef uint32_t u32xvec __attribute__((vector_size(VEC * sizeof(uint32_t))));
 #if defined(__SSE2__)
@@ -413,7 +415,8 @@ static inline u32xvec widen_u16(const uint16_t *p) {
                                 per-token steps of the forward pass run on all threads */
 #define ATT_TILE_K 64        /* keys per tile of the attention loop (and of the cache's transposed keys): one
                                 online-softmax step per query for each; their scores are computed ATT_SCORE_V
-                                vectors at a time (a divisor of ATT_TILE_K / VEC) */
+                                vectors at a time (a divisor of ATT_TILE_K / VEC; for one query alone twice
+                                as many where that still divides it) */
 #define ATT_TILE_Q 48        /* queries that share a tile of keys in the attention loop; ATT_QUERIES of them
                                 (a divisor) meet a tile together in attend_tile */
 _Static_assert(ATT_TILE_K % (ATT_SCORE_V * VEC) == 0 && ATT_TILE_Q % ATT_QUERIES == 0,

@@ -5085,10 +5085,11 @@ typedef struct {
  *   3. per query, p_j = e^(s_j - m), VEC at a time (vexp gives 0 for -inf and for NaN, which -inf - -inf
  *      is, so a tile that holds nothing but -inf adds nothing), and l += their sum;
  *   4. acc += p . values, DV vectors of dimensions at a time (attend_values).
- * SV = ATT_SCORE_V and DV = ATT_VALUE_V, the sizes model.h gives the tile's registers; one query alone
- * (generation) takes twice as many of each, so that it still keeps several multiply-adds in flight, not
- * one chain that waits on itself (a Zen 4, one thread, one query against 48 heads of 1024 bf16 keys:
- * 5.8 -> 5.4 us a head with AVX-512, 9.7 -> 6.1 with AVX2, 22 -> 17 with SSE2).
+ * SV = ATT_SCORE_V and DV = ATT_VALUE_V, the sizes model.h gives the tile's registers. One query alone
+ * (generation) takes twice the value vectors, and twice the key vectors where that many still divide a
+ * tile (not with AVX-512, whose 4 are the whole tile), so that more of its multiply-adds are in flight
+ * at once (a Zen 4, one thread, one query against 48 heads of 1024 bf16 keys: 5.8 -> 5.4 us a head with
+ * AVX-512, 9.7 -> 6.1 with AVX2, 21-22 -> 17 with SSE2).
  * The sums run in another order than attention_online's (vectors of keys, a tree per vector), so the
  * two agree to float rounding, not bit for bit. */
 static inline __attribute__((always_inline)) void attend_tile(const QueryTile *t, int i, int k0, const void *kt,

@@ -761,8 +761,10 @@ static HeadCache cache_of(const float *k, const float *v, int n, int hd, KVType 
  * and without ALiBi's bias; then against razor.c's attention_reference with a compensation slot, and
  * with 16-bit keys and values. */
 static void test_tiled_attention(void) {
-    int head_dims[] = {8, 10, 48, 63, 64}; /* 63: whole passes of ATT_VALUE_V vectors, then a single vector, then
-                                              single dimensions, with every ISA's VEC and ATT_VALUE_V */
+    /* 63: whole passes of ATT_VALUE_V vectors, then a single vector, then single dimensions, with every ISA's
+     * VEC and ATT_VALUE_V; 112: one query's passes of 2 x ATT_VALUE_V vectors, then of ATT_VALUE_V (and with
+     * AVX-512 a single vector) */
+    int head_dims[] = {8, 10, 48, 63, 64, 112};
     int lengths[] = {1, 2, 15, 16, 17, 63, 64, 65, 100, 128, 129, 200, 257};
     float worst = 0;
     int cases = 0;
