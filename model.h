@@ -182,8 +182,8 @@ typedef struct {
  *   q8_tile     Q8_TILE_R x Q8_TILE_C accumulators (8 x Q8_STEP floats each: a zmm with AVX-512, a ymm
  *               with AVX2; 2 registers with SSE2 or NEON, where the tile does not fit and the compiler
  *               spills), + Q8_TILE_R rows of weights (Q8Weights: 1 zmm with AVX-512, 2 ymm with AVX2,
- *               2 NEON registers, 4 with SSE2), + 1 input, + 1 product, + Q8_TILE_R rows of scale
- *               products (4 floats each) (below: q8 weights multiply int8 activations)
+ *               2 NEON registers, 4 with SSE2), + 1 input, + 1 product, + 1 vector of scales, loaded
+ *               from memory (below: q8 weights multiply int8 activations)
  *   bf16_tile   BF16_TILE_R x BF16_TILE_C zmm accumulators, + BF16_TILE_C token vectors, + 1 weight
  *               (AVX512-BF16 only, below)
  * AVX-512 has 32 registers of 16 floats, AVX2 16 of 8, SSE2 16 of 4, ARM NEON 32 of 4.
@@ -192,7 +192,7 @@ typedef struct {
  * with AVX2 on a Xeon (2 threads, 354 tokens, 2026-12-04), TinyLlama 1.1B's shape 42-56 -> 70-73 tok/s,
  * stories110M's 487-539 -> 585-714; with AVX-512's 4 it cost 7-9% (stories110M: 997-1068 -> 910-974). */
 #if defined(__AVX512F__)           /* 32 zmm: block 24 + 4 + 1, dot 16 + 4 + 1, scores 24 + 4 + 1, sums 12 + 2 + 1,
-                                      q8 16 + 4 + 2 + 4 */
+                                      q8 16 + 4 + 2 + 1 */
 #define RAZOR_ISA "AVX-512"
 #define VEC 16
 #define BLOCK_TILE_R 6
@@ -205,7 +205,7 @@ typedef struct {
 #define Q8_TILE_C 4
 #define WIDEN_AHEAD 0
 #elif defined(__aarch64__)         /* 32 NEON q registers: block 24 + 4 + 1, dot 16 + 4 + 1, scores 24 + 4 + 1,
-                                      sums 24 + 4 + 1, q8 2 x 16 + 4 + 2 + 4 */
+                                      sums 24 + 4 + 1, q8 2 x 16 + 4 + 2 + 2 */
 #define RAZOR_ISA "NEON"
 #define VEC 4
 #define BLOCK_TILE_R 6
@@ -218,7 +218,7 @@ typedef struct {
 #define Q8_TILE_C 4
 #define WIDEN_AHEAD 0
 #else                              /* 16 registers: block 12 + 2 + 1, dot 9 + 3 + 1, scores 12 + 2 + 1,
-                                      sums 12 + 2 + 1, q8 8 + 4 + 2 + 2 */
+                                      sums 12 + 2 + 1, q8 8 + 4 + 2 + 1 */
 #if defined(__AVX2__) && defined(__FMA__)
 #define RAZOR_ISA "AVX2+FMA"
 #define VEC 8
@@ -248,8 +248,9 @@ typedef struct {
  * all the tokens they meet; dot_i8(&sum, weights, x, k) multiplies them by k groups of a token's inputs:
  * group j's 32 products summed exactly in int32 into lanes [8j, 8j + 8) of sum (which product goes to
  * which of those lanes is the instruction's business; only their sum is defined), the lanes of groups
- * past k zero. q8_lane_scales(&lanes, s, c) gives each of those lanes the scale its group's sum is to be
- * multiplied by: s[j][c] for group j, token c. Q8_STEP is 2 where AVX-512 multiplies 64 bytes in one
+ * past k zero. q8_lane_scales(&lanes, s, k) gives each of those lanes the scale its group's sum is to be
+ * multiplied by, s[j] for group j, read from memory (q8_tile makes the products ahead; a broadcast load,
+ * or with AVX-512 one load and one vpermps). Q8_STEP is 2 where AVX-512 multiplies 64 bytes in one
  * instruction, 1 elsewhere. dot_i8_plain is the definition, for one group, and the version for targets
  * with none of the instructions below (ARM without dotprod, non-x86, non-ARM): the compiler vectorises
  * it by widening. SSE2 (and AVX without AVX2) widens the bytes to int16 itself and multiplies with
@@ -258,7 +259,6 @@ typedef struct {
  * x * sign(w) stays in [-127, 127], so a weight of -128 (a GGUF's Q8_0 may hold one) is exact too;
  * vpmaddubsw's int16 sums of two products, at most 2 * 128 * 127 = 32512, never saturate. */
 typedef int32_t i32x8 __attribute__((vector_size(8 * sizeof(int32_t))));
-typedef float vec4f __attribute__((vector_size(4 * sizeof(float)))); /* a group's scale products, C <= 4 tokens */
 static inline void dot_i8_plain(i32x8 *sum, const int8_t *w, const int8_t *x) {
     *sum = (i32x8){0};
     for (int k = 0; k < 32; k += 8)
@@ -288,17 +288,18 @@ static inline void dot_i8(i32xstep *sum, Q8Weights w, const int8_t *x, int k) {
     *sum = (i32xstep)_mm512_madd_epi16(_mm512_maddubs_epi16(w.abs, xs), _mm512_set1_epi16(1));
 #endif
 }
-static inline void q8_lane_scales(f32xstep *lanes, const vec4f s[2], int c) { /* 0-7: s[0][c], 8-15: s[1][c] */
-    __m256 both = _mm256_insertf128_ps(_mm256_castps128_ps256((__m128)s[0]), (__m128)s[1], 1);
-    __m512i pick = _mm512_set_epi32(4 + c, 4 + c, 4 + c, 4 + c, 4 + c, 4 + c, 4 + c, 4 + c, c, c, c, c, c, c, c, c);
-    *lanes = (f32xstep)_mm512_permutexvar_ps(pick, _mm512_castps256_ps512(both));
+static inline void q8_lane_scales(f32xstep *lanes, const float *s, int k) { /* 0-7: s[0], 8-15: s[1] (k = 2) */
+    __m128 two = k == 2 ? _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)s)) : _mm_load_ss(s); /* any alignment */
+    *lanes = (f32xstep)_mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                                             _mm512_castps128_ps512(two));
 }
 #else
 #define Q8_STEP 1
 typedef i32x8 i32xstep;
 typedef float f32xstep __attribute__((vector_size(8 * sizeof(float))));
-static inline void q8_lane_scales(f32xstep *lanes, const vec4f s[1], int c) {
-    float v = s[0][c];
+static inline void q8_lane_scales(f32xstep *lanes, const float *s, int k) { /* all 8: s[0] */
+    (void)k;
+    float v = *s;
     *lanes = (f32xstep){v, v, v, v, v, v, v, v};
 }
 #if defined(__AVX2__)

@@ -4624,46 +4624,55 @@ void matmul_q8_reference(float *out, const float *x, Matrix w, int T, int n, int
  * step each in turn, so that each multiply-add need not wait for the one before it, and ask for the
  * weights PREFETCH_AHEAD bytes on, as dot_row does; 2 or 3 outputs keep 2 or 1 each; a full tile's
  * R x C outputs are independent already. Called with constant R and C.
- * A step's R x C products of two scales are made first, a vector multiply per row and group (the C
- * tokens' scales times the row's), not a multiply per output: those would take the ports the int8
- * products need (AVX2 on a Xeon, 2 threads, TinyLlama 1.1B's shape, a q8 prompt: 60 -> 68 tok/s). With
- * AVX-512 each step is two groups, so each lane takes its own group's scale (q8_lane_scales): the same
- * prompt without AMX (-mno-amx-int8), 73-76 tok/s with one group a step, 84-86 with the scale products
- * first, 91-93 with two groups a step. */
-_Static_assert(Q8_TILE_C <= 4, "q8_tile keeps a group's Q8_TILE_C token scales in a vec4f");
-/* One step: groups [g, g + k) of R rows and C tokens into acc; k = Q8_STEP, or fewer at a row's end. */
+ * The products of two scales (a row's times a token's, per group) are made first, Q8_CHUNK groups at a
+ * time, into memory: vector multiplies along the groups, outside the loop of int8 products, which loads
+ * each one broadcast (q8_lane_scales). Made in the loop, group by group, they cost it (AVX2, a 2 x 4
+ * tile) two multiplies beside the int8 products' and 17 inserts and shuffles a step, to gather the
+ * tokens' scales and broadcast each product. History, TinyLlama 1.1B's shape, a q8 prompt, 2 threads:
+ * on a Xeon with AVX2, a multiply per output -> a vector multiply per row and group in the loop, 60 -> 68
+ * tok/s; with AVX-512 (no AMX), one group a step -> two, 84-86 -> 91-93; on a Zen 4 with AVX2
+ * (2026-12-07), the products made first: 62 -> 70 tok/s (medians of 4 pairs; the loop alone on data in
+ * L1, 6.07 -> 5.33 ns a step of 2 rows x 4 tokens), and with AVX-512 no change (9.47 -> 9.52 ns a step
+ * of 4 x 4 x 2 groups). */
+#define Q8_CHUNK 64 /* groups whose products of scales q8_tile makes at a time (4 KB at most: in L1) */
+/* One step: groups [g, g + k) of R rows and C tokens into acc; k = Q8_STEP, or fewer at a row's end.
+ * scale[r][c][j]: row r's scale times token c's, for group j of the chunk that g is in (q8_tile). */
 static inline __attribute__((always_inline)) void q8_step(f32xstep acc[Q8_TILE_R][Q8_TILE_C], Matrix w, Matrix x,
-                                                          int groups, int g, int k, int R, int C) {
+                                                          const float scale[Q8_TILE_R][Q8_TILE_C][Q8_CHUNK],
+                                                          int groups, int g, int j, int k, int R, int C) {
     const int8_t *wq = w.data, *xq = x.data;
-    vec4f scales[Q8_TILE_R][Q8_STEP] = {{{0}}}; /* [r][j][c]: row r's scale times token c's, group g + j */
-    for (int j = 0; j < k; j++) {
-        vec4f xs = {0};
-        for (int c = 0; c < C; c++) xs[c] = x.scale[(size_t)c * groups + g + j];
-        for (int r = 0; r < R; r++) scales[r][j] = xs * w.scale[(size_t)r * groups + g + j];
-    }
     for (int r = 0; r < R; r++) {
         Q8Weights row = q8_weights(wq + ((size_t)r * groups + g) * Q8_GROUP, k);
         for (int c = 0; c < C; c++) {
             i32xstep dot;
             f32xstep lane_scales;
             dot_i8(&dot, row, xq + ((size_t)c * groups + g) * Q8_GROUP, k);
-            q8_lane_scales(&lane_scales, scales[r], c);
+            q8_lane_scales(&lane_scales, &scale[r][c][j], k);
             acc[r][c] += __builtin_convertvector(dot, f32xstep) * lane_scales;
         }
     }
 }
 static inline __attribute__((always_inline)) void q8_tile(const Matmul *a, size_t i, int t, int R, int C) {
-    int n = a->n, groups = n / Q8_GROUP, U = R * C >= 4 ? 1 : 4 / (R * C), g = 0;
+    int n = a->n, groups = n / Q8_GROUP, U = R * C >= 4 ? 1 : 4 / (R * C);
     Matrix w = matrix_at(a->w, i * (size_t)n), x = matrix_at(a->xq, (size_t)t * n);
     f32xstep acc[4][Q8_TILE_R][Q8_TILE_C];
+    float scale[Q8_TILE_R][Q8_TILE_C][Q8_CHUNK]; /* (row, token, group of the chunk) */
     for (int u = 0; u < U; u++)
         for (int r = 0; r < R; r++)
             for (int c = 0; c < C; c++) acc[u][r][c] = (f32xstep){0};
-    for (; g + U * Q8_STEP <= groups; g += U * Q8_STEP) {
-        if (U == 4) prefetch_ahead((const int8_t *)w.data + (size_t)g * Q8_GROUP);
-        for (int u = 0; u < U; u++) q8_step(acc[u], w, x, groups, g + u * Q8_STEP, Q8_STEP, R, C);
+    for (int g0 = 0; g0 < groups; g0 += Q8_CHUNK) {
+        int g1 = min_int(g0 + Q8_CHUNK, groups), g = g0;
+        for (int r = 0; r < R; r++) /* the chunk's products of two scales, before its int8 products */
+            for (int c = 0; c < C; c++)
+                for (int j = 0; j < g1 - g0; j++)
+                    scale[r][c][j] = w.scale[(size_t)r * groups + g0 + j] * x.scale[(size_t)c * groups + g0 + j];
+        for (; g + U * Q8_STEP <= g1; g += U * Q8_STEP) {
+            if (U == 4) prefetch_ahead((const int8_t *)w.data + (size_t)g * Q8_GROUP);
+            for (int u = 0; u < U; u++)
+                q8_step(acc[u], w, x, scale, groups, g + u * Q8_STEP, g - g0 + u * Q8_STEP, Q8_STEP, R, C);
+        }
+        for (; g < g1; g += Q8_STEP) q8_step(acc[0], w, x, scale, groups, g, g - g0, min_int(Q8_STEP, g1 - g), R, C);
     }
-    for (; g < groups; g += Q8_STEP) q8_step(acc[0], w, x, groups, g, min_int(Q8_STEP, groups - g), R, C);
     float *out = a->out + (size_t)t * a->d + i;
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) {

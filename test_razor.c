@@ -980,7 +980,8 @@ static void test_matmul_reference(void) {
  * integer sums exactly (every partial sum stays below 2^24), for row lengths of 1 to 65 groups (one-token
  * rounds of 4 groups: whole, short, none), rows and tokens that do and do not fill a tile (AMX: 16 x 16),
  * and threads; all-zero inputs or weight groups of scale 0 give 0, not NaN. Then matmul against
- * matmul_q8_reference with random scales and inputs from 1e-30 to 1e30. */
+ * matmul_q8_reference with random scales and inputs from 1e-30 to 1e30, in rows of 65 groups (q8_tile
+ * makes the products of scales 64 groups at a time: a whole chunk, then one group). */
 static const char *amx_state(void) { /* which kernel multiplies q8 weights into blocks of tokens here */
 #ifdef RAZOR_AMX
     return amx_granted() ? "AMX tdpbssd" : "dot_i8 (this build has AMX, Linux did not grant it)";
