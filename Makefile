@@ -47,6 +47,7 @@ check-python:
 	    exit 1; fi; echo "make test: the Python tests run with $(PYTHON)"
 NARROW_BUILDS = $(foreach i,$(NARROW_ISAS),test_razor-$(i) razor-san-$(i) razor-nothreads-$(i))
 test: check-python razor razor-san razor-nothreads test_razor $(NARROW_BUILDS)
+	$(PYTHON) tests/check_readme_lines.py README.md razor.c
 	./test_razor ./razor-san ./razor-nothreads
 	@for i in $(NARROW_ISAS); do echo "== the C tests again, built for -march=$$i"; \
 	    ./test_razor-$$i ./razor-san-$$i ./razor-nothreads-$$i > test_razor-$$i.log 2>&1 \

@@ -5,7 +5,7 @@
  *
  * razor reads three kinds of model file. All numbers are little-endian; tensors are stored row-major,
  * one after another, right after the header: float32 with no padding in llama2.c files and razor
- * version 1, the layout below in razor version 2.
+ * version 1, the layout below in razor versions 2 and 3.
  *
  * 1. llama2.c legacy ("version 0"): a 28-byte header of 7 int32
  *        dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len
@@ -111,7 +111,7 @@ enum { WEIGHT_F32, WEIGHT_BF16, WEIGHT_Q8 };
 enum { POS_ROPE, POS_ALIBI };
 enum { CHAT_LLAMA2, CHAT_LLAMA3, CHAT_CHATML };
 #define Q8_GROUP 32            /* int8 values per float32 scale, as llama.cpp's Q8_0 */
-#define TENSOR_ALIGN 64        /* version 2: each tensor starts at a multiple of this many bytes */
+#define TENSOR_ALIGN 64        /* versions 2 and 3: each tensor starts at a multiple of this many bytes */
 
 /* The model's shape and constants, whatever file it came from. */
 typedef struct {
@@ -159,7 +159,7 @@ typedef struct {
     Config config;
     TransformerWeights weights;
     int format;              /* FORMAT_* */
-    int version;             /* razor format version (1 or 2); 0 for llama2.c files */
+    int version;             /* razor format version (1 to 3); 0 for llama2.c files */
     float *rope_freq;        /* (head_dim / 2) rotation frequency of each pair, scaling applied */
     float *alibi_slope;      /* (n_heads) with ALiBi; else NULL */
     void *map;               /* the mmapped file */

@@ -228,7 +228,7 @@ static int check_config(const Config *c, const char *path) {
 typedef struct {
     char *base;              /* the mapped file, or NULL */
     size_t at;               /* offset of the next tensor */
-    size_t align;            /* version 2: TENSOR_ALIGN; older files: 1 (no padding) */
+    size_t align;            /* version 2 and later: TENSOR_ALIGN; older files: 1 (no padding) */
     int weight_type;
 } Cursor;
 
@@ -573,7 +573,8 @@ typedef struct {
 #define COMPRESSION_C      5.0f  /* C, as the paper */
 #define INDUCTION_FRACTION 0.14f /* the top 14% of KV heads by induction score are retrieval heads (the paper) */
 #define ECHO_FRACTION      0.01f /* and the top 1% by echo score (the paper) */
-#define PROBE_K            2500  /* the probe's random tokens (the paper); fewer for small contexts, section 6 */
+#define PROBE_K            2500  /* the probe's random tokens (the paper); fewer for small contexts or
+                                    vocabularies, section 6 */
 #define SPAN_EPS           1e-3f /* ALiBi: the attention a head's span may leave out. The paper names no value;
                                     razor's, below bfloat16's relative precision (2^-8): less than rounding
                                     the weights moves */
@@ -581,7 +582,8 @@ typedef struct {
 /* THE place where each head's cache is decided, from the policy (-c) and the head profile (section 6):
  *   full       every head keeps every token, as a retrieval head does
  *   razor      the profile's retrieval heads keep every token; every other head is compressed to sinks
- *              + window + a compensation token (with an ALiBi profile, the window is the head's span)
+ *              + window + a compensation token (with an ALiBi profile, the window is the head's span);
+ *              with no profile every head is compressed (the command line always has one: appendix E)
  *   nocomp     the same without the compensation token (the paper's ablation)
  *   streaming  every head is compressed to sinks + window, no compensation token (StreamingLLM)
  *   snapkv, h2o  every head keeps what razor keeps on average per KV head, chosen token by token by
