@@ -245,12 +245,14 @@ typedef struct {
 /* q8 weights multiply int8 activations (razor.c appendix F, "q8 x q8"): the matmul's input is quantized
  * to int8 in groups of Q8_GROUP, one float32 scale each, symmetric: scale = max|x| / 127, values in
  * [-127, 127]. A weight row's next k groups (1 <= k <= Q8_STEP) are loaded once, q8_weights(w, k), for
- * all the tokens they meet; dot_i8(&sum, weights, x, k) multiplies them by k groups of a token's inputs:
- * group j's 32 products summed exactly in int32 into lanes [8j, 8j + 8) of sum (which product goes to
- * which of those lanes is the instruction's business; only their sum is defined), the lanes of groups
- * past k zero. q8_lane_scales(&lanes, s, k) gives each of those lanes the scale its group's sum is to be
- * multiplied by, s[j] for group j, read from memory (q8_tile makes the products ahead; a broadcast load,
- * or with AVX-512 one load and one vpermps). Q8_STEP is 2 where AVX-512 multiplies 64 bytes in one
+ * all the tokens they meet; dot_i8(&sum, weights, x, k) multiplies them by k groups of a token's inputs,
+ * exactly, in int32: lane 8j + l of sum holds the products of bytes 4l to 4l + 3 of the j-th 32 bytes,
+ * the lanes past k groups zero. So in q8's plain layout lanes [8j, 8j + 8) sum to group j's dot product,
+ * and in the blocked one (razor.c, appendix F: 32 bytes hold 4 of each of 8 groups) lane l belongs to
+ * group l wholly. q8_lane_scales(&lanes, s, k) gives each lane of the plain layout the scale its group's
+ * sum is to be multiplied by, s[j] for group j, read from memory (q8_tile makes the products ahead; a
+ * broadcast load, or with AVX-512 one load and one vpermps); q8_block_scales(&lanes, s) gives those of
+ * the blocked layout, s[l % 8] for lane l. Q8_STEP is 2 where AVX-512 multiplies 64 bytes in one
  * instruction, 1 elsewhere. dot_i8_plain is the definition, for one group, and the version for targets
  * with none of the instructions below (ARM without dotprod, non-x86, non-ARM): the compiler vectorises
  * it by widening. SSE2 (and AVX without AVX2) widens the bytes to int16 itself and multiplies with
@@ -261,9 +263,10 @@ typedef struct {
 typedef int32_t i32x8 __attribute__((vector_size(8 * sizeof(int32_t))));
 static inline void dot_i8_plain(i32x8 *sum, const int8_t *w, const int8_t *x) {
     *sum = (i32x8){0};
-    for (int k = 0; k < 32; k += 8)
-        for (int l = 0; l < 8; l++) (*sum)[l] += w[k + l] * x[k + l];
+    for (int l = 0; l < 8; l++)
+        for (int b = 4 * l; b < 4 * l + 4; b++) (*sum)[l] += w[b] * x[b];
 }
+#define Q8_BLOCK 8 /* groups in a block of q8's blocked layout (razor.c, appendix F) */
 #if defined(__AVX512BW__)          /* two groups in a zmm; AVX-512 has no vpsignb: w's sign moves by a mask */
 #include <immintrin.h>
 #define Q8_STEP 2
@@ -293,6 +296,10 @@ static inline void q8_lane_scales(f32xstep *lanes, const float *s, int k) { /* 0
     *lanes = (f32xstep)_mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
                                              _mm512_castps128_ps512(two));
 }
+static inline void q8_block_scales(f32xstep *lanes, const float *s) { /* 0-7 and 8-15: s[0..8) */
+    __m512 eight = _mm512_castps256_ps512(_mm256_loadu_ps(s));
+    *lanes = (f32xstep)_mm512_shuffle_f32x4(eight, eight, 0x44); /* 128-bit quarters 0, 1, 0, 1 */
+}
 #else
 #define Q8_STEP 1
 typedef i32x8 i32xstep;
@@ -302,6 +309,7 @@ static inline void q8_lane_scales(f32xstep *lanes, const float *s, int k) { /* a
     float v = *s;
     *lanes = (f32xstep){v, v, v, v, v, v, v, v};
 }
+static inline void q8_block_scales(f32xstep *lanes, const float *s) { memcpy(lanes, s, sizeof *lanes); }
 #if defined(__AVX2__)
 #include <immintrin.h>
 #define RAZOR_DOT_I8 "vpmaddubsw"
@@ -334,24 +342,25 @@ static inline void dot_i8(i32x8 *sum, Q8Weights w, const int8_t *x, int k) { /* 
 #elif defined(__SSE2__)             /* every x86-64 CPU: no byte multiply, but pmaddwd multiplies int16 pairs */
 #include <emmintrin.h>
 #define RAZOR_DOT_I8 "pmaddwd"
-typedef struct { __m128i w16[4]; } Q8Weights; /* the 32 weights sign-extended to int16 */
+typedef struct { __m128i even[2], odd[2]; } Q8Weights; /* the 32 weights sign-extended to int16 */
+static inline __m128i even_bytes(__m128i v) { return _mm_srai_epi16(_mm_slli_epi16(v, 8), 8); } /* 0, 2, ..., 14 */
+static inline __m128i odd_bytes(__m128i v) { return _mm_srai_epi16(v, 8); }                       /* 1, 3, ..., 15 */
 static inline Q8Weights q8_weights(const int8_t *w, int k) {
     (void)k;
     Q8Weights q;
     for (int h = 0; h < 2; h++) {
-        __m128i wv = _mm_loadu_si128((const __m128i *)(w + 16 * h)), ws = _mm_cmpgt_epi8(_mm_setzero_si128(), wv);
-        q.w16[2 * h] = _mm_unpacklo_epi8(wv, ws);
-        q.w16[2 * h + 1] = _mm_unpackhi_epi8(wv, ws);
+        __m128i wv = _mm_loadu_si128((const __m128i *)(w + 16 * h));
+        q.even[h] = even_bytes(wv);
+        q.odd[h] = odd_bytes(wv);
     }
     return q;
 }
 static inline void dot_i8(i32x8 *sum, Q8Weights w, const int8_t *x, int k) { /* bytes sign-extended */
     (void)k;
     __m128i half[2];
-    for (int h = 0; h < 2; h++) {
-        __m128i xv = _mm_loadu_si128((const __m128i *)(x + 16 * h)), xs = _mm_cmpgt_epi8(_mm_setzero_si128(), xv);
-        half[h] = _mm_add_epi32(_mm_madd_epi16(w.w16[2 * h], _mm_unpacklo_epi8(xv, xs)),
-                                _mm_madd_epi16(w.w16[2 * h + 1], _mm_unpackhi_epi8(xv, xs)));
+    for (int h = 0; h < 2; h++) { /* lane l: bytes 4l and 4l + 2 (even), 4l + 1 and 4l + 3 (odd) */
+        __m128i xv = _mm_loadu_si128((const __m128i *)(x + 16 * h));
+        half[h] = _mm_add_epi32(_mm_madd_epi16(w.even[h], even_bytes(xv)), _mm_madd_epi16(w.odd[h], odd_bytes(xv)));
     }
     memcpy(sum, half, sizeof half);
 }

@@ -4184,11 +4184,15 @@ void pool_start(int n) {
                                                               last job, its arg long gone */
     pool.threads = xcalloc((size_t)n, sizeof(pthread_t));
     sigset_t old = hold_signals(); /* the workers inherit it: signals go to the main thread (appendix A) */
+    pthread_attr_t stack;          /* 4 MB, whatever the C library's default: q8_blocked_part takes 256 KB */
+    pthread_attr_init(&stack);
+    pthread_attr_setstacksize(&stack, (size_t)4 << 20);
     for (int i = 1; i < n; i++)
-        if (pthread_create(&pool.threads[i], NULL, pool_worker, (void *)(intptr_t)i) != 0) {
+        if (pthread_create(&pool.threads[i], &stack, pool_worker, (void *)(intptr_t)i) != 0) {
             pool.n = pool_threads = i; /* run with the threads we got */
             break;
         }
+    pthread_attr_destroy(&stack);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
@@ -4323,6 +4327,8 @@ typedef struct {
     Matrix xq;        /* q8 weights: x (T, n) quantized, in q8's layout (quantize_q8) */
     Matrix xtiles;    /* q8 weights on AMX, 16 tokens or more: xq again, in tdpbssd's layout
                          (amx_pack_task); else data NULL */
+    const int8_t *xblocked; /* q8 weights, BLOCK_MIN_TOKENS tokens or more (not on AMX): xq's values
+                               again, in the blocked layout (q8_block_rows); else NULL */
     const uint16_t *xb; /* bf16 weights where the CPU multiplies bf16 pairs: x (T, n) rounded to bf16 */
     Matrix w;         /* (d, n) */
     int T, n, d, add;
@@ -4554,8 +4560,9 @@ static inline __attribute__((always_inline)) void matmul_part(const Matmul *a, i
  * widens the weights: the kernels above, TYPE WEIGHT_Q8):
  *     out[t][i] = sum over groups g of w.scale[i][g] * x.scale[t][g] * sum_k wq[i][32g + k] * xq[t][32g + k]
  * q8_tile computes it for a few rows and tokens with dot_i8 (a group at a time; two with AVX-512, whose
- * 512-bit vpdpbusd or vpmaddubsw takes 64 bytes); on CPUs with AMX, q8_amx computes it for 16
- * rows and 16 tokens at once, for blocks of BLOCK_MIN_TOKENS tokens or more.
+ * 512-bit vpdpbusd or vpmaddubsw takes 64 bytes), or, for a block of BLOCK_MIN_TOKENS tokens or more,
+ * eight groups at a time in the blocked layout (below); on CPUs with AMX, q8_amx
+ * computes it for 16 rows and 16 tokens at once, for blocks of BLOCK_MIN_TOKENS tokens or more.
  * Widening every int8 weight to float32 instead (-A f32) costs about 20 instructions and 128 bytes of
  * inputs per 32 weights; vpmaddubsw does the 32 products in one. The activations' rounding (half a
  * step, max|x| / 254, per value) moves the shipped model's next-token distributions by a mean KL of
@@ -4619,44 +4626,93 @@ void matmul_q8_reference(float *out, const float *x, Matrix w, int T, int n, int
     free(xs);
 }
 
-/* q8_tile: out[t + c][i + r] for R weight rows and C tokens (R <= Q8_TILE_R, C <= Q8_TILE_C), Q8_STEP
- * groups at a time (dot_i8's step), each output's sum kept as dot_i8's 8 x Q8_STEP lanes, converted to
- * float (exact below 2^24, and a group's lanes are at most 4 * 128 * 127), each lane times its group's
- * two scales, and summed at the end. One row and one token (generation) keep U = 4 independent sums, a
- * step each in turn, so that each multiply-add need not wait for the one before it, and ask for the
- * weights PREFETCH_AHEAD bytes on, as dot_row does; 2 or 3 outputs keep 2 or 1 each; a full tile's
- * R x C outputs are independent already. Called with constant R and C.
- * The products of two scales (a row's times a token's, per group) are made first, Q8_CHUNK groups at a
- * time, into memory: vector multiplies along the groups, outside the loop of int8 products, which loads
- * each one broadcast (q8_lane_scales). Made in the loop, group by group, they cost it (AVX2, a 2 x 4
- * tile) two multiplies beside the int8 products' and 17 inserts and shuffles a step, to gather the
- * tokens' scales and broadcast each product. History, TinyLlama 1.1B's shape, a q8 prompt, 2 threads:
- * on a Xeon with AVX2, a multiply per output -> a vector multiply per row and group in the loop, 60 -> 68
- * tok/s; with AVX-512 (no AMX), one group a step -> two, 84-86 -> 91-93; on a Zen 4 with AVX2
- * (2026-12-07), the products made first: 62 -> 70 tok/s (medians of 4 pairs; the loop alone on data in
- * L1, 6.07 -> 5.33 ns a step of 2 rows x 4 tokens), and with AVX-512 no change (9.47 -> 9.52 ns a step
- * of 4 x 4 x 2 groups). */
-#define Q8_CHUNK 64 /* groups whose products of scales q8_tile makes at a time (4 KB at most: in L1) */
-/* One step: groups [g, g + k) of R rows and C tokens into acc; k = Q8_STEP, or fewer at a row's end.
- * scale[r][c][j]: row r's scale times token c's, for group j of the chunk that g is in (q8_tile). */
-static inline __attribute__((always_inline)) void q8_step(f32xstep acc[Q8_TILE_R][Q8_TILE_C], Matrix w, Matrix x,
-                                                          const float scale[Q8_TILE_R][Q8_TILE_C][Q8_CHUNK],
-                                                          int groups, int g, int j, int k, int R, int C) {
-    const int8_t *wq = w.data, *xq = x.data;
-    for (int r = 0; r < R; r++) {
-        Q8Weights row = q8_weights(wq + ((size_t)r * groups + g) * Q8_GROUP, k);
-        for (int c = 0; c < C; c++) {
-            i32xstep dot;
-            f32xstep lane_scales;
-            dot_i8(&dot, row, xq + ((size_t)c * groups + g) * Q8_GROUP, k);
-            q8_lane_scales(&lane_scales, &scale[r][c][j], k);
-            acc[r][c] += __builtin_convertvector(dot, f32xstep) * lane_scales;
+/* q8's blocked layout, for the prompt. Where many tokens meet the same weights, q8_tile takes both in
+ * blocks of Q8_BLOCK = 8 groups (256 bytes): byte b of the block's group j at 32 * (b / 4) + 4 * j + b % 4,
+ * so that each 32 bytes hold 4 bytes of each of the 8 groups, and dot_i8's lane j (model.h) gathers group
+ * j's products alone. A group's 8 pieces are then summed in int32 lane by lane, and only each block, not
+ * each group, is converted to float and multiplied by its 8 products of two scales at once (one vector,
+ * read from memory): per group and output, the plain layout's convert, broadcast and multiply-add become
+ * an integer add. A row's last groups (n / Q8_GROUP % Q8_BLOCK of them) stay as they are, so a row keeps
+ * its n bytes. The weights stay in the file's plain layout; each thread copies the rows it is about to
+ * use, Q8_ROWS_BYTES of them at most, into this layout (q8_block_rows), and that copy serves every token
+ * of the block. History (a Zen 4, 2 threads, 2026-12-07, 3 alternated pairs, a q8 prompt of 996 tokens):
+ * TinyLlama 1.1B's shape 78-84 -> 94-96 tok/s with AVX2, 78-91 -> 93-104 with AVX-512; stories110M's
+ * 726-798 -> 796-882 with AVX2; SSE2 (whose pmaddwd sums pairs, not fours) 317-335 -> 341-354. */
+#define Q8_ROWS_BYTES (1 << 18) /* a thread's copy of rows in the blocked layout: on its stack, in L2 */
+
+/* rows rows of n int8 values (a row every n bytes), from the plain layout in src to the blocked in dst. */
+static void q8_block_rows(int8_t *dst, const int8_t *src, int rows, int n) {
+    int blocked = n / Q8_GROUP / Q8_BLOCK * Q8_BLOCK; /* the groups in whole blocks */
+    for (int r = 0; r < rows; r++) {
+        int8_t *to = dst + (size_t)r * n;
+        const int8_t *from = src + (size_t)r * n;
+        for (int g = 0; g < blocked; g++) {
+            int8_t *block = to + (size_t)(g - g % Q8_BLOCK) * Q8_GROUP;
+            for (int b = 0; b < Q8_GROUP; b += 4) /* bytes b to b + 3 of group g: the block's (b / 4)-th 32 */
+                memcpy(block + 8 * b + 4 * (g % Q8_BLOCK), from + (size_t)g * Q8_GROUP + b, 4);
         }
+        size_t rest = (size_t)blocked * Q8_GROUP; /* the last groups, as they are */
+        memcpy(to + rest, from + rest, (size_t)n - rest);
     }
 }
-static inline __attribute__((always_inline)) void q8_tile(const Matmul *a, size_t i, int t, int R, int C) {
+
+/* q8_tile: out[t + c][i + r] for R weight rows and C tokens (R <= Q8_TILE_R, C <= Q8_TILE_C), each
+ * output's sum kept as dot_i8's 8 x Q8_STEP lanes of floats. wq: row i's int8 values, the next row n
+ * bytes on; xq: token t's, likewise; both in the plain layout, or both in the blocked one (BLOCKED). A
+ * unit is Q8_STEP groups of the plain layout, or a block of the blocked one (whose last groups, short of
+ * a block, are plain units). A unit's int8 products are summed exactly in int32 (a lane holds a group's
+ * 32 at most: below 32 * 128 * 127 < 2^24 in magnitude, so it converts to float exactly), converted,
+ * times their groups' two scales (q8_lane_scales, q8_block_scales), and added up; the lanes are summed
+ * at the end. One row and one token (generation) keep U = 4 independent sums, a unit each in turn, so
+ * that each multiply-add need not wait for the one before it, and ask for the weights PREFETCH_AHEAD
+ * bytes on, as dot_row does; 2 or 3 outputs keep 2 or 1 each; a full tile's R x C outputs are
+ * independent already. Called with constant R, C and BLOCKED.
+ * The products of two scales (a row's times a token's, per group) are made first, Q8_CHUNK groups at a
+ * time, into memory: vector multiplies along the groups, outside the loop of int8 products, which loads
+ * them (a broadcast per group, or a vector per block). Made in the loop, group by group, they cost it
+ * (AVX2, a 2 x 4 tile) two multiplies beside the int8 products' and 17 inserts and shuffles a step, to
+ * gather the tokens' scales and broadcast each product. History, TinyLlama 1.1B's shape, a q8 prompt, 2
+ * threads: on a Xeon with AVX2, a multiply per output -> a vector multiply per row and group in the
+ * loop, 60 -> 68 tok/s; with AVX-512 (no AMX), one group a step -> two, 84-86 -> 91-93; on a Zen 4 with
+ * AVX2 (2026-12-07), the products made first: 62 -> 70 tok/s (medians of 4 pairs; the loop alone on
+ * data in L1, 6.07 -> 5.33 ns a step of 2 rows x 4 tokens), and with AVX-512 no change (9.47 -> 9.52 ns
+ * a step of 4 x 4 x 2 groups). */
+#define Q8_CHUNK 64 /* groups whose products of scales q8_tile makes at a time (4 KB at most: in L1) */
+_Static_assert(Q8_CHUNK % Q8_BLOCK == 0 && Q8_BLOCK % Q8_STEP == 0, "a chunk holds whole blocks, a block whole steps");
+/* One unit: groups [g, g + k) of R rows and C tokens into acc; k = Q8_STEP, or fewer at a row's end,
+ * or a block (BLOCKED). scale[r][c][j]: row r's scale times token c's, for group j of the chunk that g
+ * is in (q8_tile). */
+static inline __attribute__((always_inline)) void q8_unit(f32xstep acc[Q8_TILE_R][Q8_TILE_C], const int8_t *wq,
+                                                          const int8_t *xq, size_t stride,
+                                                          const float scale[Q8_TILE_R][Q8_TILE_C][Q8_CHUNK],
+                                                          int g, int j, int k, int R, int C, int BLOCKED) {
+    i32xstep dot[Q8_TILE_R][Q8_TILE_C];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) dot[r][c] = (i32xstep){0};
+    for (int step = 0; step < (BLOCKED ? Q8_BLOCK / Q8_STEP : 1); step++) {
+        size_t at = (size_t)(g + step * Q8_STEP) * Q8_GROUP; /* a block starts at group g's place, 32 * g */
+        for (int r = 0; r < R; r++) {
+            Q8Weights row = q8_weights(wq + r * stride + at, BLOCKED ? Q8_STEP : k);
+            for (int c = 0; c < C; c++) {
+                i32xstep d;
+                dot_i8(&d, row, xq + c * stride + at, BLOCKED ? Q8_STEP : k);
+                dot[r][c] += d;
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) {
+            f32xstep lane_scales;
+            if (BLOCKED) q8_block_scales(&lane_scales, &scale[r][c][j]);
+            else q8_lane_scales(&lane_scales, &scale[r][c][j], k);
+            acc[r][c] += __builtin_convertvector(dot[r][c], f32xstep) * lane_scales;
+        }
+}
+static inline __attribute__((always_inline)) void q8_tile(const Matmul *a, const int8_t *wq, const int8_t *xq,
+                                                          size_t i, int t, int R, int C, int BLOCKED) {
     int n = a->n, groups = n / Q8_GROUP, U = R * C >= 4 ? 1 : 4 / (R * C);
-    Matrix w = matrix_at(a->w, i * (size_t)n), x = matrix_at(a->xq, (size_t)t * n);
+    int blocked = BLOCKED ? groups / Q8_BLOCK * Q8_BLOCK : 0; /* the groups in whole blocks */
+    const float *wscale = a->w.scale + i * groups, *xscale = a->xq.scale + (size_t)t * groups;
     f32xstep acc[4][Q8_TILE_R][Q8_TILE_C];
     float scale[Q8_TILE_R][Q8_TILE_C][Q8_CHUNK]; /* (row, token, group of the chunk) */
     for (int u = 0; u < U; u++)
@@ -4667,13 +4723,16 @@ static inline __attribute__((always_inline)) void q8_tile(const Matmul *a, size_
         for (int r = 0; r < R; r++) /* the chunk's products of two scales, before its int8 products */
             for (int c = 0; c < C; c++)
                 for (int j = 0; j < g1 - g0; j++)
-                    scale[r][c][j] = w.scale[(size_t)r * groups + g0 + j] * x.scale[(size_t)c * groups + g0 + j];
+                    scale[r][c][j] = wscale[(size_t)r * groups + g0 + j] * xscale[(size_t)c * groups + g0 + j];
+        for (; g + Q8_BLOCK <= min_int(g1, blocked); g += Q8_BLOCK)
+            q8_unit(acc[0], wq, xq, (size_t)n, scale, g, g - g0, Q8_BLOCK, R, C, 1);
         for (; g + U * Q8_STEP <= g1; g += U * Q8_STEP) {
-            if (U == 4) prefetch_ahead((const int8_t *)w.data + (size_t)g * Q8_GROUP);
+            if (U == 4) prefetch_ahead(wq + (size_t)g * Q8_GROUP);
             for (int u = 0; u < U; u++)
-                q8_step(acc[u], w, x, scale, groups, g + u * Q8_STEP, g - g0 + u * Q8_STEP, Q8_STEP, R, C);
+                q8_unit(acc[u], wq, xq, (size_t)n, scale, g + u * Q8_STEP, g - g0 + u * Q8_STEP, Q8_STEP, R, C, 0);
         }
-        for (; g < g1; g += Q8_STEP) q8_step(acc[0], w, x, scale, groups, g, g - g0, min_int(Q8_STEP, g1 - g), R, C);
+        for (; g < g1; g += Q8_STEP)
+            q8_unit(acc[0], wq, xq, (size_t)n, scale, g, g - g0, min_int(Q8_STEP, g1 - g), R, C, 0);
     }
     float *out = a->out + (size_t)t * a->d + i;
     for (int r = 0; r < R; r++)
@@ -4773,7 +4832,9 @@ static void q8_amx_part(const Matmul *a, int thread, int n_threads) {
     _tile_release();
     split((size_t)a->d - rows, 1, thread, n_threads, &begin, &end);
     for (int t = 0; t < a->T; t++)
-        for (size_t i = rows + begin; i < rows + end; i++) q8_tile(a, i, t, 1, 1);
+        for (size_t i = rows + begin; i < rows + end; i++)
+            q8_tile(a, (const int8_t *)a->w.data + i * a->n, (const int8_t *)a->xq.data + (size_t)t * a->n, i, t,
+                    1, 1, 0);
 }
 #endif
 
@@ -4840,9 +4901,10 @@ static inline __attribute__((always_inline)) void bf16_tile(const Matmul *a, siz
 }
 #endif
 
-/* A tile of a product whose inputs are rounded to its weights' type: q8 (q8_tile) or bf16 (bf16_tile) */
-static inline __attribute__((always_inline)) void rounded_tile(const Matmul *a, size_t i, int t, int R, int C,
-                                                               int TYPE) {
+/* A tile of a product whose inputs are rounded to its weights' type: q8 (q8_tile; wq: row i's weights, in
+ * the layout BLOCKED says) or bf16 (bf16_tile) */
+static inline __attribute__((always_inline)) void rounded_tile(const Matmul *a, const int8_t *wq, size_t i, int t,
+                                                               int R, int C, int TYPE, int BLOCKED) {
 #ifdef RAZOR_BF16_DOT
     if (TYPE == WEIGHT_BF16) {
         bf16_tile(a, i, t, R, C);
@@ -4850,24 +4912,43 @@ static inline __attribute__((always_inline)) void rounded_tile(const Matmul *a, 
     }
 #endif
     (void)TYPE;
-    q8_tile(a, i, t, R, C);
+    q8_tile(a, wq, (BLOCKED ? a->xblocked : (const int8_t *)a->xq.data) + (size_t)t * a->n, i, t, R, C, BLOCKED);
 }
 
-/* Rows [i0, i1) for the tokens [t, t + C): R rows at a time, then one by one. */
-static inline __attribute__((always_inline)) void rounded_rows(const Matmul *a, size_t i0, size_t i1, int t, int R,
-                                                               int C, int TYPE) {
-    size_t i = i0;
-    for (; i + (size_t)R <= i1; i += (size_t)R) rounded_tile(a, i, t, R, C, TYPE);
-    for (; i < i1; i++) rounded_tile(a, i, t, 1, C, TYPE);
+/* Rows [i0, i1) for the tokens [t, t + C): R rows at a time, then one by one. rows: row i0's q8 weights. */
+static inline __attribute__((always_inline)) void rounded_rows(const Matmul *a, const int8_t *rows, size_t i0,
+                                                               size_t i1, int t, int R, int C, int TYPE, int BLOCKED) {
+    size_t i = i0, n = (size_t)a->n;
+    for (; i + (size_t)R <= i1; i += (size_t)R) rounded_tile(a, rows + (i - i0) * n, i, t, R, C, TYPE, BLOCKED);
+    for (; i < i1; i++) rounded_tile(a, rows + (i - i0) * n, i, t, 1, C, TYPE, BLOCKED);
+}
+
+/* A thread's share of the rows [begin, end) of a q8 product in the blocked layout (matmul chose it; its
+ * input is blocked already): as many rows at a time as fit Q8_ROWS_BYTES, copied into the layout, then
+ * every tile of Q8_TILE_C tokens passes them. */
+static void q8_blocked_part(const Matmul *a, size_t begin, size_t end) {
+    int8_t rows[Q8_ROWS_BYTES] __attribute__((aligned(64)));
+    size_t n = (size_t)a->n, at_once = Q8_ROWS_BYTES / n / Q8_TILE_R * Q8_TILE_R;
+    if (at_once > BLOCK_ROWS) at_once = BLOCK_ROWS;
+    for (size_t i0 = begin; i0 < end; i0 += at_once) {
+        size_t i1 = i0 + at_once < end ? i0 + at_once : end;
+        q8_block_rows(rows, (const int8_t *)a->w.data + i0 * n, (int)(i1 - i0), a->n);
+        int t = 0;
+        for (; t + Q8_TILE_C <= a->T; t += Q8_TILE_C)
+            rounded_rows(a, rows, i0, i1, t, Q8_TILE_R, Q8_TILE_C, WEIGHT_Q8, 1);
+        for (; t < a->T; t++) rounded_rows(a, rows, i0, i1, t, Q8_TILE_R, 1, WEIGHT_Q8, 1);
+    }
 }
 
 /* A thread's share of the rows of a product with rounded inputs (q8, or bf16 pairs). One token: a row at
  * a time (one stream of weights, as for dot_row). More: rows BLOCK_ROWS at a time, whose weights
  * (BLOCK_ROWS x n bytes for q8: 192 KB for n = 2048; twice that for bf16) stay in L2 while every tile of
- * C tokens passes them (their inputs: C x n bytes for q8, in L1; 2 x BF16_TILE_C x n for bf16, in L1 or L2). */
+ * C tokens passes them (their inputs: C x n bytes for q8, in L1; 2 x BF16_TILE_C x n for bf16, in L1 or
+ * L2); for q8 and BLOCK_MIN_TOKENS tokens or more, copied into the blocked layout (q8_blocked_part). */
 static inline __attribute__((always_inline)) void rounded_part(const Matmul *a, int thread, int n_threads, int TYPE) {
-    size_t begin, end;
+    size_t begin, end, n = (size_t)a->n;
     int R = Q8_TILE_R, C = Q8_TILE_C;
+    const int8_t *wq = a->w.data; /* q8 */
 #ifdef RAZOR_AMX
     if (TYPE == WEIGHT_Q8 && a->xtiles.data) {
         q8_amx_part(a, thread, n_threads);
@@ -4879,14 +4960,18 @@ static inline __attribute__((always_inline)) void rounded_part(const Matmul *a, 
 #endif
     split((size_t)a->d, (size_t)R, thread, n_threads, &begin, &end);
     if (a->T == 1) {
-        for (size_t i = begin; i < end; i++) rounded_tile(a, i, 0, 1, 1, TYPE);
+        for (size_t i = begin; i < end; i++) rounded_tile(a, wq + i * n, i, 0, 1, 1, TYPE, 0);
+        return;
+    }
+    if (TYPE == WEIGHT_Q8 && a->xblocked) {
+        q8_blocked_part(a, begin, end);
         return;
     }
     for (size_t i0 = begin; i0 < end; i0 += BLOCK_ROWS) {
         size_t i1 = i0 + BLOCK_ROWS < end ? i0 + BLOCK_ROWS : end;
         int t = 0;
-        for (; t + C <= a->T; t += C) rounded_rows(a, i0, i1, t, R, C, TYPE);
-        for (; t < a->T; t++) rounded_rows(a, i0, i1, t, R, 1, TYPE);
+        for (; t + C <= a->T; t += C) rounded_rows(a, wq + i0 * n, i0, i1, t, R, C, TYPE, 0);
+        for (; t < a->T; t++) rounded_rows(a, wq + i0 * n, i0, i1, t, R, 1, TYPE, 0);
     }
 }
 
@@ -4941,6 +5026,15 @@ static void quantize_task(void *arg, int thread, int n_threads) {
     quantize_q8((int8_t *)a->xq.data, (float *)a->xq.scale, a->x, begin, end);
 }
 
+/* ... and, for the blocked layout, copied into it (q8_block_rows), each thread a share of the tokens. */
+typedef struct { int8_t *blocked; const int8_t *xq; int T, n; } BlockRows;
+static void block_rows_task(void *arg, int thread, int n_threads) {
+    const BlockRows *a = arg;
+    size_t begin, end;
+    split((size_t)a->T, 1, thread, n_threads, &begin, &end);
+    q8_block_rows(a->blocked + begin * a->n, a->xq + begin * a->n, (int)(end - begin), a->n);
+}
+
 /* For each of the n products (at most 3): out (T, d) = x (T, n) @ w (d, n)^T, or out += with add
  * (matmul_reference, section 3; matmul_q8_reference for q8 weights). Every weight row is read once for
  * the whole block of T tokens; the products share x and one trip through the thread pool. xt: scratch
@@ -4948,14 +5042,16 @@ static void quantize_task(void *arg, int thread, int n_threads) {
  * token with bf16 (but for the next case) or (-A f32) q8 weights, reordered as pair_inputs or
  * quad_inputs orders it, or, with bf16 weights where the CPU multiplies bf16 pairs, rounded to bf16
  * (T x n of them), or, with q8 weights (all products share the file's type), quantized: T x n int8
- * values, then T x n / Q8_GROUP scales (9/32 of the room), then on AMX for 16 tokens or more the same
- * in tdpbssd's layout (amx_pack_task, with T rounded up to 16: 9/32 of the room again), from the next
- * 64-byte boundary. */
+ * values, then T x n / Q8_GROUP scales, then from the next 64-byte boundary on AMX for 16 tokens or
+ * more the same in tdpbssd's layout (amx_pack_task, with T rounded up to 16), or elsewhere for
+ * BLOCK_MIN_TOKENS or more (and rows short enough that Q8_TILE_R of them fit Q8_ROWS_BYTES) the
+ * values again in the blocked layout (T x n). */
 void matmul(const float *x, float *xt, int T, int n, const Product *products, int n_products) {
     Matmuls a = {.n = n_products};
     Quantize q = {{xt, xt + (size_t)T * n / 4, WEIGHT_Q8, (size_t)T * n}, x, (size_t)T * n / Q8_GROUP};
     Matrix xtiles = {NULL, NULL, WEIGHT_Q8, 0};
     const uint16_t *xb = NULL;
+    const int8_t *xblocked = NULL;
 #ifdef RAZOR_BF16_DOT
     RoundBf16 rounding = {(uint16_t *)xt, x, (size_t)T * n};
     if (products[0].w.type == WEIGHT_BF16 && !f32_inputs) {
@@ -4967,21 +5063,27 @@ void matmul(const float *x, float *xt, int T, int n, const Product *products, in
     if (products[0].w.type == WEIGHT_Q8 && !f32_inputs) {
         if (T >= BLOCK_MIN_TOKENS) pool_run(quantize_task, &q);
         else quantize_task(&q, 0, 1);
+        float *after = (float *)(((uintptr_t)(xt + (size_t)T * n / 4 + q.groups) + 63) & ~(uintptr_t)63);
 #ifdef RAZOR_AMX
         size_t padded = ((size_t)T + 15) / 16 * 16;
-        float *tiles = (float *)(((uintptr_t)(xt + (size_t)T * n / 4 + q.groups) + 63) & ~(uintptr_t)63);
-        AmxPack pack = {{tiles, tiles + padded * n / 4, WEIGHT_Q8, padded * n}, q.xq, T, n};
+        AmxPack pack = {{after, after + padded * n / 4, WEIGHT_Q8, padded * n}, q.xq, T, n};
         if (T >= BLOCK_MIN_TOKENS && amx_granted()) {
             pool_run(amx_pack_task, &pack);
             xtiles = pack.xtiles;
         }
 #endif
+        BlockRows blocking = {(int8_t *)after, q.xq.data, T, n};
+        if (!xtiles.data && T >= BLOCK_MIN_TOKENS && (size_t)n * Q8_TILE_R <= Q8_ROWS_BYTES) {
+            pool_run(block_rows_task, &blocking);
+            xblocked = blocking.blocked;
+        }
     } else {
         transpose_block(xt, x, T, n);
     }
     for (int k = 0; k < n_products; k++)
-        a.mat[k] = (Matmul){.out = products[k].out, .x = x, .xt = xt, .xq = q.xq, .xtiles = xtiles, .xb = xb,
-                            .w = products[k].w, .T = T, .n = n, .d = products[k].d, .add = products[k].add};
+        a.mat[k] = (Matmul){.out = products[k].out, .x = x, .xt = xt, .xq = q.xq, .xtiles = xtiles,
+                            .xblocked = xblocked, .xb = xb, .w = products[k].w, .T = T, .n = n,
+                            .d = products[k].d, .add = products[k].add};
     if (T == 1 && products[0].w.type == WEIGHT_BF16 && !xb) pair_inputs(xt, x, n);
     if (T == 1 && products[0].w.type == WEIGHT_Q8 && f32_inputs) quad_inputs(xt, x, n);
     pool_run(matmul_task, &a);

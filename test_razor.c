@@ -1046,7 +1046,7 @@ static void test_q8_kernels(void) {
           "1e-30, 1e-40 (%d); the largest at 127 (%d); inf and NaN in a group make its scale so (%d)",
           zero_ok, round_ok, max_ok, bad_ok);
 
-    int lengths[] = {32, 96, 128, 160, 2080}, tokens[] = {1, 2, 3, 4, 5, 9, 16, 17, 33}, d = 83, exact_ok = 1;
+    int lengths[] = {32, 96, 128, 160, 2080}, tokens[] = {1, 2, 3, 4, 5, 9, 16, 17, 33, 64, 67}, d = 83, exact_ok = 1;
     for (size_t a = 0; a < sizeof lengths / sizeof *lengths; a++) {
         int n = lengths[a], groups = n / 32;
         int8_t *w = malloc((size_t)d * n);
@@ -1077,8 +1077,8 @@ static void test_q8_kernels(void) {
         free(w); free(ones);
     }
     check(exact_ok, "matmul, q8 weights, every scale 1 or 0: the exact integer sums, for rows of 1, 3, 4, 5 and 65 "
-                    "groups, 83 rows (5 x 16 + 3), 1 to 33 tokens (one all zero), 1 and 3 threads; blocks of 16 tokens "
-                    "or more: %s", amx_state());
+                    "groups, 83 rows (5 x 16 + 3), 1 to 67 tokens (one all zero; from 16 on the blocked layout where "
+                    "not on AMX), 1 and 3 threads; blocks of 16 tokens or more: %s", amx_state());
 
     int n = 2080, groups = n / 32;
     float worst = 0;
@@ -1103,7 +1103,7 @@ static void test_q8_kernels(void) {
         }
         free(x); free(out); free(ref); free(xt);
     }
-    check(worst <= 1e-5f, "matmul vs matmul_q8_reference, q8 weights, inputs of 1e30, 1 and 1e-30, 1 to 33 tokens: max "
+    check(worst <= 1e-5f, "matmul vs matmul_q8_reference, q8 weights, inputs of 1e30, 1 and 1e-30, 1 to 67 tokens: max "
                           "diff %g of each token's largest output (%s)", worst, amx_state());
     free(w); free(ws);
 }
