@@ -183,7 +183,9 @@ typedef struct {
  *               with AVX2; 2 registers with SSE2 or NEON, where the tile does not fit and the compiler
  *               spills), + Q8_TILE_R rows of weights (Q8Weights: 1 zmm with AVX-512, 2 ymm with AVX2,
  *               2 NEON registers, 4 with SSE2), + 1 input, + 1 product, + 1 vector of scales, loaded
- *               from memory (below: q8 weights multiply int8 activations)
+ *               from memory (below: q8 weights multiply int8 activations). In the blocked layout (a
+ *               prompt's) as many int32 sums again, so that the float accumulators, touched once a
+ *               block, may go to memory
  *   bf16_tile   BF16_TILE_R x BF16_TILE_C zmm accumulators, + BF16_TILE_C token vectors, + 1 weight
  *               (AVX512-BF16 only, below)
  * AVX-512 has 32 registers of 16 floats, AVX2 16 of 8, SSE2 16 of 4, ARM NEON 32 of 4.
@@ -248,18 +250,19 @@ typedef struct {
  * all the tokens they meet; dot_i8(&sum, weights, x, k) multiplies them by k groups of a token's inputs,
  * exactly, in int32: lane 8j + l of sum holds the products of bytes 4l to 4l + 3 of the j-th 32 bytes,
  * the lanes past k groups zero. So in q8's plain layout lanes [8j, 8j + 8) sum to group j's dot product,
- * and in the blocked one (razor.c, appendix F: 32 bytes hold 4 of each of 8 groups) lane l belongs to
- * group l wholly. q8_lane_scales(&lanes, s, k) gives each lane of the plain layout the scale its group's
+ * and in the blocked one (razor.c, appendix F: 32 bytes hold 4 of each of 8 groups) lane 8j + l belongs
+ * to group l wholly. q8_lane_scales(&lanes, s, k) gives each lane of the plain layout the scale its group's
  * sum is to be multiplied by, s[j] for group j, read from memory (q8_tile makes the products ahead; a
  * broadcast load, or with AVX-512 one load and one vpermps); q8_block_scales(&lanes, s) gives those of
  * the blocked layout, s[l % 8] for lane l. Q8_STEP is 2 where AVX-512 multiplies 64 bytes in one
  * instruction, 1 elsewhere. dot_i8_plain is the definition, for one group, and the version for targets
- * with none of the instructions below (ARM without dotprod, non-x86, non-ARM): the compiler vectorises
- * it by widening. SSE2 (and AVX without AVX2) widens the bytes to int16 itself and multiplies with
- * pmaddwd, int16 x int16 summed in pairs to int32. x86's vpmaddubsw and vpdpbusd multiply UNSIGNED by
- * signed bytes, so they get |w| and x with w's sign (ggml's trick): |w| <= 128 fits an unsigned byte and
- * x * sign(w) stays in [-127, 127], so a weight of -128 (a GGUF's Q8_0 may hold one) is exact too;
- * vpmaddubsw's int16 sums of two products, at most 2 * 128 * 127 = 32512, never saturate. */
+ * with none of the instructions below (ARM without dotprod, non-x86, non-ARM). SSE2 (and AVX without
+ * AVX2) widens the bytes to int16 itself, even and odd bytes apart so that a lane gets 4 bytes in a row,
+ * and multiplies with pmaddwd, int16 x int16 summed in pairs to int32. x86's vpmaddubsw and vpdpbusd
+ * multiply UNSIGNED by signed bytes, so they get |w| and x with w's sign (ggml's trick): |w| <= 128 fits
+ * an unsigned byte and x * sign(w) stays in [-127, 127], so a weight of -128 (a GGUF's Q8_0 may hold
+ * one) is exact too; vpmaddubsw's int16 sums of two products, at most 2 * 128 * 127 = 32512, never
+ * saturate. */
 typedef int32_t i32x8 __attribute__((vector_size(8 * sizeof(int32_t))));
 static inline void dot_i8_plain(i32x8 *sum, const int8_t *w, const int8_t *x) {
     *sum = (i32x8){0};

@@ -4327,8 +4327,8 @@ typedef struct {
     Matrix xq;        /* q8 weights: x (T, n) quantized, in q8's layout (quantize_q8) */
     Matrix xtiles;    /* q8 weights on AMX, 16 tokens or more: xq again, in tdpbssd's layout
                          (amx_pack_task); else data NULL */
-    const int8_t *xblocked; /* q8 weights, BLOCK_MIN_TOKENS tokens or more (not on AMX): xq's values
-                               again, in the blocked layout (q8_block_rows); else NULL */
+    const int8_t *xblocked; /* q8 weights, BLOCK_MIN_TOKENS tokens or more, not on AMX, where matmul
+                               chose it: (T, n), xq's values again in q8's blocked layout; else NULL */
     const uint16_t *xb; /* bf16 weights where the CPU multiplies bf16 pairs: x (T, n) rounded to bf16 */
     Matrix w;         /* (d, n) */
     int T, n, d, add;
@@ -4561,8 +4561,8 @@ static inline __attribute__((always_inline)) void matmul_part(const Matmul *a, i
  *     out[t][i] = sum over groups g of w.scale[i][g] * x.scale[t][g] * sum_k wq[i][32g + k] * xq[t][32g + k]
  * q8_tile computes it for a few rows and tokens with dot_i8 (a group at a time; two with AVX-512, whose
  * 512-bit vpdpbusd or vpmaddubsw takes 64 bytes), or, for a block of BLOCK_MIN_TOKENS tokens or more,
- * eight groups at a time in the blocked layout (below); on CPUs with AMX, q8_amx
- * computes it for 16 rows and 16 tokens at once, for blocks of BLOCK_MIN_TOKENS tokens or more.
+ * eight groups at a time in the blocked layout (below); on CPUs with AMX, q8_amx computes it for 16 rows
+ * and 16 tokens at once, for blocks of BLOCK_MIN_TOKENS tokens or more.
  * Widening every int8 weight to float32 instead (-A f32) costs about 20 instructions and 128 bytes of
  * inputs per 32 weights; vpmaddubsw does the 32 products in one. The activations' rounding (half a
  * step, max|x| / 254, per value) moves the shipped model's next-token distributions by a mean KL of
@@ -4634,24 +4634,24 @@ void matmul_q8_reference(float *out, const float *x, Matrix w, int T, int n, int
  * read from memory): per group and output, the plain layout's convert, broadcast and multiply-add become
  * an integer add. A row's last groups (n / Q8_GROUP % Q8_BLOCK of them) stay as they are, so a row keeps
  * its n bytes. The weights stay in the file's plain layout; each thread copies the rows it is about to
- * use, Q8_ROWS_BYTES of them at most, into this layout (q8_block_rows), and that copy serves every token
- * of the block. History (a Zen 4, 2 threads, 2026-12-07, 3 alternated pairs, a q8 prompt of 996 tokens):
+ * use, Q8_ROWS_BYTES at most, into this layout (q8_block_rows, rounded_part), and that copy serves every
+ * token of matmul's block. History (a Zen 4, 2 threads, 2026-12-07, 3 alternated pairs, a q8 prompt of 996 tokens):
  * TinyLlama 1.1B's shape 78-84 -> 94-96 tok/s with AVX2, 78-91 -> 93-104 with AVX-512; stories110M's
  * 726-798 -> 796-882 with AVX2; SSE2 (whose pmaddwd sums pairs, not fours) 317-335 -> 341-354. */
-#define Q8_ROWS_BYTES (1 << 18) /* a thread's copy of rows in the blocked layout: on its stack, in L2 */
+#define Q8_ROWS_BYTES (1 << 18) /* bytes of a thread's copy of rows in the blocked layout: on its stack, in L2 */
 
 /* rows rows of n int8 values (a row every n bytes), from the plain layout in src to the blocked in dst. */
 static void q8_block_rows(int8_t *dst, const int8_t *src, int rows, int n) {
-    int blocked = n / Q8_GROUP / Q8_BLOCK * Q8_BLOCK; /* the groups in whole blocks */
+    int in_blocks = n / Q8_GROUP / Q8_BLOCK * Q8_BLOCK; /* the groups in whole blocks */
     for (int r = 0; r < rows; r++) {
         int8_t *to = dst + (size_t)r * n;
         const int8_t *from = src + (size_t)r * n;
-        for (int g = 0; g < blocked; g++) {
+        for (int g = 0; g < in_blocks; g++) {
             int8_t *block = to + (size_t)(g - g % Q8_BLOCK) * Q8_GROUP;
             for (int b = 0; b < Q8_GROUP; b += 4) /* bytes b to b + 3 of group g: the block's (b / 4)-th 32 */
                 memcpy(block + 8 * b + 4 * (g % Q8_BLOCK), from + (size_t)g * Q8_GROUP + b, 4);
         }
-        size_t rest = (size_t)blocked * Q8_GROUP; /* the last groups, as they are */
+        size_t rest = (size_t)in_blocks * Q8_GROUP; /* the last groups, as they are */
         memcpy(to + rest, from + rest, (size_t)n - rest);
     }
 }
@@ -4711,7 +4711,7 @@ static inline __attribute__((always_inline)) void q8_unit(f32xstep acc[Q8_TILE_R
 static inline __attribute__((always_inline)) void q8_tile(const Matmul *a, const int8_t *wq, const int8_t *xq,
                                                           size_t i, int t, int R, int C, int BLOCKED) {
     int n = a->n, groups = n / Q8_GROUP, U = R * C >= 4 ? 1 : 4 / (R * C);
-    int blocked = BLOCKED ? groups / Q8_BLOCK * Q8_BLOCK : 0; /* the groups in whole blocks */
+    int in_blocks = BLOCKED ? groups / Q8_BLOCK * Q8_BLOCK : 0; /* the groups in whole blocks */
     const float *wscale = a->w.scale + i * groups, *xscale = a->xq.scale + (size_t)t * groups;
     f32xstep acc[4][Q8_TILE_R][Q8_TILE_C];
     float scale[Q8_TILE_R][Q8_TILE_C][Q8_CHUNK]; /* (row, token, group of the chunk) */
@@ -4724,7 +4724,7 @@ static inline __attribute__((always_inline)) void q8_tile(const Matmul *a, const
             for (int c = 0; c < C; c++)
                 for (int j = 0; j < g1 - g0; j++)
                     scale[r][c][j] = wscale[(size_t)r * groups + g0 + j] * xscale[(size_t)c * groups + g0 + j];
-        for (; g + Q8_BLOCK <= min_int(g1, blocked); g += Q8_BLOCK)
+        for (; g + Q8_BLOCK <= min_int(g1, in_blocks); g += Q8_BLOCK)
             q8_unit(acc[0], wq, xq, (size_t)n, scale, g, g - g0, Q8_BLOCK, R, C, 1);
         for (; g + U * Q8_STEP <= g1; g += U * Q8_STEP) {
             if (U == 4) prefetch_ahead(wq + (size_t)g * Q8_GROUP);
@@ -4923,32 +4923,15 @@ static inline __attribute__((always_inline)) void rounded_rows(const Matmul *a, 
     for (; i < i1; i++) rounded_tile(a, rows + (i - i0) * n, i, t, 1, C, TYPE, BLOCKED);
 }
 
-/* A thread's share of the rows [begin, end) of a q8 product in the blocked layout (matmul chose it; its
- * input is blocked already): as many rows at a time as fit Q8_ROWS_BYTES, copied into the layout, then
- * every tile of Q8_TILE_C tokens passes them. */
-static void q8_blocked_part(const Matmul *a, size_t begin, size_t end) {
-    int8_t rows[Q8_ROWS_BYTES] __attribute__((aligned(64)));
-    size_t n = (size_t)a->n, at_once = Q8_ROWS_BYTES / n / Q8_TILE_R * Q8_TILE_R;
-    if (at_once > BLOCK_ROWS) at_once = BLOCK_ROWS;
-    for (size_t i0 = begin; i0 < end; i0 += at_once) {
-        size_t i1 = i0 + at_once < end ? i0 + at_once : end;
-        q8_block_rows(rows, (const int8_t *)a->w.data + i0 * n, (int)(i1 - i0), a->n);
-        int t = 0;
-        for (; t + Q8_TILE_C <= a->T; t += Q8_TILE_C)
-            rounded_rows(a, rows, i0, i1, t, Q8_TILE_R, Q8_TILE_C, WEIGHT_Q8, 1);
-        for (; t < a->T; t++) rounded_rows(a, rows, i0, i1, t, Q8_TILE_R, 1, WEIGHT_Q8, 1);
-    }
-}
-
 /* A thread's share of the rows of a product with rounded inputs (q8, or bf16 pairs). One token: a row at
  * a time (one stream of weights, as for dot_row). More: rows BLOCK_ROWS at a time, whose weights
  * (BLOCK_ROWS x n bytes for q8: 192 KB for n = 2048; twice that for bf16) stay in L2 while every tile of
  * C tokens passes them (their inputs: C x n bytes for q8, in L1; 2 x BF16_TILE_C x n for bf16, in L1 or
- * L2); for q8 and BLOCK_MIN_TOKENS tokens or more, copied into the blocked layout (q8_blocked_part). */
+ * L2). With q8 inputs in the blocked layout (matmul chose it), the rows are first copied into it, fewer
+ * at a time where BLOCK_ROWS of them would not fit Q8_ROWS_BYTES. */
 static inline __attribute__((always_inline)) void rounded_part(const Matmul *a, int thread, int n_threads, int TYPE) {
-    size_t begin, end, n = (size_t)a->n;
-    int R = Q8_TILE_R, C = Q8_TILE_C;
-    const int8_t *wq = a->w.data; /* q8 */
+    size_t begin, end, n = (size_t)a->n, at_once = BLOCK_ROWS;
+    int R = Q8_TILE_R, C = Q8_TILE_C, blocked = TYPE == WEIGHT_Q8 && a->xblocked; /* q8's blocked layout */
 #ifdef RAZOR_AMX
     if (TYPE == WEIGHT_Q8 && a->xtiles.data) {
         q8_amx_part(a, thread, n_threads);
@@ -4960,18 +4943,20 @@ static inline __attribute__((always_inline)) void rounded_part(const Matmul *a, 
 #endif
     split((size_t)a->d, (size_t)R, thread, n_threads, &begin, &end);
     if (a->T == 1) {
-        for (size_t i = begin; i < end; i++) rounded_tile(a, wq + i * n, i, 0, 1, 1, TYPE, 0);
+        for (size_t i = begin; i < end; i++) rounded_tile(a, (const int8_t *)a->w.data + i * n, i, 0, 1, 1, TYPE, 0);
         return;
     }
-    if (TYPE == WEIGHT_Q8 && a->xblocked) {
-        q8_blocked_part(a, begin, end);
-        return;
-    }
-    for (size_t i0 = begin; i0 < end; i0 += BLOCK_ROWS) {
-        size_t i1 = i0 + BLOCK_ROWS < end ? i0 + BLOCK_ROWS : end;
+    int8_t copy[blocked ? Q8_ROWS_BYTES : 1] __attribute__((aligned(64))); /* (at_once, n): rows, blocked */
+    if (blocked && Q8_ROWS_BYTES / n / R * R < at_once) at_once = Q8_ROWS_BYTES / n / R * R; /* >= R: matmul */
+    for (size_t i0 = begin; i0 < end; i0 += at_once) {
+        size_t i1 = i0 + at_once < end ? i0 + at_once : end;
+        const int8_t *rows = (const int8_t *)a->w.data + i0 * n; /* q8: row i0's weights */
+        if (blocked) q8_block_rows(copy, rows, (int)(i1 - i0), a->n), rows = copy;
         int t = 0;
-        for (; t + C <= a->T; t += C) rounded_rows(a, wq + i0 * n, i0, i1, t, R, C, TYPE, 0);
-        for (; t < a->T; t++) rounded_rows(a, wq + i0 * n, i0, i1, t, R, 1, TYPE, 0);
+        for (; t + C <= a->T; t += C)
+            blocked ? rounded_rows(a, rows, i0, i1, t, R, C, TYPE, 1) : rounded_rows(a, rows, i0, i1, t, R, C, TYPE, 0);
+        for (; t < a->T; t++)
+            blocked ? rounded_rows(a, rows, i0, i1, t, R, 1, TYPE, 1) : rounded_rows(a, rows, i0, i1, t, R, 1, TYPE, 0);
     }
 }
 
@@ -5026,13 +5011,14 @@ static void quantize_task(void *arg, int thread, int n_threads) {
     quantize_q8((int8_t *)a->xq.data, (float *)a->xq.scale, a->x, begin, end);
 }
 
-/* ... and, for the blocked layout, copied into it (q8_block_rows), each thread a share of the tokens. */
-typedef struct { int8_t *blocked; const int8_t *xq; int T, n; } BlockRows;
-static void block_rows_task(void *arg, int thread, int n_threads) {
-    const BlockRows *a = arg;
+/* ... and, for q8's blocked layout, copied into it: xq (T, n) to xblocked (T, n), each thread a share of
+ * the tokens (q8_block_rows). */
+typedef struct { int8_t *xblocked; const int8_t *xq; int T, n; } BlockQ8;
+static void block_q8_task(void *arg, int thread, int n_threads) {
+    const BlockQ8 *a = arg;
     size_t begin, end;
     split((size_t)a->T, 1, thread, n_threads, &begin, &end);
-    q8_block_rows(a->blocked + begin * a->n, a->xq + begin * a->n, (int)(end - begin), a->n);
+    q8_block_rows(a->xblocked + begin * a->n, a->xq + begin * a->n, (int)(end - begin), a->n);
 }
 
 /* For each of the n products (at most 3): out (T, d) = x (T, n) @ w (d, n)^T, or out += with add
@@ -5044,8 +5030,8 @@ static void block_rows_task(void *arg, int thread, int n_threads) {
  * (T x n of them), or, with q8 weights (all products share the file's type), quantized: T x n int8
  * values, then T x n / Q8_GROUP scales, then from the next 64-byte boundary on AMX for 16 tokens or
  * more the same in tdpbssd's layout (amx_pack_task, with T rounded up to 16), or elsewhere for
- * BLOCK_MIN_TOKENS or more (and rows short enough that Q8_TILE_R of them fit Q8_ROWS_BYTES) the
- * values again in the blocked layout (T x n). */
+ * BLOCK_MIN_TOKENS or more the values again in q8's blocked layout (T x n), where a row holds a block
+ * (n >= 256) and Q8_TILE_R rows fit Q8_ROWS_BYTES. */
 void matmul(const float *x, float *xt, int T, int n, const Product *products, int n_products) {
     Matmuls a = {.n = n_products};
     Quantize q = {{xt, xt + (size_t)T * n / 4, WEIGHT_Q8, (size_t)T * n}, x, (size_t)T * n / Q8_GROUP};
@@ -5072,10 +5058,11 @@ void matmul(const float *x, float *xt, int T, int n, const Product *products, in
             xtiles = pack.xtiles;
         }
 #endif
-        BlockRows blocking = {(int8_t *)after, q.xq.data, T, n};
-        if (!xtiles.data && T >= BLOCK_MIN_TOKENS && (size_t)n * Q8_TILE_R <= Q8_ROWS_BYTES) {
-            pool_run(block_rows_task, &blocking);
-            xblocked = blocking.blocked;
+        BlockQ8 blocking = {(int8_t *)after, q.xq.data, T, n};
+        int fits = n >= Q8_BLOCK * Q8_GROUP && (size_t)n * Q8_TILE_R <= Q8_ROWS_BYTES; /* a block; R rows */
+        if (!xtiles.data && T >= BLOCK_MIN_TOKENS && fits) {
+            pool_run(block_q8_task, &blocking);
+            xblocked = blocking.xblocked;
         }
     } else {
         transpose_block(xt, x, T, n);

@@ -972,16 +972,18 @@ static void test_matmul_reference(void) {
 }
 
 /* q8 x q8 (appendix F). dot_i8, whichever instruction model.h chose for this build, gives exactly the int32
- * sum a plain loop gives for each group, one group or Q8_STEP at a time (lanes of the groups not asked for
- * 0), and so does dot_i8_plain: random groups, weights of -128, and the extremes (32 x
- * 128 x 127 = 130048 in magnitude). quantize_q8: zero groups give scale 0 and q 0; each value within half
- * a step of q * scale, the largest at +-127, for huge, ordinary, tiny and subnormal magnitudes; an inf or
- * NaN makes the scale so. matmul with every scale 1 (inputs integers, each group's largest 127) gives the
- * integer sums exactly (every partial sum stays below 2^24), for row lengths of 1 to 65 groups (one-token
- * rounds of 4 groups: whole, short, none), rows and tokens that do and do not fill a tile (AMX: 16 x 16),
- * and threads; all-zero inputs or weight groups of scale 0 give 0, not NaN. Then matmul against
- * matmul_q8_reference with random scales and inputs from 1e-30 to 1e30, in rows of 65 groups (q8_tile
- * makes the products of scales 64 groups at a time: a whole chunk, then one group). */
+ * sums a plain loop gives, lane by lane (lane 8j + l: bytes 4l to 4l + 3 of group j, which q8's blocked
+ * layout relies on), one group or Q8_STEP at a time (lanes of the groups not asked for 0), and so does
+ * dot_i8_plain: random groups, weights of -128, and the extremes (32 x 128 x 127 = 520192 in magnitude).
+ * quantize_q8: zero groups give scale 0 and q 0; each value within half a step of q * scale, the largest
+ * at +-127, for huge, ordinary, tiny and subnormal magnitudes; an inf or NaN makes the scale so. matmul
+ * with every scale 1 (inputs integers, each group's largest 127) gives the integer sums exactly (every
+ * partial sum stays below 2^24), for row lengths of 1 to 176 groups (one-token rounds of 4 groups: whole,
+ * short, none; the blocked layout's blocks of 8 groups: none, one and a group over, a chunk of 64 and one
+ * over, 22 in three chunks, whose 83 rows take two copies on one thread), rows and tokens that do and do
+ * not fill a tile (AMX: 16 x 16), and threads; all-zero inputs or weight groups of scale 0 give 0, not
+ * NaN. Then matmul against matmul_q8_reference with random scales and inputs from 1e-30 to 1e30, in rows
+ * of 65 groups (q8_tile makes the products of scales 64 groups at a time: a whole chunk, then one group). */
 static const char *amx_state(void) { /* which kernel multiplies q8 weights into blocks of tokens here */
 #ifdef RAZOR_AMX
     return amx_granted() ? "AMX tdpbssd" : "dot_i8 (this build has AMX, Linux did not grant it)";
@@ -994,7 +996,7 @@ static void test_q8_kernels(void) {
     int dot_ok = 1;
     for (int trial = 0; trial < 2000; trial++) {
         int8_t w[32 * Q8_STEP], x[32 * Q8_STEP];
-        int32_t want[Q8_STEP] = {0};
+        int32_t want[Q8_STEP] = {0}, want_lane[8 * Q8_STEP] = {0};
         int steps = 1 + trial % Q8_STEP; /* groups in this dot_i8: 1, or (AVX-512) 2 */
         for (int k = 0; k < 32 * Q8_STEP; k++) {
             int kind = (trial + k / 32) % 4, rw = (int)(random_f32(&rng) * 256) - 128;
@@ -1002,6 +1004,7 @@ static void test_q8_kernels(void) {
             w[k] = (int8_t)(kind == 0 ? rw : kind == 3 ? (rw < 0 ? -128 : 127) : -128);
             x[k] = (int8_t)(kind == 0 ? rx : kind == 1 ? 127 : kind == 2 ? -127 : (rx < 0 ? -127 : 127));
             want[k / 32] += w[k] * x[k];
+            want_lane[k / 4] += w[k] * x[k];
         }
         i32xstep a;
         dot_i8(&a, q8_weights(w, steps), x, steps);
@@ -1009,13 +1012,18 @@ static void test_q8_kernels(void) {
             i32x8 b;
             int32_t fast = 0, plain = 0;
             dot_i8_plain(&b, w + 32 * j, x + 32 * j);
-            for (int l = 0; l < 8; l++) { fast += a[8 * j + l]; plain += b[l]; }
+            for (int l = 0; l < 8; l++) {
+                fast += a[8 * j + l];
+                plain += b[l];
+                dot_ok &= b[l] == want_lane[8 * j + l] && (j >= steps || a[8 * j + l] == want_lane[8 * j + l]);
+            }
             dot_ok &= plain == want[j] && (j >= steps || fast == want[j]);
             for (int l = 0; l < 8 && j >= steps; l++) dot_ok &= a[8 * j + l] == 0; /* a group not asked for */
         }
     }
     check(dot_ok, "dot_i8 (%s; Q8_STEP %d) and dot_i8_plain: the exact int32 sum of 32 int8 products per group, "
-                  "0 past the groups asked for; 2000 steps (random; w = -128 with x = +-127; +-127/-128 mixed)",
+                  "and of 4 per lane, 0 past the groups asked for; 2000 steps (random; w = -128 with x = +-127; "
+                  "+-127/-128 mixed)",
                   RAZOR_DOT_I8, Q8_STEP);
 
     enum { G = 8 };
@@ -1046,7 +1054,8 @@ static void test_q8_kernels(void) {
           "1e-30, 1e-40 (%d); the largest at 127 (%d); inf and NaN in a group make its scale so (%d)",
           zero_ok, round_ok, max_ok, bad_ok);
 
-    int lengths[] = {32, 96, 128, 160, 2080}, tokens[] = {1, 2, 3, 4, 5, 9, 16, 17, 33, 64, 67}, d = 83, exact_ok = 1;
+    int lengths[] = {32, 96, 128, 160, 288, 2080, 5632}, tokens[] = {1, 2, 3, 4, 5, 9, 16, 17, 33, 64, 67};
+    int d = 83, exact_ok = 1;
     for (size_t a = 0; a < sizeof lengths / sizeof *lengths; a++) {
         int n = lengths[a], groups = n / 32;
         int8_t *w = malloc((size_t)d * n);
@@ -1076,9 +1085,9 @@ static void test_q8_kernels(void) {
             }
         free(w); free(ones);
     }
-    check(exact_ok, "matmul, q8 weights, every scale 1 or 0: the exact integer sums, for rows of 1, 3, 4, 5 and 65 "
-                    "groups, 83 rows (5 x 16 + 3), 1 to 67 tokens (one all zero; from 16 on the blocked layout where "
-                    "not on AMX), 1 and 3 threads; blocks of 16 tokens or more: %s", amx_state());
+    check(exact_ok, "matmul, q8 weights, every scale 1 or 0: the exact integer sums, for rows of 1, 3, 4, 5, 9, 65 "
+                    "and 176 groups, 83 rows (5 x 16 + 3), 1 to 67 tokens (one all zero; from 16 on, the blocked "
+                    "layout where not on AMX), 1 and 3 threads; blocks of 16 tokens or more: %s", amx_state());
 
     int n = 2080, groups = n / 32;
     float worst = 0;

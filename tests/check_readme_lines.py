@@ -2,7 +2,7 @@
 #   `name` (line N   or   `name`, line N: razor.c's line N contains name (a trailing "()" left out)
 #   | k | N |  in the table of sections (How to read razor.c): line N is where section k's heading " * k. " is
 # Any other "line N" in the README is an error too, so that no pointer goes unchecked.
-# Usage: python3 tests/check_readme_lines.py [README.md [razor.c]]; exit status 1 on the first report.
+# Usage: python3 tests/check_readme_lines.py [README.md [razor.c]]; prints every failure, exit status 1 if any.
 import re
 import sys
 
