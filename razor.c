@@ -4951,8 +4951,11 @@ static inline __attribute__((always_inline)) void rounded_part(const Matmul *a, 
     for (size_t i0 = begin; i0 < end; i0 += at_once) {
         size_t i1 = i0 + at_once < end ? i0 + at_once : end;
         const int8_t *rows = (const int8_t *)a->w.data + i0 * n; /* q8: row i0's weights */
-        if (blocked) q8_block_rows(copy, rows, (int)(i1 - i0), a->n), rows = copy;
-        int t = 0;
+        if (blocked) {
+            q8_block_rows(copy, rows, (int)(i1 - i0), a->n);
+            rows = copy;
+        }
+        int t = 0; /* BLOCKED a constant in each call, for q8_tile */
         for (; t + C <= a->T; t += C)
             blocked ? rounded_rows(a, rows, i0, i1, t, R, C, TYPE, 1) : rounded_rows(a, rows, i0, i1, t, R, C, TYPE, 0);
         for (; t < a->T; t++)
