@@ -4184,7 +4184,7 @@ void pool_start(int n) {
                                                               last job, its arg long gone */
     pool.threads = xcalloc((size_t)n, sizeof(pthread_t));
     sigset_t old = hold_signals(); /* the workers inherit it: signals go to the main thread (appendix A) */
-    pthread_attr_t stack;          /* 4 MB, whatever the C library's default: q8_blocked_part takes 256 KB */
+    pthread_attr_t stack;          /* 4 MB, whatever the C library's default: rounded_part takes 256 KB */
     pthread_attr_init(&stack);
     pthread_attr_setstacksize(&stack, (size_t)4 << 20);
     for (int i = 1; i < n; i++)
@@ -4639,6 +4639,8 @@ void matmul_q8_reference(float *out, const float *x, Matrix w, int T, int n, int
  * TinyLlama 1.1B's shape 78-84 -> 94-96 tok/s with AVX2, 78-91 -> 93-104 with AVX-512; stories110M's
  * 726-798 -> 796-882 with AVX2; SSE2 (whose pmaddwd sums pairs, not fours) 317-335 -> 341-354. */
 #define Q8_ROWS_BYTES (1 << 18) /* bytes of a thread's copy of rows in the blocked layout: on its stack, in L2 */
+/* The rows of n values that copy holds, in whole tiles of Q8_TILE_R (0: not one tile). */
+static size_t q8_copy_rows(int n) { return Q8_ROWS_BYTES / (size_t)n / Q8_TILE_R * Q8_TILE_R; }
 
 /* rows rows of n int8 values (a row every n bytes), from the plain layout in src to the blocked in dst. */
 static void q8_block_rows(int8_t *dst, const int8_t *src, int rows, int n) {
@@ -4947,7 +4949,7 @@ static inline __attribute__((always_inline)) void rounded_part(const Matmul *a, 
         return;
     }
     int8_t copy[blocked ? Q8_ROWS_BYTES : 1] __attribute__((aligned(64))); /* (at_once, n): rows, blocked */
-    if (blocked && Q8_ROWS_BYTES / n / R * R < at_once) at_once = Q8_ROWS_BYTES / n / R * R; /* >= R: matmul */
+    if (blocked && q8_copy_rows(a->n) < at_once) at_once = q8_copy_rows(a->n); /* >= R: matmul checked */
     for (size_t i0 = begin; i0 < end; i0 += at_once) {
         size_t i1 = i0 + at_once < end ? i0 + at_once : end;
         const int8_t *rows = (const int8_t *)a->w.data + i0 * n; /* q8: row i0's weights */
@@ -5034,7 +5036,7 @@ static void block_q8_task(void *arg, int thread, int n_threads) {
  * values, then T x n / Q8_GROUP scales, then from the next 64-byte boundary on AMX for 16 tokens or
  * more the same in tdpbssd's layout (amx_pack_task, with T rounded up to 16), or elsewhere for
  * BLOCK_MIN_TOKENS or more the values again in q8's blocked layout (T x n), where a row holds a block
- * (n >= 256) and Q8_TILE_R rows fit Q8_ROWS_BYTES. */
+ * (n >= 256) and Q8_TILE_R rows fit a thread's copy (q8_copy_rows). */
 void matmul(const float *x, float *xt, int T, int n, const Product *products, int n_products) {
     Matmuls a = {.n = n_products};
     Quantize q = {{xt, xt + (size_t)T * n / 4, WEIGHT_Q8, (size_t)T * n}, x, (size_t)T * n / Q8_GROUP};
@@ -5062,7 +5064,7 @@ void matmul(const float *x, float *xt, int T, int n, const Product *products, in
         }
 #endif
         BlockQ8 blocking = {(int8_t *)after, q.xq.data, T, n};
-        int fits = n >= Q8_BLOCK * Q8_GROUP && (size_t)n * Q8_TILE_R <= Q8_ROWS_BYTES; /* a block; R rows */
+        int fits = n >= Q8_BLOCK * Q8_GROUP && q8_copy_rows(n) > 0; /* a row holds a block; the copy a tile */
         if (!xtiles.data && T >= BLOCK_MIN_TOKENS && fits) {
             pool_run(block_q8_task, &blocking);
             xblocked = blocking.xblocked;
